@@ -1,0 +1,1 @@
+"""Dagster assets of x-reco: thin adapters over the x_reco library."""

@@ -1,0 +1,157 @@
+"""Data group: raw tables, engagement events and Phoenix engagement sequences per dataset."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from assets.common import DATASETS, DUCKDB, NPZ, check_result, image, read_manifest
+from resources import DatasetSourcesResource, StorageResource
+from x_reco.common.atomic import write_json
+from x_reco.data import quality, summary
+from x_reco.data.events import build_events
+from x_reco.data.registry import load_raw
+from x_reco.data.sequences import PER_EVENT, SequenceConfig, build_sequences
+from x_reco.data.tables import RawTables
+from x_reco.data.truth import truth_table
+
+RAW_CHECKS = [
+    dg.AssetCheckSpec("gx_suite", asset=name, blocking=True,
+                      description="GX expectations R1-R8 of the datasets spec")
+    for name in ("raw_interactions", "raw_items", "raw_users")
+]
+
+
+class RawDataConfig(dg.Config):
+    """Which source to read; for `synthetic`, the world preset and seed."""
+
+    synthetic_preset: str = "small"
+    synthetic_seed: int = -1  # -1: the preset's seed
+    source_path: str = ""  # overrides DatasetSourcesResource for this run
+
+
+@dg.multi_asset(
+    outs={
+        "raw_interactions": dg.AssetOut(io_manager_key=DUCKDB, description="Canonical interactions"),
+        "raw_items": dg.AssetOut(io_manager_key=DUCKDB, description="Items with the dataset's columns"),
+        "raw_users": dg.AssetOut(io_manager_key=DUCKDB, description="Users"),
+        "world_truth": dg.AssetOut(
+            io_manager_key=DUCKDB,
+            description="Synthetic ground truth (archetypes, topics, true probabilities); "
+                        "only diagnostics may read it. Empty for real datasets."),
+    },
+    partitions_def=DATASETS,
+    group_name="data",
+    check_specs=RAW_CHECKS,
+    pool="duckdb",
+    kinds={"duckdb", "pandas"},
+)
+def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
+               sources: DatasetSourcesResource, storage: StorageResource):
+    """Read one dataset partition into canonical tables and validate them."""
+    partition = context.partition_key
+    source = config.source_path or sources.source_for(partition)
+    synthetic = {"preset": config.synthetic_preset} | (
+        {"seed": config.synthetic_seed} if config.synthetic_seed >= 0 else {})
+    context.log.info(f"reading {partition} from {source or 'the default source'}")
+    raw = load_raw(partition, source, synthetic_config=synthetic if partition == "synthetic" else None)
+    write_json(storage.path("manifests", partition, "raw.json"), raw.manifest)
+    n_users = len(raw.users)
+    yield dg.Output(raw.interactions, output_name="raw_interactions", metadata={
+        "rows": len(raw.interactions), "users": raw.interactions["user_id"].nunique(),
+        "items": raw.interactions["item_id"].nunique(),
+        "manifest": dg.MetadataValue.json(_json_safe(raw.manifest)),
+    })
+    yield dg.Output(raw.items, output_name="raw_items", metadata={"rows": len(raw.items)})
+    yield dg.Output(raw.users, output_name="raw_users", metadata={"rows": n_users})
+    yield dg.Output(truth_table(raw), output_name="world_truth", metadata={"tables": len(raw.truth)})
+    inter = quality.interactions_frame(partition, raw.interactions)
+    yield check_result(quality.run_suite(inter, "raw_interactions",
+                                         quality.interactions_expectations(partition, n_users)),
+                       asset_key="raw_interactions")
+    yield check_result(quality.run_suite(raw.items, "raw_items", quality.items_expectations(partition)),
+                       asset_key="raw_items")
+    yield check_result(quality.run_suite(raw.users, "raw_users",
+                                         quality.users_expectations(partition, n_users)),
+                       asset_key="raw_users")
+
+
+def _json_safe(obj):
+    import json
+
+    return json.loads(json.dumps(obj, default=str))
+
+
+@dg.asset(
+    partitions_def=DATASETS,
+    group_name="data",
+    io_manager_key=DUCKDB,
+    ins={"raw_interactions": dg.AssetIn(), "raw_items": dg.AssetIn()},
+    check_specs=[dg.AssetCheckSpec("gx_suite", asset="engagement_events", blocking=True,
+                                   description="S3-S5: per-user order, split order, binary actions")],
+    pool="duckdb",
+    kinds={"duckdb", "pandas"},
+)
+def engagement_events(context: dg.AssetExecutionContext, storage: StorageResource,
+                      raw_interactions: pd.DataFrame, raw_items: pd.DataFrame):
+    """One row per engagement with the 19 Phoenix action columns and its split."""
+    partition = context.partition_key
+    manifest = read_manifest(storage.path("manifests", partition, "raw.json"))
+    raw = RawTables(partition, raw_interactions, raw_items, pd.DataFrame({"user_id": []}), manifest=manifest)
+    events = build_events(raw)
+    stats = summary.events_summary(events)
+    yield dg.Output(events, metadata={
+        "rows": stats["rows"], "users": stats["users"], "items": stats["items"],
+        **{f"split_{k}": v for k, v in stats["splits"].items()},
+        "actions": dg.MetadataValue.md(summary.actions_markdown(stats["actions"])),
+        "actions_plot": image(summary.actions_png(stats["actions"], f"{partition}: actions"), "actions"),
+    })
+    result = quality.run_suite(quality.events_frame(events, partition), "engagement_events",
+                               quality.events_expectations(partition))
+    yield check_result(result)
+
+
+class SequenceBuildConfig(dg.Config):
+    """Sizes and hashing of the engagement sequences (datasets spec §11)."""
+
+    history_len: int = 32
+    candidate_len: int = 16
+    seed: int = 0
+    vocab_size: int = 100_000
+
+
+@dg.asset(
+    partitions_def=DATASETS,
+    group_name="data",
+    io_manager_key=NPZ,
+    check_specs=[dg.AssetCheckSpec("gx_suite", asset="engagement_sequences", blocking=True,
+                                   description="S1-S7: padding, hash range, ordering, leave-last-out")],
+    kinds={"numpy"},
+)
+def engagement_sequences(context: dg.AssetExecutionContext, config: SequenceBuildConfig,
+                         engagement_events: pd.DataFrame, raw_items: pd.DataFrame):
+    """Phoenix training and evaluation examples (arrays in one .npz per dataset)."""
+    partition = context.partition_key
+    cfg = SequenceConfig(history_len=config.history_len, candidate_len=config.candidate_len,
+                         seed=config.seed, vocab_size=config.vocab_size)
+    seqs = build_sequences(engagement_events, raw_items, partition, cfg)
+    stats = summary.sequences_summary(seqs)
+    quantiles = stats.pop("history_len_quantiles")
+    yield dg.Output(seqs, metadata={
+        **stats, **{f"history_len_{k}": v for k, v in quantiles.items()},
+        "history_plot": image(summary.history_png(seqs, f"{partition}: history length"), "history"),
+    })
+    frame = quality.sequence_frame(seqs)
+    exps = quality.sequence_expectations(cfg.history_len, cfg.vocab_size, partition in PER_EVENT)
+    result = quality.run_suite(frame, "engagement_sequences", exps)
+    if partition in PER_EVENT:
+        lloo = quality.run_suite(quality.leave_last_out_frame(seqs), "leave_last_out",
+                                 quality.leave_last_out_expectations())
+        result = _merge(result, lloo)
+    yield check_result(result)
+
+
+def _merge(a: quality.SuiteResult, b: quality.SuiteResult) -> quality.SuiteResult:
+    return quality.SuiteResult(
+        suite=f"{a.suite}+{b.suite}", success=a.success and b.success, n_rows=a.n_rows,
+        evaluated=a.evaluated + b.evaluated, failed=a.failed + b.failed, details=a.details + b.details)

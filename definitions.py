@@ -1,0 +1,25 @@
+"""The single Dagster entry point of x-reco: every asset, check, job, schedule and resource."""
+
+import dagster as dg
+
+from assets import data as data_assets
+from jobs import JOBS, SCHEDULES
+from resources import DatasetSourcesResource, DuckDBFrameIOManager, NpzIOManager, StorageResource
+
+
+def build_resources() -> dict:
+    """Resources on the embedded default (local files under the storage root)."""
+    return {
+        "storage": StorageResource(),
+        "sources": DatasetSourcesResource(),
+        "duckdb_io_manager": DuckDBFrameIOManager(),
+        "npz_io_manager": NpzIOManager(),
+    }
+
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([data_assets]),
+    jobs=JOBS,
+    schedules=SCHEDULES,
+    resources=build_resources(),
+)

@@ -1,0 +1,46 @@
+"""Where x-reco keeps its files, and where each dataset partition's source files live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+
+def default_root() -> str:
+    return os.environ.get("XRECO_DATA_ROOT", str(Path(__file__).resolve().parents[1] / "data"))
+
+
+class StorageResource(dg.ConfigurableResource):
+    """The storage root: DuckDB warehouse, .npz arrays, Orbax checkpoints, manifests, benchmarks."""
+
+    root: str = ""  # empty: $XRECO_DATA_ROOT, else the repository's data/ folder
+
+    def path(self, *parts: str) -> Path:
+        p = Path(self.root or default_root()).joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def warehouse(self) -> str:
+        return str(self.path("warehouse.duckdb"))
+
+
+class DatasetSourcesResource(dg.ConfigurableResource):
+    """Local paths to each real dataset (archive or extracted directory). Nothing is downloaded.
+
+    ``movielens_100k`` left empty means the copy inside the installed RecBole wheel.
+    """
+
+    movielens_100k: str = ""
+    movielens_1m: str = ""
+    mind_small: str = ""
+    amazon_kindle: str = ""
+
+    def source_for(self, partition: str) -> str | None:
+        if partition == "synthetic":
+            return None
+        value = getattr(self, partition.replace("-", "_"), "")
+        env = os.environ.get(f"XRECO_SOURCE_{partition.replace('-', '_').upper()}", "")
+        return value or env or None

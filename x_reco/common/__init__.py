@@ -1,0 +1,1 @@
+"""Shared vocabulary and utilities used by every part of the library."""

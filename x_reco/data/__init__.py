@@ -1,0 +1,1 @@
+"""Dataset readers, the synthetic world, events, sequences and item features (pure library)."""

@@ -1,0 +1,147 @@
+"""Canonical engagement events: one row per (user, item, time) with the 19 action columns and a split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from x_reco.common.actions import ACTIONS, observed_mask
+from x_reco.data.tables import RawTables
+
+SPLITS = ("train", "val", "test")
+EVENT_COLUMNS = (
+    "user_id", "item_id", "author_id", "ts", "src_row", "surface", "request_key",
+    *ACTIONS, "dwell_seconds", "exposed", "split",
+)
+DAY = 86_400
+
+
+def build_events(raw: RawTables) -> pd.DataFrame:
+    """Map a partition's raw interactions to the events table, sorted by (user, ts, src_row).
+
+    Rating-derived actions (MovieLens, Amazon) are proxies, not observed X actions.
+    """
+    builders = {
+        "synthetic": _synthetic_events,
+        "movielens-100k": _rating_events,
+        "movielens-1m": _rating_events,
+        "amazon-kindle": _rating_events,
+        "mind-small": _mind_events,
+    }
+    if raw.partition not in builders:
+        raise ValueError(f"no events builder for partition {raw.partition!r}")
+    events = builders[raw.partition](raw)
+    events = events.sort_values(["user_id", "ts", "src_row"], kind="mergesort").reset_index(drop=True)
+    mask = observed_mask(raw.partition)
+    for name, observed in zip(ACTIONS, mask):
+        if not observed:
+            events[name] = np.int8(0)
+    return events[list(EVENT_COLUMNS)]
+
+
+def _empty_actions(n: int) -> dict[str, np.ndarray]:
+    return {name: np.zeros(n, dtype=np.int8) for name in ACTIONS}
+
+
+def _rating_events(raw: RawTables) -> pd.DataFrame:
+    inter = raw.interactions
+    rating = inter["rating"].to_numpy(dtype=np.float64)
+    acts = _empty_actions(len(inter))
+    acts["click"][:] = 1
+    acts["favorite"] = (rating >= 4).astype(np.int8)
+    acts["not_interested"] = (rating <= 2).astype(np.int8)
+    if raw.partition.startswith("movielens"):
+        acts["dwell"][:] = 1
+    if "has_text" in inter.columns:  # Amazon reviews JSONL: a written review counts as a reply
+        acts["reply"] = inter["has_text"].fillna(False).to_numpy().astype(np.int8)
+    events = pd.DataFrame({
+        "user_id": inter["user_id"].astype(str).to_numpy(),
+        "item_id": inter["item_id"].astype(str).to_numpy(),
+        "author_id": _authors(raw),
+        "ts": inter["ts"].to_numpy(dtype=np.int64),
+        "src_row": inter["src_row"].to_numpy(dtype=np.int64),
+        "surface": np.zeros(len(inter), dtype=np.int8),
+        "request_key": None,
+        **acts,
+        "dwell_seconds": np.full(len(inter), np.nan, dtype=np.float32),
+        "exposed": np.zeros(len(inter), dtype=np.int8),
+    })
+    return _leave_last_out(events)
+
+
+def _authors(raw: RawTables) -> np.ndarray:
+    """Author per interaction: Amazon's store where known, else a constant that carries no signal."""
+    constant = f"{raw.partition}:no_author"
+    n = len(raw.interactions)
+    if raw.partition != "amazon-kindle" or "store" not in raw.items.columns:
+        return np.full(n, constant, dtype=object)
+    store = raw.items.set_index("item_id")["store"]
+    mapped = raw.interactions["item_id"].map(store)
+    return mapped.where(mapped.notna() & (mapped.astype(str) != ""), constant).astype(str).to_numpy()
+
+
+def _leave_last_out(events: pd.DataFrame) -> pd.DataFrame:
+    """Last event per user (by ts, then source line) -> test, second-to-last -> val, rest -> train."""
+    events = events.sort_values(["user_id", "ts", "src_row"], kind="mergesort").reset_index(drop=True)
+    from_end = events.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
+    split = np.where(from_end == 0, "test", np.where(from_end == 1, "val", "train"))
+    events["split"] = split
+    return events
+
+
+def _synthetic_events(raw: RawTables) -> pd.DataFrame:
+    """Every impression is an event (exposed); split by the day its visit starts (80/10/10 of days)."""
+    inter = raw.interactions
+    cfg = raw.manifest.get("config", {})
+    num_days = int(cfg.get("num_days", 0)) or None
+    split_fracs = cfg.get("split", (0.8, 0.1, 0.1))
+    acts = {name: inter[name].to_numpy(dtype=np.int8) for name in ACTIONS}
+    events = pd.DataFrame({
+        "user_id": inter["user_id"].astype(str).to_numpy(),
+        "item_id": inter["item_id"].astype(str).to_numpy(),
+        "author_id": inter["author_id"].astype(str).to_numpy(),
+        "ts": inter["ts"].to_numpy(dtype=np.int64),
+        "src_row": inter["src_row"].to_numpy(dtype=np.int64),
+        "surface": inter["surface"].to_numpy(dtype=np.int8),
+        "request_key": inter["visit_id"].astype(str).to_numpy(),
+        **acts,
+        "dwell_seconds": inter["dwell_seconds"].to_numpy(dtype=np.float32),
+        "exposed": np.ones(len(inter), dtype=np.int8),
+    })
+    start = int(raw.manifest.get("start_ts", events["ts"].min() // DAY * DAY))
+    visit_start = events.groupby("request_key")["ts"].transform("min").to_numpy()
+    day = (visit_start - start) // DAY
+    if num_days is None:
+        num_days = int(day.max()) + 1
+    cut_train = int(round(split_fracs[0] * num_days))
+    cut_val = int(round((split_fracs[0] + split_fracs[1]) * num_days))
+    events["split"] = np.where(day < cut_train, "train", np.where(day < cut_val, "val", "test"))
+    return events
+
+
+def _mind_events(raw: RawTables) -> pd.DataFrame:
+    """Impression tokens are events (label 1 -> click, 0 -> exposed negative).
+
+    Split: train file minus its last 24 h -> train, last 24 h of train -> val, dev file -> test.
+    """
+    inter = raw.interactions
+    acts = _empty_actions(len(inter))
+    acts["click"] = inter["label"].fillna(0).to_numpy().astype(np.int8)
+    src = inter["src_file"].astype(str)
+    ts = inter["ts"].to_numpy(dtype=np.int64)
+    is_dev = src.str.startswith("dev").to_numpy()
+    train_end = ts[~is_dev].max() if (~is_dev).any() else 0
+    split = np.where(is_dev, "test", np.where(ts > train_end - DAY, "val", "train"))
+    return pd.DataFrame({
+        "user_id": inter["user_id"].astype(str).to_numpy(),
+        "item_id": inter["item_id"].astype(str).to_numpy(),
+        "author_id": np.full(len(inter), "mind-small:no_author", dtype=object),
+        "ts": ts,
+        "src_row": inter["src_row"].to_numpy(dtype=np.int64),
+        "surface": np.zeros(len(inter), dtype=np.int8),
+        "request_key": (src + ":" + inter["impression_id"].astype(str)).to_numpy(),
+        **acts,
+        "dwell_seconds": np.full(len(inter), np.nan, dtype=np.float32),
+        "exposed": np.ones(len(inter), dtype=np.int8),
+        "split": split,
+    })

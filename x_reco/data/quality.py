@@ -1,0 +1,256 @@
+"""Great Expectations 1.x suites for raw tables, events and sequences (datasets spec §13)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from x_reco.common.actions import ACTIONS, observed_mask
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+# Published sizes (datasets spec §3-4): interactions, users, items rows.
+PUBLISHED_COUNTS = {
+    "movielens-100k": {"interactions": 100_000, "users": 943, "items": 1_682},
+    "movielens-1m": {"interactions": 1_000_209, "users": 6_040, "items": 3_883},
+}
+ID_RANGES = {
+    "movielens-100k": {"user_id": (1, 943), "item_id": (1, 1682)},
+    "movielens-1m": {"user_id": (1, 6040), "item_id": (1, 3952)},
+}
+TS_RANGES = {  # R4, seconds UTC
+    "movielens-100k": (874_627_200, 893_376_000),  # 1997-09-19 .. 1998-04-23
+    "movielens-1m": (956_703_932, 1_046_454_590),
+    "mind-small": (1_570_838_400, 1_574_553_600),  # 2019-10-12 .. 2019-11-24
+    "amazon-kindle": (830_908_800, 1_696_118_400),  # 1996-05-01 .. 2023-10-01
+}
+
+
+@dataclasses.dataclass
+class SuiteResult:
+    """Outcome of one expectation suite: which expectations failed and their details."""
+
+    suite: str
+    success: bool
+    n_rows: int
+    evaluated: int
+    failed: list[str]
+    details: list[dict[str, Any]]
+
+    def summary(self) -> str:
+        if self.success:
+            return f"{self.suite}: all {self.evaluated} expectations passed on {self.n_rows} rows"
+        return f"{self.suite}: {len(self.failed)} of {self.evaluated} failed: " + "; ".join(self.failed)
+
+
+def run_suite(df: pd.DataFrame, suite_name: str, expectations: list) -> SuiteResult:
+    """Validate ``df`` against ``expectations`` with an ephemeral GX context."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    batch_def = (
+        ctx.data_sources.add_pandas(f"{suite_name}_src")
+        .add_dataframe_asset(suite_name)
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    suite = gx.ExpectationSuite(name=suite_name)
+    for exp in expectations:
+        suite.add_expectation(exp)
+    result = batch_def.get_batch(batch_parameters={"dataframe": df}).validate(suite)
+    failed, details = [], []
+    for r in result.results:
+        cfg = r.expectation_config
+        label = f"{cfg.type}({cfg.kwargs.get('column', cfg.kwargs.get('column_list', ''))})"
+        info = {"expectation": label, "success": bool(r.success)}
+        if not r.success:
+            res = r.result or {}
+            info["observed"] = str(res.get("observed_value", res.get("unexpected_count", "")))[:200]
+            info["sample"] = str(res.get("partial_unexpected_list", ""))[:200]
+            failed.append(f"{label} observed={info['observed']}")
+        details.append(info)
+    return SuiteResult(suite_name, bool(result.success), len(df), len(result.results), failed, details)
+
+
+def _gxe():
+    import great_expectations.expectations as gxe
+
+    return gxe
+
+
+def interactions_expectations(partition: str, n_users: int | None = None) -> list:
+    """R1-R6 on the canonical interactions table."""
+    gxe = _gxe()
+    exps = [gxe.ExpectColumnToExist(column=c) for c in ("user_id", "item_id", "ts", "src_file", "src_row")]
+    exps += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("user_id", "item_id", "ts", "src_row")]
+    if partition in ("movielens-100k", "movielens-1m", "amazon-kindle"):
+        exps += [
+            gxe.ExpectColumnValuesToBeBetween(column="rating", min_value=1, max_value=5),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id"]),
+        ]
+    if partition == "mind-small":
+        exps.append(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]))
+    if partition in TS_RANGES:
+        lo, hi = TS_RANGES[partition]
+        exps.append(gxe.ExpectColumnValuesToBeBetween(column="ts", min_value=lo, max_value=hi))
+    if partition in ID_RANGES:
+        for col, (lo, hi) in ID_RANGES[partition].items():
+            exps.append(gxe.ExpectColumnValuesToMatchRegex(column=col, regex=r"^[1-9][0-9]*$"))
+            exps.append(gxe.ExpectColumnValuesToBeBetween(
+                column=f"{col}_num", min_value=lo, max_value=hi))
+    if partition in PUBLISHED_COUNTS:
+        counts = PUBLISHED_COUNTS[partition]
+        exps.append(gxe.ExpectTableRowCountToEqual(value=counts["interactions"]))
+        exps.append(gxe.ExpectColumnUniqueValueCountToBeBetween(
+            column="user_id", min_value=counts["users"], max_value=counts["users"]))
+    if partition == "synthetic":
+        exps += [gxe.ExpectColumnValuesToBeInSet(column=a, value_set=[0, 1]) for a in ACTIONS]
+        if n_users is not None:
+            exps.append(gxe.ExpectColumnUniqueValueCountToBeBetween(column="user_id", max_value=n_users))
+    return exps
+
+
+def interactions_frame(partition: str, interactions: pd.DataFrame) -> pd.DataFrame:
+    """The interactions with the derived columns some expectations read (numeric ids)."""
+    df = interactions
+    if partition in ID_RANGES:
+        df = df.copy()
+        for col in ID_RANGES[partition]:
+            df[f"{col}_num"] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def items_expectations(partition: str) -> list:
+    gxe = _gxe()
+    exps = [gxe.ExpectColumnValuesToNotBeNull(column="item_id"), gxe.ExpectColumnValuesToBeUnique(column="item_id")]
+    if partition in PUBLISHED_COUNTS:
+        exps.append(gxe.ExpectTableRowCountToEqual(value=PUBLISHED_COUNTS[partition]["items"]))
+    if partition.startswith("movielens"):
+        exps += [gxe.ExpectColumnValuesToBeInSet(column=f"genre_{i:02d}", value_set=[0, 1]) for i in range(19)]
+    return exps
+
+
+def users_expectations(partition: str, n_users: int | None = None) -> list:
+    gxe = _gxe()
+    exps = [gxe.ExpectColumnValuesToNotBeNull(column="user_id"), gxe.ExpectColumnValuesToBeUnique(column="user_id")]
+    if partition in PUBLISHED_COUNTS:
+        exps.append(gxe.ExpectTableRowCountToEqual(value=PUBLISHED_COUNTS[partition]["users"]))
+    elif n_users is not None:
+        exps.append(gxe.ExpectTableRowCountToEqual(value=n_users))
+    return exps
+
+
+def events_frame(events: pd.DataFrame, partition: str) -> pd.DataFrame:
+    """Per-user ordering and split facts of the events table (S3, S4, S5) as columns."""
+    mask = observed_mask(partition).astype(bool)
+    acts = events[list(ACTIONS)].to_numpy()
+    same_user = events["user_id"].to_numpy()[1:] == events["user_id"].to_numpy()[:-1]
+    ts, row = events["ts"].to_numpy(), events["src_row"].to_numpy()
+    in_order = np.ones(len(events), dtype=bool)
+    in_order[1:] = ~same_user | (ts[1:] > ts[:-1]) | ((ts[1:] == ts[:-1]) & (row[1:] >= row[:-1]))
+    split_code = events["split"].map({"train": 0, "val": 1, "test": 2}).to_numpy()
+    split_ok = np.ones(len(events), dtype=bool)
+    if partition != "mind-small":  # MIND splits by file, not per user
+        split_ok[1:] = ~same_user | (split_code[1:] >= split_code[:-1])
+    return pd.DataFrame({
+        "user_id": events["user_id"],
+        "in_order": in_order,
+        "split_monotone": split_ok,
+        "actions_binary": np.isin(acts, (0, 1)).all(axis=1),
+        "unobserved_zero": (acts[:, ~mask] == 0).all(axis=1),
+        "split": events["split"],
+        "surface": events["surface"],
+    })
+
+
+def events_expectations(partition: str) -> list:
+    gxe = _gxe()
+    exps = [gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True])
+            for c in ("in_order", "split_monotone", "actions_binary", "unobserved_zero")]
+    exps += [
+        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "val", "test"]),
+        gxe.ExpectColumnValuesToBeBetween(column="surface", min_value=0, max_value=15),
+    ]
+    return exps
+
+
+def sequence_frame(seqs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per example with the structural facts S1-S7 checks read."""
+    s = seqs["hist_item_idx"].shape[1]
+    hist_valid = seqs["hist_post_hashes"][:, :, 0] != 0
+    cand_valid = seqs["cand_post_hashes"][:, :, 0] != 0
+    mask = seqs["observed_mask"].astype(bool)
+    vocab = int(max(seqs["item_post_hashes"].max(initial=0), seqs["user_hashes"].max(initial=0)))
+
+    def prefix_ok(valid):  # no valid slot after a padded one
+        return ~(np.diff(valid.astype(np.int8), axis=1) > 0).any(axis=1)
+
+    def pad_zero(valid, *arrays):
+        ok = np.ones(len(valid), dtype=bool)
+        for a in arrays:
+            a2 = a.reshape(a.shape[0], a.shape[1], -1)
+            ok &= ~((a2 != 0).any(axis=2) & ~valid).any(axis=1)
+        return ok
+
+    hist_ts = np.where(hist_valid, seqs["hist_ts"], np.iinfo(np.int64).min)
+    ts_sorted = ~(np.diff(np.where(hist_valid, seqs["hist_ts"], np.iinfo(np.int64).max), axis=1) < 0).any(axis=1)
+    pos_item = np.take_along_axis(
+        seqs["cand_item_idx"], np.argmax(seqs["cand_item_idx"] >= 0, axis=1)[:, None], axis=1)
+    target_in_hist = ((seqs["hist_item_idx"] == pos_item) & hist_valid).any(axis=1)
+    acts = np.concatenate([seqs["hist_actions"], seqs["cand_actions"]], axis=1)
+    return pd.DataFrame({
+        "split": seqs["split"],
+        "hist_len": seqs["hist_len"],
+        "hist_len_matches": hist_valid.sum(axis=1) == seqs["hist_len"],
+        "hist_prefix": prefix_ok(hist_valid),
+        "cand_prefix": prefix_ok(cand_valid),
+        "n_cand": cand_valid.sum(axis=1),
+        "hist_pad_zero": pad_zero(hist_valid, seqs["hist_post_hashes"], seqs["hist_author_hashes"],
+                                  seqs["hist_actions"], seqs["hist_surface"]),
+        "hist_before_request": (hist_ts.max(axis=1) <= seqs["request_ts"]),
+        "hist_sorted": ts_sorted,
+        "target_not_in_history": ~target_in_hist,
+        "actions_binary": np.isin(acts, (0, 1)).reshape(len(acts), -1).all(axis=1),
+        "unobserved_zero": (acts[:, :, ~mask] == 0).reshape(len(acts), -1).all(axis=1),
+        "surface": seqs["surface"],
+        "max_hash": max(vocab, 0),
+        "history_capacity": s,
+    })
+
+
+def sequence_expectations(history_len: int, vocab_size: int, per_event: bool) -> list:
+    gxe = _gxe()
+    flags = ("hist_len_matches", "hist_prefix", "cand_prefix", "hist_pad_zero", "hist_before_request",
+             "hist_sorted", "actions_binary", "unobserved_zero")
+    exps = [gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) for c in flags]
+    exps += [
+        gxe.ExpectColumnValuesToBeBetween(column="hist_len", min_value=0, max_value=history_len),
+        gxe.ExpectColumnValuesToBeBetween(column="n_cand", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="surface", min_value=0, max_value=15),
+        gxe.ExpectColumnValuesToBeBetween(column="max_hash", min_value=1, max_value=vocab_size - 1),
+        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=[0, 1, 2]),
+    ]
+    if per_event:
+        exps.append(gxe.ExpectColumnValuesToBeInSet(column="target_not_in_history", value_set=[True]))
+    return exps
+
+
+def leave_last_out_frame(seqs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """S6: per-user example counts by split (exactly one val and one test per user)."""
+    df = pd.DataFrame({"user_idx": seqs["user_idx"], "split": seqs["split"]})
+    counts = df.groupby("user_idx")["split"].agg(
+        n_val=lambda s: int((s == 1).sum()), n_test=lambda s: int((s == 2).sum()))
+    return counts.reset_index()
+
+
+def leave_last_out_expectations() -> list:
+    gxe = _gxe()
+    return [
+        gxe.ExpectColumnValuesToBeBetween(column="n_val", min_value=1, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="n_test", min_value=1, max_value=1),
+    ]

@@ -1,0 +1,54 @@
+"""Summary statistics of events and sequences, for asset metadata and reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from x_reco.common.actions import ACTIONS
+from x_reco.common.plotting import bar_png, hist_png
+
+
+def events_summary(events: pd.DataFrame) -> dict:
+    """Counts, per-action totals and split sizes of an events table."""
+    counts = events[list(ACTIONS)].sum().astype(int)
+    return {
+        "rows": int(len(events)),
+        "users": int(events["user_id"].nunique()),
+        "items": int(events["item_id"].nunique()),
+        "actions": {a: int(counts[a]) for a in ACTIONS},
+        "splits": {k: int(v) for k, v in events["split"].value_counts().items()},
+    }
+
+
+def actions_markdown(actions: dict[str, int]) -> str:
+    rows = "\n".join(f"| {a} | {n:,} |" for a, n in actions.items())
+    return "| action | count |\n|---|---:|\n" + rows
+
+
+def actions_png(actions: dict[str, int], title: str) -> bytes:
+    return bar_png(list(actions), [max(v, 0.5) for v in actions.values()], title, ylabel="events", log=True)
+
+
+def sequences_summary(seqs: dict[str, np.ndarray]) -> dict:
+    """Example counts per split, history-length quantiles and candidate statistics."""
+    hist_len = seqs["hist_len"]
+    n_cand = (seqs["cand_post_hashes"][:, :, 0] != 0).sum(axis=1)
+    q = np.quantile(hist_len, [0.0, 0.25, 0.5, 0.75, 0.9, 1.0]) if len(hist_len) else np.zeros(6)
+    return {
+        "examples": int(len(hist_len)),
+        "train_examples": int((seqs["split"] == 0).sum()),
+        "val_examples": int((seqs["split"] == 1).sum()),
+        "test_examples": int((seqs["split"] == 2).sum()),
+        "users": int(len(seqs["user_ids"])),
+        "catalogue_items": int(len(seqs["item_ids"])),
+        "history_len_quantiles": {k: float(v) for k, v in zip(("min", "p25", "p50", "p75", "p90", "max"), q)},
+        "empty_history_share": float((hist_len == 0).mean()) if len(hist_len) else 0.0,
+        "mean_candidates": float(n_cand.mean()) if len(n_cand) else 0.0,
+        "sampled_candidate_share": float(seqs["cand_sampled"].mean()) if len(n_cand) else 0.0,
+    }
+
+
+def history_png(seqs: dict[str, np.ndarray], title: str) -> bytes:
+    s = seqs["hist_item_idx"].shape[1]
+    return hist_png(seqs["hist_len"], bins=min(s + 1, 40), title=title, xlabel="valid history length")

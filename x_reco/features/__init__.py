@@ -1,0 +1,1 @@
+"""Feature hashing shared by the data layer, training and serving."""
