@@ -1,6 +1,5 @@
 """Data group: raw tables, engagement events and Phoenix engagement sequences per dataset."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
@@ -32,11 +31,11 @@ class RawDataConfig(dg.Config):
 
 @dg.multi_asset(
     outs={
-        "raw_interactions": dg.AssetOut(io_manager_key=DUCKDB, description="Canonical interactions"),
-        "raw_items": dg.AssetOut(io_manager_key=DUCKDB, description="Items with the dataset's columns"),
-        "raw_users": dg.AssetOut(io_manager_key=DUCKDB, description="Users"),
+        "raw_interactions": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Canonical interactions"),
+        "raw_items": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Items with the dataset's columns"),
+        "raw_users": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Users"),
         "world_truth": dg.AssetOut(
-            io_manager_key=DUCKDB,
+            io_manager_key=DUCKDB, kinds={"duckdb"},
             description="Synthetic ground truth (archetypes, topics, true probabilities); "
                         "only diagnostics may read it. Empty for real datasets."),
     },
@@ -44,7 +43,6 @@ class RawDataConfig(dg.Config):
     group_name="data",
     check_specs=RAW_CHECKS,
     pool="duckdb",
-    kinds={"duckdb", "pandas"},
 )
 def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
                sources: DatasetSourcesResource, storage: StorageResource):

@@ -95,7 +95,7 @@ class _NpzUPathIOManager(dg.UPathIOManager):
             raise TypeError(f"{context.asset_key}: object arrays cannot be stored without pickle: {bad}")
         with atomic_file(str(path), "wb") as fh:
             np.savez_compressed(fh, **arrays)
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), "arrays": len(arrays)})
+        context.add_output_metadata({"arrays": len(arrays), "bytes": os.path.getsize(str(path))})
 
     def load_from_path(self, context: dg.InputContext, path) -> dict:
         with np.load(str(path), allow_pickle=False) as z:

@@ -1,0 +1,1 @@
+"""Folder that `dg` scans for component definitions; x-reco declares its assets in `assets/`."""

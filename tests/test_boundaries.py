@@ -1,0 +1,33 @@
+"""Architecture contracts: the x_reco library never imports dagster (it must run alone on a GPU
+machine or in a notebook), and no training or sequence asset reads the synthetic ground truth."""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_library_source_never_imports_dagster():
+    offenders = []
+    for path in (ROOT / "x_reco").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0].startswith("dagster")]
+    assert not offenders, offenders
+
+
+def test_library_imports_without_dagster_loaded():
+    code = (
+        "import sys, importlib, pkgutil, x_reco\n"
+        "for m in pkgutil.walk_packages(x_reco.__path__, 'x_reco.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0].startswith('dagster')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
