@@ -139,7 +139,7 @@ def _visit_raw() -> RawTables:
     df = pd.DataFrame(rows).sort_values(["ts", "user_id", "position"]).reset_index(drop=True)
     df["src_row"] = np.arange(len(df))
     items = pd.DataFrame({"item_id": df["item_id"], "author_id": df["author_id"]})
-    manifest = {"config": {"num_days": 12, "split": [0.5, 0.25, 0.25]}, "start_ts": t0}
+    manifest = {"config": {"num_days": 12, "split": [0.5, 0.25, 0.25]}, "clock_start_ts": t0}
     return RawTables("synthetic", df, items, pd.DataFrame({"user_id": ["u0", "u1", "u2"]}), manifest=manifest)
 
 

@@ -108,15 +108,22 @@ def _synthetic_events(raw: RawTables) -> pd.DataFrame:
         "dwell_seconds": inter["dwell_seconds"].to_numpy(dtype=np.float32),
         "exposed": np.ones(len(inter), dtype=np.int8),
     })
-    start = int(raw.manifest.get("start_ts", events["ts"].min() // DAY * DAY))
     visit_start = events.groupby("request_key")["ts"].transform("min").to_numpy()
-    day = (visit_start - start) // DAY
-    if num_days is None:
-        num_days = int(day.max()) + 1
-    cut_train = int(round(split_fracs[0] * num_days))
-    cut_val = int(round((split_fracs[0] + split_fracs[1]) * num_days))
-    events["split"] = np.where(day < cut_train, "train", np.where(day < cut_val, "val", "test"))
+    train_end, val_end = _synthetic_cutoffs(raw.manifest, visit_start, num_days, split_fracs)
+    events["split"] = np.where(visit_start < train_end, "train",
+                               np.where(visit_start < val_end, "val", "test"))
     return events
+
+
+def _synthetic_cutoffs(manifest: dict, visit_start: np.ndarray, num_days, fracs) -> tuple[int, int]:
+    """The world's own (train_end_ts, val_end_ts); else whole days from its clock start."""
+    cut = manifest.get("split_cutoffs")
+    if cut:
+        return int(cut["train_end_ts"]), int(cut["val_end_ts"])
+    start = int(manifest.get("clock_start_ts", visit_start.min() // DAY * DAY))
+    num_days = num_days or int((visit_start.max() - start) // DAY) + 1
+    return (start + int(round(fracs[0] * num_days)) * DAY,
+            start + int(round((fracs[0] + fracs[1]) * num_days)) * DAY)
 
 
 def _mind_events(raw: RawTables) -> pd.DataFrame:

@@ -1,0 +1,1 @@
+"""The For You candidate pipeline: weights, scoring, post store and stages."""

@@ -1,0 +1,98 @@
+"""Batches for training and evaluation, cut from the engagement-sequence arrays (host side, numpy)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+
+from x_reco.common.actions import ACTION_INDEX, NEGATIVE_ACTIONS
+from x_reco.common.types import RecsysBatch
+from x_reco.data.sequences import SPLIT_CODES
+
+NEGATIVE_COLUMNS = np.array([ACTION_INDEX[a] for a in NEGATIVE_ACTIONS])
+
+
+@dataclasses.dataclass(frozen=True)
+class RankerLabels:
+    """Labels travelling with a ranker batch."""
+
+    candidate_actions: np.ndarray  # [B, C, A] float32 in {0, 1}
+    label_mask: np.ndarray  # [B, A] float32: the columns this dataset observes
+    candidate_mask: np.ndarray  # [B, C] bool: real candidates
+    row_mask: np.ndarray  # [B] bool: real examples (the last batch is padded with empty rows)
+
+
+def split_rows(seqs: dict[str, np.ndarray], split: str) -> np.ndarray:
+    return np.flatnonzero(seqs["split"] == SPLIT_CODES[split])
+
+
+def make_batch(seqs: dict[str, np.ndarray], rows: np.ndarray, batch_size: int | None = None) -> RecsysBatch:
+    """RecsysBatch for the given example rows, padded with empty rows up to ``batch_size``."""
+    pad = 0 if batch_size is None else batch_size - len(rows)
+    if pad < 0:
+        raise ValueError(f"{len(rows)} rows do not fit in batch_size {batch_size}")
+
+    def take(name, dtype):
+        arr = seqs[name][rows].astype(dtype)
+        if pad:
+            arr = np.concatenate([arr, np.zeros((pad,) + arr.shape[1:], dtype)], axis=0)
+        return arr
+
+    return RecsysBatch(
+        user_hashes=take("user_hashes", np.int32),
+        history_post_hashes=take("hist_post_hashes", np.int32),
+        history_author_hashes=take("hist_author_hashes", np.int32),
+        history_actions=take("hist_actions", np.float32),
+        history_product_surface=take("hist_surface", np.int32),
+        candidate_post_hashes=take("cand_post_hashes", np.int32),
+        candidate_author_hashes=take("cand_author_hashes", np.int32),
+        candidate_product_surface=np.broadcast_to(
+            take("surface", np.int32)[:, None], (len(rows) + pad, seqs["cand_post_hashes"].shape[1])
+        ).copy(),
+    )
+
+
+def make_labels(seqs: dict[str, np.ndarray], rows: np.ndarray, batch_size: int | None = None) -> RankerLabels:
+    b = len(rows) if batch_size is None else batch_size
+    c = seqs["cand_post_hashes"].shape[1]
+    acts = np.zeros((b, c, seqs["cand_actions"].shape[2]), np.float32)
+    acts[: len(rows)] = seqs["cand_actions"][rows]
+    cmask = np.zeros((b, c), bool)
+    cmask[: len(rows)] = seqs["cand_post_hashes"][rows, :, 0] != 0
+    rmask = np.zeros(b, bool)
+    rmask[: len(rows)] = True
+    lmask = np.broadcast_to(seqs["observed_mask"].astype(np.float32), (b, acts.shape[2])).copy()
+    return RankerLabels(acts, lmask, cmask, rmask)
+
+
+def ranker_batches(
+    seqs: dict[str, np.ndarray], split: str, batch_size: int, seed: int, epoch: int, shuffle: bool = True
+) -> Iterator[tuple[RecsysBatch, RankerLabels]]:
+    """Fixed-shape batches over one split; order seeded by (seed, epoch); the last batch is padded."""
+    rows = split_rows(seqs, split)
+    if shuffle:
+        rows = np.random.default_rng([seed, epoch]).permutation(rows)
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        yield make_batch(seqs, chunk, batch_size), make_labels(seqs, chunk, batch_size)
+
+
+def retrieval_pairs(seqs: dict[str, np.ndarray], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(example row, catalogue item) for every engaged, non-sampled candidate of a split.
+
+    Engaged = any observed action other than the four negative ones.
+    """
+    rows = split_rows(seqs, split)
+    acts = seqs["cand_actions"][rows].astype(bool)
+    observed = seqs["observed_mask"].astype(bool).copy()
+    observed[NEGATIVE_COLUMNS] = False
+    positive = acts[:, :, observed].any(axis=2) & (seqs["cand_item_idx"][rows] >= 0)
+    positive &= ~seqs["cand_sampled"][rows]
+    ex, slot = np.nonzero(positive)
+    return rows[ex], seqs["cand_item_idx"][rows[ex], slot]
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, -(-n // batch_size))
