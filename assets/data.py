@@ -64,9 +64,11 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
     yield dg.Output(raw.users, output_name="raw_users", metadata={"rows": n_users})
     yield dg.Output(truth_table(raw), output_name="world_truth", metadata={"tables": len(raw.truth)})
     inter = quality.interactions_frame(partition, raw.interactions)
-    yield check_result(quality.run_suite(inter, "raw_interactions",
-                                         quality.interactions_expectations(partition, n_users)),
-                       asset_key="raw_interactions")
+    inter_result = quality.run_suite(inter, "raw_interactions",
+                                     quality.interactions_expectations(partition, n_users))
+    if partition == "synthetic":
+        inter_result = quality.merge_results(inter_result, quality.structural_rules_result(raw))
+    yield check_result(inter_result, asset_key="raw_interactions")
     yield check_result(quality.run_suite(raw.items, "raw_items", quality.items_expectations(partition)),
                        asset_key="raw_items")
     yield check_result(quality.run_suite(raw.users, "raw_users",
@@ -145,11 +147,6 @@ def engagement_sequences(context: dg.AssetExecutionContext, config: SequenceBuil
     if partition in PER_EVENT:
         lloo = quality.run_suite(quality.leave_last_out_frame(seqs), "leave_last_out",
                                  quality.leave_last_out_expectations())
-        result = _merge(result, lloo)
+        result = quality.merge_results(result, lloo)
     yield check_result(result)
 
-
-def _merge(a: quality.SuiteResult, b: quality.SuiteResult) -> quality.SuiteResult:
-    return quality.SuiteResult(
-        suite=f"{a.suite}+{b.suite}", success=a.success and b.success, n_rows=a.n_rows,
-        evaluated=a.evaluated + b.evaluated, failed=a.failed + b.failed, details=a.details + b.details)

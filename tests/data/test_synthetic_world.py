@@ -260,3 +260,17 @@ def test_small_preset_stays_demo_fast():
     elapsed = time.perf_counter() - start
     assert elapsed < 30.0  # a few seconds on two idle cores; generous for a shared CI box
     assert len(world.impressions) > 10_000
+
+
+def test_structural_rules_suite_names_broken_rules():
+    """The S4 check used by the raw_interactions asset passes on a generated world and names the
+    rule a corrupted row breaks."""
+    from x_reco.data import quality
+    from x_reco.data.registry import load_raw
+
+    raw = load_raw("synthetic", synthetic_config={"preset": "tiny"})
+    assert quality.structural_rules_result(raw).success
+    raw.interactions.loc[raw.interactions.index[:3], ["favorite", "block_author"]] = 1
+    result = quality.structural_rules_result(raw)
+    assert not result.success
+    assert any("positive_with_negative" in f for f in result.failed)

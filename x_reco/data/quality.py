@@ -254,3 +254,27 @@ def leave_last_out_expectations() -> list:
         gxe.ExpectColumnValuesToBeBetween(column="n_val", min_value=1, max_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="n_test", min_value=1, max_value=1),
     ]
+
+
+def structural_rules_result(raw) -> SuiteResult:
+    """S4 for the synthetic world: every structural rule of §9.4.4 has zero violating rows."""
+    from x_reco.data.synthetic.checks import structural_violations
+
+    cfg = raw.manifest.get("config", {})
+    counts = structural_violations(raw.interactions, raw.items, raw.extra["follows"],
+                                   float(cfg.get("dwell_short_s", 2.0)), float(cfg.get("dwell_long_s", 10.0)))
+    frame = pd.DataFrame({"rule": list(counts), "violations": list(counts.values())})
+    gxe = _gxe()
+    result = run_suite(frame, "synthetic_structural_rules",
+                       [gxe.ExpectColumnValuesToBeBetween(column="violations", min_value=0, max_value=0)])
+    broken = frame[frame["violations"] > 0]
+    result.failed = [f"rule {r} violated by {n} rows" for r, n in zip(broken["rule"], broken["violations"])]
+    result.evaluated = len(frame)  # one rule per row
+    return result
+
+
+def merge_results(a: SuiteResult, b: SuiteResult) -> SuiteResult:
+    """One check outcome from two suites."""
+    return SuiteResult(
+        suite=f"{a.suite}+{b.suite}", success=a.success and b.success, n_rows=a.n_rows,
+        evaluated=a.evaluated + b.evaluated, failed=a.failed + b.failed, details=a.details + b.details)
