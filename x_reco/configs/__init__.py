@@ -1,0 +1,5 @@
+"""Typed, frozen configs of x-reco models."""
+
+from x_reco.configs.phoenix import INIT_MODES, POSITION_MODES, PRESETS, PhoenixConfig, ffn_size
+
+__all__ = ["INIT_MODES", "POSITION_MODES", "PRESETS", "PhoenixConfig", "ffn_size"]

@@ -1,0 +1,23 @@
+"""Phoenix ranker and two-tower retrieval models (JAX + Flax NNX)."""
+
+from x_reco.models.params import count_params, count_table_elements, param_digest
+from x_reco.models.ranker import PhoenixRanker, PrefixKV, RankerHead, weighted_score
+from x_reco.models.retrieval import CandidateTower, PhoenixRetrieval, l2_normalize, top_k
+from x_reco.models.trunk import TransformerLayer, make_layers, run_layers
+
+__all__ = [
+    "CandidateTower",
+    "PhoenixRanker",
+    "PhoenixRetrieval",
+    "PrefixKV",
+    "RankerHead",
+    "TransformerLayer",
+    "count_params",
+    "count_table_elements",
+    "l2_normalize",
+    "make_layers",
+    "param_digest",
+    "run_layers",
+    "top_k",
+    "weighted_score",
+]

@@ -1,0 +1,104 @@
+"""The Grok-style transformer trunk shared by the ranker and the retrieval user tower (spec §6)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from x_reco.configs.phoenix import PhoenixConfig
+from x_reco.layers.attention import Attention
+from x_reco.layers.ffn import GatedFFN
+from x_reco.layers.norm import RMSNorm
+
+XAVIER = nnx.initializers.variance_scaling(1.0, "fan_avg", "truncated_normal")
+
+
+class TransformerLayer(nnx.Module):
+    """Sandwich-norm block: ``h += post(attn(pre(h)))``; ``h += post(ffn(pre(h)))``. No bias, no dropout."""
+
+    def __init__(
+        self,
+        emb_size: int,
+        num_q_heads: int,
+        num_kv_heads: int,
+        key_size: int,
+        ffn_size: int,
+        attn_output_multiplier: float,
+        *,
+        dtype=jnp.bfloat16,
+        param_dtype=jnp.float32,
+        kernel_init: nnx.Initializer = XAVIER,
+        scale_init: nnx.Initializer = nnx.initializers.ones,
+        rngs: nnx.Rngs,
+    ):
+        norm = dict(param_dtype=param_dtype, scale_init=scale_init, rngs=rngs)
+        self.norm_pre_attn = RMSNorm(emb_size, **norm)
+        self.attn = Attention(
+            emb_size, num_q_heads, num_kv_heads, key_size, attn_output_multiplier,
+            dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs,
+        )  # fmt: skip
+        self.norm_post_attn = RMSNorm(emb_size, **norm)
+        self.norm_pre_ffn = RMSNorm(emb_size, **norm)
+        self.ffn = GatedFFN(
+            emb_size, ffn_size, dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs
+        )
+        self.norm_post_ffn = RMSNorm(emb_size, **norm)
+
+    def ffn_block(self, h_btd: jax.Array) -> jax.Array:
+        """Second residual half: ``h + post_ffn(ffn(pre_ffn(h)))``."""
+        return h_btd + self.norm_post_ffn(self.ffn(self.norm_pre_ffn(h_btd))).astype(h_btd.dtype)
+
+    def __call__(
+        self,
+        h_btd: jax.Array,
+        positions_bt: jax.Array,
+        mask_b1ts: jax.Array,
+        past_kv: tuple[jax.Array, jax.Array] | None = None,
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """One layer; returns (h [B,T,D], K [B,T,K,d] post-RoPE, V [B,T,K,d]) of these tokens."""
+        attn_out, k, v = self.attn(self.norm_pre_attn(h_btd), positions_bt, mask_b1ts, past_kv)
+        h_btd = h_btd + self.norm_post_attn(attn_out).astype(h_btd.dtype)
+        return self.ffn_block(h_btd), k, v
+
+
+def make_layers(config: PhoenixConfig, rngs: nnx.Rngs) -> nnx.List:
+    """The trunk's layers from a config; ``init="upstream_zeros"`` zeroes kernels and norm scales."""
+    zeros = config.init == "upstream_zeros"
+    return nnx.List(
+        [
+            TransformerLayer(
+                config.emb_size, config.num_q_heads, config.num_kv_heads, config.key_size, config.ffn_size,
+                config.attn_output_multiplier, dtype=config.dtype, param_dtype=config.param_jnp_dtype,
+                kernel_init=nnx.initializers.zeros if zeros else XAVIER,
+                scale_init=nnx.initializers.zeros if zeros else nnx.initializers.ones, rngs=rngs,
+            )  # fmt: skip
+            for _ in range(config.num_layers)
+        ]
+    )
+
+
+def run_layers(
+    layers: nnx.List,
+    h_btd: jax.Array,
+    positions_bt: jax.Array,
+    mask_b1ts: jax.Array,
+    past_kv: tuple[jax.Array, jax.Array] | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Run every layer.
+
+    Args:
+      h_btd: [B, T, D] tokens in the compute dtype.
+      positions_bt: int32 [B, T] RoPE positions.
+      mask_b1ts: bool [B, 1, T, P+T] key-side mask (P = 0 without ``past_kv``).
+      past_kv: optional cached (K, V), each [L, B, P, K, d], of earlier tokens.
+    Returns:
+      (h [B,T,D], K [L,B,T,K,d], V [L,B,T,K,d]): outputs and this call's per-layer K (post-RoPE) and V.
+    """
+    ks, vs = [], []
+    for i, layer in enumerate(layers):
+        layer_past = None if past_kv is None else (past_kv[0][i], past_kv[1][i])
+        h_btd, k, v = layer(h_btd, positions_bt, mask_b1ts, layer_past)
+        ks.append(k)
+        vs.append(v)
+    return h_btd, jnp.stack(ks), jnp.stack(vs)
