@@ -9,7 +9,7 @@ from resources import DatasetSourcesResource, StorageResource
 from x_reco.common.atomic import write_json
 from x_reco.data import quality, summary
 from x_reco.data.events import build_events
-from x_reco.data.registry import load_raw
+from x_reco.data.registry import load_raw, partition_item_features
 from x_reco.data.sequences import PER_EVENT, SequenceConfig, build_sequences
 from x_reco.data.tables import RawTables
 from x_reco.data.truth import truth_table
@@ -18,7 +18,8 @@ RAW_CHECKS = [
     dg.AssetCheckSpec("gx_suite", asset=name, blocking=True,
                       description="GX expectations R1-R8 of the datasets spec")
     for name in ("raw_interactions", "raw_items", "raw_users")
-]
+] + [dg.AssetCheckSpec("gx_suite", asset="item_features", blocking=True,
+                       description="S8: features in [0, 1], D columns, pool size of §8")]
 
 
 class RawDataConfig(dg.Config):
@@ -34,6 +35,9 @@ class RawDataConfig(dg.Config):
         "raw_interactions": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Canonical interactions"),
         "raw_items": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Items with the dataset's columns"),
         "raw_users": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Users"),
+        "item_features": dg.AssetOut(
+            io_manager_key=DUCKDB, kinds={"duckdb"},
+            description="D-dim item features in [0, 1] and the reward-modelling pool (datasets §8)"),
         "world_truth": dg.AssetOut(
             io_manager_key=DUCKDB, kinds={"duckdb"},
             description="Synthetic ground truth (archetypes, topics, true probabilities); "
@@ -62,6 +66,10 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
     })
     yield dg.Output(raw.items, output_name="raw_items", metadata={"rows": len(raw.items)})
     yield dg.Output(raw.users, output_name="raw_users", metadata={"rows": n_users})
+    features = partition_item_features(raw)
+    yield dg.Output(features, output_name="item_features", metadata={
+        "items": len(features), "pool": int(features["in_pool"].sum()),
+        "dims": sum(c.startswith("f_") for c in features.columns)})
     yield dg.Output(truth_table(raw), output_name="world_truth", metadata={"tables": len(raw.truth)})
     inter = quality.interactions_frame(partition, raw.interactions)
     inter_result = quality.run_suite(inter, "raw_interactions",
@@ -74,6 +82,10 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
     yield check_result(quality.run_suite(raw.users, "raw_users",
                                          quality.users_expectations(partition, n_users)),
                        asset_key="raw_users")
+    feat_frame = features.assign(in_pool_int=features["in_pool"].astype(int))
+    yield check_result(quality.run_suite(feat_frame, "item_features",
+                                         quality.item_features_expectations(partition)),
+                       asset_key="item_features")
 
 
 def _json_safe(obj):

@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets import data as data_assets
 from jobs import JOBS, SCHEDULES
-from resources import DatasetSourcesResource, DuckDBFrameIOManager, NpzIOManager, StorageResource
+from resources import DatasetSourcesResource, DuckDBFrameIOManager, JsonIOManager, NpzIOManager, StorageResource
 
 
 def build_resources() -> dict:
@@ -14,6 +14,7 @@ def build_resources() -> dict:
         "sources": DatasetSourcesResource(),
         "duckdb_io_manager": DuckDBFrameIOManager(),
         "npz_io_manager": NpzIOManager(),
+        "io_manager": JsonIOManager(),
     }
 
 

@@ -111,3 +111,36 @@ class NpzIOManager(dg.ConfigurableIOManagerFactory):
         from upath import UPath
 
         return _NpzUPathIOManager(base_path=UPath(self.base_dir or os.path.join(default_root(), "arrays")))
+
+
+class _JsonUPathIOManager(dg.UPathIOManager):
+    extension = ".json"
+
+    def dump_to_path(self, context: dg.OutputContext, obj, path) -> None:
+        import json
+
+        try:
+            text = json.dumps(obj, indent=2, sort_keys=True)
+        except TypeError as exc:
+            raise TypeError(f"{context.asset_key}: output is not JSON-serializable ({exc}); "
+                            "x-reco never pickles outputs") from exc
+        with atomic_file(str(path), "w") as fh:
+            fh.write(text + "\n")
+
+    def load_from_path(self, context: dg.InputContext, path) -> dict:
+        import json
+
+        with open(str(path)) as fh:
+            return json.load(fh)
+
+
+class JsonIOManager(dg.ConfigurableIOManagerFactory):
+    """Small records (checkpoint paths, champion records) as JSON files; the default IO manager,
+    so that no output is ever pickled."""
+
+    base_dir: str = ""
+
+    def create_io_manager(self, context) -> _JsonUPathIOManager:
+        from upath import UPath
+
+        return _JsonUPathIOManager(base_path=UPath(self.base_dir or os.path.join(default_root(), "records")))

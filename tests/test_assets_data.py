@@ -34,12 +34,14 @@ def test_materialize_movielens_100k(ml100k):
     tmp, result = ml100k
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 5 and all(c.passed for c in checks), [c.description for c in checks if not c.passed]
+    assert len(checks) == 6 and all(c.passed for c in checks), [c.description for c in checks if not c.passed]
     mats = {e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
             for e in result.get_asset_materialization_events()}
     assert mats["raw_interactions"]["rows"].value == 100_000
     assert mats["raw_interactions"]["users"].value == 943
     assert mats["raw_items"]["rows"].value == 1_682
+    assert mats["item_features"]["pool"].value == 1_305  # datasets spec §8
+    assert mats["item_features"]["dims"].value == 19
     assert mats["engagement_events"]["split_test"].value == 943
     assert mats["engagement_sequences"]["examples"].value == 100_000
     assert "data:image/png;base64" in mats["engagement_sequences"]["history_plot"].value

@@ -278,3 +278,24 @@ def merge_results(a: SuiteResult, b: SuiteResult) -> SuiteResult:
     return SuiteResult(
         suite=f"{a.suite}+{b.suite}", success=a.success and b.success, n_rows=a.n_rows,
         evaluated=a.evaluated + b.evaluated, failed=a.failed + b.failed, details=a.details + b.details)
+
+
+# Reward-modelling pool sizes (datasets spec §8) and feature widths D.
+POOL_SIZES = {"synthetic": 500, "movielens-100k": 1_305, "movielens-1m": 3_347,
+              "mind-small": 12_261, "amazon-kindle": 17_425}
+FEATURE_DIMS = {"synthetic": 18, "movielens-100k": 19, "movielens-1m": 19, "mind-small": 35,
+                "amazon-kindle": 32}
+
+
+def item_features_expectations(partition: str, check_pool_size: bool = True) -> list:
+    """S8: features in [0, 1], D columns, the pool size of §8."""
+    gxe = _gxe()
+    d = FEATURE_DIMS[partition]
+    exps = [gxe.ExpectColumnValuesToBeBetween(column=f"f_{i:02d}", min_value=0.0, max_value=1.0) for i in range(d)]
+    exps += [gxe.ExpectColumnToExist(column=f"f_{d - 1:02d}"), gxe.ExpectColumnValuesToBeUnique(column="item_id")]
+    if check_pool_size:
+        n = POOL_SIZES[partition]
+        exps.append(gxe.ExpectColumnValuesToBeInSet(column="in_pool", value_set=[True, False]))
+        exps.append(gxe.ExpectColumnDistinctValuesToContainSet(column="in_pool", value_set=[True]))
+        exps.append(gxe.ExpectColumnSumToBeBetween(column="in_pool_int", min_value=n, max_value=n))
+    return exps

@@ -48,3 +48,16 @@ def load_raw(partition: str, source: str | Path | None = None, *,
     if partition in ("mind-small", "amazon-kindle") and find_atomic_dir(source) is not None:
         return read_recbole_raw(partition, source)
     return _READERS[partition](source)
+
+
+def partition_item_features(raw: RawTables):
+    """Item features and reward pool of a partition (datasets spec §8).
+
+    The synthetic partition's reward pool is the 500-item content pool (seed 42), not the world's
+    posts: it is what the published Goodhart experiments used.
+    """
+    from x_reco.data.item_features import item_features, synthetic_content_pool
+
+    if raw.partition == "synthetic":
+        return synthetic_content_pool(n_items=500, seed=42)
+    return item_features(raw)
