@@ -19,7 +19,6 @@ MIND_TOP_CATEGORIES, MIND_TOP_SUBCATEGORIES = 17, 14
 KINDLE_GENRES = 20
 KINDLE_WRAPPERS = frozenset({"Kindle Store", "Kindle eBooks"})
 SYNTHETIC_TOPICS = ("sports", "tech", "politics_L", "politics_R", "entertainment", "news")
-FEATURE_DIMS = {"synthetic": 18, "movielens-100k": 19, "movielens-1m": 19, "mind-small": 35, "amazon-kindle": 32}
 # Topic multipliers of the synthetic content pool (reference order of the 6 topics above).
 _TOPIC_FACTORS = {
     0: {"favorite": 1.5, "repost": 1.3, **{a: 0.3 for a in NEGATIVE_ACTIONS}},
@@ -51,9 +50,8 @@ def item_features(raw: RawTables) -> pd.DataFrame:
     }
     if raw.partition not in builders:
         raise ValueError(f"no item features for partition {raw.partition!r}; expected one of {sorted(builders)}")
-    feats = builders[raw.partition](raw)
-    counts = reward_train_split(raw)["item_id"].value_counts()
-    return _attach_pool(feats, counts, raw.partition)
+    train = reward_train_split(raw)
+    return _attach_pool(builders[raw.partition](raw, train), train["item_id"].value_counts())
 
 
 def pool_arrays(features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -104,7 +102,7 @@ def _natural_order(ids: pd.Series) -> np.ndarray:
     return np.argsort(s.to_numpy(), kind="stable")
 
 
-def _attach_pool(feats: pd.DataFrame, counts: pd.Series, partition: str) -> pd.DataFrame:
+def _attach_pool(feats: pd.DataFrame, counts: pd.Series) -> pd.DataFrame:
     feats = feats.iloc[_natural_order(feats["item_id"])].reset_index(drop=True)
     n = feats["item_id"].map(counts).fillna(0).to_numpy()
     in_pool = n >= POOL_MIN_INTERACTIONS
@@ -114,9 +112,6 @@ def _attach_pool(feats: pd.DataFrame, counts: pd.Series, partition: str) -> pd.D
     np.random.default_rng(POOL_SEED).shuffle(shuffled)
     order[shuffled] = np.arange(len(shuffled))
     feats["in_pool"], feats["pool_order"] = in_pool, order
-    expected = FEATURE_DIMS[partition]
-    if len([c for c in feats.columns if c.startswith("f_")]) != expected:
-        raise AssertionError(f"{partition}: expected D={expected}")
     key = np.where(order >= 0, order, len(feats) + np.arange(len(feats)))
     return feats.iloc[np.argsort(key, kind="stable")].reset_index(drop=True)
 
@@ -128,11 +123,10 @@ def _frame(item_ids, x_md: np.ndarray, topic, topic_other) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _movielens_features(raw: RawTables) -> pd.DataFrame:
+def _movielens_features(raw: RawTables, train: pd.DataFrame) -> pd.DataFrame:
     """Genre flag x (mean training rating of the movie) / 5; topic = lowest-index active genre."""
     items = raw.items
     flags = items[[f"genre_{g:02d}" for g in range(ML_GENRES)]].to_numpy(np.float32)
-    train = reward_train_split(raw)
     mean = train.groupby("item_id")["rating"].mean()
     avg = items["item_id"].astype(str).map(mean).fillna(0.0).to_numpy(np.float32)
     topic = np.where(flags.any(axis=1), flags.argmax(axis=1), 0)
@@ -159,7 +153,7 @@ def _entity_count(value) -> int:
     return len(value) if isinstance(value, (list, tuple, np.ndarray)) else 0
 
 
-def _mind_features(raw: RawTables) -> pd.DataFrame:
+def _mind_features(raw: RawTables, train: pd.DataFrame) -> pd.DataFrame:
     items = raw.items
     cats, subs = mind_vocabulary(items)
     cat_idx = items["category"].astype(str).map({c: i for i, c in enumerate(cats)})
@@ -249,7 +243,7 @@ def _bucket(values: np.ndarray, edges: list[tuple[float, float]], closed_right: 
     return out
 
 
-def _kindle_features(raw: RawTables) -> pd.DataFrame:
+def _kindle_features(raw: RawTables, train: pd.DataFrame) -> pd.DataFrame:
     """20 genres; price free / (0,5) / [5,15] / >15; volume <50 / [50,500) / >=500; sentiment
     <3 / [3,4) / >=4; length <200 / >=200 pages. A missing field leaves its block all-zero."""
     items = raw.items
