@@ -71,16 +71,53 @@ class DuckDBFrameIOManager(dg.ConfigurableIOManager):
         partition = context.asset_partition_key if context.has_asset_partitions else None
         return schema_for(partition), context.asset_key.path[-1]
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        """A DataFrame becomes ``<partition>.<asset>``; a dict of DataFrames ``<asset>__<name>`` each."""
+        schema, table = self._where(context)
+        if isinstance(obj, dict):
+            bad = [k for k, v in obj.items() if not isinstance(v, pd.DataFrame)]
+            if bad or not obj:
+                raise TypeError(f"{context.asset_key}: expected a non-empty dict of DataFrames, bad keys {bad}")
+            for name, frame in obj.items():
+                write_frame(self._db(), schema, f"{table}__{name}", frame)
+            stale = set(table_names(self._db(), schema, f"{table}__")) - {f"{table}__{n}" for n in obj}
+            drop_tables(self._db(), schema, sorted(stale))
+            context.add_output_metadata({"tables": ", ".join(f"{schema}.{table}__{n}" for n in obj),
+                                         "rows": sum(len(f) for f in obj.values())})
+            return
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(f"{context.asset_key}: expected a pandas DataFrame, got {type(obj).__name__}")
-        schema, table = self._where(context)
         write_frame(self._db(), schema, table, obj)
         context.add_output_metadata({"table": f"{schema}.{table}", "rows": len(obj)})
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def load_input(self, context: dg.InputContext):
         schema, table = self._where(context)
+        names = table_names(self._db(), schema, f"{table}__")
+        if names:
+            return {n.removeprefix(f"{table}__"): read_frame(self._db(), schema, n) for n in names}
         return read_frame(self._db(), schema, table)
+
+
+def drop_tables(database: str, schema: str, names: list[str]) -> None:
+    if not names:
+        return
+    con = connect(database)
+    try:
+        for name in names:
+            con.execute(f'DROP TABLE IF EXISTS "{schema}"."{name}"')
+    finally:
+        con.close()
+
+
+def table_names(database: str, schema: str, prefix: str) -> list[str]:
+    con = connect(database)
+    try:
+        rows = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND starts_with(table_name, ?)"
+            " ORDER BY table_name", [schema, prefix]).fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
 
 
 class _NpzUPathIOManager(dg.UPathIOManager):

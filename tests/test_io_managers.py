@@ -66,3 +66,27 @@ def test_npz_io_manager_atomic_and_pickle_free(tmp_path):
 
     with pytest.raises(Exception, match="object arrays"):
         dg.materialize([bad], resources={"io_manager": NpzIOManager(base_dir=str(tmp_path))})
+
+
+def test_duckdb_io_manager_multi_table_outputs(tmp_path):
+    """An asset returning a dict of DataFrames stores one table each; a later run with fewer tables
+    leaves no stale table behind for downstream loads."""
+    import dagster as dg
+
+    from resources import DuckDBFrameIOManager
+
+    keys = iter([("a", "b"), ("a",)])
+
+    @dg.asset
+    def analysis():
+        return {k: pd.DataFrame({"v": [1, 2]}) for k in next(keys)}
+
+    @dg.asset
+    def reader(analysis):
+        return pd.DataFrame({"names": sorted(analysis)})
+
+    io = {"io_manager": DuckDBFrameIOManager(database=str(tmp_path / "w.duckdb"))}
+    assert dg.materialize([analysis, reader], resources=io).success
+    assert list(read_frame(str(tmp_path / "w.duckdb"), "main", "reader")["names"]) == ["a", "b"]
+    assert dg.materialize([analysis, reader], resources=io).success
+    assert list(read_frame(str(tmp_path / "w.duckdb"), "main", "reader")["names"]) == ["a"]
