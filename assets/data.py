@@ -62,7 +62,8 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
     yield dg.Output(raw.interactions, output_name="raw_interactions", metadata={
         "rows": len(raw.interactions), "users": raw.interactions["user_id"].nunique(),
         "items": raw.interactions["item_id"].nunique(),
-        "manifest": dg.MetadataValue.json(_json_safe(raw.manifest)),
+        "manifest": dg.MetadataValue.json(_json_safe(
+            {k: v for k, v in raw.manifest.items() if k != "calibration"})),  # full manifest on disk
     })
     yield dg.Output(raw.items, output_name="raw_items", metadata={"rows": len(raw.items)})
     yield dg.Output(raw.users, output_name="raw_users", metadata={"rows": n_users})

@@ -8,7 +8,21 @@ data_job = dg.define_asset_job(
     "data_job",
     selection=dg.AssetSelection.groups("data"),
     partitions_def=DATASETS,
-    description="Raw tables, events and engagement sequences for one dataset partition.",
+    description="Raw tables, item features, events and engagement sequences for one dataset partition.",
+)
+
+models_job = dg.define_asset_job(
+    "models_job",
+    selection=dg.AssetSelection.groups("models"),
+    partitions_def=DATASETS,
+    description="Retrain the retriever and ranker, rebuild the candidate index, evaluate, update the champion.",
+)
+
+research_job = dg.define_asset_job(
+    "research_job",
+    selection=dg.AssetSelection.groups("research"),
+    partitions_def=DATASETS,
+    description="Stakeholder utilities, BT reward models and the Goodhart analyses.",
 )
 
 demo_job = dg.define_asset_job(
@@ -18,5 +32,17 @@ demo_job = dg.define_asset_job(
     description="Everything, for one dataset partition (what `make demo` runs on `synthetic`).",
 )
 
-JOBS = [data_job, demo_job]
-SCHEDULES: list = []
+# Partitions whose data needs no download: retrained weekly once the schedule is switched on.
+RETRAIN_PARTITIONS = ("synthetic", "movielens-100k")
+
+
+@dg.schedule(job=models_job, cron_schedule="0 3 * * 1", default_status=dg.DefaultScheduleStatus.STOPPED,
+             description="Weekly retraining; model_evaluation promotes a new champion only if it wins.")
+def weekly_retrain(context: dg.ScheduleEvaluationContext):
+    for partition in RETRAIN_PARTITIONS:
+        yield dg.RunRequest(run_key=f"{partition}-{context.scheduled_execution_time:%Y%m%d}",
+                            partition_key=partition)
+
+
+JOBS = [data_job, models_job, research_job, demo_job]
+SCHEDULES = [weekly_retrain]

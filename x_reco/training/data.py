@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
+from flax import struct
 
 from x_reco.common.actions import ACTION_INDEX, NEGATIVE_ACTIONS
 from x_reco.common.types import RecsysBatch
@@ -14,9 +14,9 @@ from x_reco.data.sequences import SPLIT_CODES
 NEGATIVE_COLUMNS = np.array([ACTION_INDEX[a] for a in NEGATIVE_ACTIONS])
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class RankerLabels:
-    """Labels travelling with a ranker batch."""
+    """Labels travelling with a ranker batch (a pytree, so it can enter a jitted step)."""
 
     candidate_actions: np.ndarray  # [B, C, A] float32 in {0, 1}
     label_mask: np.ndarray  # [B, A] float32: the columns this dataset observes
@@ -96,3 +96,44 @@ def retrieval_pairs(seqs: dict[str, np.ndarray], split: str) -> tuple[np.ndarray
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, -(-n // batch_size))
+
+
+@struct.dataclass
+class RetrievalBatch:
+    """(user, positive item) pairs: the item is the batch's only candidate (C = 1)."""
+
+    batch: RecsysBatch  # user and history of each pair's example row; candidate = the positive
+    item_b: np.ndarray  # [B] int32 catalogue index of the positive (0 in padded rows)
+    row_mask_b: np.ndarray  # [B] bool: real pairs
+
+
+def make_retrieval_batch(
+    seqs: dict[str, np.ndarray], rows: np.ndarray, items: np.ndarray, batch_size: int | None = None
+) -> RetrievalBatch:
+    """RetrievalBatch for example ``rows`` paired with catalogue ``items``, padded to ``batch_size``."""
+    batch = make_batch(seqs, rows, batch_size)
+    b = batch.batch_size
+    item_b = np.zeros(b, np.int32)
+    item_b[: len(rows)] = items
+    row_mask = np.arange(b) < len(rows)
+    post = seqs["item_post_hashes"][item_b].astype(np.int32) * row_mask[:, None]
+    author = seqs["item_author_hashes"][item_b].astype(np.int32) * row_mask[:, None]
+    batch = batch.replace(
+        candidate_post_hashes=post[:, None, :],
+        candidate_author_hashes=author[:, None, :],
+        candidate_product_surface=batch.candidate_product_surface[:, :1],
+    )
+    return RetrievalBatch(batch, item_b, row_mask)
+
+
+def step_chunk(num: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Positions (into a pool of ``num`` examples) of global training step ``step``.
+
+    Epoch ``e = step // steps_per_epoch`` visits the pool in the order ``permutation(Generator([seed,
+    e]))``; the last chunk of an epoch may be short (the batch is padded). A pure function of the
+    step, so a resumed run sees exactly the batches an uninterrupted run would.
+    """
+    spe = steps_per_epoch(num, batch_size)
+    order = np.random.default_rng([seed, step // spe]).permutation(num)
+    start = (step % spe) * batch_size
+    return order[start : start + batch_size]

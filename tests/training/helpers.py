@@ -1,0 +1,61 @@
+"""Toy MovieLens-shaped sequences with learnable structure, and tiny train configs, for fast tests.
+
+Each user belongs to one of ``num_groups`` item groups and rates that group's items in cyclic order
+from a random start, so the next item is predictable from the history (a retriever can beat
+popularity) and ratings follow the item (a ranker can learn ``favorite``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+
+from x_reco.data.events import build_events
+from x_reco.data.sequences import SequenceConfig, build_sequences
+from x_reco.data.tables import RawTables
+from x_reco.training.config import TrainConfig
+
+PARTITION = "movielens-100k"
+
+
+def toy_raw(num_users: int = 48, num_items: int = 64, per_user: int = 14, num_groups: int = 4, seed: int = 0) -> RawTables:
+    rng = np.random.default_rng(seed)
+    group_size = num_items // num_groups
+    rows = []
+    for u in range(num_users):
+        g = u % num_groups
+        start = int(rng.integers(group_size))
+        for t in range(per_user):
+            item = g * group_size + (start + t) % group_size
+            rating = 5.0 if item % 3 else (1.0 if item % 2 else 3.0)
+            rows.append((str(u), str(item), 1_000_000 + 100 * u + t, rating))
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "rating"])
+    inter["label"] = pd.array([pd.NA] * len(inter), dtype="Int8")
+    inter["impression_id"] = None
+    inter["src_file"] = "toy"
+    inter["src_row"] = np.arange(len(inter), dtype=np.int64)
+    items = pd.DataFrame({"item_id": [str(i) for i in range(num_items)]})
+    users = pd.DataFrame({"user_id": [str(u) for u in range(num_users)]})
+    return RawTables(PARTITION, inter, items, users)
+
+
+@functools.cache
+def _toy_seqs(vocab_size: int, history_len: int, candidate_len: int) -> dict[str, np.ndarray]:
+    raw = toy_raw()
+    cfg = SequenceConfig(history_len=history_len, candidate_len=candidate_len, vocab_size=vocab_size)
+    return build_sequences(build_events(raw), raw.items, PARTITION, cfg)
+
+
+def toy_seqs(vocab_size: int = 1009, history_len: int = 7, candidate_len: int = 5) -> dict[str, np.ndarray]:
+    """Sequences of ``toy_raw`` (a fresh dict of the cached arrays: callers may replace keys)."""
+    return dict(_toy_seqs(vocab_size, history_len, candidate_len))
+
+
+def tiny_cfg(**overrides) -> TrainConfig:
+    base = dict(
+        preset="tiny", model_overrides={"compute_dtype": "float32"}, batch_size=16, num_steps=12,
+        warmup_steps=2, learning_rate=3e-3, eval_every=0, checkpoint_every=5, keep_checkpoints=2,
+    )  # fmt: skip
+    return TrainConfig(**{**base, **overrides})

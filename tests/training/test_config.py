@@ -1,0 +1,60 @@
+"""TrainConfig contract: unknown keys and bad values are errors at construction, and the model
+config takes hash counts and table rows from the data's HashSpec (a contradicting override raises,
+because trained tables mean something only under the hash functions that produced them)."""
+
+import pytest
+
+from x_reco.features.hashing import HashSpec
+from x_reco.training.config import TrainConfig, data_hash_spec, model_config_for
+from tests.training.helpers import tiny_cfg, toy_seqs
+
+
+def test_from_dict_round_trip_and_unknown_keys():
+    cfg = tiny_cfg(seed=7)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        TrainConfig.from_dict({**cfg.to_dict(), "learning_rat": 1e-3})
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"warmup_steps": 12}, "warmup_steps"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"retrieval_loss": "nce"}, "retrieval_loss"),
+        ({"model_overrides": {"emb_sise": 8}}, "unknown PhoenixConfig keys"),
+        ({"preset": "huge"}, "unknown preset"),
+    ],
+)
+def test_invalid_values_raise(bad, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_cfg(**bad)
+
+
+def test_model_config_takes_hash_spec_from_data():
+    seqs = toy_seqs(vocab_size=1009)
+    spec = data_hash_spec(seqs)
+    mcfg = model_config_for(tiny_cfg(), seqs)
+    assert mcfg.hash_spec == spec
+    assert mcfg.vocab_sizes == (1009, 1009, 1009) and mcfg.num_hashes == (2, 2, 2)
+    assert (mcfg.history_len, mcfg.candidate_len) == (7, 5)
+    assert mcfg.emb_size == 32 and mcfg.compute_dtype == "float32"  # preset + overrides kept
+
+
+def test_contradicting_hash_override_raises():
+    seqs = toy_seqs()
+    with pytest.raises(ValueError, match="contradict"):
+        model_config_for(tiny_cfg(model_overrides={"post_vocab_size": 211}), seqs)
+    other = HashSpec(salt="other", namespace="movielens-100k", vocab_sizes=(1009,) * 3)
+    with pytest.raises(ValueError, match="HashSpec mismatch"):
+        model_config_for(tiny_cfg(model_overrides={"hash_spec": other.to_dict()}), seqs)
+    same = data_hash_spec(seqs)
+    assert model_config_for(tiny_cfg(model_overrides={"hash_spec": same.to_dict(), "post_vocab_size": 1009}), seqs)
+
+
+def test_softmax_switch_by_catalogue_size():
+    cfg = tiny_cfg(full_softmax_max_items=100)
+    assert cfg.use_full_softmax(100) and not cfg.use_full_softmax(101)
+    assert tiny_cfg(retrieval_loss="sampled").use_full_softmax(10) is False
+    assert tiny_cfg(retrieval_loss="full").use_full_softmax(10**9) is True

@@ -1,0 +1,118 @@
+"""Ranker evaluation (per-action AUC and log-loss) and the two-stage retrieve-then-rank metric.
+
+Per-event held-out rows carry a single real candidate, so their empty slots are filled with sampled
+never-interacted negatives (``heldout.with_sampled_negatives``), as in training; AUC and log-loss are
+then taken per observed action over every real candidate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flax import nnx
+
+from x_reco.common.actions import ACTIONS
+from x_reco.data.sequences import SPLIT_CODES
+from x_reco.eval.heldout import interacted, seen_mask, with_sampled_negatives
+from x_reco.eval.metrics import auc, log_loss, ranking_metrics
+from x_reco.eval.retrieval import item_vectors, user_vectors
+from x_reco.models.ranker import PhoenixRanker, weighted_score
+from x_reco.models.retrieval import PhoenixRetrieval
+from x_reco.pipeline.weights import WeightSet
+from x_reco.training.data import make_batch, make_labels, retrieval_pairs
+from x_reco.training.losses import ranker_bce
+
+_logits = nnx.jit(lambda model, batch: model(batch).logits_bca)
+
+
+def ranker_logits(model: PhoenixRanker, seqs: dict[str, np.ndarray], rows: np.ndarray, batch_size: int = 128):
+    """Logits [R, C, A] and labels (``RankerLabels`` fields, unpadded) for example ``rows``."""
+    logits, labels = [], []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        logits.append(np.asarray(_logits(model, make_batch(seqs, chunk, batch_size)))[: len(chunk)])
+        labels.append(make_labels(seqs, chunk))
+    cat = lambda name: np.concatenate([getattr(x, name) for x in labels])  # noqa: E731
+    return np.concatenate(logits), cat("candidate_actions"), cat("candidate_mask"), cat("label_mask")
+
+
+def evaluate_ranker(
+    model: PhoenixRanker, seqs: dict[str, np.ndarray], split: str = "test", seed: int = 0, batch_size: int = 128
+) -> dict[str, float]:
+    """``<action>_auc`` and ``<action>_log_loss`` per observed action, their means, and the BCE loss."""
+    held = with_sampled_negatives(seqs, split, seed)
+    logits, y, cmask, lmask = ranker_logits(model, held, np.arange(len(held["split"])), batch_size)
+    names = model.config.output_action_names
+    out: dict[str, float] = {"loss": float(ranker_bce(logits, y, cmask, lmask)), "num_examples": float(len(y))}
+    aucs, losses = [], []
+    for a, name in enumerate(names):
+        if name not in ACTIONS or not seqs["observed_mask"][ACTIONS.index(name)]:
+            continue
+        labels, scores = y[..., a][cmask], logits[..., a][cmask]
+        out[f"{name}_auc"] = auc(labels, scores)
+        out[f"{name}_log_loss"] = log_loss(labels, scores)
+        aucs += [out[f"{name}_auc"]] if np.isfinite(out[f"{name}_auc"]) else []
+        losses.append(out[f"{name}_log_loss"])
+    out["mean_auc"] = float(np.mean(aucs)) if aucs else float("nan")
+    out["mean_log_loss"] = float(np.mean(losses)) if losses else float("nan")
+    return out
+
+
+def two_stage(
+    retriever: PhoenixRetrieval,
+    ranker: PhoenixRanker,
+    seqs: dict[str, np.ndarray],
+    split: str = "test",
+    num_retrieved: int = 200,
+    weights: WeightSet | None = None,
+    cutoffs: tuple[int, ...] = (10,),
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """Retrieve top-``num_retrieved`` unseen items, re-rank by the ranker's weighted score, score the target.
+
+    Returns ``two_stage_<metric>@k`` (re-ranked), ``retrieval_<metric>@k`` (retriever order, same
+    candidates) and ``recall@<num_retrieved>``. A target outside the retrieved set counts as a miss.
+    """
+    weights = WeightSet.published() if weights is None else weights
+    rows, targets = retrieval_pairs(seqs, split)
+    items_nd = item_vectors(retriever, seqs)
+    earlier = interacted(seqs, SPLIT_CODES[split] - 1)
+    k = min(num_retrieved, items_nd.shape[0])
+    ranked, retrieved = [], []
+    for start in range(0, len(rows), batch_size):
+        r, t = rows[start : start + batch_size], targets[start : start + batch_size]
+        scores = user_vectors(retriever, seqs, r, batch_size) @ items_nd.T
+        seen = seen_mask(seqs, split, r, earlier)
+        seen[np.arange(len(t)), t] = False
+        scores[seen] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        rerank = _weighted_scores(ranker, seqs, r, top, weights, batch_size)
+        ranked.append(_rank_in(top, np.argsort(-rerank, axis=1, kind="stable"), t))
+        retrieved.append(_rank_in(top, np.arange(k)[None, :].repeat(len(r), 0), t))
+    out = {f"two_stage_{m}": v for m, v in ranking_metrics(np.concatenate(ranked), cutoffs).items()}
+    ret = np.concatenate(retrieved)
+    out.update({f"retrieval_{m}": v for m, v in ranking_metrics(ret, cutoffs).items()})
+    out[f"recall@{k}"] = float(np.mean(ret < k))
+    return out
+
+
+def _weighted_scores(ranker, seqs, rows, top_bk, weights: WeightSet, batch_size: int) -> np.ndarray:
+    batch = make_batch(seqs, rows, batch_size)
+    b, k = batch_size, top_bk.shape[1]
+    items = np.zeros((b, k), np.int64)
+    items[: len(rows)] = top_bk
+    valid = (np.arange(b) < len(rows))[:, None, None]
+    batch = batch.replace(
+        candidate_post_hashes=(seqs["item_post_hashes"][items] * valid).astype(np.int32),
+        candidate_author_hashes=(seqs["item_author_hashes"][items] * valid).astype(np.int32),
+        candidate_product_surface=np.repeat(batch.candidate_product_surface[:, :1], k, axis=1),
+    )
+    probs = 1.0 / (1.0 + np.exp(-np.asarray(_logits(ranker, batch), np.float64)))
+    score = weighted_score(probs, weights.weights, ranker.config.output_action_names)
+    return np.asarray(score)[: len(rows)]
+
+
+def _rank_in(top_bk: np.ndarray, order_bk: np.ndarray, target_b: np.ndarray) -> np.ndarray:
+    """Position of each target in ``top[order]`` (``k`` = not retrieved)."""
+    listed = np.take_along_axis(top_bk, order_bk, axis=1) == target_b[:, None]
+    return np.where(listed.any(axis=1), listed.argmax(axis=1), top_bk.shape[1])
+

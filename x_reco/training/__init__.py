@@ -1,0 +1,1 @@
+"""Training of the Phoenix models: config, losses, optimizer, jitted data-parallel loop, checkpoints."""

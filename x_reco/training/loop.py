@@ -1,0 +1,278 @@
+"""Training loops of the Phoenix ranker and retriever: jitted data-parallel steps, Orbax resume, eval.
+
+``train_ranker`` / ``train_retriever`` take engagement sequences (``x_reco.data.sequences``), a
+``TrainConfig`` and a run directory. Under the directory: ``train/`` holds the resumable checkpoints
+(``resume.py``) and ``model/`` the exported model (``checkpoint.save_checkpoint``). Calling again with
+the same directory and config resumes from the latest checkpoint and, on CPU, reproduces the loss
+curve of an uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from x_reco.features.hashing import HashSpec
+from x_reco.eval.ranker import evaluate_ranker
+from x_reco.eval.retrieval import evaluate_retrieval
+from x_reco.models.ranker import PhoenixRanker
+from x_reco.models.retrieval import PhoenixRetrieval
+from x_reco.training import losses
+from x_reco.training.checkpoint import save_checkpoint
+from x_reco.training.config import TrainConfig, data_hash_spec, model_config_for
+from x_reco.training.data import (
+    make_batch, make_labels, make_retrieval_batch, retrieval_pairs, split_rows, step_chunk,
+)  # fmt: skip
+from x_reco.training.optim import make_optimizer
+from x_reco.training.resume import TrainCheckpoints
+from x_reco.training.step import data_parallel, make_train_step, replicate, shard_batch
+
+MODEL_DIR = "model"
+Progress = Callable[[int, int, float, float, float], None]
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training call returns; ``model`` is the trained model (not serialized by ``to_dict``)."""
+
+    model_kind: str
+    losses: list[float]  # one per step, from step 1 (resumed runs include the earlier steps)
+    val_metrics: dict[str, float]
+    eval_history: list[dict[str, float | None]]  # {"step", **val metrics} (NaN stored as None)
+    score_spread: list[dict[str, float]]  # score std across candidates at init and after each restore
+    wall_time_s: float  # this call, compile, eval and checkpoints included
+    train_time_s: float  # this call's step loop
+    examples_per_s: float  # this call's steady-state training throughput (first, compiling step excluded)
+    checkpoint_path: str  # the exported model (``checkpoint.restore_checkpoint`` reads it)
+    step: int
+    resumed_from: int | None
+    model: nnx.Module | None = dataclasses.field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Task:
+    kind: str
+    model_cls: type[nnx.Module]
+    pool_size: int
+    make_batch: Callable[[np.ndarray], Any]
+    loss: tuple  # (name in _LOSSES, *static params)
+    consts: Any
+    evaluate: Callable[[nnx.Module], dict[str, float]]
+
+
+def train_ranker(
+    seqs: dict[str, np.ndarray], cfg: TrainConfig, ckpt_dir: str | Path, progress: Progress | None = None
+) -> TrainResult:
+    """Train a ``PhoenixRanker`` on the train split with multi-action BCE; validate on the val split.
+
+    Args:
+      seqs: engagement sequences (``build_sequences`` output).
+      cfg: the run's config. ckpt_dir: run directory (resumed if it holds checkpoints of this config).
+      progress: optional ``progress(step, total, loss, examples_per_s, eta_s)`` called every step.
+    """
+    rows = split_rows(seqs, "train")
+    b = cfg.batch_size
+    task = _Task(
+        "ranker", PhoenixRanker, len(rows),
+        lambda pos: (make_batch(seqs, rows[pos], b), make_labels(seqs, rows[pos], b)),
+        ("ranker_bce",), None,
+        lambda m: evaluate_ranker(m, seqs, "val", seed=cfg.seed, batch_size=cfg.eval_batch_size),
+    )  # fmt: skip
+    return _fit(task, seqs, cfg, ckpt_dir, progress)
+
+
+def train_retriever(
+    seqs: dict[str, np.ndarray], cfg: TrainConfig, ckpt_dir: str | Path, progress: Progress | None = None
+) -> TrainResult:
+    """Train a ``PhoenixRetrieval`` two-tower model on the train split's (example, engaged item) pairs.
+
+    Full softmax over the catalogue (candidate tower recomputed for every item each step) when
+    ``cfg.use_full_softmax(N)``, else in-batch negatives with logQ correction. Validation is
+    full-catalogue leave-one-out ranking on the val split. Arguments as ``train_ranker``.
+    """
+    rows, items = retrieval_pairs(seqs, "train")
+    num_items = len(seqs["item_ids"])
+    b = cfg.batch_size
+    if cfg.use_full_softmax(num_items):
+        loss = ("full_softmax", cfg.temperature)
+        consts = (seqs["item_post_hashes"].astype(np.int32), seqs["item_author_hashes"].astype(np.int32))
+    else:
+        loss = ("sampled_softmax", cfg.temperature)
+        consts = losses.item_log_q(items, num_items, b)
+    task = _Task(
+        "retrieval", PhoenixRetrieval, len(rows),
+        lambda pos: make_retrieval_batch(seqs, rows[pos], items[pos], b),
+        loss, consts, lambda m: evaluate_retrieval(m, seqs, "val", batch_size=cfg.eval_batch_size),
+    )  # fmt: skip
+    return _fit(task, seqs, cfg, ckpt_dir, progress)
+
+
+# -- model-level losses: loss(model, batch, consts, *params) -> (loss, score spread) ---------------
+# The spread (std of scores across a row's candidates, phoenix spec §12 row 21) is recorded at the
+# first step of every call, i.e. for the freshly initialised or restored parameters.
+def _ranker_bce(model: PhoenixRanker, batch, consts):
+    del consts
+    rb, labels = batch
+    out = model(rb)
+    loss = losses.ranker_bce(out.logits_bca, labels.candidate_actions, labels.candidate_mask, labels.label_mask)
+    return loss, jnp.mean(jnp.std(out.logits_bca, axis=1))
+
+
+def _full_softmax(model: PhoenixRetrieval, rb, item_hashes, temperature: float):
+    items_nd, user_bd = model.encode_items(*item_hashes), model.encode_user(rb.batch)
+    loss = losses.full_softmax_loss(user_bd, items_nd, rb.item_b, rb.row_mask_b, temperature)
+    return loss, jnp.mean(jnp.std(user_bd @ items_nd.T, axis=1))
+
+
+def _sampled_softmax(model: PhoenixRetrieval, rb, log_q_n, temperature: float):
+    positive_bd, user_bd = model.encode_candidates(rb.batch)[:, 0], model.encode_user(rb.batch)
+    loss = losses.sampled_softmax_loss(user_bd, positive_bd, rb.item_b, log_q_n[rb.item_b], rb.row_mask_b, temperature)
+    return loss, jnp.mean(jnp.std(user_bd @ positive_bd.T, axis=1))
+
+
+_LOSSES = {"ranker_bce": _ranker_bce, "full_softmax": _full_softmax, "sampled_softmax": _sampled_softmax}
+_STEP_CACHE: collections.OrderedDict = collections.OrderedDict()
+
+
+def _train_step(graphdef, task: _Task, cfg: TrainConfig, model_config, dp):
+    """The jitted step, reused across calls with the same configs (graphdefs differ only in optax closures)."""
+    key = (task.loss, cfg.to_json(), model_config.to_json(), dp)
+    if key not in _STEP_CACHE:
+        name, *params = task.loss
+        loss_fn = functools.partial(lambda f, p, m, b, c: f(m, b, c, *p), _LOSSES[name], tuple(params))
+        _STEP_CACHE[key] = make_train_step(graphdef, loss_fn, dp)
+        while len(_STEP_CACHE) > 4:
+            _STEP_CACHE.popitem(last=False)
+    return _STEP_CACHE[key]
+
+
+def _build(task: _Task, model_config, cfg: TrainConfig) -> tuple[nnx.Module, nnx.Optimizer]:
+    model = task.model_cls(model_config, rngs=nnx.Rngs(params=cfg.seed))
+    return model, make_optimizer(model, cfg)
+
+
+def _new_record(task: _Task, seqs, cfg: TrainConfig, model_config) -> dict[str, Any]:
+    return {
+        "model_kind": task.kind,
+        "step": 0,
+        "losses": [],
+        "eval_history": [],
+        "score_spread": [],
+        "train_config": json.loads(cfg.to_json()),
+        "model_config": json.loads(model_config.to_json()),
+        "hash_spec": data_hash_spec(seqs).to_dict(),
+        "seeds": {"params": cfg.seed, "data_order": cfg.seed},
+        "partition": str(seqs["partition"]),
+    }
+
+
+def _check_resumable(record: dict[str, Any], task: _Task, seqs, cfg: TrainConfig, ckpt_dir) -> None:
+    """A run directory resumes only with the same model kind, config and data HashSpec."""
+    data_hash_spec(seqs).check_compatible(HashSpec.from_dict(record["hash_spec"]), where=f"between data and run {ckpt_dir}")
+    if record["model_kind"] != task.kind:
+        raise ValueError(f"run {ckpt_dir} holds a {record['model_kind']} run, not {task.kind}")
+    if record["train_config"] != json.loads(cfg.to_json()):
+        raise ValueError(f"run {ckpt_dir} was started with a different TrainConfig: {record['train_config']}")
+
+
+def _fit(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progress: Progress | None) -> TrainResult:
+    t_call = time.perf_counter()
+    dp = data_parallel()
+    if cfg.batch_size % dp.num_devices:
+        raise ValueError(f"batch_size={cfg.batch_size} is not divisible by {dp.num_devices} devices")
+    if task.pool_size == 0:
+        raise ValueError(f"no training examples for the {task.kind}")
+    model_config = model_config_for(cfg, seqs)
+    ckpts = TrainCheckpoints(ckpt_dir, cfg.keep_checkpoints)
+    resumed_from = ckpts.latest_step()
+    if resumed_from is None:
+        graphdef, state = nnx.split(_build(task, model_config, cfg))
+        record = _new_record(task, seqs, cfg, model_config)
+    else:
+        graphdef, abstract = nnx.split(nnx.eval_shape(lambda: _build(task, model_config, cfg)))
+        state, record = ckpts.restore(resumed_from, abstract, dp.replicated)
+        _check_resumable(record, task, seqs, cfg, ckpt_dir)
+    state = replicate(state, dp)
+    step_fn = _train_step(graphdef, task, cfg, model_config, dp)
+    consts = replicate(task.consts, dp)
+    meter = _Meter(cfg.batch_size, cfg.num_steps, record["step"])
+    for step in range(record["step"], cfg.num_steps):
+        batch = shard_batch(task.make_batch(step_chunk(task.pool_size, cfg.batch_size, cfg.seed, step)), dp)
+        state, loss, spread = step_fn(state, batch, consts)
+        record["losses"].append(float(loss))
+        if step == meter.start_step:
+            record["score_spread"].append({"step": step, "std_across_candidates": float(spread)})
+        record["step"] = done = step + 1
+        meter.tick(done)
+        if progress is not None:
+            progress(done, cfg.num_steps, record["losses"][-1], meter.examples_per_s, meter.eta_s(done))
+        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.num_steps:
+            model = nnx.merge(graphdef, state)[0]
+            record["eval_history"].append({"step": done, **_jsonable(task.evaluate(model))})
+        if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.num_steps):
+            ckpts.save(done, state, record)
+    train_time = meter.elapsed
+    model = nnx.merge(graphdef, state)[0]
+    val = task.evaluate(model)
+    if not record["eval_history"] or record["eval_history"][-1]["step"] != record["step"]:
+        record["eval_history"].append({"step": record["step"], **_jsonable(val)})
+    ckpts.close()
+    path = Path(ckpt_dir) / MODEL_DIR
+    extra = {"train_config": record["train_config"], "val_metrics": _jsonable(val), "partition": record["partition"]}
+    save_checkpoint(path, model, step=record["step"], seeds=record["seeds"], extra=extra)
+    return TrainResult(
+        model_kind=task.kind, losses=list(record["losses"]), val_metrics=val,
+        eval_history=list(record["eval_history"]), score_spread=list(record["score_spread"]), wall_time_s=time.perf_counter() - t_call,
+        train_time_s=train_time, examples_per_s=meter.examples_per_s, checkpoint_path=str(path),
+        step=record["step"], resumed_from=resumed_from, model=model,
+    )  # fmt: skip
+
+
+def _jsonable(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (float(v) if np.isfinite(v) else None) for k, v in metrics.items()}
+
+
+class _Meter:
+    """Steady-state throughput: timing starts after this call's first (compiling) step."""
+
+    def __init__(self, batch_size: int, total: int, start_step: int):
+        self.batch_size, self.total, self.start_step = batch_size, total, start_step
+        self.t0 = time.perf_counter()
+        self.t_first: float | None = None
+        self.steps_after_first = 0
+
+    def tick(self, done: int) -> None:
+        now = time.perf_counter()
+        if self.t_first is None:
+            self.t_first = now
+        else:
+            self.steps_after_first = done - self.start_step - 1
+        self.t_last = now
+
+    @property
+    def elapsed(self) -> float:
+        return (getattr(self, "t_last", self.t0)) - self.t0
+
+    @property
+    def examples_per_s(self) -> float:
+        if not self.steps_after_first:
+            return 0.0
+        return self.steps_after_first * self.batch_size / max(self.t_last - self.t_first, 1e-9)
+
+    def eta_s(self, done: int) -> float:
+        rate = self.examples_per_s / self.batch_size
+        return (self.total - done) / rate if rate > 0 else float("nan")

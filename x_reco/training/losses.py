@@ -1,0 +1,96 @@
+"""Training losses of the Phoenix models (phoenix spec §13), all in f32.
+
+* ranker: multi-action BCE over observed actions and real candidates;
+* retrieval: softmax over the full catalogue, or over in-batch negatives with logQ correction and
+  accidental-hit masking.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+MASKED_LOGIT = -1e30
+
+
+def ranker_bce(
+    logits_bca: jax.Array,
+    labels_bca: jax.Array,
+    candidate_mask_bc: jax.Array,
+    label_mask_ba: jax.Array,
+    action_weights_a: jax.Array | None = None,
+) -> jax.Array:
+    """``sum(m * label_mask * w_a * BCE(logit, y)) / max(sum(m), 1)`` (scalar f32).
+
+    Args:
+      logits_bca: [B, C, A] logits. labels_bca: [B, C, A] in [0, 1].
+      candidate_mask_bc: [B, C] real candidates (padded candidates and padded rows are False).
+      label_mask_ba: [B, A] 1 where the dataset observes the action column.
+      action_weights_a: optional [A] per-action weights (default 1).
+    """
+    bce_bca = optax.sigmoid_binary_cross_entropy(logits_bca.astype(jnp.float32), labels_bca.astype(jnp.float32))
+    m_bc = candidate_mask_bc.astype(jnp.float32)
+    w_ba = label_mask_ba.astype(jnp.float32)
+    if action_weights_a is not None:
+        w_ba = w_ba * action_weights_a.astype(jnp.float32)[None, :]
+    return jnp.sum(bce_bca * m_bc[..., None] * w_ba[:, None, :]) / jnp.maximum(jnp.sum(m_bc), 1.0)
+
+
+def _masked_mean(x_b: jax.Array, row_mask_b: jax.Array) -> jax.Array:
+    m_b = row_mask_b.astype(jnp.float32)
+    return jnp.sum(x_b * m_b) / jnp.maximum(jnp.sum(m_b), 1.0)
+
+
+def full_softmax_loss(
+    user_bd: jax.Array, items_nd: jax.Array, target_b: jax.Array, row_mask_b: jax.Array, temperature: float
+) -> jax.Array:
+    """Cross-entropy of the positive item against every catalogue item.
+
+    Args:
+      user_bd: [B, D] unit user vectors. items_nd: [N, D] unit vectors of the whole catalogue.
+      target_b: int32 [B] catalogue index of each row's positive. row_mask_b: [B] real rows.
+    """
+    logits_bn = (user_bd.astype(jnp.float32) @ items_nd.astype(jnp.float32).T) / temperature
+    return _masked_mean(optax.softmax_cross_entropy_with_integer_labels(logits_bn, target_b), row_mask_b)
+
+
+def sampled_softmax_loss(
+    user_bd: jax.Array,
+    positive_bd: jax.Array,
+    item_b: jax.Array,
+    log_q_b: jax.Array,
+    row_mask_b: jax.Array,
+    temperature: float,
+) -> jax.Array:
+    """In-batch softmax: row i's positive against the other rows' positives.
+
+    ``logit_ij = u_i . c_j / tau - log q_j`` (logQ correction, q_j = the probability that item j
+    appears as an in-batch negative); column j is masked in row i when it holds the same item as
+    row i's positive (accidental hit) or is a padded row.
+
+    Args:
+      user_bd: [B, D] unit user vectors. positive_bd: [B, D] unit vectors of each row's positive.
+      item_b: int32 [B] catalogue index of each positive. log_q_b: [B] log sampling probability.
+      row_mask_b: [B] real rows.
+    """
+    logits_bb = (user_bd.astype(jnp.float32) @ positive_bd.astype(jnp.float32).T) / temperature
+    logits_bb = logits_bb - log_q_b.astype(jnp.float32)[None, :]
+    eye_bb = jnp.eye(item_b.shape[0], dtype=bool)
+    hit_bb = (item_b[:, None] == item_b[None, :]) & ~eye_bb
+    logits_bb = jnp.where(hit_bb | ~row_mask_b[None, :], MASKED_LOGIT, logits_bb)
+    labels_b = jnp.arange(item_b.shape[0])
+    return _masked_mean(optax.softmax_cross_entropy_with_integer_labels(logits_bb, labels_b), row_mask_b)
+
+
+def item_log_q(train_items: np.ndarray, num_items: int, batch_size: int) -> np.ndarray:
+    """log q_j for in-batch negatives: ``log(1 - (1 - p_j)^B)`` with p_j the item's share of positives.
+
+    q_j is the probability that item j is in a batch of B positives drawn by frequency; items never
+    seen as positives get the floor of one pseudo-count.
+    """
+    counts = np.bincount(train_items, minlength=num_items).astype(np.float64)
+    p = np.maximum(counts, 1.0) / max(counts.sum(), 1.0)
+    q = -np.expm1(batch_size * np.log1p(-np.minimum(p, 1 - 1e-12)))
+    return np.log(q).astype(np.float32)

@@ -1,0 +1,97 @@
+"""Optimizer of a Phoenix training run: clipped AdamW with warmup-cosine schedule (phoenix spec §13).
+
+Weight decay applies to matrices only: never to norm scales (1-D) nor to the hash tables. Tables are
+``HashTable`` variables, not ``nnx.Param``, so the optimizer is built with ``wrt=TRAINABLE``. Their
+row 0 (padding) gets an exactly-zero gradient and no decay, so AdamW or row-wise Adagrad leave it 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from x_reco.layers.embed import HashTable
+from x_reco.training.config import TrainConfig
+
+TRAINABLE = nnx.Any(nnx.Param, HashTable)
+TABLES_KEY = "tables"
+
+
+def _top_key(path) -> str:
+    return str(getattr(path[0], "key", path[0])) if path else ""
+
+
+def param_labels(params: Any) -> Any:
+    """"table" for hash tables, "decay" for matrices, "no_decay" for vectors (norm scales)."""
+
+    def label(path, leaf):
+        if _top_key(path) == TABLES_KEY:
+            return "table"
+        return "decay" if jnp.ndim(leaf) >= 2 else "no_decay"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def learning_rate_schedule(cfg: TrainConfig, peak: float | None = None) -> optax.Schedule:
+    """Linear warmup from 0 to ``peak`` then cosine decay to ``end_lr_fraction * peak`` at ``num_steps``."""
+    peak = cfg.learning_rate if peak is None else peak
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=peak, warmup_steps=cfg.warmup_steps,
+        decay_steps=cfg.num_steps, end_value=peak * cfg.end_lr_fraction,
+    )  # fmt: skip
+
+
+class RowwiseAdagradState(NamedTuple):
+    accumulator: Any  # one f32 accumulator per table row: [V] per table
+
+
+def rowwise_adagrad(learning_rate: optax.ScalarOrSchedule, initial_accumulator: float = 0.1, eps: float = 1e-10):
+    """Row-wise Adagrad for [V, D] tables: one accumulator per row, ``acc += mean_d(g^2)``.
+
+    Rows without gradient (every untouched row, and row 0 always) get no update.
+    """
+
+    def init_fn(params):
+        acc = jax.tree.map(lambda p: jnp.full(p.shape[:1], initial_accumulator, jnp.float32), params)
+        return optax.ScaleByScheduleState(jnp.zeros([], jnp.int32)), RowwiseAdagradState(acc)
+
+    def update_fn(updates, state, params=None):
+        del params
+        count_state, acc_state = state
+        lr = learning_rate(count_state.count) if callable(learning_rate) else learning_rate
+        acc = jax.tree.map(lambda a, g: a + jnp.mean(jnp.square(g), axis=-1), acc_state.accumulator, updates)
+        updates = jax.tree.map(lambda g, a: -lr * g * jax.lax.rsqrt(a + eps)[:, None], updates, acc)
+        return updates, (optax.ScaleByScheduleState(optax.safe_increment(count_state.count)), RowwiseAdagradState(acc))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def make_tx(cfg: TrainConfig) -> optax.GradientTransformation:
+    """clip_by_global_norm -> {AdamW with decay on matrices | AdamW, no decay | table optimizer}."""
+    dense_lr = learning_rate_schedule(cfg)
+    table_lr = learning_rate_schedule(cfg, cfg.table_learning_rate)
+    adam = dict(b1=0.9, b2=0.999, eps=1e-8)
+    if cfg.table_optimizer == "rowwise_adagrad":
+        table_tx = rowwise_adagrad(table_lr)
+    else:
+        table_tx = optax.adamw(table_lr, weight_decay=0.0, **adam)
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.clip_norm),
+        optax.multi_transform(
+            {
+                "decay": optax.adamw(dense_lr, weight_decay=cfg.weight_decay, **adam),
+                "no_decay": optax.adamw(dense_lr, weight_decay=0.0, **adam),
+                "table": table_tx,
+            },
+            param_labels,
+        ),
+    )
+
+
+def make_optimizer(model: nnx.Module, cfg: TrainConfig) -> nnx.Optimizer:
+    """``nnx.Optimizer`` over params and hash tables."""
+    return nnx.Optimizer(model, make_tx(cfg), wrt=TRAINABLE)
