@@ -161,3 +161,17 @@ def test_per_visit_examples_chunk_and_history():
     frame = quality.sequence_frame(seqs)
     assert quality.run_suite(frame, "seq", quality.sequence_expectations(S, 100_000, False)).success
     assert seqs["hist_actions"][:, :, ACTION_INDEX["dwell"]].sum() > 0
+
+
+def test_item_created_ts_is_creation_or_first_event():
+    raw = _visit_raw()
+    raw.items["created_ts"] = raw.interactions["ts"] - 100  # creation precedes the first exposure
+    seqs = build_sequences(build_events(raw), raw.items, "synthetic", SequenceConfig(history_len=S, candidate_len=C))
+    created = dict(zip(raw.items["item_id"], raw.items["created_ts"]))
+    assert [created[i] for i in seqs["item_ids"]] == seqs["item_created_ts"].tolist()
+    raw_ml = _ml_raw()
+    ev = build_events(raw_ml)
+    s2 = build_sequences(ev, raw_ml.items, "movielens-100k", SequenceConfig(history_len=S, candidate_len=C))
+    first = ev.groupby("item_id")["ts"].min()
+    for item, ts in zip(s2["item_ids"], s2["item_created_ts"]):
+        assert ts == first.get(item, 0)

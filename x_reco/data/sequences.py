@@ -9,7 +9,9 @@ indices (-1 = padding); the hashed columns of datasets spec §11 are stored alon
   cands (E,C):   cand_item_idx, cand_actions (E,C,19), cand_dwell_seconds, cand_exposed, cand_sampled
   hashes:        user_hashes (E,Nu), hist_post_hashes (E,S,Ni), hist_author_hashes (E,S,Na),
                  cand_post_hashes (E,C,Ni), cand_author_hashes (E,C,Na)
-  catalogue (I): item_ids, item_author_idx, item_post_hashes (I,Ni), item_author_hashes (I,Na)
+  catalogue (I): item_ids, item_author_idx, item_post_hashes (I,Ni), item_author_hashes (I,Na),
+                 item_created_ts (the item's creation time where the source has one, else its first
+                 event; feeds serve recent posts, so evaluation can restrict the catalogue by time)
   meta:          observed_mask (19), partition, config_json, hash_spec_json
 
 History is oldest -> newest, strictly before the request (key = (ts, src_row)), truncated to the
@@ -70,6 +72,7 @@ class _Vocab:
     item_ids: np.ndarray
     author_ids: np.ndarray
     item_author_idx: np.ndarray
+    item_created_ts: np.ndarray
 
 
 def build_sequences(
@@ -102,11 +105,16 @@ def _vocabularies(events: pd.DataFrame, items: pd.DataFrame) -> _Vocab:
     fallback = events["author_id"].iloc[0] if len(events) else "no_author"
     item_author = pd.Series(item_ids, index=item_ids).map(author_of).fillna(fallback).astype(str)
     author_ids = pd.Index(item_author.to_numpy()).append(pd.Index(events["author_id"])).unique()
+    first_seen = events.groupby("item_id")["ts"].min()
+    if "created_ts" in items.columns:
+        first_seen = items.set_index(items["item_id"].astype(str))["created_ts"].combine_first(first_seen)
+    created = pd.Series(item_ids, index=item_ids).map(first_seen).fillna(0).astype(np.int64).to_numpy()
     return _Vocab(
         user_ids=np.asarray(pd.Index(events["user_id"]).unique(), dtype=str),
         item_ids=np.asarray(item_ids, dtype=str),
         author_ids=np.asarray(author_ids, dtype=str),
         item_author_idx=author_ids.get_indexer(item_author.to_numpy()).astype(np.int32),
+        item_created_ts=created,
     )
 
 
@@ -294,6 +302,7 @@ def _meta(vocab: _Vocab, partition: str, cfg: SequenceConfig) -> dict[str, np.nd
         "item_ids": vocab.item_ids,
         "author_ids": vocab.author_ids,
         "item_author_idx": vocab.item_author_idx,
+        "item_created_ts": vocab.item_created_ts,
         "observed_mask": observed_mask(partition),
         "partition": np.asarray(partition),
         "config_json": np.asarray(json.dumps(dataclasses.asdict(cfg), sort_keys=True)),
