@@ -52,13 +52,15 @@ def test_per_action_metrics_match_logits(models):
     np.testing.assert_allclose(m["favorite_log_loss"], log_loss(y[..., a][cmask], logits[..., a][cmask]), rtol=1e-6)
     assert {"click_auc", "dwell_auc", "not_interested_auc", "mean_auc", "loss"} <= set(m)
     assert "reply_auc" not in m and 0.0 <= m["mean_auc"] <= 1.0
+    assert "favorite_auc_real" in m and "click_auc_real" not in m  # watched items are all clicks
 
 
 def test_two_stage_with_constant_weights_is_retrieval_order(models):
     retriever, ranker = models
     seqs = toy_seqs()
     n = len(seqs["item_ids"])
-    flat = two_stage(retriever, ranker, seqs, "test", num_retrieved=n, weights=WeightSet("zero", "0", MappingProxyType({})))
+    zero = WeightSet("zero", "0", MappingProxyType({}))
+    flat = two_stage(retriever, ranker, seqs, "test", num_retrieved=n, weights=zero)
     ret = evaluate_retrieval(retriever, seqs, "test", batch_size=32)
     assert flat[f"recall@{n}"] == 1.0
     np.testing.assert_allclose(flat["two_stage_ndcg@10"], ret["masked_ndcg@10"], rtol=1e-6)

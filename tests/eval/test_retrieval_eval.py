@@ -35,7 +35,10 @@ def test_hr10_equals_membership_in_exact_top10(model):
     seen = seen_mask(seqs, "test", rows)
     seen[np.arange(len(rows)), targets] = False
     top10 = nnx.jit(lambda m, b, c, mask: m(b, c, mask, 10).top_k_indices)
-    hits = [targets[i] in np.asarray(top10(model, make_batch(seqs, rows[i : i + 1]), corpus, ~seen[i]))[0] for i in range(len(rows))]
+    hits = [
+        targets[i] in np.asarray(top10(model, make_batch(seqs, rows[i : i + 1]), corpus, ~seen[i]))[0]
+        for i in range(len(rows))
+    ]
     np.testing.assert_allclose(metrics["masked_hr@10"], np.mean(hits))
     assert metrics["masked_hr@10"] > metrics["hr@10"]  # the toy users re-see their group: masking matters
 

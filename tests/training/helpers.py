@@ -20,7 +20,7 @@ from x_reco.training.config import TrainConfig
 PARTITION = "movielens-100k"
 
 
-def toy_raw(num_users: int = 48, num_items: int = 64, per_user: int = 14, num_groups: int = 4, seed: int = 0) -> RawTables:
+def toy_raw(num_users=48, num_items=64, per_user=14, num_groups=4, seed=0) -> RawTables:
     rng = np.random.default_rng(seed)
     group_size = num_items // num_groups
     rows = []

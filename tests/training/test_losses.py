@@ -61,7 +61,8 @@ def test_sampled_softmax_logq_and_accidental_hits():
     for i in range(4):
         keep = [j for j in range(b) if rows[j] and (j == i or item[j] != item[i])]
         want.append(np_ce(logits[i, keep], keep.index(i)))
-    got = losses.sampled_softmax_loss(u.astype(np.float32), c.astype(np.float32), item, log_q.astype(np.float32), rows, tau)
+    f32 = np.float32
+    got = losses.sampled_softmax_loss(u.astype(f32), c.astype(f32), item, log_q.astype(f32), rows, tau)
     np.testing.assert_allclose(float(got), np.mean(want), rtol=1e-4)
 
 
@@ -70,3 +71,15 @@ def test_item_log_q_increases_with_frequency(batch_size):
     lq = losses.item_log_q(np.array([0, 0, 0, 1, 2, 2]), 4, batch_size)
     assert lq.shape == (4,) and np.all(lq <= 0)
     assert lq[0] > lq[2] > lq[1] >= lq[3]  # item 3 never seen: floor of one pseudo-count
+
+
+def test_ranker_bce_per_candidate_label_mask_equals_broadcast_row_mask():
+    b, c, a = 2, 3, 5
+    x, y = RNG.normal(size=(b, c, a)), (RNG.random((b, c, a)) < 0.5).astype(np.float32)
+    m, lm = np.ones((b, c), bool), (RNG.random((b, a)) < 0.5).astype(np.float32)
+    per_cand = np.broadcast_to(lm[:, None, :], (b, c, a)).copy()
+    broadcast, per_row = losses.ranker_bce(x, y, m, per_cand), losses.ranker_bce(x, y, m, lm)
+    np.testing.assert_allclose(float(broadcast), float(per_row), rtol=1e-6)
+    per_cand[0, 1] = 0  # dropping one candidate's labels removes exactly its terms
+    want = (np_bce(x, y) * per_cand).sum() / (b * c)
+    np.testing.assert_allclose(float(losses.ranker_bce(x, y, m, per_cand)), want, rtol=1e-5)

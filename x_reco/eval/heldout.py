@@ -43,7 +43,9 @@ def interacted(seqs: dict[str, np.ndarray], max_split: int | None = None) -> Use
     return UserItems(users, cand[real], len(seqs["user_ids"]), len(seqs["item_ids"]))
 
 
-def seen_mask(seqs: dict[str, np.ndarray], split: str, rows: np.ndarray, earlier: UserItems | None = None) -> np.ndarray:
+def seen_mask(
+    seqs: dict[str, np.ndarray], split: str, rows: np.ndarray, earlier: UserItems | None = None
+) -> np.ndarray:
     """bool [len(rows), N]: items seen before ``split`` by each row's user, plus the row's history."""
     if earlier is None:
         earlier = interacted(seqs, SPLIT_CODES[split] - 1)

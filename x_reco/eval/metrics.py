@@ -27,12 +27,13 @@ def target_ranks(scores_bn: np.ndarray, target_b: np.ndarray, masked_bn: np.ndar
 def ranking_metrics(ranks_b: np.ndarray, cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS) -> dict[str, float]:
     """HR@k, NDCG@k and MRR@k from 0-based ranks of one held-out item per row."""
     ranks_b = np.asarray(ranks_b, dtype=np.float64)
+    mean = (lambda x: float(x.mean())) if len(ranks_b) else (lambda x: float("nan"))  # noqa: E731
     out: dict[str, float] = {}
     for k in cutoffs:
         hit = ranks_b < k
-        out[f"hr@{k}"] = float(hit.mean()) if len(ranks_b) else float("nan")
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks_b + 2.0), 0.0).mean()) if len(ranks_b) else float("nan")
-        out[f"mrr@{k}"] = float(np.where(hit, 1.0 / (ranks_b + 1.0), 0.0).mean()) if len(ranks_b) else float("nan")
+        out[f"hr@{k}"] = mean(hit)
+        out[f"ndcg@{k}"] = mean(np.where(hit, 1.0 / np.log2(ranks_b + 2.0), 0.0))
+        out[f"mrr@{k}"] = mean(np.where(hit, 1.0 / (ranks_b + 1.0), 0.0))
     return out
 
 

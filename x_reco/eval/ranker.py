@@ -38,9 +38,15 @@ def ranker_logits(model: PhoenixRanker, seqs: dict[str, np.ndarray], rows: np.nd
 def evaluate_ranker(
     model: PhoenixRanker, seqs: dict[str, np.ndarray], split: str = "test", seed: int = 0, batch_size: int = 128
 ) -> dict[str, float]:
-    """``<action>_auc`` and ``<action>_log_loss`` per observed action, their means, and the BCE loss."""
+    """``<action>_auc`` and ``<action>_log_loss`` per observed action, their means, and the BCE loss.
+
+    ``<action>_auc_real`` is the AUC among real (not sampled) candidates only, where both classes
+    occur (e.g. favorite = rated >= 4 among watched items): the sampled negatives make the plain AUC
+    mostly a real-vs-random test.
+    """
     held = with_sampled_negatives(seqs, split, seed)
     logits, y, cmask, lmask = ranker_logits(model, held, np.arange(len(held["split"])), batch_size)
+    real = cmask & ~held["cand_sampled"]
     names = model.config.output_action_names
     out: dict[str, float] = {"loss": float(ranker_bce(logits, y, cmask, lmask)), "num_examples": float(len(y))}
     aucs, losses = [], []
@@ -50,6 +56,9 @@ def evaluate_ranker(
         labels, scores = y[..., a][cmask], logits[..., a][cmask]
         out[f"{name}_auc"] = auc(labels, scores)
         out[f"{name}_log_loss"] = log_loss(labels, scores)
+        real_auc = auc(y[..., a][real], logits[..., a][real])
+        if np.isfinite(real_auc):
+            out[f"{name}_auc_real"] = real_auc
         aucs += [out[f"{name}_auc"]] if np.isfinite(out[f"{name}_auc"]) else []
         losses.append(out[f"{name}_log_loss"])
     out["mean_auc"] = float(np.mean(aucs)) if aucs else float("nan")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from flax import nnx
 
+from x_reco.data.sequences import SPLIT_CODES
 from x_reco.eval.heldout import interacted, seen_mask
 from x_reco.eval.metrics import DEFAULT_CUTOFFS, ranking_metrics, target_ranks
-from x_reco.data.sequences import SPLIT_CODES
 from x_reco.models.retrieval import PhoenixRetrieval
 from x_reco.training.data import make_batch, retrieval_pairs
 
@@ -28,11 +28,15 @@ def item_vectors(model: PhoenixRetrieval, seqs: dict[str, np.ndarray], chunk: in
     post = np.concatenate([post, np.zeros((pad, post.shape[1]), np.int32)])
     author = np.concatenate([author, np.zeros((pad, author.shape[1]), np.int32)])
     size = min(chunk, len(post))
-    parts = [np.asarray(_encode_items(model, post[i : i + size], author[i : i + size])) for i in range(0, len(post), size)]
+    parts = [
+        np.asarray(_encode_items(model, post[i : i + size], author[i : i + size])) for i in range(0, len(post), size)
+    ]
     return np.concatenate(parts)[:n]
 
 
-def user_vectors(model: PhoenixRetrieval, seqs: dict[str, np.ndarray], rows: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def user_vectors(
+    model: PhoenixRetrieval, seqs: dict[str, np.ndarray], rows: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
     """Unit user vectors [len(rows), D] for example rows (fixed-shape padded batches, one compile)."""
     parts = []
     for start in range(0, len(rows), batch_size):

@@ -28,6 +28,8 @@ class TrainConfig:
     rows come from the data's ``HashSpec`` and may only be overridden with the same values.
     Retrieval uses a full softmax over the catalogue when it has at most ``full_softmax_max_items``
     items (``retrieval_loss="auto"``), otherwise in-batch negatives with logQ correction.
+    ``mask_sampled_negative_actions`` drops the ranker's negative-action labels on sampled negatives
+    (see ``data.make_labels``); the default keeps the spec's all-zero rows.
     """
 
     preset: str = "tiny"
@@ -43,6 +45,7 @@ class TrainConfig:
     temperature: float = 0.05
     retrieval_loss: str = "auto"
     full_softmax_max_items: int = 50_000
+    mask_sampled_negative_actions: bool = False
     table_optimizer: str = "adamw"
     table_learning_rate: float | None = None
     eval_every: int = 0

@@ -19,7 +19,7 @@ class RankerLabels:
     """Labels travelling with a ranker batch (a pytree, so it can enter a jitted step)."""
 
     candidate_actions: np.ndarray  # [B, C, A] float32 in {0, 1}
-    label_mask: np.ndarray  # [B, A] float32: the columns this dataset observes
+    label_mask: np.ndarray  # [B, C, A] float32: 1 where the label is observed (dataset columns)
     candidate_mask: np.ndarray  # [B, C] bool: real candidates
     row_mask: np.ndarray  # [B] bool: real examples (the last batch is padded with empty rows)
 
@@ -54,7 +54,19 @@ def make_batch(seqs: dict[str, np.ndarray], rows: np.ndarray, batch_size: int | 
     )
 
 
-def make_labels(seqs: dict[str, np.ndarray], rows: np.ndarray, batch_size: int | None = None) -> RankerLabels:
+def make_labels(
+    seqs: dict[str, np.ndarray],
+    rows: np.ndarray,
+    batch_size: int | None = None,
+    mask_sampled_negative_actions: bool = False,
+) -> RankerLabels:
+    """Labels of example ``rows`` padded to ``batch_size``.
+
+    The label mask is the dataset's observed columns for every candidate. With
+    ``mask_sampled_negative_actions`` the negative-action columns of sampled (never shown)
+    candidates are unobserved too, so ``p(not_interested)`` is learned from real interactions only
+    instead of reading 0 on every random negative (the spec's "all-zero row" default).
+    """
     b = len(rows) if batch_size is None else batch_size
     c = seqs["cand_post_hashes"].shape[1]
     acts = np.zeros((b, c, seqs["cand_actions"].shape[2]), np.float32)
@@ -63,7 +75,11 @@ def make_labels(seqs: dict[str, np.ndarray], rows: np.ndarray, batch_size: int |
     cmask[: len(rows)] = seqs["cand_post_hashes"][rows, :, 0] != 0
     rmask = np.zeros(b, bool)
     rmask[: len(rows)] = True
-    lmask = np.broadcast_to(seqs["observed_mask"].astype(np.float32), (b, acts.shape[2])).copy()
+    lmask = np.broadcast_to(seqs["observed_mask"].astype(np.float32), acts.shape).copy()
+    if mask_sampled_negative_actions:
+        sampled = np.zeros((b, c), bool)
+        sampled[: len(rows)] = seqs["cand_sampled"][rows]
+        lmask[..., NEGATIVE_COLUMNS] *= ~sampled[..., None]
     return RankerLabels(acts, lmask, cmask, rmask)
 
 

@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import functools
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from x_reco.features.hashing import HashSpec
 from x_reco.eval.ranker import evaluate_ranker
 from x_reco.eval.retrieval import evaluate_retrieval
+from x_reco.features.hashing import HashSpec
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retrieval import PhoenixRetrieval
 from x_reco.training import losses
@@ -85,10 +86,10 @@ def train_ranker(
       progress: optional ``progress(step, total, loss, examples_per_s, eta_s)`` called every step.
     """
     rows = split_rows(seqs, "train")
-    b = cfg.batch_size
+    b, mask_negatives = cfg.batch_size, cfg.mask_sampled_negative_actions
     task = _Task(
         "ranker", PhoenixRanker, len(rows),
-        lambda pos: (make_batch(seqs, rows[pos], b), make_labels(seqs, rows[pos], b)),
+        lambda pos: (make_batch(seqs, rows[pos], b), make_labels(seqs, rows[pos], b, mask_negatives)),
         ("ranker_bce",), None,
         lambda m: evaluate_ranker(m, seqs, "val", seed=cfg.seed, batch_size=cfg.eval_batch_size),
     )  # fmt: skip
@@ -177,12 +178,16 @@ def _new_record(task: _Task, seqs, cfg: TrainConfig, model_config) -> dict[str, 
         "hash_spec": data_hash_spec(seqs).to_dict(),
         "seeds": {"params": cfg.seed, "data_order": cfg.seed},
         "partition": str(seqs["partition"]),
+        # bitwise GPU reproducibility needs --xla_gpu_deterministic_ops=true (phoenix spec §13)
+        "platform": jax.default_backend(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
 
 def _check_resumable(record: dict[str, Any], task: _Task, seqs, cfg: TrainConfig, ckpt_dir) -> None:
     """A run directory resumes only with the same model kind, config and data HashSpec."""
-    data_hash_spec(seqs).check_compatible(HashSpec.from_dict(record["hash_spec"]), where=f"between data and run {ckpt_dir}")
+    saved = HashSpec.from_dict(record["hash_spec"])
+    data_hash_spec(seqs).check_compatible(saved, where=f"between data and run {ckpt_dir}")
     if record["model_kind"] != task.kind:
         raise ValueError(f"run {ckpt_dir} holds a {record['model_kind']} run, not {task.kind}")
     if record["train_config"] != json.loads(cfg.to_json()):
@@ -232,11 +237,13 @@ def _fit(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progress: Pr
         record["eval_history"].append({"step": record["step"], **_jsonable(val)})
     ckpts.close()
     path = Path(ckpt_dir) / MODEL_DIR
-    extra = {"train_config": record["train_config"], "val_metrics": _jsonable(val), "partition": record["partition"]}
+    extra = {k: record[k] for k in ("train_config", "partition", "platform", "xla_flags")}
+    extra["val_metrics"] = _jsonable(val)
     save_checkpoint(path, model, step=record["step"], seeds=record["seeds"], extra=extra)
     return TrainResult(
         model_kind=task.kind, losses=list(record["losses"]), val_metrics=val,
-        eval_history=list(record["eval_history"]), score_spread=list(record["score_spread"]), wall_time_s=time.perf_counter() - t_call,
+        eval_history=list(record["eval_history"]), score_spread=list(record["score_spread"]),
+        wall_time_s=time.perf_counter() - t_call,
         train_time_s=train_time, examples_per_s=meter.examples_per_s, checkpoint_path=str(path),
         step=record["step"], resumed_from=resumed_from, model=model,
     )  # fmt: skip
@@ -251,21 +258,20 @@ class _Meter:
 
     def __init__(self, batch_size: int, total: int, start_step: int):
         self.batch_size, self.total, self.start_step = batch_size, total, start_step
-        self.t0 = time.perf_counter()
+        self.t0 = self.t_last = time.perf_counter()
         self.t_first: float | None = None
         self.steps_after_first = 0
 
     def tick(self, done: int) -> None:
-        now = time.perf_counter()
+        self.t_last = time.perf_counter()
         if self.t_first is None:
-            self.t_first = now
+            self.t_first = self.t_last
         else:
             self.steps_after_first = done - self.start_step - 1
-        self.t_last = now
 
     @property
     def elapsed(self) -> float:
-        return (getattr(self, "t_last", self.t0)) - self.t0
+        return self.t_last - self.t0
 
     @property
     def examples_per_s(self) -> float:

@@ -27,15 +27,17 @@ def ranker_bce(
     Args:
       logits_bca: [B, C, A] logits. labels_bca: [B, C, A] in [0, 1].
       candidate_mask_bc: [B, C] real candidates (padded candidates and padded rows are False).
-      label_mask_ba: [B, A] 1 where the dataset observes the action column.
+      label_mask_ba: [B, A] 1 where the dataset observes the action column, or [B, C, A] per
+        candidate (e.g. negative actions unobserved on sampled candidates).
       action_weights_a: optional [A] per-action weights (default 1).
     """
     bce_bca = optax.sigmoid_binary_cross_entropy(logits_bca.astype(jnp.float32), labels_bca.astype(jnp.float32))
     m_bc = candidate_mask_bc.astype(jnp.float32)
-    w_ba = label_mask_ba.astype(jnp.float32)
+    w_bca = label_mask_ba.astype(jnp.float32)
+    w_bca = w_bca if w_bca.ndim == 3 else w_bca[:, None, :]
     if action_weights_a is not None:
-        w_ba = w_ba * action_weights_a.astype(jnp.float32)[None, :]
-    return jnp.sum(bce_bca * m_bc[..., None] * w_ba[:, None, :]) / jnp.maximum(jnp.sum(m_bc), 1.0)
+        w_bca = w_bca * action_weights_a.astype(jnp.float32)
+    return jnp.sum(bce_bca * m_bc[..., None] * w_bca) / jnp.maximum(jnp.sum(m_bc), 1.0)
 
 
 def _masked_mean(x_b: jax.Array, row_mask_b: jax.Array) -> jax.Array:
