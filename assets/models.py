@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import DATASETS, DUCKDB, NPZ, frame_markdown, image
+from assets.common import DATASETS, DUCKDB, NPZ, frame_markdown, image, read_manifest
 from resources import StorageResource
 from x_reco.common.atomic import write_json
 from x_reco.eval.plots import loss_curve_png, metric_bars_png
@@ -127,11 +127,13 @@ def model_evaluation(context: dg.AssetExecutionContext, storage: StorageResource
                              "generate more days (synthetic) or check the split rule")
     retriever, _ = restore_checkpoint(retriever_checkpoint["path"])
     ranker, _ = restore_checkpoint(ranker_checkpoint["path"])
+    window = _catalogue_window_s(storage, context.partition_key)
+    context.log.info(f"catalogue: {'posts of the last %.0f h' % (window / 3600) if window else 'every item'}")
     results = {
-        "retriever": evaluate_retrieval(retriever, seqs, "test"),
-        "popularity": evaluate_popularity(seqs, "test"),
+        "retriever": evaluate_retrieval(retriever, seqs, "test", catalogue_window_s=window),
+        "popularity": evaluate_popularity(seqs, "test", catalogue_window_s=window),
         "ranker": evaluate_ranker(ranker, seqs, "test"),
-        "two_stage": two_stage(retriever, ranker, seqs, "test"),
+        "two_stage": two_stage(retriever, ranker, seqs, "test", catalogue_window_s=window),
     }
     replay = {"retriever": evaluate_retrieval(retriever, seqs, "val"), "ranker": evaluate_ranker(ranker, seqs, "val")}
     table = pd.DataFrame([(m, k, float(v)) for m, d in results.items() for k, v in d.items()],
@@ -144,6 +146,13 @@ def model_evaluation(context: dg.AssetExecutionContext, storage: StorageResource
     diffs = _replay_differences(replay, retriever_checkpoint, ranker_checkpoint)
     yield dg.AssetCheckResult(check_name="restore_reproduces_validation", passed=bool(max(diffs.values(), default=0) <= 1e-4),
                               metadata={f"max_abs_diff_{k}": v for k, v in diffs.items()})
+
+
+def _catalogue_window_s(storage: StorageResource, partition: str) -> float | None:
+    """A feed's catalogue is its recent posts: the synthetic world's recency window; None elsewhere."""
+    config = read_manifest(storage.path("manifests", partition, "raw.json")).get("config", {})
+    hours = config.get("recency_hours") if partition == "synthetic" else None
+    return float(hours) * 3600 if hours else None
 
 
 def _replay_differences(replay: dict, retriever_rec: dict, ranker_rec: dict) -> dict[str, float]:

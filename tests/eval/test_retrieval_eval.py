@@ -73,3 +73,29 @@ def test_popularity_baseline_brute_force():
     got = evaluate_popularity(seqs, "test")
     np.testing.assert_allclose(got["hr@10"], np.mean(np.array(ranks) < 10))
     np.testing.assert_allclose(got["mrr@20"], np.mean([1 / (x + 1) if x < 20 else 0 for x in ranks]))
+
+
+def test_catalogue_window_excludes_items_a_feed_could_not_serve():
+    """Synthetic feeds serve recent posts: with a window, items created after the request or before
+    the window never outrank the target; the target itself is never excluded."""
+    from tests.data.test_sequences import _visit_raw
+    from x_reco.data.events import build_events
+    from x_reco.data.sequences import SequenceConfig, build_sequences
+    from x_reco.eval.heldout import ineligible_mask
+    from x_reco.eval.retrieval import rank_targets
+
+    raw = _visit_raw()
+    raw.items["created_ts"] = raw.interactions["ts"] - 3600
+    seqs = build_sequences(build_events(raw), raw.items, "synthetic", SequenceConfig(history_len=4, candidate_len=5))
+    rows = np.arange(len(seqs["split"]))
+    mask = ineligible_mask(seqs, rows, 2 * 3600.0)
+    assert mask.any() and not mask.all()
+    created, t = seqs["item_created_ts"], seqs["request_ts"]
+    assert (mask == ((created[None, :] > t[:, None]) | (created[None, :] < t[:, None] - 7200))).all()
+
+    def future_first(r):  # the model loves items that do not exist yet
+        return np.broadcast_to(seqs["item_created_ts"].astype(np.float64), (len(r), len(seqs["item_ids"])))
+
+    full = rank_targets(seqs, "test", future_first)
+    windowed = rank_targets(seqs, "test", future_first, catalogue_window_s=2 * 3600.0)
+    assert windowed["ndcg@10"] > full["ndcg@10"] and windowed["mrr@10"] > full["mrr@10"]

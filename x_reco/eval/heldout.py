@@ -56,6 +56,17 @@ def seen_mask(
     return mask
 
 
+def ineligible_mask(seqs: dict[str, np.ndarray], rows: np.ndarray, window_s: float) -> np.ndarray:
+    """bool [len(rows), N]: items a feed could not serve at the row's request time.
+
+    A feed serves recent posts: an item is eligible iff it was created in
+    ``[request_ts - window_s, request_ts]``.
+    """
+    created = seqs["item_created_ts"][None, :]
+    t = seqs["request_ts"][rows][:, None]
+    return (created > t) | (created < t - window_s)
+
+
 def with_sampled_negatives(seqs: dict[str, np.ndarray], split: str, seed: int = 0) -> dict[str, np.ndarray]:
     """The ``split`` rows of a per-event dataset with empty candidate slots filled by negatives.
 

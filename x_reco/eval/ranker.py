@@ -12,7 +12,7 @@ from flax import nnx
 
 from x_reco.common.actions import ACTIONS
 from x_reco.data.sequences import SPLIT_CODES
-from x_reco.eval.heldout import interacted, seen_mask, with_sampled_negatives
+from x_reco.eval.heldout import ineligible_mask, interacted, seen_mask, with_sampled_negatives
 from x_reco.eval.metrics import auc, log_loss, ranking_metrics
 from x_reco.eval.retrieval import item_vectors, user_vectors
 from x_reco.models.ranker import PhoenixRanker, weighted_score
@@ -75,6 +75,7 @@ def two_stage(
     weights: WeightSet | None = None,
     cutoffs: tuple[int, ...] = (10,),
     batch_size: int = 32,
+    catalogue_window_s: float | None = None,
 ) -> dict[str, float]:
     """Retrieve top-``num_retrieved`` unseen items, re-rank by the ranker's weighted score, score the target.
 
@@ -91,6 +92,8 @@ def two_stage(
         r, t = rows[start : start + batch_size], targets[start : start + batch_size]
         scores = user_vectors(retriever, seqs, r, batch_size) @ items_nd.T
         seen = seen_mask(seqs, split, r, earlier)
+        if catalogue_window_s:
+            seen |= ineligible_mask(seqs, r, catalogue_window_s)
         seen[np.arange(len(t)), t] = False
         scores[seen] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]

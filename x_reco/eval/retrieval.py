@@ -11,7 +11,7 @@ import numpy as np
 from flax import nnx
 
 from x_reco.data.sequences import SPLIT_CODES
-from x_reco.eval.heldout import interacted, seen_mask
+from x_reco.eval.heldout import ineligible_mask, interacted, seen_mask
 from x_reco.eval.metrics import DEFAULT_CUTOFFS, ranking_metrics, target_ranks
 from x_reco.models.retrieval import PhoenixRetrieval
 from x_reco.training.data import make_batch, retrieval_pairs
@@ -57,8 +57,13 @@ def rank_targets(
     score_rows,
     cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
     chunk: int = 512,
+    catalogue_window_s: float | None = None,
 ) -> dict[str, float]:
-    """Metrics of ``score_rows(rows) -> [len(rows), N]`` over a split's held-out targets, unmasked and masked."""
+    """Metrics of ``score_rows(rows) -> [len(rows), N]`` over a split's held-out targets, unmasked and masked.
+
+    With ``catalogue_window_s`` the catalogue of each row is the items created in the window before
+    its request (a feed's recent posts) in both views; otherwise it is every item.
+    """
     rows, items = retrieval_pairs(seqs, split)
     earlier = interacted(seqs, SPLIT_CODES[split] - 1)
     plain, masked = [], []
@@ -66,8 +71,12 @@ def rank_targets(
         r, t = rows[start : start + chunk], items[start : start + chunk]
         scores = score_rows(r)
         seen = seen_mask(seqs, split, r, earlier)
+        out_of_window = (ineligible_mask(seqs, r, catalogue_window_s) if catalogue_window_s
+                         else np.zeros_like(seen))
+        seen |= out_of_window
         seen[np.arange(len(t)), t] = False
-        plain.append(target_ranks(scores, t))
+        out_of_window[np.arange(len(t)), t] = False
+        plain.append(target_ranks(scores, t, out_of_window))
         masked.append(target_ranks(scores, t, seen))
     plain_r = np.concatenate(plain) if plain else np.zeros(0)
     masked_r = np.concatenate(masked) if masked else np.zeros(0)
@@ -83,15 +92,19 @@ def evaluate_retrieval(
     split: str = "test",
     cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
     batch_size: int = 256,
+    catalogue_window_s: float | None = None,
 ) -> dict[str, float]:
     """HR/NDCG/MRR@k of the retriever over the full catalogue on ``split`` (see module docstring)."""
     items_nd = item_vectors(model, seqs)
-    return rank_targets(seqs, split, lambda r: user_vectors(model, seqs, r, batch_size) @ items_nd.T, cutoffs)
+    return rank_targets(seqs, split, lambda r: user_vectors(model, seqs, r, batch_size) @ items_nd.T, cutoffs,
+                        catalogue_window_s=catalogue_window_s)
 
 
 def evaluate_popularity(
-    seqs: dict[str, np.ndarray], split: str = "test", cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS
+    seqs: dict[str, np.ndarray], split: str = "test", cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
+    catalogue_window_s: float | None = None,
 ) -> dict[str, float]:
     """The same metrics for the popularity baseline (ties broken by catalogue index)."""
     pop_n = popularity_scores(seqs)
-    return rank_targets(seqs, split, lambda r: np.broadcast_to(pop_n, (len(r), len(pop_n))), cutoffs)
+    return rank_targets(seqs, split, lambda r: np.broadcast_to(pop_n, (len(r), len(pop_n))), cutoffs,
+                        catalogue_window_s=catalogue_window_s)
