@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
 DEMO_PARTITION ?= synthetic
 
-.PHONY: install demo test test-slow test-gpu ui bench lint clean
+.PHONY: install demo test test-slow test-gpu ui bench bench-full clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,18 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# Inference benchmark: raw.json, table.md and latency plots under bench_out/ (reduced CPU grid;
+# `make bench-full` runs the spec grid, meant for a GPU machine).
+BENCH_OUT ?= bench_out/$(shell hostname)
+bench: $(STAMP)
+	$(BIN)/python -m x_reco.inference.bench --out $(BENCH_OUT)
+
+bench-full: $(STAMP)
+	$(BIN)/python -m x_reco.inference.bench --out $(BENCH_OUT)-full --full
+
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -m gpu
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dg dev
