@@ -93,9 +93,9 @@ def test_catalogue_window_excludes_items_a_feed_could_not_serve():
     created, t = seqs["item_created_ts"], seqs["request_ts"]
     assert (mask == ((created[None, :] > t[:, None]) | (created[None, :] < t[:, None] - 7200))).all()
 
-    def future_first(r):  # the model loves items that do not exist yet
-        return np.broadcast_to(seqs["item_created_ts"].astype(np.float64), (len(r), len(seqs["item_ids"])))
+    def oldest_first(r):  # the model loves stale posts that the feed no longer serves
+        return np.broadcast_to(-seqs["item_created_ts"].astype(np.float64), (len(r), len(seqs["item_ids"])))
 
-    full = rank_targets(seqs, "test", future_first)
-    windowed = rank_targets(seqs, "test", future_first, catalogue_window_s=2 * 3600.0)
+    full = rank_targets(seqs, "test", oldest_first)
+    windowed = rank_targets(seqs, "test", oldest_first, catalogue_window_s=2 * 3600.0)
     assert windowed["ndcg@10"] > full["ndcg@10"] and windowed["mrr@10"] > full["mrr@10"]
