@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets import data as data_assets
+from assets import inference as inference_assets
 from assets import models as model_assets
 from assets import research as research_assets
 from jobs import JOBS, SCHEDULES
@@ -21,7 +22,7 @@ def build_resources() -> dict:
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data_assets, model_assets, research_assets]),
+    assets=dg.load_assets_from_modules([data_assets, inference_assets, model_assets, research_assets]),
     jobs=JOBS,
     schedules=SCHEDULES,
     resources=build_resources(),

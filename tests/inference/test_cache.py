@@ -1,0 +1,134 @@
+"""Prefix KV cache (inference spec §2.3, §5.7): hit == miss == dense on padded histories for several
+users, incremental append == full re-encode (and == the model's ``extend_prefix``), the key changes on
+any single prefix input or a param_version change, LRU under a byte budget, flush on version change.
+
+Guards the fork's cache bugs: a hit path that treated padded positions as valid (0.37 probability
+error), a key that ignored actions / surfaces / authors / parameter version, and a one-user cache.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from x_reco.inference import forward
+from x_reco.inference.cache import PrefixCache, key_context, prefix_key
+from x_reco.inference.requests import Bucket, pad_batch
+from tests.inference.helpers import F32_TOL, batch, edit, model_logits, ranker, source, tiny, truncate_history, valid_candidates
+
+S = 11  # tiny history_len = the capacity class
+
+
+def _cache(**kw):
+    return PrefixCache(source(), classes=kw.pop("classes", (S,)), precision="highest", **kw)
+
+
+def _check(out, b):
+    mask = valid_candidates(b)
+    assert np.abs(np.asarray(out.logits_bca) - model_logits(b))[mask].max() <= F32_TOL
+
+
+def test_miss_then_hit_equal_dense_on_padded_histories():
+    cache = _cache(slots=16)
+    b = batch(seed=11, b=6)  # row 1 empty history, others padded at the end
+    assert (np.asarray(b.history_post_hashes)[:, :, 0] == 0).any(axis=1).sum() >= 4
+    _check(cache(b), b)
+    assert cache.stats.misses == 6 and cache.stats.hits == 0
+    _check(cache(b), b)
+    assert cache.stats.hits == 6
+    other = batch(seed=12, b=6)  # other users share the pool
+    _check(cache(other), other)
+    _check(cache(b), b)
+    assert cache.stats.hits == 12 and cache.summary()["entries"] == 12
+
+
+def test_incremental_append_equals_full_encode():
+    b = batch(seed=13, b=5)
+    lengths = (np.asarray(b.history_post_hashes)[:, :, 0] != 0).sum(axis=1)
+    cache = _cache(slots=8, append_chunk=3)  # several append rounds for long appends
+    cache(truncate_history(b, np.maximum(lengths - 5, 0)))
+    _check(cache(b), b)
+    assert cache.stats.appends >= 3 and cache.stats.appended_events == int((lengths - np.maximum(lengths - 5, 0))[lengths > 0].sum())
+
+
+def test_extend_prefix_matches_model_extend_prefix():
+    cfg, sm, model = tiny(), source(), ranker()
+    b = batch(seed=14, b=3, history_len=S, history_lengths=np.array([S, S, S]))
+    old = 6
+
+    @nnx.jit
+    def model_path(m, b_):
+        toks_ = m.tokens(b_)
+        head_ = m.encode_prefix(type(toks_)(toks_.prefix_bpd[:, : 1 + old], toks_.candidates_bcd,
+                                            toks_.prefix_valid_bp[:, : 1 + old], toks_.candidate_valid_bc))  # fmt: skip
+        return toks_, head_, m.extend_prefix(head_, toks_.prefix_bpd[:, 1 + old :], toks_.prefix_valid_bp[:, 1 + old :])
+
+    toks, head, expected = model_path(model, b)
+    k0 = jnp.zeros((cfg.num_layers, 3, 1 + S, cfg.num_kv_heads, cfg.key_size)).at[:, :, : 1 + old].set(head.k_lbpkd)
+    v0 = jnp.zeros_like(k0).at[:, :, : 1 + old].set(head.v_lbpkd)
+    k, v = forward.extend_prefix(sm.params, k0, v0, jnp.full(3, old), jnp.ones(3, bool), toks.prefix_bpd[:, 1 + old :],
+                                 jnp.ones((3, S - old), bool), cfg, jnp.float32)  # fmt: skip
+    assert np.abs(np.asarray(k) - np.asarray(expected.k_lbpkd)).max() <= F32_TOL
+    assert np.abs(np.asarray(v) - np.asarray(expected.v_lbpkd)).max() <= F32_TOL
+
+
+def test_capacity_class_move_is_exact():
+    b = batch(seed=15, b=3)
+    cache = _cache(classes=(S, 16), slots=4)
+    cache(b)
+    wide = pad_batch(b, Bucket(3, 16, b.num_candidates))
+    _check(cache(wide), b)
+    assert cache.stats.moves == 3 and cache.stats.hits == 3
+
+
+def _one_bit(b, field, index, value):
+    arr = np.array(getattr(b, field))
+    arr[index] = value
+    return edit(b, **{field: arr})
+
+
+@pytest.mark.parametrize(
+    "field,index,value",
+    [("history_actions", (0, 2, 4), None), ("history_product_surface", (0, 3), None),
+     ("history_author_hashes", (0, 1, 0), None), ("history_post_hashes", (0, 0, 1), None), ("user_hashes", (0, 1), None)],
+)  # fmt: skip
+def test_key_changes_on_any_single_prefix_input(field, index, value):
+    b = batch(seed=16, b=2)
+    ctx = key_context(source())
+    length = int((np.asarray(b.history_post_hashes)[0, :, 0] != 0).sum())
+    old = np.asarray(getattr(b, field))[index]
+    new = (1.0 - old) if field == "history_actions" else (old % 5) + 1 if field != "history_product_surface" else (old + 1) % 7
+    changed = _one_bit(b, field, index, new)
+    assert prefix_key(ctx, b, 0, length) != prefix_key(ctx, changed, 0, length)
+    cache = _cache(slots=4)
+    cache(b)
+    cache(changed)
+    assert cache.stats.misses == 3 and cache.stats.hits == 1  # row 1 unchanged: hit; row 0: miss
+
+
+def test_param_version_change_misses_and_flushes():
+    b = batch(seed=17, b=2)
+    cache = _cache(slots=4)
+    cache(b)
+    assert key_context(source()) != key_context(source().replace(param_version="other"))
+    cache.reload(source().replace(param_version="other"))
+    assert cache.stats.flushes == 1 and cache.summary()["entries"] == 0
+    _check(cache(b), b)
+    assert cache.stats.misses == 4 and cache.stats.hits == 0
+
+
+def test_lru_eviction_under_byte_budget():
+    cache = _cache(slots=8, byte_budget=3 * _cache(slots=1).entry_bytes[S])
+    first, second = batch(seed=18, b=2), batch(seed=19, b=2)
+    cache(first)
+    cache(second)  # 4 users, room for 3: the least recently used user of `first` is evicted
+    assert cache.stats.evictions == 1 and cache.summary()["resident_bytes"] <= cache.byte_budget
+    _check(cache(second), second)
+    assert cache.stats.hits == 2
+    _check(cache(first), first)  # first's row 0 was evicted: re-encoded, still exact
+    assert cache.summary()["entries"] == 3 and cache.summary()["resident_bytes"] <= cache.byte_budget
+
+
+def test_reference_mode_is_not_cacheable():
+    with pytest.raises(ValueError, match="shared"):
+        PrefixCache(source("reference"), classes=(S,))

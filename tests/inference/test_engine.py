@@ -1,0 +1,129 @@
+"""Compiled request path (inference spec §2.1): one AOT executable per bucket, requests padded up to it,
+zero new compilations over 100 varied requests, out-of-set shapes rejected or explicitly counted, and
+the host assembler (hashing + positional padding) matching a hand-built batch.
+"""
+
+import numpy as np
+import pytest
+
+from x_reco.features.hashing import Hasher
+from x_reco.inference.engine import CompileCounter, CompiledRanker
+from x_reco.inference.requests import Bucket, BucketSet, RawRequest, RequestAssembler, assemble_batch
+from x_reco.models import weighted_score
+from x_reco.pipeline.weights import WeightSet
+from x_reco.models.testing import random_batch
+from tests.inference.helpers import F32_TOL, model_logits, source, tiny, valid_candidates
+
+BUCKET = Bucket(4, 16, 8)
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return CompiledRanker(source(), [BUCKET], precision="highest")
+
+
+def test_hundred_varied_requests_compile_nothing(compiled):
+    rng = np.random.default_rng(0)
+    with CompileCounter() as counter:
+        for i in range(100):
+            b, s, n = int(rng.integers(1, 5)), int(rng.integers(1, 17)), int(rng.integers(1, 9))
+            batch = random_batch(tiny(), b, history_len=s, candidate_len=n, seed=i)
+            out, bucket = compiled(batch)
+            assert bucket == BUCKET and np.asarray(out.logits_bca).shape == (4, 8, 19)
+    assert counter.count == 0
+    assert compiled.stats()["executables"] == 1 and compiled.stats()["fallbacks"] == 0
+    assert 0 < compiled.stats()["padding_waste"] < 1
+
+
+def test_counter_sees_a_real_compilation():
+    import jax
+    import jax.numpy as jnp
+
+    with CompileCounter() as counter:
+        jax.jit(lambda x: x * 3 + 1)(jnp.arange(7.0)).block_until_ready()
+    assert counter.count >= 1
+
+
+def test_padded_request_equals_the_model(compiled):
+    batch = random_batch(tiny(), 3, history_len=9, candidate_len=6, seed=3)
+    out = compiled.score_numpy(batch)
+    ref = model_logits(batch)
+    mask = valid_candidates(batch)
+    assert np.abs(out["logits_bca"] - ref)[mask].max() <= F32_TOL
+    weights = WeightSet.published().weights
+    expected = np.asarray(weighted_score(1 / (1 + np.exp(-ref)), weights, candidate_mask_bc=mask))
+    assert np.allclose(out["score_bc"][mask], expected[mask], atol=1e-5)
+    assert np.all(np.isneginf(out["score_bc"][~mask]))  # padded candidates rank last
+
+
+def test_shape_outside_the_buckets_is_an_error_or_counted(compiled):
+    big = random_batch(tiny(), 2, history_len=20, candidate_len=5, seed=1)
+    with pytest.raises(ValueError, match="outside the compiled buckets"):
+        compiled(big)
+    lenient = CompiledRanker(source(), [Bucket(1, 1, 1)], fallback="count")
+    out, bucket = lenient(big)
+    assert bucket == Bucket(2, 20, 5) and lenient.stats()["fallbacks"] == 1
+
+
+def test_bucket_selection_and_reference_mode_needs_exact_history():
+    buckets = BucketSet(batch=(1, 16), history=(128, 512), candidates=(64, 256))
+    assert buckets.select(3, 127, 65) == Bucket(16, 128, 256)
+    assert buckets.select(1, 600, 10) is None
+    assert buckets.select(1, 127, 10, "reference") is None
+    assert buckets.select(1, 128, 10, "reference") == Bucket(1, 128, 64)
+
+
+def test_assembler_hashes_and_pads_positionally():
+    cfg = tiny()
+    req = RawRequest(
+        user_id="u1", history_post_ids=["p1", "p2"], history_author_ids=["a1", "a2"],
+        history_actions=np.eye(2, cfg.num_history_actions, dtype=np.float32), history_surface=np.array([3, 0]),
+        candidate_post_ids=["p3"], candidate_author_ids=["a1"], candidate_surface=np.array([2]),
+    )  # fmt: skip
+    batch = assemble_batch([req], Bucket(2, 4, 3), cfg.hash_spec, cfg.num_history_actions)
+    hasher = Hasher(cfg.hash_spec)
+    assert np.array_equal(batch.user_hashes[0], hasher.hash_ids("user", ["u1"])[0])
+    assert np.array_equal(batch.history_post_hashes[0, :2], hasher.hash_ids("post", ["p1", "p2"]))
+    assert np.array_equal(batch.candidate_author_hashes[0, 0], hasher.hash_ids("author", ["a1"])[0])
+    assert not batch.history_post_hashes[0, 2:].any() and not batch.user_hashes[1].any()  # padding is zero
+    assert batch.history_product_surface[0].tolist() == [3, 0, 0, 0]
+
+
+def test_assembler_reuses_buffers_and_vectorizes_numeric_ids():
+    import dataclasses
+
+    cfg = tiny()
+    spec = dataclasses.replace(cfg.hash_spec, family="splitmix64")
+    asm = RequestAssembler(spec, cfg.num_history_actions)
+    req = RawRequest(np.uint64(7), np.array([1, 2], np.uint64), np.array([5, 6], np.uint64),
+                     np.zeros((2, cfg.num_history_actions), np.float32), np.array([1, 1]),
+                     np.array([9], np.uint64), np.array([5], np.uint64), np.array([0]))  # fmt: skip
+    first = asm.assemble([req], BUCKET)
+    again = asm.assemble([req], BUCKET)
+    assert first is again and np.array_equal(again.history_post_hashes[0, :2], asm.hasher.hash_ids("post", [1, 2]))
+
+
+def test_nnx_split_state_path_equals_the_serving_path():
+    from x_reco.inference.engine import aot_compile, make_nnx_score_fn
+    from tests.inference.helpers import logits, ranker
+
+    batch = random_batch(tiny(), 3, seed=5)
+    fn, state = make_nnx_score_fn(ranker())
+    compiled, _ = aot_compile(fn, state, batch, precision="highest")  # graphdef static, state an argument
+    out = compiled(state, batch)
+    mask = valid_candidates(batch)
+    assert np.abs(np.asarray(out.logits_bca) - logits(batch, path="split"))[mask].max() <= F32_TOL
+    assert np.all(np.isneginf(np.asarray(out.score_bc)[~mask]))
+
+
+def test_params_are_placed_explicitly_on_the_default_device():
+    import jax
+
+    from x_reco.inference.bench_worker import build_variant, variant_spec
+
+    # Converted under jax.default_device(cpu): a bare jax.device_put would leave committed leaves on the
+    # host (and an accelerator run would copy the weights on every call). Host numpy + explicit placement.
+    sm = build_variant(source(), variant_spec("w8+t8"))
+    assert all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(sm.params))
+    ranker_exe = CompiledRanker(sm, [Bucket(1, 4, 2)])
+    assert {d for leaf in jax.tree.leaves(ranker_exe.params) for d in leaf.devices()} == {jax.devices()[0]}

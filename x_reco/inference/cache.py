@@ -1,0 +1,381 @@
+"""Cross-request prefix KV cache: device pools per capacity class, 128-bit keys, LRU under a byte budget.
+
+Layout (created in ``PrefixCache.__init__``): for every capacity class S_cap (P_cap = 1 + S_cap) one K
+pool and one V pool, each [layers, n_slots, P_cap, Hkv, dk] in the compute dtype. An entry is one slot
+plus host metadata: valid history length L and the user-valid flag (the prefix validity travels with
+the entry), its key, its user key, bytes and last use. Positions are implicit (0..P_cap-1).
+
+Key: blake2b-128 over the canonical bytes of every prefix input on the valid prefix (user hashes;
+history post and author hashes, actions and surfaces of the first L slots; L) plus a context of
+param_version, table version, hash spec, position mode, variant, compute dtype and config digest.
+Incremental append: a per-user index points at the user's entry; if the request's first L events
+hash to that entry's key and L' > L, the L' - L new events are encoded against the cached K/V and
+written at positions 1+L.. (exact: older K/V never depend on later events). Anything else is a miss.
+Only ``shared`` position mode is cacheable (candidate positions then depend only on L).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from x_reco.common.types import RecsysBatch
+from x_reco.inference import forward
+from x_reco.inference.engine import ScoreOutput, aot_compile, finish, to_device
+from x_reco.inference.params import ServingModel
+
+_PREFIX_FIELDS = ("history_post_hashes", "history_author_hashes", "history_actions", "history_product_surface")
+_PREFIX_DTYPES = (np.int32, np.int32, np.float32, np.int32)
+_EXECUTABLES: dict[tuple, object] = {}
+
+
+def key_context(sm: ServingModel) -> bytes:
+    """Everything besides the prefix inputs that a cached K/V depends on."""
+    cfg = sm.config
+    return json.dumps({
+        "param_version": sm.param_version, "table_version": sm.table_version,
+        "hash_spec": cfg.hash_spec.digest(), "position_mode": cfg.candidate_position_mode,
+        "variant": sm.variant, "compute_dtype": sm.compute_dtype, "config": cfg.digest(),
+    }, sort_keys=True).encode()  # fmt: skip
+
+
+def prefix_key(context: bytes, batch: RecsysBatch, row: int, length: int) -> bytes:
+    """128-bit digest of row ``row``'s first ``length`` events (plus user hashes and ``context``)."""
+    h = hashlib.blake2b(context, digest_size=16)
+    h.update(b"L" + int(length).to_bytes(8, "little"))
+    h.update(np.ascontiguousarray(np.asarray(batch.user_hashes)[row], np.int32).tobytes())
+    for name, dtype in zip(_PREFIX_FIELDS, _PREFIX_DTYPES):
+        h.update(np.ascontiguousarray(np.asarray(getattr(batch, name))[row, :length], dtype).tobytes())
+    return h.digest()
+
+
+def user_key(context: bytes, batch: RecsysBatch, row: int) -> bytes:
+    h = hashlib.blake2b(context + b"|user|", digest_size=16)
+    h.update(np.ascontiguousarray(np.asarray(batch.user_hashes)[row], np.int32).tobytes())
+    return h.digest()
+
+
+def write_slots(pool_lnpkd: jax.Array, values_lbpkd: jax.Array, rows_r: jax.Array, slots_r: jax.Array, count) -> jax.Array:
+    """Write ``values[:, rows_r[j]]`` into ``pool[:, slots_r[j]]`` for j < count (in place when donated).
+
+    A loop of dynamic_update_slice touches only the written slots (a scatter copies the pool on CPU).
+    """
+
+    def body(j, pool):
+        v = jax.lax.dynamic_index_in_dim(values_lbpkd, rows_r[j], axis=1, keepdims=True).astype(pool.dtype)
+        return jax.lax.dynamic_update_slice_in_dim(pool, v, slots_r[j], axis=1)
+
+    return jax.lax.fori_loop(0, count, body, pool_lnpkd)
+
+
+def _targets(rows: list[int], slots: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray, np.int32]:
+    """(rows, their slots, count) padded to ``b`` entries, so every call has one static shape."""
+    rows_r, slots_r = np.zeros(b, np.int32), np.zeros(b, np.int32)
+    rows_r[: len(rows)] = rows
+    slots_r[: len(rows)] = np.asarray(slots)[rows]
+    return rows_r, slots_r, np.int32(len(rows))
+
+
+@dataclasses.dataclass
+class Entry:
+    key: bytes
+    user_key: bytes | None
+    cls: int
+    slot: int
+    length: int
+    user_valid: bool
+    nbytes: int
+    last_use: int = 0
+
+
+@dataclasses.dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    appends: int = 0
+    appended_events: int = 0
+    moves: int = 0
+    evictions: int = 0
+    flushes: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses + self.appends
+        return self.hits / total if total else 0.0
+
+
+@dataclasses.dataclass
+class Plan:
+    """Host decisions for one batch: per-row slot, L and user flag; which rows encode / append / move."""
+
+    cls: int
+    slots: np.ndarray
+    lengths: np.ndarray
+    user_valid: np.ndarray
+    encode: list[int] = dataclasses.field(default_factory=list)
+    append: list[tuple[int, int]] = dataclasses.field(default_factory=list)  # (row, cached length)
+    moves: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)  # (src cls, src slot, dst slot)
+
+
+class PrefixCache:
+    """Prefix K/V cache of one ServingModel; ``cache(batch)`` scores a bucket-padded host batch.
+
+    Args:
+      sm: serving model (``shared`` position mode).
+      classes: capacity classes = allowed padded history lengths S of incoming batches.
+      slots: slots per class (capped by ``byte_budget``).
+      byte_budget: LRU bound on resident entry bytes (default: every slot of every class).
+      append_chunk: new events encoded per append round (a static shape).
+      chunk: optional candidate chunk size of the scoring pass.
+      params: ``sm.params`` already on the device (otherwise copied there).
+    """
+
+    def __init__(self, sm: ServingModel, *, classes=(128,), slots: int = 64, byte_budget: int | None = None,
+                 append_chunk: int = 8, chunk: int | None = None, precision: str | None = None,
+                 params: dict | None = None):  # fmt: skip
+        cfg = sm.config
+        if cfg.candidate_position_mode != "shared":
+            raise ValueError("the prefix cache needs candidate_position_mode='shared' (reference positions depend on S)")
+        if slots < 1 or append_chunk < 1:
+            raise ValueError(f"slots={slots} and append_chunk={append_chunk} must be >= 1")
+        self.sm, self.chunk, self.append_chunk, self.precision = sm, chunk, append_chunk, precision
+        self.params = to_device(sm.params) if params is None else params  # already resident: no second copy
+        itemsize = sm.cd.itemsize
+        self.entry_bytes = {c: cfg.num_layers * 2 * (1 + c) * cfg.num_kv_heads * cfg.key_size * itemsize
+                            for c in classes}  # fmt: skip
+        self.byte_budget = byte_budget if byte_budget is not None else slots * sum(self.entry_bytes.values())
+        self.pools, self.free = {}, {}
+        for c in sorted(classes):
+            n = min(slots, self.byte_budget // self.entry_bytes[c])
+            if n < 1:
+                raise ValueError(f"byte_budget={self.byte_budget} holds no entry of class S={c} ({self.entry_bytes[c]} B)")
+            shape = (cfg.num_layers, n, 1 + c, cfg.num_kv_heads, cfg.key_size)
+            self.pools[c] = (jnp.zeros(shape, sm.cd), jnp.zeros(shape, sm.cd))
+            self.free[c] = list(range(n - 1, -1, -1))
+        self.context = key_context(sm)
+        self.entries: collections.OrderedDict[bytes, Entry] = collections.OrderedDict()
+        self.by_user: dict[bytes, Entry] = {}
+        self.stats, self.tick, self.resident_bytes = CacheStats(), 0, 0
+        self._exe: dict[tuple, object] = {}
+        self.compile_s = 0.0
+
+    # -- versions ---------------------------------------------------------------------------------
+    def reload(self, sm: ServingModel) -> None:
+        """Swap parameters; flush every entry when the param or table version (or variant) changes."""
+        old = self.context
+        self.sm, self.params, self.context = sm, to_device(sm.params), key_context(sm)
+        if self.context != old:
+            self.flush()
+
+    def flush(self) -> None:
+        for c, (k, _) in self.pools.items():
+            self.free[c] = list(range(k.shape[1] - 1, -1, -1))
+        self.entries.clear()
+        self.by_user.clear()
+        self.resident_bytes = 0
+        self.stats.flushes += 1
+
+    # -- host bookkeeping -------------------------------------------------------------------------
+    def _evict(self, entry: Entry) -> None:
+        del self.entries[entry.key]
+        if entry.user_key is not None and self.by_user.get(entry.user_key) is entry:
+            del self.by_user[entry.user_key]
+        self.free[entry.cls].append(entry.slot)
+        self.resident_bytes -= entry.nbytes
+        self.stats.evictions += 1
+
+    def _allocate(self, cls: int, pinned: set[int]) -> int:
+        def lru(pred):
+            victim = next((e for e in self.entries.values() if pred(e) and id(e) not in pinned), None)
+            if victim is None:
+                raise RuntimeError("prefix cache: every evictable entry is in use by this batch; add slots")
+            self._evict(victim)
+
+        while not self.free[cls]:
+            lru(lambda e: e.cls == cls)
+        while self.resident_bytes + self.entry_bytes[cls] > self.byte_budget:
+            lru(lambda e: True)
+        self.resident_bytes += self.entry_bytes[cls]
+        return self.free[cls].pop()
+
+    def _touch(self, entry: Entry) -> None:
+        self.tick += 1
+        entry.last_use = self.tick
+        self.entries.move_to_end(entry.key)
+
+    def _move(self, entry: Entry, cls: int, plan: Plan, pinned: set[int]) -> None:
+        src_cls, src_slot = entry.cls, entry.slot
+        pinned.add(id(entry))
+        dst = self._allocate(cls, pinned)
+        self.free[src_cls].append(src_slot)
+        self.resident_bytes -= entry.nbytes
+        entry.cls, entry.slot, entry.nbytes = cls, dst, self.entry_bytes[cls]
+        plan.moves.append((src_cls, src_slot, dst))
+        self.stats.moves += 1
+
+    def lookup(self, batch: RecsysBatch) -> Plan:
+        """Decide hit / append / miss for every row of a host batch (no device work)."""
+        cls = batch.num_history
+        if cls not in self.pools:
+            raise ValueError(f"batch history length S={cls} is not a capacity class {sorted(self.pools)}")
+        user = np.asarray(batch.user_hashes)[:, 0] != 0
+        hist = np.asarray(batch.history_post_hashes)[:, :, 0] != 0
+        cand = np.asarray(batch.candidate_post_hashes)[:, :, 0] != 0
+        lengths = hist.sum(axis=1).astype(np.int32)
+        plan = Plan(cls, np.zeros(len(lengths), np.int32), lengths, user.copy())
+        pinned: set[int] = set()
+        for row in range(len(lengths)):
+            if not (user[row] or lengths[row] or cand[row].any()):
+                continue  # padding row of the bucket
+            plan.slots[row] = self._row(batch, row, int(lengths[row]), bool(user[row]), plan, pinned)
+        return plan
+
+    def _row(self, batch, row, length, user_valid, plan: Plan, pinned: set[int]) -> int:
+        key = prefix_key(self.context, batch, row, length)
+        entry = self.entries.get(key)
+        if entry is not None:
+            self.stats.hits += 1
+        else:
+            ukey = user_key(self.context, batch, row) if user_valid else None
+            old = self.by_user.get(ukey) if ukey is not None else None
+            if (old is not None and id(old) not in pinned and old.length < length
+                    and old.key == prefix_key(self.context, batch, row, old.length)):  # fmt: skip
+                entry = old
+                plan.append.append((row, old.length))
+                del self.entries[old.key]
+                entry.key, entry.length = key, length
+                self.entries[key] = entry
+                self.stats.appends += 1
+                self.stats.appended_events += length - plan.append[-1][1]
+            else:
+                slot = self._allocate(plan.cls, pinned)
+                entry = Entry(key, ukey, plan.cls, slot, length, user_valid, self.entry_bytes[plan.cls])
+                self.entries[key] = entry
+                if ukey is not None:
+                    self.by_user[ukey] = entry
+                plan.encode.append(row)
+                self.stats.misses += 1
+        if entry.cls != plan.cls:
+            self._move(entry, plan.cls, plan, pinned)
+        pinned.add(id(entry))
+        self._touch(entry)
+        return entry.slot
+
+    # -- device work ------------------------------------------------------------------------------
+    def _call(self, name: str, fn, *args, donate=()):
+        shaped = args[1:] if isinstance(args[0], dict) else args  # params never change shape
+        key = (name,) + tuple((np.shape(a), str(a.dtype)) for a in jax.tree.leaves(shaped))
+        if key not in self._exe:
+            shared = (self.sm.config.digest(), self.sm.variant, self.sm.compute_dtype, self.chunk,
+                      self.append_chunk, self.precision) + key  # fmt: skip
+            if shared not in _EXECUTABLES:  # identical caches (same static facts and shapes) share executables
+                _EXECUTABLES[shared], seconds = aot_compile(fn, *args, precision=self.precision, donate_argnums=donate)
+                self.compile_s += seconds
+            self._exe[key] = _EXECUTABLES[shared]
+        return self._exe[key](*args)
+
+    def _encode(self, device_batch, plan: Plan) -> None:
+        cfg, cd = self.sm.config, self.sm.cd
+        k_pool, v_pool = self.pools[plan.cls]
+        rows, slots, count = _targets(plan.encode, plan.slots, len(plan.slots))
+
+        def encode(params, kp, vp, rows_r, slots_r, count_, batch):
+            prefix, valid = forward.prefix_tokens(params, batch, cfg, cd)
+            _, k, v = forward.encode_prefix(params, prefix, valid, cfg, cd)
+            return write_slots(kp, k, rows_r, slots_r, count_), write_slots(vp, v, rows_r, slots_r, count_)
+
+        self.pools[plan.cls] = self._call("encode", encode, self.params, k_pool, v_pool, rows, slots, count,
+                                          device_batch, donate=(1, 2))  # fmt: skip
+
+    def _append(self, batch: RecsysBatch, plan: Plan) -> None:
+        cfg, cd, m = self.sm.config, self.sm.cd, self.append_chunk
+        current = {row: length for row, length in plan.append}
+
+        def append(params, kp, vp, slots_b, lengths_b, user_b, post, author, actions, surface, n_new_b, rows_r, slots_r,
+                   count_):  # fmt: skip
+            new = forward.history_tokens(params, post, author, actions, surface, cfg, cd)
+            valid = jnp.arange(m)[None, :] < n_new_b[:, None]
+            k, v = forward.extend_prefix(params, kp[:, slots_b], vp[:, slots_b], lengths_b, user_b, new, valid, cfg, cd)
+            return write_slots(kp, k, rows_r, slots_r, count_), write_slots(vp, v, rows_r, slots_r, count_)
+
+        while any(current[r] < plan.lengths[r] for r in current):
+            b = len(plan.slots)
+            slots, lengths, n_new = np.zeros(b, np.int32), np.zeros(b, np.int32), np.zeros(b, np.int32)
+            new = [np.zeros((b, m) + np.asarray(getattr(batch, f)).shape[2:], d) for f, d in zip(_PREFIX_FIELDS, _PREFIX_DTYPES)]
+            for row in current:
+                start = current[row]
+                count = min(m, int(plan.lengths[row]) - start)
+                if count <= 0:
+                    continue
+                slots[row], lengths[row], n_new[row] = plan.slots[row], start, count
+                for arr, f in zip(new, _PREFIX_FIELDS):
+                    arr[row, :count] = np.asarray(getattr(batch, f))[row, start : start + count]
+                current[row] = start + count
+            k_pool, v_pool = self.pools[plan.cls]
+            targets = _targets([r for r in range(b) if n_new[r]], slots, b)
+            self.pools[plan.cls] = self._call("append", append, self.params, k_pool, v_pool, slots, lengths,
+                                              plan.user_valid, *new, n_new, *targets, donate=(1, 2))  # fmt: skip
+
+    def _apply_moves(self, plan: Plan) -> None:
+        def move(src_k, src_v, dst_k, dst_v, src_slot, dst_slot):
+            p = min(src_k.shape[2], dst_k.shape[2])
+            k = jnp.zeros(dst_k.shape[:1] + dst_k.shape[2:], dst_k.dtype).at[:, :p].set(src_k[:, src_slot, :p])
+            v = jnp.zeros(dst_v.shape[:1] + dst_v.shape[2:], dst_v.dtype).at[:, :p].set(src_v[:, src_slot, :p])
+            return dst_k.at[:, dst_slot].set(k), dst_v.at[:, dst_slot].set(v)
+
+        for src_cls, src_slot, dst_slot in plan.moves:
+            sk, sv = self.pools[src_cls]
+            dk, dv = self.pools[plan.cls]
+            self.pools[plan.cls] = self._call("move", move, sk, sv, dk, dv, np.int32(src_slot), np.int32(dst_slot),
+                                              donate=(2, 3))  # fmt: skip
+
+    def score(self, device_batch: RecsysBatch, plan: Plan) -> ScoreOutput:
+        """Candidate pass over the pooled prefixes (slot gather inside the jitted call)."""
+        cfg, cd, chunk = self.sm.config, self.sm.cd, self.chunk
+
+        def cached_score(params, kp, vp, slots_b, lengths_b, user_b, batch):
+            k, v = kp[:, slots_b], vp[:, slots_b]
+            valid = forward.prefix_valid(lengths_b, user_b, kp.shape[2])
+            cands = forward.candidate_tokens(params, batch.candidate_post_hashes, batch.candidate_author_hashes,
+                                             batch.candidate_product_surface, cfg, cd)  # fmt: skip
+            n = cands.shape[1]
+            if chunk is not None and chunk < n:
+                logits = forward.chunked_candidate_pass(params, k, v, valid, cands, batch.candidate_valid_bc, cfg, cd, chunk)
+            else:
+                positions = forward.candidate_positions(valid, n, cfg)
+                logits = forward.candidate_pass(params, k, v, valid, cands, batch.candidate_valid_bc, positions, cfg, cd)
+            return finish(params, logits, batch.candidate_valid_bc)
+
+        k_pool, v_pool = self.pools[plan.cls]
+        return self._call("score", cached_score, self.params, k_pool, v_pool, plan.slots, plan.lengths,
+                          plan.user_valid, device_batch)  # fmt: skip
+
+    def __call__(self, batch: RecsysBatch, device_batch: RecsysBatch | None = None) -> ScoreOutput:
+        """Look up, fill (moves, appends, encodes) and score a bucket-padded host batch."""
+        plan = self.lookup(batch)
+        if device_batch is None:
+            device_batch = jax.device_put(batch, may_alias=False)
+        self._apply_moves(plan)
+        if plan.append:
+            self._append(batch, plan)
+        if plan.encode:
+            self._encode(device_batch, plan)
+        return self.score(device_batch, plan)
+
+    def summary(self) -> dict:
+        """Stats for the benchmark JSON."""
+        s = self.stats
+        return {
+            "hits": s.hits, "misses": s.misses, "appends": s.appends, "appended_events": s.appended_events,
+            "moves": s.moves, "evictions": s.evictions, "flushes": s.flushes, "hit_rate": s.hit_rate,
+            "entries": len(self.entries), "resident_bytes": int(self.resident_bytes),
+            "byte_budget": int(self.byte_budget), "entry_bytes": {str(c): b for c, b in self.entry_bytes.items()},
+            "pool_bytes": int(sum(2 * k.size * k.dtype.itemsize for k, _ in self.pools.values())),
+            "executables": len(self._exe), "compile_s": self.compile_s,
+        }  # fmt: skip

@@ -1,0 +1,200 @@
+"""Serving variants derived from one f32 source by pure functions: ``to_bf16``, ``quantize_w8``, ``quantize_tables_t8``.
+
+* ``w8``: per-output-channel symmetric int8 for W [in, out]: ``s_o = max_i |W_io| / 127`` (1 for an
+  all-zero column), ``q = clip(round(W / s), -127, 127)``. Inside the jitted call
+  ``y = (x @ q.astype(cd)) * s``: only the int8 arrays stay resident.
+* ``t8``: row-wise int8 hash tables, ``s_r = max_d |T_rd| / 127`` (f32 per row); rows are dequantized
+  after the gather; row 0 (padding) stays exactly zero.
+* ``bf16w``: the same weights as ``w8`` stored in bf16 (no per-call cast).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from x_reco.inference.params import ServingModel, leaf_paths
+
+# Every >=2-D parameter outside this list is quantized by ``quantize_w8`` (and cast by ``to_bf16``).
+W8_EXCLUDED: dict[str, str] = {
+    "tables/*": "hash tables: row-wise int8 by quantize_tables_t8 (t8), not per-channel w8",
+    "embed/action_proj": "tiny [A_in, D] action projection",
+    "embed/surface_table": "tiny [Vs, D] product-surface table",
+    "head/unembed": "unembedding, ~0.04% of params; kept f32 for logit quality",
+    "cand_tower/*": "retrieval candidate tower runs offline (corpus building), not on the request path",
+}
+TABLE_CHUNK_ROWS = 1 << 17
+
+
+@struct.dataclass
+class QWeight:
+    """Per-output-channel int8 weight: ``q`` int8 [in, out], ``scale`` f32 [out]."""
+
+    q: jax.Array
+    scale: jax.Array
+
+    @property
+    def shape(self):
+        return self.q.shape
+
+
+@struct.dataclass
+class QTable:
+    """Row-wise int8 hash table: ``q`` int8 [V, D], ``scale`` f32 [V]."""
+
+    q: jax.Array
+    scale: jax.Array
+
+    @property
+    def shape(self):
+        return self.q.shape
+
+
+# -- use inside jitted code ------------------------------------------------------------------------
+def linear(x: jax.Array, w, dtype) -> jax.Array:
+    """``x @ w`` in ``dtype``; a QWeight is dequantized inside the matmul: ``(x @ q.astype(dtype)) * s``."""
+    x = x.astype(dtype)
+    if isinstance(w, QWeight):
+        y = jnp.dot(x, w.q.astype(dtype), preferred_element_type=jnp.float32) * w.scale
+        return y.astype(dtype)
+    return x @ w.astype(dtype)
+
+
+def gather_rows(table, hashes: jax.Array) -> jax.Array:
+    """Rows at int32 ``hashes`` [...] -> [..., D] f32; padding hash 0 gives exact zeros (any format)."""
+    valid = (hashes != 0)[..., None]
+    if isinstance(table, QTable):
+        rows = table.q[hashes].astype(jnp.float32) * table.scale[hashes][..., None]
+    else:
+        rows = table[hashes].astype(jnp.float32)
+    return rows * valid.astype(jnp.float32)
+
+
+def dense(w) -> jax.Array:
+    """f32 view of a weight in any format (tests and accounting only; never on the request path)."""
+    if isinstance(w, (QWeight, QTable)):
+        axis = 0 if isinstance(w, QWeight) else 1
+        return w.q.astype(jnp.float32) * jnp.expand_dims(w.scale, axis)
+    return jnp.asarray(w, jnp.float32)
+
+
+# -- conversions (pure functions of the source) ------------------------------------------------------
+@jax.jit
+def _w8(w: jax.Array) -> tuple[jax.Array, jax.Array]:
+    w = w.astype(jnp.float32)
+    amax = jnp.max(jnp.abs(w), axis=0)
+    scale = jnp.where(amax > 0, amax / 127.0, 1.0)
+    q = jnp.clip(jnp.round(w / scale), -127, 127).astype(jnp.int8)
+    return q, scale
+
+
+@jax.jit
+def _t8_rows(t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    t = t.astype(jnp.float32)
+    amax = jnp.max(jnp.abs(t), axis=1)
+    scale = jnp.where(amax > 0, amax / 127.0, 1.0)
+    q = jnp.clip(jnp.round(t / scale[:, None]), -127, 127).astype(jnp.int8)
+    return q, scale
+
+
+def quantize_weight(w) -> QWeight:
+    """Per-output-channel symmetric int8 of W [in, out]."""
+    q, scale = _w8(jnp.asarray(w))
+    return QWeight(q, scale)
+
+
+def quantize_table(table, chunk_rows: int = TABLE_CHUNK_ROWS) -> QTable:
+    """Row-wise int8 of a [V, D] table, in row chunks so a large table never needs a second f32 copy."""
+    table = np.asarray(table) if not isinstance(table, jax.Array) else table
+    v, d = table.shape
+    q = np.empty((v, d), np.int8)
+    scale = np.empty((v,), np.float32)
+    for start in range(0, v, chunk_rows):
+        qc, sc = _t8_rows(jnp.asarray(table[start : start + chunk_rows]))
+        q[start : start + chunk_rows], scale[start : start + chunk_rows] = np.asarray(qc), np.asarray(sc)
+    q[0], scale[0] = 0, 1.0  # padding row: exactly zero after dequantization
+    return QTable(q, scale)
+
+
+def excluded_reason(path: str) -> str | None:
+    """Why ``path`` stays unquantized under w8 (None if it is in scope)."""
+    for pattern, reason in W8_EXCLUDED.items():
+        if fnmatch.fnmatch(path, pattern):
+            return reason
+    return None
+
+
+def w8_scope(params) -> tuple[list[str], list[tuple[str, str]]]:
+    """(paths quantized by w8, [(path, reason)] excluded) over every >=2-D leaf; 1-D leaves are norms/weights."""
+    quantized, excluded = [], []
+    for path, leaf in leaf_paths(params):
+        if len(leaf.shape) < 2:
+            continue
+        reason = excluded_reason(path)
+        (excluded.append((path, reason)) if reason else quantized.append(path))
+    return quantized, excluded
+
+
+def _map_paths(params, paths: set[str], fn, prefix: str = ""):
+    """Copy of the nested dict/list ``params`` with ``fn`` applied to the leaves whose path is in ``paths``."""
+    if isinstance(params, dict):
+        return {k: _map_paths(v, paths, fn, f"{prefix}{k}/") for k, v in params.items()}
+    if isinstance(params, list):
+        return [_map_paths(v, paths, fn, f"{prefix}{i}/") for i, v in enumerate(params)]
+    return fn(params) if prefix[:-1] in paths else params
+
+
+def _check_source(sm: ServingModel, what: str, forbid: str) -> None:
+    if forbid in sm.variant.split("+"):
+        raise ValueError(f"{what}: variant {sm.variant!r} already has {forbid}")
+
+
+def _name(sm: ServingModel, part: str) -> str:
+    parts = [p for p in sm.variant.split("+") if p != "f32"] + [part]
+    order = ("bf16w", "w8", "t8")
+    return "+".join(sorted(parts, key=order.index))
+
+
+def to_bf16(sm: ServingModel) -> ServingModel:
+    """``bf16w``: every weight in the w8 scope stored in bf16 (pre-cast once; tables untouched)."""
+    _check_source(sm, "to_bf16", "w8")
+    quantized, excluded = w8_scope(sm.params)
+    params = _map_paths(sm.params, set(quantized), lambda w: jnp.asarray(w).astype(jnp.bfloat16))
+    return sm.replace(params=params, variant=_name(sm, "bf16w"), quantized=tuple(quantized), excluded=tuple(excluded))
+
+
+def quantize_w8(sm: ServingModel) -> ServingModel:
+    """``w8``: per-output-channel int8 for every >=2-D weight outside ``W8_EXCLUDED``."""
+    _check_source(sm, "quantize_w8", "bf16w")
+    quantized, excluded = w8_scope(sm.params)
+    params = _map_paths(sm.params, set(quantized), quantize_weight)
+    return sm.replace(params=params, variant=_name(sm, "w8"), quantized=tuple(quantized), excluded=tuple(excluded))
+
+
+def quantize_tables_t8(sm: ServingModel) -> ServingModel:
+    """``t8``: row-wise int8 hash tables (dequantized after the gather; row 0 stays zero)."""
+    _check_source(sm, "quantize_tables_t8", "t8")
+    tables = {name: quantize_table(t) for name, t in sm.params["tables"].items()}
+    return sm.replace(params={**sm.params, "tables": tables}, variant=_name(sm, "t8"))
+
+
+VARIANT_BUILDERS = {
+    "f32": lambda sm: sm,
+    "bf16w": to_bf16,
+    "w8": quantize_w8,
+    "t8": quantize_tables_t8,
+    "w8+t8": lambda sm: quantize_w8(quantize_tables_t8(sm)),
+}
+
+
+def make_variant(source: ServingModel, name: str) -> ServingModel:
+    """The named weight/table format of ``source`` ("f32", "bf16w", "w8", "t8", "w8+t8")."""
+    if name not in VARIANT_BUILDERS:
+        raise ValueError(f"unknown variant {name!r}; expected one of {sorted(VARIANT_BUILDERS)}")
+    if source.variant != "f32":
+        raise ValueError(f"variants derive from the f32 source, got {source.variant!r}")
+    return VARIANT_BUILDERS[name](source)
