@@ -40,7 +40,8 @@ def timing_frame(raw: dict) -> pd.DataFrame:
     """One row per timed configuration and process repeat."""
     keys = ("preset", "mode", "variant", "B", "S", "N", "repeat", "p50", "p90", "p99", "mean", "std",
             "pipelined_ms", "compile_s", "candidates_per_s", "host_ms", "end_to_end_p50_ms", "source_param_digest")
-    rows = [{k: r.get(k) for k in keys} for r in raw["records"] if r.get("kind", "timing") == "timing"]
+    rows = [{k: r.get(k) for k in keys} | {"host_ms": (r.get("host_ms") or {}).get("p50")}
+            for r in raw["records"] if r.get("kind", "timing") == "timing"]
     frame = pd.DataFrame(rows, columns=list(keys)).rename(
         columns={"p50": "p50_ms", "p90": "p90_ms", "p99": "p99_ms", "mean": "mean_ms", "std": "std_ms"})
     for col in frame.columns[3:-1]:

@@ -7,17 +7,12 @@ import numpy as np
 import pytest
 
 from assets import data as data_assets
-from resources import DatasetSourcesResource, DuckDBFrameIOManager, NpzIOManager, StorageResource
+from tests.dagster_resources import tmp_resources
 from resources.io_managers import read_frame
 
 
 def _resources(tmp_path):
-    return {
-        "storage": StorageResource(root=str(tmp_path)),
-        "sources": DatasetSourcesResource(),
-        "duckdb_io_manager": DuckDBFrameIOManager(database=str(tmp_path / "w.duckdb")),
-        "npz_io_manager": NpzIOManager(base_dir=str(tmp_path / "arrays")),
-    }
+    return tmp_resources(tmp_path)
 
 
 DATA_ASSETS = [data_assets.raw_tables, data_assets.engagement_events, data_assets.engagement_sequences]
@@ -45,7 +40,7 @@ def test_materialize_movielens_100k(ml100k):
     assert mats["engagement_events"]["split_test"].value == 943
     assert mats["engagement_sequences"]["examples"].value == 100_000
     assert "data:image/png;base64" in mats["engagement_sequences"]["history_plot"].value
-    assert len(read_frame(str(tmp / "w.duckdb"), "movielens_100k", "raw_interactions")) == 100_000
+    assert len(read_frame(str(tmp / "warehouse.duckdb"), "movielens_100k", "raw_interactions")) == 100_000
     with np.load(tmp / "arrays" / "engagement_sequences" / "movielens-100k.npz", allow_pickle=False) as z:
         assert z["hist_post_hashes"].shape == (100_000, 32, 2)
         assert (z["split"] == 2).sum() == 943

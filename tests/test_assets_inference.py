@@ -9,7 +9,7 @@ import numpy as np
 
 from assets import data as data_assets
 from assets import inference, models
-from resources import DatasetSourcesResource, DuckDBFrameIOManager, JsonIOManager, NpzIOManager, StorageResource
+from tests.dagster_resources import tmp_resources
 from resources.io_managers import read_frame
 
 
@@ -18,12 +18,7 @@ def test_inference_benchmark_asset_tiny_grid(tmp_path):
     (tmp_path / "records" / "ranker_checkpoint" / "synthetic.json").write_text(json.dumps({"path": "unused"}))
     (tmp_path / "arrays" / "engagement_sequences").mkdir(parents=True)
     np.savez(tmp_path / "arrays" / "engagement_sequences" / "synthetic.npz", split=np.zeros(1, np.int8))
-    resources = {
-        "storage": StorageResource(root=str(tmp_path)), "sources": DatasetSourcesResource(),
-        "duckdb_io_manager": DuckDBFrameIOManager(database=str(tmp_path / "warehouse.duckdb")),
-        "npz_io_manager": NpzIOManager(base_dir=str(tmp_path / "arrays")),
-        "io_manager": JsonIOManager(base_dir=str(tmp_path / "records")),
-    }
+    resources = tmp_resources(tmp_path)
     config = {"grid": "reduced", "presets": ["tiny"], "repeats": 1, "calls": 5, "users": 8,
               "retrieval": False, "trained_quality": False}
     result = dg.materialize(

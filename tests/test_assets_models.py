@@ -11,8 +11,8 @@ import pytest
 
 from assets import data as data_assets
 from assets import models
-from resources import (DatasetSourcesResource, DuckDBFrameIOManager, JsonIOManager, NpzIOManager,
-                       StorageResource)
+from resources import StorageResource
+from tests.dagster_resources import tmp_resources
 from resources.io_managers import read_frame
 
 TINY = json.dumps({
@@ -25,12 +25,7 @@ TINY = json.dumps({
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("models")
-    resources = {
-        "storage": StorageResource(root=str(tmp)), "sources": DatasetSourcesResource(),
-        "duckdb_io_manager": DuckDBFrameIOManager(database=str(tmp / "warehouse.duckdb")),
-        "npz_io_manager": NpzIOManager(base_dir=str(tmp / "arrays")),
-        "io_manager": JsonIOManager(base_dir=str(tmp / "records")),
-    }
+    resources = tmp_resources(tmp)
     train = {"config": {"num_steps": 12, "overrides_json": TINY}}
     result = dg.materialize(
         [data_assets.raw_tables, data_assets.engagement_events, data_assets.engagement_sequences,

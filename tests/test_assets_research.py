@@ -8,8 +8,7 @@ import pytest
 
 from assets import data as data_assets
 from assets import research
-from resources import (DatasetSourcesResource, DuckDBFrameIOManager, JsonIOManager, NpzIOManager,
-                       StorageResource)
+from tests.dagster_resources import tmp_resources
 from resources.io_managers import read_frame
 
 RESEARCH = [research.stakeholder_utilities, research.preference_pairs, research.bt_reward_models,
@@ -19,12 +18,7 @@ RESEARCH = [research.stakeholder_utilities, research.preference_pairs, research.
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("research")
-    resources = {
-        "storage": StorageResource(root=str(tmp)), "sources": DatasetSourcesResource(),
-        "duckdb_io_manager": DuckDBFrameIOManager(database=str(tmp / "warehouse.duckdb")),
-        "npz_io_manager": NpzIOManager(base_dir=str(tmp / "arrays")),
-        "io_manager": JsonIOManager(base_dir=str(tmp / "records")),
-    }
+    resources = tmp_resources(tmp)
     result = dg.materialize([data_assets.raw_tables, *RESEARCH], resources=resources, partition_key="synthetic",
                             run_config={"ops": {"raw_tables": {"config": {"synthetic_preset": "tiny"}}}})
     return tmp, result

@@ -245,8 +245,11 @@ def _panel_plot(timing: list[dict], x_key: str, fixed_key: str, path: str, title
         ax.axis("off")
     for ax, (preset, b) in zip(axes.flat, panels):
         rows = [r for r in timing if r["preset"] == preset and r["B"] == b]
-        fixed_values = collections.Counter(r[fixed_key] for r in rows)
-        fixed = fixed_values.most_common(1)[0][0]
+        spread = collections.defaultdict(set)  # fix the value that leaves the most points along x
+        for r in rows:
+            spread[r[fixed_key]].add(r[x_key])
+        count = collections.Counter(r[fixed_key] for r in rows)
+        fixed = max(spread, key=lambda v: (len(spread[v]), count[v]))
         rows = [r for r in rows if r[fixed_key] == fixed]
         for variant in sorted({r["variant"] for r in rows}):
             pts = collections.defaultdict(list)
