@@ -1,6 +1,8 @@
 """Data group: raw tables, engagement events and Phoenix engagement sequences per dataset."""
 
 
+import json
+
 import dagster as dg
 import pandas as pd
 
@@ -90,8 +92,6 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
 
 
 def _json_safe(obj):
-    import json
-
     return json.loads(json.dumps(obj, default=str))
 
 

@@ -181,7 +181,6 @@ def events_expectations(partition: str) -> list:
 
 def sequence_frame(seqs: dict[str, np.ndarray]) -> pd.DataFrame:
     """One row per example with the structural facts S1-S7 checks read."""
-    s = seqs["hist_item_idx"].shape[1]
     hist_valid = seqs["hist_post_hashes"][:, :, 0] != 0
     cand_valid = seqs["cand_post_hashes"][:, :, 0] != 0
     mask = seqs["observed_mask"].astype(bool)
@@ -219,7 +218,6 @@ def sequence_frame(seqs: dict[str, np.ndarray]) -> pd.DataFrame:
         "unobserved_zero": (acts[:, :, ~mask] == 0).reshape(len(acts), -1).all(axis=1),
         "surface": seqs["surface"],
         "max_hash": max(vocab, 0),
-        "history_capacity": s,
     })
 
 

@@ -200,8 +200,6 @@ def _per_request_examples(events: pd.DataFrame, ev: dict, cfg: SequenceConfig) -
     codes, uniques = pd.factorize(group, sort=False)
     n = len(uniques)
     slot = rank % c
-    first = np.full(n, len(events), dtype=np.int64)
-    np.minimum.at(first, codes, pos)
     visit_first = pd.Series(pos).groupby(keys.to_numpy(), sort=False).transform("min").to_numpy()
     request_pos = np.full(n, 0, dtype=np.int64)
     request_pos[codes] = visit_first
@@ -215,11 +213,11 @@ def _per_request_examples(events: pd.DataFrame, ev: dict, cfg: SequenceConfig) -
     exposed[codes, slot] = ev["exposed"]
     ex = {
         "example_id": np.arange(n, dtype=np.int64),
-        "split": ev["split"][first],
-        "user_idx": ev["user_idx"][first],
+        "split": ev["split"][request_pos],  # user, split and surface are constant within a request
+        "user_idx": ev["user_idx"][request_pos],
         "request_ts": ev["ts"][request_pos],
         "request_pos": request_pos,
-        "surface": ev["surface"][first].astype(np.int32),
+        "surface": ev["surface"][request_pos].astype(np.int32),
         "cand_item_idx": cand,
         "cand_actions": cand_actions,
         "cand_dwell_seconds": dwell,
