@@ -79,6 +79,13 @@ def test_grids_cover_the_issue_rows():
     assert len(full["split"]) == 7 * 4 * 3 and len(full["w8"]) == 3 * 2 * 3
 
 
+def test_no_timing_keeps_only_the_other_jobs():
+    args = bench.parse(["--out", "x", "--no-timing", "--presets", "oss-mini", "large", "--memory-presets", "large"])
+    kinds = [j["kind"] for j in bench.make_jobs(args, "gpu")]
+    assert "timing" not in kinds and kinds.count("memory") == 4 and kinds.count("retrieval") == 2
+    assert [j["kind"] for j in bench.make_jobs(bench.parse(["--out", "x"]), "gpu")].count("timing") == 4
+
+
 @pytest.mark.slow
 def test_cli_end_to_end(tmp_path):
     cmd = [sys.executable, "-m", "x_reco.inference.bench", "--out", str(tmp_path), "--presets", "tiny", "--calls", "3",

@@ -76,6 +76,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quality-candidates", type=int, default=1000)
     p.add_argument("--no-quality", action="store_true")
     p.add_argument("--no-retrieval", action="store_true")
+    p.add_argument("--no-timing", action="store_true", help="skip the latency grid (memory, quality, retrieval only)")
     p.add_argument("--corpus-sizes", nargs="*", type=int, default=None)
     p.add_argument("--retrieval-batch", nargs="*", type=int, default=None, help="default 1 on CPU, 1 16 on GPU")
     p.add_argument("--corpus-formats", nargs="*", default=None, help="bf16 / int8 (f32 always runs as the exact reference)")
@@ -104,7 +105,7 @@ def make_jobs(args: argparse.Namespace, backend: str) -> list[dict]:
     common = {"seed": args.seed, "warmup": args.warmup, "source_cache": args.source_cache}
     pipelined = args.pipelined if args.pipelined is not None else (200 if gpu else 0)
     jobs: list[dict] = [{"kind": "metadata", "device_label": args.device_label}]
-    for repeat in range(args.repeats):
+    for repeat in range(0 if args.no_timing else args.repeats):
         for preset in args.presets:
             n_calls = calls.get(preset, args.calls)
             grid = grid_for(preset, args.grid)
