@@ -8,7 +8,8 @@ import importlib.util
 import pytest
 
 from x_reco.training.config import TrainConfig
-from x_reco.training.run import TUNED, _parse_set, main
+from x_reco.training.presets import TUNED
+from x_reco.training.run import _parse_set, main
 
 
 def test_set_overrides_and_tuned_configs_are_valid():
