@@ -42,15 +42,19 @@ def test_models_group_materializes(run):
     for key in [("retriever_checkpoint", "finite_losses"), ("ranker_checkpoint", "finite_losses"),
                 ("model_evaluation", "restore_reproduces_validation")]:
         assert checks[key].passed, key
-    # A 12-step model may lose to popularity; the check must say exactly that, never pass vacuously.
+    # The check says exactly whether the retriever beat popularity, and it blocks: a losing model
+    # fails the run.
     beats = checks[("model_evaluation", "beats_popularity")]
     ours, base = beats.metadata["retriever"].value, beats.metadata["popularity"].value
-    assert beats.passed == (ours > base)
-    assert beats.metadata["catalogue"].value == "time window"  # synthetic: a warning, not blocking
-    assert result.success
+    assert beats.passed == (ours > base) and beats.severity == dg.AssetCheckSeverity.ERROR
+    assert beats.metadata["catalogue"].value == "time window"
+    assert result.success == beats.passed
     meta = {e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
             for e in result.get_asset_materialization_events()}
     assert meta["retriever_checkpoint"]["step"].value == 12
+    (retriever_meta,) = (tmp / "checkpoints" / "synthetic" / "retriever").glob("*/model/metadata.json")
+    window = json.loads(retriever_meta.read_text())["extra"]["train_config"]["negative_window_s"]
+    assert window == 48 * 3600  # time-aware negatives: the synthetic world's recency window
     assert "data:image/png;base64" in meta["ranker_checkpoint"]["loss_curve"].value
     assert meta["model_evaluation"]["champion_promoted"].value is True
     with np.load(tmp / "arrays" / "candidate_index" / "synthetic.npz", allow_pickle=False) as z:

@@ -5,7 +5,11 @@ dataset's columns, and optionally not the negative actions of sampled candidates
 import numpy as np
 
 from x_reco.common.actions import ACTION_INDEX
-from x_reco.training.data import make_labels, make_retrieval_batch, retrieval_pairs, split_rows, step_chunk
+from x_reco.eval.heldout import ineligible_mask
+from x_reco.training.data import (
+    make_labels, make_retrieval_batch, retrieval_pairs, split_rows, step_chunk, training_times,
+)  # fmt: skip
+from x_reco.training.losses import eligible_in_window
 from tests.training.helpers import toy_seqs
 
 
@@ -37,3 +41,28 @@ def test_label_mask_optionally_drops_negative_actions_of_sampled_candidates():
     assert (plain.label_mask[:6, :, ni] == 1).all()
     assert np.array_equal(masked.label_mask[:6, :, ni], (~sampled).astype(np.float32))
     assert (masked.label_mask[:6, :, fav] == 1).all() and sampled.any() and (~sampled).any()
+
+
+def test_int32_training_times_give_the_evaluation_eligibility():
+    seqs = toy_seqs()
+    rng = np.random.default_rng(0)
+    t = seqs["request_ts"]
+    created = rng.integers(t.min() - 400, t.max() + 400, size=len(seqs["item_ids"]))
+    created[:3] = [0, 2**40, t.min()]  # unknown (0), far future, exactly the first request
+    seqs["item_created_ts"] = created
+    for window_s in (1.0, 250.5, 1e6):
+        request, created32, window = training_times(seqs, window_s)
+        assert request.dtype == created32.dtype == np.int32
+        rows = np.arange(len(t))
+        got = np.asarray(eligible_in_window(request, created32, window))
+        assert np.array_equal(got, ~ineligible_mask(seqs, rows, window_s))
+        assert 0 < got.sum() < got.size
+
+
+def test_retrieval_batch_carries_request_times():
+    seqs = toy_seqs()
+    rows, items = retrieval_pairs(seqs, "train")
+    request, _, _ = training_times(seqs, 100.0)
+    rb = make_retrieval_batch(seqs, rows[:5], items[:5], 8, request)
+    assert rb.request_b.tolist() == request[rows[:5]].tolist() + [0, 0, 0]
+    assert (make_retrieval_batch(seqs, rows[:5], items[:5], 8).request_b == 0).all()

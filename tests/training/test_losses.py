@@ -66,6 +66,37 @@ def test_sampled_softmax_logq_and_accidental_hits():
     np.testing.assert_allclose(float(got), np.mean(want), rtol=1e-4)
 
 
+def test_time_aware_full_softmax_uses_only_eligible_negatives():
+    u, items = unit(RNG.normal(size=(3, 6))), unit(RNG.normal(size=(9, 6)))
+    t, rows, tau = np.array([2, 5, 8]), np.ones(3, bool), 0.1
+    created, request, window = np.arange(9) * 10, np.array([40, 60, 50]), 25
+    eligible = np.asarray(losses.eligible_in_window(request, created, window))
+    assert eligible[0].tolist() == [c in (20, 30, 40) for c in created]  # [request - window, request]
+    want = []
+    for i in range(3):
+        keep = sorted(set(np.flatnonzero(eligible[i])) | {t[i]})  # the positive (here outside: row 2) stays
+        want.append(np_ce(u[i] @ items[keep].T / tau, keep.index(t[i])))
+    got = losses.full_softmax_loss(u.astype(np.float32), items.astype(np.float32), t, rows, tau, eligible)
+    np.testing.assert_allclose(float(got), np.mean(want), rtol=1e-4)
+    everything = losses.full_softmax_loss(u.astype(np.float32), items.astype(np.float32), t, rows, tau)
+    assert float(got) < float(everything)  # fewer negatives, smaller loss
+
+
+def test_time_aware_sampled_softmax_drops_ineligible_columns():
+    b, d, tau = 4, 6, 0.1
+    u, c = unit(RNG.normal(size=(b, d))), unit(RNG.normal(size=(b, d)))
+    item, log_q, rows = np.array([1, 2, 3, 4]), np.log(np.full(b, 0.25)), np.ones(b, bool)
+    eligible = np.array([[1, 0, 1, 1], [1, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], bool)  # diagonal ignored
+    logits = u @ c.T / tau - log_q[None, :]
+    want = []
+    for i in range(b):
+        keep = [j for j in range(b) if j == i or eligible[i, j]]
+        want.append(np_ce(logits[i, keep], keep.index(i)))
+    f32 = np.float32
+    got = losses.sampled_softmax_loss(u.astype(f32), c.astype(f32), item, log_q.astype(f32), rows, tau, eligible)
+    np.testing.assert_allclose(float(got), np.mean(want), rtol=1e-4)
+
+
 @pytest.mark.parametrize("batch_size", [1, 64])
 def test_item_log_q_increases_with_frequency(batch_size):
     lq = losses.item_log_q(np.array([0, 0, 0, 1, 2, 2]), 4, batch_size)

@@ -28,6 +28,9 @@ class TrainConfig:
     rows come from the data's ``HashSpec`` and may only be overridden with the same values.
     Retrieval uses a full softmax over the catalogue when it has at most ``full_softmax_max_items``
     items (``retrieval_loss="auto"``), otherwise in-batch negatives with logQ correction.
+    With ``negative_window_s`` the retriever is trained time-aware: a pair's negatives are only the
+    items created in ``[request_ts - negative_window_s, request_ts]`` (what a feed could serve then),
+    and validation ranks that same windowed catalogue.
     ``mask_sampled_negative_actions`` drops the ranker's negative-action labels on sampled negatives
     (see ``data.make_labels``); the default keeps the spec's all-zero rows.
     """
@@ -45,6 +48,7 @@ class TrainConfig:
     temperature: float = 0.05
     retrieval_loss: str = "auto"
     full_softmax_max_items: int = 50_000
+    negative_window_s: float | None = None
     mask_sampled_negative_actions: bool = False
     table_optimizer: str = "adamw"
     table_learning_rate: float | None = None
@@ -65,6 +69,8 @@ class TrainConfig:
         for name in ("learning_rate", "clip_norm", "temperature"):
             if not getattr(self, name) > 0:
                 errors.append(f"{name}={getattr(self, name)} must be > 0")
+        if self.negative_window_s is not None and not self.negative_window_s > 0:
+            errors.append(f"negative_window_s={self.negative_window_s} must be > 0 (or None)")
         if self.table_learning_rate is not None and not self.table_learning_rate > 0:
             errors.append(f"table_learning_rate={self.table_learning_rate} must be > 0")
         if self.retrieval_loss not in RETRIEVAL_LOSSES:

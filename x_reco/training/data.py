@@ -121,16 +121,43 @@ class RetrievalBatch:
     batch: RecsysBatch  # user and history of each pair's example row; candidate = the positive
     item_b: np.ndarray  # [B] int32 catalogue index of the positive (0 in padded rows)
     row_mask_b: np.ndarray  # [B] bool: real pairs
+    request_b: np.ndarray  # [B] int32 request time of the pair's example (``training_times``; 0 if unused)
+
+
+def training_times(seqs: dict[str, np.ndarray], window_s: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """(request time per example [E], creation time per item [N], window) as int32 seconds.
+
+    Times are shifted to the earliest request and creation times are clipped to just outside the
+    span any request can see, so the int32 comparisons of ``losses.eligible_in_window`` give
+    exactly the eligibility of ``x_reco.eval.heldout.ineligible_mask`` on the int64 originals.
+    """
+    request, created = seqs["request_ts"].astype(np.int64), seqs["item_created_ts"].astype(np.int64)
+    window = int(np.floor(window_s))  # integer times: created >= t - w  <=>  created >= t - floor(w)
+    lo, hi = int(request.min()), int(request.max())
+    if hi - lo + window + 2 >= 2**31:
+        raise ValueError(f"request times span {hi - lo} s plus a {window} s window: too wide for int32 seconds")
+    created = np.clip(created, lo - window - 1, hi + 1)
+    return (request - lo).astype(np.int32), (created - lo).astype(np.int32), window
 
 
 def make_retrieval_batch(
-    seqs: dict[str, np.ndarray], rows: np.ndarray, items: np.ndarray, batch_size: int | None = None
+    seqs: dict[str, np.ndarray],
+    rows: np.ndarray,
+    items: np.ndarray,
+    batch_size: int | None = None,
+    request_times: np.ndarray | None = None,
 ) -> RetrievalBatch:
-    """RetrievalBatch for example ``rows`` paired with catalogue ``items``, padded to ``batch_size``."""
+    """RetrievalBatch for example ``rows`` paired with catalogue ``items``, padded to ``batch_size``.
+
+    ``request_times`` ([E] int32, from ``training_times``) fills ``request_b``; zeros without it.
+    """
     batch = make_batch(seqs, rows, batch_size)
     b = batch.batch_size
     item_b = np.zeros(b, np.int32)
     item_b[: len(rows)] = items
+    request_b = np.zeros(b, np.int32)
+    if request_times is not None:
+        request_b[: len(rows)] = request_times[rows]
     row_mask = np.arange(b) < len(rows)
     post = seqs["item_post_hashes"][item_b].astype(np.int32) * row_mask[:, None]
     author = seqs["item_author_hashes"][item_b].astype(np.int32) * row_mask[:, None]
@@ -139,7 +166,7 @@ def make_retrieval_batch(
         candidate_author_hashes=author[:, None, :],
         candidate_product_surface=batch.candidate_product_surface[:, :1],
     )
-    return RetrievalBatch(batch, item_b, row_mask)
+    return RetrievalBatch(batch, item_b, row_mask, request_b)
 
 
 def step_chunk(num: int, batch_size: int, seed: int, step: int) -> np.ndarray:

@@ -33,7 +33,7 @@ from x_reco.training import losses
 from x_reco.training.checkpoint import save_checkpoint
 from x_reco.training.config import TrainConfig, data_hash_spec, model_config_for
 from x_reco.training.data import (
-    make_batch, make_labels, make_retrieval_batch, retrieval_pairs, split_rows, step_chunk,
+    make_batch, make_labels, make_retrieval_batch, retrieval_pairs, split_rows, step_chunk, training_times,
 )  # fmt: skip
 from x_reco.training.optim import make_optimizer
 from x_reco.training.resume import TrainCheckpoints
@@ -102,22 +102,30 @@ def train_retriever(
     """Train a ``PhoenixRetrieval`` two-tower model on the train split's (example, engaged item) pairs.
 
     Full softmax over the catalogue (candidate tower recomputed for every item each step) when
-    ``cfg.use_full_softmax(N)``, else in-batch negatives with logQ correction. Validation is
-    full-catalogue leave-one-out ranking on the val split. Arguments as ``train_ranker``.
+    ``cfg.use_full_softmax(N)``, else in-batch negatives with logQ correction. With
+    ``cfg.negative_window_s`` both are time-aware: a pair's negatives are the items a feed could
+    serve at its request time. Validation is leave-one-out ranking on the val split over the full
+    catalogue (or that windowed one). Arguments as ``train_ranker``.
     """
     rows, items = retrieval_pairs(seqs, "train")
     num_items = len(seqs["item_ids"])
-    b = cfg.batch_size
-    if cfg.use_full_softmax(num_items):
-        loss = ("full_softmax", cfg.temperature)
-        consts = (seqs["item_post_hashes"].astype(np.int32), seqs["item_author_hashes"].astype(np.int32))
+    b, window_s = cfg.batch_size, cfg.negative_window_s
+    if window_s is None:
+        request, created, window = None, np.zeros(num_items, np.int32), None
     else:
-        loss = ("sampled_softmax", cfg.temperature)
-        consts = losses.item_log_q(items, num_items, b)
+        request, created, window = training_times(seqs, window_s)
+    if cfg.use_full_softmax(num_items):
+        loss = ("full_softmax", cfg.temperature, window)
+        consts = (seqs["item_post_hashes"].astype(np.int32), seqs["item_author_hashes"].astype(np.int32), created)
+    else:
+        loss = ("sampled_softmax", cfg.temperature, window)
+        consts = (losses.item_log_q(items, num_items, b), created)
+    evaluate = functools.partial(evaluate_retrieval, seqs=seqs, split="val", batch_size=cfg.eval_batch_size,
+                                 catalogue_window_s=window_s)  # fmt: skip
     task = _Task(
         "retrieval", PhoenixRetrieval, len(rows),
-        lambda pos: make_retrieval_batch(seqs, rows[pos], items[pos], b),
-        loss, consts, lambda m: evaluate_retrieval(m, seqs, "val", batch_size=cfg.eval_batch_size),
+        lambda pos: make_retrieval_batch(seqs, rows[pos], items[pos], b, request),
+        loss, consts, lambda m: evaluate(m),
     )  # fmt: skip
     return _fit(task, seqs, cfg, ckpt_dir, progress)
 
@@ -133,15 +141,21 @@ def _ranker_bce(model: PhoenixRanker, batch, consts):
     return loss, jnp.mean(jnp.std(out.logits_bca, axis=1))
 
 
-def _full_softmax(model: PhoenixRetrieval, rb, item_hashes, temperature: float):
-    items_nd, user_bd = model.encode_items(*item_hashes), model.encode_user(rb.batch)
-    loss = losses.full_softmax_loss(user_bd, items_nd, rb.item_b, rb.row_mask_b, temperature)
+def _full_softmax(model: PhoenixRetrieval, rb, consts, temperature: float, window: int | None):
+    post_nh, author_nh, created_n = consts
+    items_nd, user_bd = model.encode_items(post_nh, author_nh), model.encode_user(rb.batch)
+    eligible = None if window is None else losses.eligible_in_window(rb.request_b, created_n, window)
+    loss = losses.full_softmax_loss(user_bd, items_nd, rb.item_b, rb.row_mask_b, temperature, eligible)
     return loss, jnp.mean(jnp.std(user_bd @ items_nd.T, axis=1))
 
 
-def _sampled_softmax(model: PhoenixRetrieval, rb, log_q_n, temperature: float):
+def _sampled_softmax(model: PhoenixRetrieval, rb, consts, temperature: float, window: int | None):
+    log_q_n, created_n = consts
     positive_bd, user_bd = model.encode_candidates(rb.batch)[:, 0], model.encode_user(rb.batch)
-    loss = losses.sampled_softmax_loss(user_bd, positive_bd, rb.item_b, log_q_n[rb.item_b], rb.row_mask_b, temperature)
+    eligible = None if window is None else losses.eligible_in_window(rb.request_b, created_n[rb.item_b], window)
+    loss = losses.sampled_softmax_loss(
+        user_bd, positive_bd, rb.item_b, log_q_n[rb.item_b], rb.row_mask_b, temperature, eligible
+    )
     return loss, jnp.mean(jnp.std(user_bd @ positive_bd.T, axis=1))
 
 

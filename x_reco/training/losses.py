@@ -2,7 +2,8 @@
 
 * ranker: multi-action BCE over observed actions and real candidates;
 * retrieval: softmax over the full catalogue, or over in-batch negatives with logQ correction and
-  accidental-hit masking.
+  accidental-hit masking; optionally time-aware (a row's negatives are only the items a feed could
+  serve at its request time, see ``eligible_in_window``).
 """
 
 from __future__ import annotations
@@ -45,16 +46,35 @@ def _masked_mean(x_b: jax.Array, row_mask_b: jax.Array) -> jax.Array:
     return jnp.sum(x_b * m_b) / jnp.maximum(jnp.sum(m_b), 1.0)
 
 
+def eligible_in_window(request_b: jax.Array, created_n: jax.Array, window_s: int) -> jax.Array:
+    """bool [B, N]: item n was created in ``[request_b - window_s, request_b]`` (times in the same units).
+
+    The training-time twin of ``x_reco.eval.heldout.ineligible_mask`` (its complement).
+    """
+    created = created_n[None, :]
+    return (created <= request_b[:, None]) & (created >= request_b[:, None] - window_s)
+
+
 def full_softmax_loss(
-    user_bd: jax.Array, items_nd: jax.Array, target_b: jax.Array, row_mask_b: jax.Array, temperature: float
+    user_bd: jax.Array,
+    items_nd: jax.Array,
+    target_b: jax.Array,
+    row_mask_b: jax.Array,
+    temperature: float,
+    eligible_bn: jax.Array | None = None,
 ) -> jax.Array:
-    """Cross-entropy of the positive item against every catalogue item.
+    """Cross-entropy of the positive item against every catalogue item (or every eligible one).
 
     Args:
       user_bd: [B, D] unit user vectors. items_nd: [N, D] unit vectors of the whole catalogue.
       target_b: int32 [B] catalogue index of each row's positive. row_mask_b: [B] real rows.
+      eligible_bn: optional bool [B, N]: the items that may act as row b's negatives; the positive
+        always stays in its row's softmax.
     """
     logits_bn = (user_bd.astype(jnp.float32) @ items_nd.astype(jnp.float32).T) / temperature
+    if eligible_bn is not None:
+        keep_bn = eligible_bn | (jnp.arange(items_nd.shape[0])[None, :] == target_b[:, None])
+        logits_bn = jnp.where(keep_bn, logits_bn, MASKED_LOGIT)
     return _masked_mean(optax.softmax_cross_entropy_with_integer_labels(logits_bn, target_b), row_mask_b)
 
 
@@ -65,6 +85,7 @@ def sampled_softmax_loss(
     log_q_b: jax.Array,
     row_mask_b: jax.Array,
     temperature: float,
+    eligible_bb: jax.Array | None = None,
 ) -> jax.Array:
     """In-batch softmax: row i's positive against the other rows' positives.
 
@@ -76,12 +97,15 @@ def sampled_softmax_loss(
       user_bd: [B, D] unit user vectors. positive_bd: [B, D] unit vectors of each row's positive.
       item_b: int32 [B] catalogue index of each positive. log_q_b: [B] log sampling probability.
       row_mask_b: [B] real rows.
+      eligible_bb: optional bool [B, B]: column j may act as row i's negative (the diagonal is kept).
     """
     logits_bb = (user_bd.astype(jnp.float32) @ positive_bd.astype(jnp.float32).T) / temperature
     logits_bb = logits_bb - log_q_b.astype(jnp.float32)[None, :]
     eye_bb = jnp.eye(item_b.shape[0], dtype=bool)
-    hit_bb = (item_b[:, None] == item_b[None, :]) & ~eye_bb
-    logits_bb = jnp.where(hit_bb | ~row_mask_b[None, :], MASKED_LOGIT, logits_bb)
+    drop_bb = ((item_b[:, None] == item_b[None, :]) & ~eye_bb) | ~row_mask_b[None, :]
+    if eligible_bb is not None:
+        drop_bb = drop_bb | (~eligible_bb & ~eye_bb)
+    logits_bb = jnp.where(drop_bb, MASKED_LOGIT, logits_bb)
     labels_b = jnp.arange(item_b.shape[0])
     return _masked_mean(optax.softmax_cross_entropy_with_integer_labels(logits_bb, labels_b), row_mask_b)
 

@@ -35,14 +35,22 @@ TUNED: dict[str, dict[str, Any]] = {
 _DEMO_STEPS = {"retriever": 300, "ranker": 200}
 
 
-def default_train_config(partition: str, kind: str, **overrides: Any) -> TrainConfig:
-    """TrainConfig for ``kind`` in {"retriever", "ranker"} on ``partition``, with field overrides."""
+def default_train_config(
+    partition: str, kind: str, *, catalogue_window_s: float | None = None, **overrides: Any
+) -> TrainConfig:
+    """TrainConfig for ``kind`` in {"retriever", "ranker"} on ``partition``, with field overrides.
+
+    ``catalogue_window_s``: where a feed only serves recent posts (the synthetic world's recency
+    window), the retriever trains with negatives from that window (``negative_window_s``).
+    """
     if kind not in TUNED:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(TUNED)}")
     base = dict(TUNED[kind])
     if partition == "synthetic":
         base.update(num_steps=_DEMO_STEPS[kind], checkpoint_every=100,
                     warmup_steps=min(base["warmup_steps"], _DEMO_STEPS[kind] // 5))
+    if kind == "retriever" and catalogue_window_s:
+        base["negative_window_s"] = float(catalogue_window_s)
     base.update(overrides)
     return TrainConfig.from_dict(base)
 
