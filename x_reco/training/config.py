@@ -13,7 +13,7 @@ from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.features.hashing import HashSpec
 
 RETRIEVAL_LOSSES = ("auto", "full", "sampled")
-TABLE_OPTIMIZERS = ("adamw", "rowwise_adagrad")
+TABLE_OPTIMIZERS = ("adamw", "rowwise_adagrad", "sparse_rowwise_adagrad")
 _HASH_KEYS = (
     "num_user_hashes", "num_post_hashes", "num_author_hashes",
     "user_vocab_size", "post_vocab_size", "author_vocab_size", "hash_spec",

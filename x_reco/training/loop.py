@@ -26,6 +26,7 @@ from flax import nnx
 
 from x_reco.eval.ranker import evaluate_ranker
 from x_reco.eval.retrieval import evaluate_retrieval
+from x_reco.common.types import RecsysBatch
 from x_reco.features.hashing import HashSpec
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retrieval import PhoenixRetrieval
@@ -35,9 +36,11 @@ from x_reco.training.config import TrainConfig, data_hash_spec, model_config_for
 from x_reco.training.data import (
     make_batch, make_labels, make_retrieval_batch, retrieval_pairs, split_rows, step_chunk, training_times,
 )  # fmt: skip
-from x_reco.training.optim import make_optimizer
+from x_reco.training.optim import SPARSE, learning_rate_schedule, make_optimizer
 from x_reco.training.resume import TrainCheckpoints
-from x_reco.training.step import data_parallel, make_train_step, replicate, shard_batch
+from x_reco.training.step import (
+    SparseTables, data_parallel, make_sparse_train_step, make_train_step, replicate, shard_batch,
+)  # fmt: skip
 
 MODEL_DIR = "model"
 Progress = Callable[[int, int, float, float, float], None]
@@ -160,6 +163,40 @@ def _sampled_softmax(model: PhoenixRetrieval, rb, consts, temperature: float, wi
 
 
 _LOSSES = {"ranker_bce": _ranker_bce, "full_softmax": _full_softmax, "sampled_softmax": _sampled_softmax}
+
+
+# -- which hashes each loss gathers, for the sparse table update (step.SparseTables) ------------
+def _recsys_ids(rb: RecsysBatch) -> dict[str, jax.Array]:
+    cat = lambda a, b: jnp.concatenate([a.reshape(-1), b.reshape(-1)])  # noqa: E731
+    return {"user": rb.user_hashes.reshape(-1),
+            "post": cat(rb.history_post_hashes, rb.candidate_post_hashes),
+            "author": cat(rb.history_author_hashes, rb.candidate_author_hashes)}  # fmt: skip
+
+
+def _recsys_remap(rb: RecsysBatch, f) -> RecsysBatch:
+    return rb.replace(
+        user_hashes=f("user", rb.user_hashes),
+        history_post_hashes=f("post", rb.history_post_hashes), candidate_post_hashes=f("post", rb.candidate_post_hashes),
+        history_author_hashes=f("author", rb.history_author_hashes),
+        candidate_author_hashes=f("author", rb.candidate_author_hashes),
+    )  # fmt: skip
+
+
+def _full_softmax_ids(rb, consts):
+    ids = _recsys_ids(rb.batch)
+    ids["post"] = jnp.concatenate([ids["post"], consts[0].reshape(-1)])
+    ids["author"] = jnp.concatenate([ids["author"], consts[1].reshape(-1)])
+    return ids
+
+
+_SPARSE_TABLES = {
+    "ranker_bce": SparseTables(lambda b, c: _recsys_ids(b[0]), lambda b, c, f: ((_recsys_remap(b[0], f), b[1]), c)),
+    "full_softmax": SparseTables(
+        _full_softmax_ids,
+        lambda b, c, f: (b.replace(batch=_recsys_remap(b.batch, f)), (f("post", c[0]), f("author", c[1]), c[2]))),
+    "sampled_softmax": SparseTables(lambda b, c: _recsys_ids(b.batch),
+                                    lambda b, c, f: (b.replace(batch=_recsys_remap(b.batch, f)), c)),
+}  # fmt: skip
 _STEP_CACHE: collections.OrderedDict = collections.OrderedDict()
 
 
@@ -169,7 +206,12 @@ def _train_step(graphdef, task: _Task, cfg: TrainConfig, model_config, dp):
     if key not in _STEP_CACHE:
         name, *params = task.loss
         loss_fn = functools.partial(lambda f, p, m, b, c: f(m, b, c, *p), _LOSSES[name], tuple(params))
-        _STEP_CACHE[key] = make_train_step(graphdef, loss_fn, dp)
+        if cfg.table_optimizer == SPARSE:
+            table_lr = learning_rate_schedule(cfg, cfg.table_learning_rate)
+            _STEP_CACHE[key] = make_sparse_train_step(graphdef, loss_fn, dp, _SPARSE_TABLES[name], table_lr,
+                                                      cfg.clip_norm)  # fmt: skip
+        else:
+            _STEP_CACHE[key] = make_train_step(graphdef, loss_fn, dp)
         while len(_STEP_CACHE) > 4:
             _STEP_CACHE.popitem(last=False)
     return _STEP_CACHE[key]

@@ -3,6 +3,11 @@
 Weight decay applies to matrices only: never to norm scales (1-D) nor to the hash tables. Tables are
 ``HashTable`` variables, not ``nnx.Param``, so the optimizer is built with ``wrt=TRAINABLE``. Their
 row 0 (padding) gets an exactly-zero gradient and no decay, so AdamW or row-wise Adagrad leave it 0.
+
+``table_optimizer="sparse_rowwise_adagrad"`` is the large-table option (spec §13): a
+``SparseOptimizer`` whose dense part sees ``nnx.Param`` only, plus one row-wise Adagrad accumulator
+per table row. The train step (``step.make_sparse_train_step``) differentiates w.r.t. the rows a
+batch gathers and updates only those (``sparse_table_update``); no [V, D] gradient or moment exists.
 """
 
 from __future__ import annotations
@@ -70,8 +75,18 @@ def rowwise_adagrad(learning_rate: optax.ScalarOrSchedule, initial_accumulator: 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _dense_tx(cfg: TrainConfig) -> dict[str, optax.GradientTransformation]:
+    dense_lr, adam = learning_rate_schedule(cfg), dict(b1=0.9, b2=0.999, eps=1e-8)
+    return {
+        "decay": optax.adamw(dense_lr, weight_decay=cfg.weight_decay, **adam),
+        "no_decay": optax.adamw(dense_lr, weight_decay=0.0, **adam),
+    }
+
+
 def make_tx(cfg: TrainConfig) -> optax.GradientTransformation:
     """clip_by_global_norm -> {AdamW with decay on matrices | AdamW, no decay | table optimizer}."""
+    if cfg.table_optimizer == SPARSE:
+        raise ValueError("sparse_rowwise_adagrad has no single optax transform; use make_optimizer")
     dense_lr = learning_rate_schedule(cfg)
     table_lr = learning_rate_schedule(cfg, cfg.table_learning_rate)
     adam = dict(b1=0.9, b2=0.999, eps=1e-8)
@@ -92,6 +107,47 @@ def make_tx(cfg: TrainConfig) -> optax.GradientTransformation:
     )
 
 
-def make_optimizer(model: nnx.Module, cfg: TrainConfig) -> nnx.Optimizer:
-    """``nnx.Optimizer`` over params and hash tables."""
+SPARSE = "sparse_rowwise_adagrad"
+TABLE_NAMES = ("user", "post", "author")
+INITIAL_ACCUMULATOR = 0.1
+ADAGRAD_EPS = 1e-10
+
+
+class RowAccumulator(nnx.Variable):
+    """Row-wise Adagrad accumulator [V] of one hash table (optimizer state, never trained)."""
+
+
+class TableStep(nnx.Variable):
+    """Number of sparse table updates so far (drives the table learning-rate schedule)."""
+
+
+class SparseOptimizer(nnx.Module):
+    """Dense AdamW over ``nnx.Param`` (no clipping: the step clips jointly with the table rows) and
+    the row-wise Adagrad state of the three hash tables."""
+
+    def __init__(self, model: nnx.Module, cfg: TrainConfig):
+        self.dense = nnx.Optimizer(model, optax.multi_transform(_dense_tx(cfg), param_labels), wrt=nnx.Param)
+        for name in TABLE_NAMES:
+            rows = getattr(model.tables, name)[...].shape[0]
+            setattr(self, f"acc_{name}", RowAccumulator(jnp.full((rows,), INITIAL_ACCUMULATOR, jnp.float32)))
+        self.table_step = TableStep(jnp.zeros([], jnp.int32))
+
+
+def sparse_table_update(
+    table_vd: jax.Array, acc_v: jax.Array, rows_k: jax.Array, grad_kd: jax.Array, lr: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Row-wise Adagrad on rows ``rows_k`` only: ``acc += mean_d(g^2)``, ``row -= lr g / sqrt(acc)``.
+
+    ``rows_k`` holds distinct row ids; entries >= V (padding of a fixed-size unique) are dropped. The
+    same arithmetic as ``rowwise_adagrad`` on the dense gradient, whose other rows are zero.
+    """
+    acc_k = acc_v.at[rows_k].get(mode="fill", fill_value=INITIAL_ACCUMULATOR) + jnp.mean(jnp.square(grad_kd), axis=-1)
+    delta_kd = -lr * grad_kd * jax.lax.rsqrt(acc_k + ADAGRAD_EPS)[:, None]
+    return table_vd.at[rows_k].add(delta_kd, mode="drop"), acc_v.at[rows_k].set(acc_k, mode="drop")
+
+
+def make_optimizer(model: nnx.Module, cfg: TrainConfig) -> nnx.Optimizer | SparseOptimizer:
+    """``nnx.Optimizer`` over params and hash tables, or a ``SparseOptimizer`` (``table_optimizer``)."""
+    if cfg.table_optimizer == SPARSE:
+        return SparseOptimizer(model, cfg)
     return nnx.Optimizer(model, make_tx(cfg), wrt=TRAINABLE)

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -68,6 +70,69 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: LossFn, dp: DataParallel):
         grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, TRAINABLE), has_aux=True)
         (loss, aux), grads = grad_fn(model, batch, consts)
         optimizer.update(model, grads)
+        return nnx.state((model, optimizer)), loss, aux
+
+    return jax.jit(
+        step,
+        in_shardings=(dp.replicated, dp.data, dp.replicated),
+        out_shardings=(dp.replicated, dp.replicated, dp.replicated),
+        donate_argnums=0,
+    )
+
+
+class SparseTables(NamedTuple):
+    """How one loss's batch uses the hash tables (for ``make_sparse_train_step``).
+
+    ``ids(batch, consts) -> {table: int32 array}``: every hash the loss gathers, per table name.
+    ``remap(batch, consts, f) -> (batch, consts)``: the same inputs with each hash array ``x`` of
+    table ``t`` replaced by ``f(t, x)``.
+    """
+
+    ids: Callable[[Any, Any], dict[str, jax.Array]]
+    remap: Callable[[Any, Any, Callable[[str, jax.Array], jax.Array]], tuple[Any, Any]]
+
+
+def make_sparse_train_step(
+    graphdef: nnx.GraphDef, loss_fn: LossFn, dp: DataParallel, tables: SparseTables, table_lr, clip_norm: float
+):
+    """``step(state, batch, consts) -> (state, loss, aux)`` for a ``(model, SparseOptimizer)`` state.
+
+    Per table, the step takes the distinct rows the batch gathers (always including padding row 0,
+    so remapped id 0 still means padding), gathers them into a compact [K, D] table, remaps the
+    batch's hashes to compact ids and differentiates the loss w.r.t. the dense params and the compact
+    rows: duplicate ids are summed by the gather's transpose. Gradients are clipped jointly (the
+    untouched rows' gradient is zero, so this is ``clip_by_global_norm`` of the dense gradient);
+    params take AdamW, touched rows row-wise Adagrad (``optim.sparse_table_update``).
+    """
+    from x_reco.layers.embed import HashTable
+    from x_reco.training.optim import sparse_table_update
+
+    def step(state, batch, consts):
+        model, optimizer = nnx.merge(graphdef, state)
+        full = {name: getattr(model.tables, name)[...] for name in ("user", "post", "author")}
+        uniq = {}
+        for name, ids in tables.ids(batch, consts).items():
+            flat = jnp.concatenate([jnp.zeros(1, jnp.int32), ids.reshape(-1).astype(jnp.int32)])
+            uniq[name] = jnp.unique(flat, size=flat.size, fill_value=full[name].shape[0])
+        batch_c, consts_c = tables.remap(batch, consts, lambda t, x: jnp.searchsorted(uniq[t], x).astype(jnp.int32))
+        for name, rows in uniq.items():
+            getattr(model.tables, name).value = full[name].at[rows].get(mode="fill", fill_value=0)
+        gd, params, compact, rest = nnx.split(model, nnx.Param, HashTable, ...)
+
+        def loss_of(params, compact):
+            return loss_fn(nnx.merge(gd, params, compact, rest), batch_c, consts_c)
+
+        (loss, aux), (g_params, g_tables) = jax.value_and_grad(loss_of, argnums=(0, 1), has_aux=True)(params, compact)
+        norm = optax.global_norm((g_params, g_tables))
+        scale = jnp.where(norm < clip_norm, 1.0, clip_norm / norm)  # optax.clip_by_global_norm
+        g_params, g_tables = jax.tree.map(lambda g: g * scale, (g_params, g_tables))
+        lr = table_lr(optimizer.table_step[...])
+        for name, rows in uniq.items():
+            acc = getattr(optimizer, f"acc_{name}")
+            new_table, acc[...] = sparse_table_update(full[name], acc[...], rows, g_tables["tables"][name][...], lr)
+            getattr(model.tables, name).value = new_table
+        optimizer.table_step[...] = optimizer.table_step[...] + 1
+        optimizer.dense.update(model, g_params)
         return nnx.state((model, optimizer)), loss, aux
 
     return jax.jit(
