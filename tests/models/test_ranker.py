@@ -219,6 +219,30 @@ def test_cached_prefix_then_candidate_chunks_equal_dense(mode):
     np.testing.assert_allclose(np.asarray(split(model, b)), logits(model, b), atol=F32_TOL, rtol=0)
 
 
+def test_score_with_prefix_never_forms_the_candidate_block():
+    model = ranker("shared")
+    c = 37  # prime, distinct from every other axis of the tiny preset
+    b = batch(candidate_len=c)
+    graphdef, state = nnx.split(model)
+
+    def shapes(fn):
+        jaxpr = jax.make_jaxpr(fn)(state, b)
+        return [v.aval.shape for eqn in jaxpr.eqns for v in eqn.outvars if hasattr(v.aval, "shape")]
+
+    def split(state, b):
+        m = nnx.merge(graphdef, state)
+        t = m.tokens(b)
+        return m.score_with_prefix(m.encode_prefix(t), t.candidates_bcd, t.candidate_valid_bc).logits_bca
+
+    def dense(state, b):
+        return nnx.merge(graphdef, state)(b).logits_bca
+
+    has_block = lambda shape_list, size: any(list(s).count(size) >= 2 for s in shape_list)  # noqa: E731
+    p = b.history_post_hashes.shape[1] + 1
+    assert has_block(shapes(dense), p + c)  # the probe sees the dense path's (P+C)^2 block
+    assert not has_block(shapes(split), c)
+
+
 def test_weighted_score_pure_and_masks_padding():
     probs = jnp.asarray(np.random.default_rng(8).random((3, 5, 19)), jnp.float32)
     weights = {"favorite": 0.5, "reply": 5.0, "report": -234.0, "not_dwelled": -0.02}

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from x_reco.common.types import RecsysBatch, TokenInputs
 from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.inference.quantize import gather_rows, linear
-from x_reco.layers.attention import MASK_FILL, grouped_attention, soft_cap
+from x_reco.layers.attention import grouped_attention, split_attention
 from x_reco.layers.norm import rms_norm
 from x_reco.layers.rope import apply_rope
 from x_reco.models import masks
@@ -157,21 +157,6 @@ def extend_prefix(params, k_lbpkd, v_lbpkd, lengths_b, user_valid_b, new_bmd, ne
 
 
 # -- candidates -------------------------------------------------------------------------------------
-def split_attention(q_bnhd, k_bnkd, v_bnkd, kp_bpkd, vp_bpkd, prefix_valid_bp, cand_valid_bn, multiplier):
-    """Candidates over [P prefix keys | own key]: [B, N, H, d]. The N x N block is never formed."""
-    b, n, hq, d = q_bnhd.shape
-    kv = kp_bpkd.shape[2]
-    q = q_bnhd.reshape(b, n, kv, hq // kv, d)
-    lp = jnp.einsum("bnkgd,bpkd->bkgnp", q, kp_bpkd, preferred_element_type=F32)
-    lp = jnp.where(prefix_valid_bp[:, None, None, None, :], soft_cap(lp * multiplier), MASK_FILL)
-    ls = jnp.einsum("bnkgd,bnkd->bkgn", q, k_bnkd, preferred_element_type=F32)
-    ls = jnp.where(cand_valid_bn[:, None, None, :], soft_cap(ls * multiplier), MASK_FILL)
-    probs = jax.nn.softmax(jnp.concatenate([lp, ls[..., None]], axis=-1), axis=-1).astype(v_bnkd.dtype)
-    o = jnp.einsum("bkgnp,bpkd->bnkgd", probs[..., :-1], vp_bpkd, preferred_element_type=F32)
-    o = o + jnp.einsum("bkgn,bnkd->bnkgd", probs[..., -1], v_bnkd, preferred_element_type=F32)
-    return o.astype(v_bnkd.dtype).reshape(b, n, hq, d)  # one rounding, like the dense path's single einsum
-
-
 def candidate_positions(prefix_valid_bp, n: int, cfg: PhoenixConfig, slot_offset=0) -> jax.Array:
     """RoPE positions [B, N]: shared 1 + L_b; reference 1 + S + slot_offset + i (offset may be traced)."""
     history_valid = prefix_valid_bp[:, 1:]

@@ -2,7 +2,8 @@
 
 The core is split into pure functions so a prefix/candidate split or a KV cache can reuse it:
 ``Attention.qkv`` (projections + RoPE), ``attention_probs`` / ``grouped_attention`` (any query and
-key lengths, key-side mask [B, 1, Tq, Tk]) and ``Attention.output`` (output projection).
+key lengths, key-side mask [B, 1, Tq, Tk]), ``split_attention`` (isolated candidates over a prefix
+without the candidate x candidate block) and ``Attention.output`` (output projection).
 Tensor names: t query tokens, s key tokens, h query heads, k kv heads, g = h // k, d key size.
 """
 
@@ -51,6 +52,35 @@ def grouped_attention(
 ) -> jax.Array:
     """Full GQA core: q [B,Tq,H,d], k/v [B,Tk,K,d], bool mask [B,1,Tq,Tk] -> [B,Tq,H,d]."""
     return combine_values(attention_probs(q_bthd, k_bskd, mask_b1ts, multiplier), v_bskd)
+
+
+def split_attention(
+    q_bnhd: jax.Array,
+    k_bnkd: jax.Array,
+    v_bnkd: jax.Array,
+    kp_bpkd: jax.Array,
+    vp_bpkd: jax.Array,
+    prefix_valid_bp: jax.Array,
+    cand_valid_bn: jax.Array,
+    multiplier: float,
+) -> jax.Array:
+    """Isolated candidates over [P prefix keys | own key] -> [B, N, H, d]; the N x N block is never formed.
+
+    Equals ``grouped_attention`` with ``masks.candidates_over_prefix_mask`` (each candidate sees the
+    valid prefix keys and its own key, if valid): the masked candidate-candidate entries contribute
+    exact zeros there, here they are never computed.
+    """
+    b, n, hq, d = q_bnhd.shape
+    kv = kp_bpkd.shape[2]
+    q = q_bnhd.reshape(b, n, kv, hq // kv, d)
+    lp = jnp.einsum("bnkgd,bpkd->bkgnp", q, kp_bpkd, preferred_element_type=jnp.float32)
+    lp = jnp.where(prefix_valid_bp[:, None, None, None, :], soft_cap(lp * multiplier), MASK_FILL)
+    ls = jnp.einsum("bnkgd,bnkd->bkgn", q, k_bnkd, preferred_element_type=jnp.float32)
+    ls = jnp.where(cand_valid_bn[:, None, None, :], soft_cap(ls * multiplier), MASK_FILL)
+    probs = jax.nn.softmax(jnp.concatenate([lp, ls[..., None]], axis=-1), axis=-1).astype(v_bnkd.dtype)
+    o = jnp.einsum("bkgnp,bpkd->bnkgd", probs[..., :-1], vp_bpkd, preferred_element_type=jnp.float32)
+    o = o + jnp.einsum("bkgn,bnkd->bnkgd", probs[..., -1], v_bnkd, preferred_element_type=jnp.float32)
+    return o.astype(v_bnkd.dtype).reshape(b, n, hq, d)  # one rounding, like the dense path's single einsum
 
 
 class Attention(nnx.Module):
@@ -120,3 +150,17 @@ class Attention(nnx.Module):
             values = jnp.concatenate([past_kv[1].astype(v.dtype), v], axis=1)
         out = grouped_attention(q, keys, values, mask_b1ts, self.multiplier)
         return self.output(out), k, v
+
+    def candidates(
+        self,
+        x_bnd: jax.Array,
+        positions_bn: jax.Array,
+        prefix_kv: tuple[jax.Array, jax.Array],
+        prefix_valid_bp: jax.Array,
+        cand_valid_bn: jax.Array,
+    ) -> jax.Array:
+        """Isolated candidates over a cached prefix (``split_attention``): out [B, N, D]."""
+        q, k, v = self.qkv(x_bnd, positions_bn)
+        kp, vp = prefix_kv[0].astype(k.dtype), prefix_kv[1].astype(v.dtype)
+        out = split_attention(q, k, v, kp, vp, prefix_valid_bp, cand_valid_bn, self.multiplier)
+        return self.output(out)

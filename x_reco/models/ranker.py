@@ -14,7 +14,7 @@ from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.layers.embed import EmbeddingAssembly, HashTables
 from x_reco.layers.norm import RMSNorm
 from x_reco.models import masks
-from x_reco.models.trunk import make_layers, run_layers
+from x_reco.models.trunk import make_layers, run_candidate_layers, run_layers
 
 
 @struct.dataclass
@@ -123,14 +123,16 @@ class PhoenixRanker(nnx.Module):
     ) -> RankerOutput:
         """Score candidate tokens against a cached prefix; equals the dense path (any chunk in shared mode).
 
-        ``slot_offset`` is the chunk's first global candidate slot (matters only in ``reference`` mode).
+        Split attention: each candidate attends the prefix keys and its own key only, so the C x C
+        candidate block is never formed. ``slot_offset`` is the chunk's first global candidate slot
+        (matters only in ``reference`` mode).
         """
         c = candidates_bcd.shape[1]
         positions = masks.candidate_positions(
             prefix.prefix_valid_bp[:, 1:], c, self.config.candidate_position_mode, slot_offset
         )
-        mask = masks.candidates_over_prefix_mask(prefix.prefix_valid_bp, candidate_valid_bc)
-        h_bcd, _, _ = run_layers(self.layers, candidates_bcd, positions, mask, (prefix.k_lbpkd, prefix.v_lbpkd))
+        h_bcd = run_candidate_layers(self.layers, candidates_bcd, positions, (prefix.k_lbpkd, prefix.v_lbpkd),
+                                     prefix.prefix_valid_bp, candidate_valid_bc)  # fmt: skip
         return RankerOutput(self.logits(h_bcd), candidate_valid_bc)
 
     def logits(self, h_bcd: jax.Array) -> jax.Array:

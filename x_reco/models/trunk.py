@@ -61,6 +61,19 @@ class TransformerLayer(nnx.Module):
         h_btd = h_btd + self.norm_post_attn(attn_out).astype(h_btd.dtype)
         return self.ffn_block(h_btd), k, v
 
+    def candidates(
+        self,
+        h_bnd: jax.Array,
+        positions_bn: jax.Array,
+        prefix_kv: tuple[jax.Array, jax.Array],
+        prefix_valid_bp: jax.Array,
+        cand_valid_bn: jax.Array,
+    ) -> jax.Array:
+        """One layer for isolated candidates over a cached prefix (split attention): h [B, N, D]."""
+        attn_out = self.attn.candidates(self.norm_pre_attn(h_bnd), positions_bn, prefix_kv, prefix_valid_bp, cand_valid_bn)
+        h_bnd = h_bnd + self.norm_post_attn(attn_out).astype(h_bnd.dtype)
+        return self.ffn_block(h_bnd)
+
 
 def make_layers(config: PhoenixConfig, rngs: nnx.Rngs) -> nnx.List:
     """The trunk's layers from a config; ``init="upstream_zeros"`` zeroes kernels and norm scales."""
@@ -102,3 +115,17 @@ def run_layers(
         ks.append(k)
         vs.append(v)
     return h_btd, jnp.stack(ks), jnp.stack(vs)
+
+
+def run_candidate_layers(
+    layers: nnx.List,
+    h_bnd: jax.Array,
+    positions_bn: jax.Array,
+    prefix_kv: tuple[jax.Array, jax.Array],
+    prefix_valid_bp: jax.Array,
+    cand_valid_bn: jax.Array,
+) -> jax.Array:
+    """Every layer for isolated candidates over a prefix's per-layer (K, V), each [L, B, P, K, d]."""
+    for i, layer in enumerate(layers):
+        h_bnd = layer.candidates(h_bnd, positions_bn, (prefix_kv[0][i], prefix_kv[1][i]), prefix_valid_bp, cand_valid_bn)
+    return h_bnd
