@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from x_reco.common.types import RecsysBatch
 from x_reco.eval.ranker import evaluate_ranker
 from x_reco.eval.retrieval import evaluate_retrieval
-from x_reco.common.types import RecsysBatch
 from x_reco.features.hashing import HashSpec
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retrieval import PhoenixRetrieval
@@ -128,7 +128,7 @@ def train_retriever(
     task = _Task(
         "retrieval", PhoenixRetrieval, len(rows),
         lambda pos: make_retrieval_batch(seqs, rows[pos], items[pos], b, request),
-        loss, consts, lambda m: evaluate(m),
+        loss, consts, evaluate,
     )  # fmt: skip
     return _fit(task, seqs, cfg, ckpt_dir, progress)
 

@@ -18,7 +18,8 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from x_reco.training.optim import TRAINABLE
+from x_reco.layers.embed import HashTable
+from x_reco.training.optim import TABLE_NAMES, TRAINABLE, sparse_table_update
 
 DATA_AXIS = "data"
 
@@ -104,12 +105,10 @@ def make_sparse_train_step(
     untouched rows' gradient is zero, so this is ``clip_by_global_norm`` of the dense gradient);
     params take AdamW, touched rows row-wise Adagrad (``optim.sparse_table_update``).
     """
-    from x_reco.layers.embed import HashTable
-    from x_reco.training.optim import sparse_table_update
 
     def step(state, batch, consts):
         model, optimizer = nnx.merge(graphdef, state)
-        full = {name: getattr(model.tables, name)[...] for name in ("user", "post", "author")}
+        full = {name: getattr(model.tables, name)[...] for name in TABLE_NAMES}
         uniq = {}
         for name, ids in tables.ids(batch, consts).items():
             flat = jnp.concatenate([jnp.zeros(1, jnp.int32), ids.reshape(-1).astype(jnp.int32)])
