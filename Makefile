@@ -39,6 +39,7 @@ test-slow: $(STAMP)
 BENCH_OUT ?= bench_out/$(shell hostname)
 bench: $(STAMP)
 	$(BIN)/python -m x_reco.inference.bench --out $(BENCH_OUT)
+	$(BIN)/python -m x_reco.inference.bench_host --out $(BENCH_OUT)/host_assembly.json
 
 bench-full: $(STAMP)
 	$(BIN)/python -m x_reco.inference.bench --out $(BENCH_OUT)-full --full

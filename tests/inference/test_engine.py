@@ -8,7 +8,7 @@ import pytest
 
 from x_reco.features.hashing import Hasher
 from x_reco.inference.engine import CompileCounter, CompiledRanker
-from x_reco.inference.requests import Bucket, BucketSet, RawRequest, RequestAssembler, assemble_batch
+from x_reco.inference.requests import Bucket, BucketSet, RawRequest, RequestAssembler, assemble_batch, empty_batch
 from x_reco.models import weighted_score
 from x_reco.pipeline.weights import WeightSet
 from x_reco.models.testing import random_batch
@@ -101,6 +101,60 @@ def test_assembler_reuses_buffers_and_vectorizes_numeric_ids():
     first = asm.assemble([req], BUCKET)
     again = asm.assemble([req], BUCKET)
     assert first is again and np.array_equal(again.history_post_hashes[0, :2], asm.hasher.hash_ids("post", [1, 2]))
+
+
+@pytest.mark.parametrize("family", ["blake2b", "splitmix64"])
+def test_batched_assembly_equals_hashing_each_row(family):
+    """Rows of varied lengths (empty history, no candidates, unknown user) hashed in one call per
+    entity land exactly where hashing each row on its own puts them; blake2b mixes numeric and
+    string rows."""
+    import dataclasses
+
+    cfg = tiny()
+    spec = dataclasses.replace(cfg.hash_spec, family=family)
+    a, rng = cfg.num_history_actions, np.random.default_rng(3)
+
+    def ids(n, prefix):
+        if family == "blake2b" and prefix == "p":
+            return [f"{prefix}{x}" for x in rng.integers(1, 99, n)]
+        return rng.integers(1, 2**40, n).astype(np.uint64)
+
+    def request(user, length, n):
+        return RawRequest(user, ids(length, "p"), ids(length, "a"),
+                          (rng.random((length, a)) < 0.3).astype(np.float32), rng.integers(0, 3, length),
+                          ids(n, "p"), ids(n, "a"), rng.integers(0, 3, n))  # fmt: skip
+
+    reqs = [request(np.uint64(5), 3, 2), request(None, 0, 4), request(np.uint64(9), 4, 0), request(np.uint64(2), 1, 1)]
+    bucket = Bucket(5, 4, 4)
+    got = RequestAssembler(spec, a).assemble(reqs, bucket)
+    hasher, want = Hasher(spec), empty_batch(bucket, tuple(spec.num_hashes), a)
+    for row, r in enumerate(reqs):
+        l, n = r.history_len, r.num_candidates
+        if r.user_id is not None:
+            want.user_hashes[row] = hasher.hash_ids("user", [r.user_id])[0]
+        want.history_post_hashes[row, :l] = hasher.hash_ids("post", list(r.history_post_ids))
+        want.history_author_hashes[row, :l] = hasher.hash_ids("author", list(r.history_author_ids))
+        want.history_actions[row, :l] = r.history_actions
+        want.history_product_surface[row, :l] = r.history_surface
+        want.candidate_post_hashes[row, :n] = hasher.hash_ids("post", list(r.candidate_post_ids))
+        want.candidate_author_hashes[row, :n] = hasher.hash_ids("author", list(r.candidate_author_ids))
+        want.candidate_product_surface[row, :n] = r.candidate_surface
+    reference = RequestAssembler(spec, a).assemble_per_row(reqs, bucket)
+    for field in dataclasses.fields(want):
+        assert np.array_equal(getattr(got, field.name), getattr(want, field.name)), field.name
+        assert np.array_equal(getattr(reference, field.name), getattr(want, field.name)), field.name
+    assert got.history_post_hashes[0, :3].all() and not got.history_post_hashes[1].any() and not got.user_hashes[1].any()
+    with pytest.raises(ValueError, match="request 1"):
+        RequestAssembler(spec, a).assemble([reqs[0], request(None, 5, 1)], bucket)
+
+
+def test_host_benchmark_compares_both_paths(tmp_path, capsys):
+    from x_reco.inference import bench_host
+
+    rows = bench_host.main(["--preset", "tiny", "--batches", "1", "3", "--history", "5", "--candidates", "7",
+                            "--calls", "4", "--out", str(tmp_path / "host.json")])  # fmt: skip
+    assert [r["B"] for r in rows] == [1, 3] and all(r["identical"] and r["speedup_p50"] > 0 for r in rows)
+    assert "| tiny | 3 | 5 | 7 |" in capsys.readouterr().out and (tmp_path / "host.json").exists()
 
 
 def test_nnx_split_state_path_equals_the_serving_path():

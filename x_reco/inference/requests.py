@@ -1,8 +1,9 @@
 """Host side of a ranking request: raw ids -> hashed, bucket-padded ``RecsysBatch`` in reusable buffers.
 
 History is oldest -> newest with padding at the end; padding is positional (from the lengths) and
-writes 0 to every hash, action and surface of a padded slot (phoenix spec §3.1). Numeric uint64 ids
-under a ``splitmix64`` HashSpec are hashed vectorized; other ids go through the memoizing ``Hasher``.
+writes 0 to every hash, action and surface of a padded slot (phoenix spec §3.1). Each entity's ids
+of a whole batch are hashed in one call: numeric ids under a ``splitmix64`` HashSpec vectorized,
+other ids through the memoizing ``Hasher``.
 """
 
 from __future__ import annotations
@@ -146,36 +147,88 @@ class RequestAssembler:
             self._buffers[bucket] = empty_batch(bucket, tuple(self.spec.num_hashes), self.num_actions)
         return self._buffers[bucket]
 
+    def hash_many(self, entity: str, pieces: Sequence) -> np.ndarray:
+        """Hash the concatenation of several id sequences in one call -> int32 [sum(len), K]."""
+        arrays = [np.asarray(p) for p in pieces]
+        if all(a.dtype.kind in "iu" for a in arrays):
+            flat = arrays[0].ravel() if len(arrays) == 1 else np.concatenate([a.ravel() for a in arrays])
+            return self.hash(entity, flat.astype(np.uint64))
+        return self.hasher.hash_ids(entity, [x for a in arrays for x in a.ravel().tolist()])
+
     def assemble(self, requests: Sequence[RawRequest], bucket: Bucket, reuse: bool = True) -> RecsysBatch:
         """One padded batch for ``requests`` (<= bucket.batch rows); unused rows are padding rows.
 
-        With ``reuse`` the returned arrays are this assembler's buffers: copy them to the device
+        Each entity's ids of all rows are hashed in one call and scattered to their (row, slot)
+        positions, so the host cost grows with the ids, not with Python work per row. With ``reuse``
+        the returned arrays are this assembler's buffers: copy them to the device
         (``device_put(..., may_alias=False)``) before assembling the next request.
         """
         if len(requests) > bucket.batch:
             raise ValueError(f"{len(requests)} requests do not fit bucket {bucket}")
+        for i, req in enumerate(requests):
+            if req.history_len > bucket.history or req.num_candidates > bucket.candidates:
+                raise ValueError(f"request {i} (S={req.history_len}, N={req.num_candidates}) does not fit bucket {bucket}")
         out = self.buffer(bucket) if reuse else empty_batch(bucket, tuple(self.spec.num_hashes), self.num_actions)
         for name in _fields(out):
             getattr(out, name).fill(0)
-        for row, req in enumerate(requests):
-            self._write_row(out, row, req, bucket)
+        known = [i for i, r in enumerate(requests) if r.user_id is not None]
+        if known:
+            out.user_hashes[known] = self.hash_many("user", [[requests[i].user_id] for i in known])
+        hist_rows, hist_slots = _positions([r.history_len for r in requests])
+        if len(hist_rows):
+            out.history_post_hashes[hist_rows, hist_slots] = self.hash_many("post", [r.history_post_ids for r in requests])
+            out.history_author_hashes[hist_rows, hist_slots] = self.hash_many(
+                "author", [r.history_author_ids for r in requests])  # fmt: skip
+            width = out.history_actions.shape[2]
+            out.history_actions[hist_rows, hist_slots] = np.concatenate(
+                [np.asarray(r.history_actions).reshape(r.history_len, width) for r in requests])  # fmt: skip
+            out.history_product_surface[hist_rows, hist_slots] = np.concatenate(
+                [np.asarray(r.history_surface).reshape(-1) for r in requests])  # fmt: skip
+        cand_rows, cand_slots = _positions([r.num_candidates for r in requests])
+        if len(cand_rows):
+            out.candidate_post_hashes[cand_rows, cand_slots] = self.hash_many(
+                "post", [r.candidate_post_ids for r in requests])  # fmt: skip
+            out.candidate_author_hashes[cand_rows, cand_slots] = self.hash_many(
+                "author", [r.candidate_author_ids for r in requests])  # fmt: skip
+            out.candidate_product_surface[cand_rows, cand_slots] = np.concatenate(
+                [np.asarray(r.candidate_surface).reshape(-1) for r in requests])  # fmt: skip
         return out
 
-    def _write_row(self, out: RecsysBatch, row: int, req: RawRequest, bucket: Bucket) -> None:
-        length, n = req.history_len, req.num_candidates
-        if length > bucket.history or n > bucket.candidates:
-            raise ValueError(f"request (S={length}, N={n}) does not fit bucket {bucket}")
-        if req.user_id is not None:
-            out.user_hashes[row] = self.hash("user", [req.user_id])[0]
-        if length:
-            out.history_post_hashes[row, :length] = self.hash("post", req.history_post_ids)
-            out.history_author_hashes[row, :length] = self.hash("author", req.history_author_ids)
-            out.history_actions[row, :length] = req.history_actions
-            out.history_product_surface[row, :length] = req.history_surface
-        if n:
-            out.candidate_post_hashes[row, :n] = self.hash("post", req.candidate_post_ids)
-            out.candidate_author_hashes[row, :n] = self.hash("author", req.candidate_author_ids)
-            out.candidate_product_surface[row, :n] = req.candidate_surface
+
+    def assemble_per_row(self, requests: Sequence[RawRequest], bucket: Bucket) -> RecsysBatch:
+        """Reference path: the same batch built one row and one id list at a time (fresh arrays).
+
+        ``assemble`` must equal it exactly (tested); ``python -m x_reco.inference.bench_host`` times both.
+        """
+        if len(requests) > bucket.batch:
+            raise ValueError(f"{len(requests)} requests do not fit bucket {bucket}")
+        out = empty_batch(bucket, tuple(self.spec.num_hashes), self.num_actions)
+        for row, req in enumerate(requests):
+            length, n = req.history_len, req.num_candidates
+            if length > bucket.history or n > bucket.candidates:
+                raise ValueError(f"request {row} (S={length}, N={n}) does not fit bucket {bucket}")
+            if req.user_id is not None:
+                out.user_hashes[row] = self.hash("user", [req.user_id])[0]
+            if length:
+                out.history_post_hashes[row, :length] = self.hash("post", req.history_post_ids)
+                out.history_author_hashes[row, :length] = self.hash("author", req.history_author_ids)
+                out.history_actions[row, :length] = req.history_actions
+                out.history_product_surface[row, :length] = req.history_surface
+            if n:
+                out.candidate_post_hashes[row, :n] = self.hash("post", req.candidate_post_ids)
+                out.candidate_author_hashes[row, :n] = self.hash("author", req.candidate_author_ids)
+                out.candidate_product_surface[row, :n] = req.candidate_surface
+        return out
+
+
+def _positions(lengths: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(row, slot) of every filled position when row i holds ``lengths[i]`` leading entries."""
+    if len(lengths) == 1:
+        return np.zeros(lengths[0], np.int64), np.arange(lengths[0])
+    lengths = np.asarray(lengths, np.int64)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return rows, np.arange(len(rows)) - starts
 
 
 def assemble_batch(requests: Sequence[RawRequest], bucket: Bucket, spec: HashSpec, num_actions: int) -> RecsysBatch:
