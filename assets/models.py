@@ -16,7 +16,7 @@ from x_reco.eval.ranker import evaluate_ranker, two_stage
 from x_reco.eval.retrieval import evaluate_popularity, evaluate_retrieval, item_vectors
 from x_reco.training.checkpoint import restore_checkpoint
 from x_reco.training.loop import train_ranker, train_retriever
-from x_reco.training.presets import config_digest, data_digest, default_train_config
+from x_reco.training.presets import catalogue_window_s, config_digest, data_digest, default_train_config
 from x_reco.training.progress import throttled
 
 PRIMARY_METRIC = "masked_ndcg@10"  # retrieval, test split, full catalogue
@@ -56,6 +56,7 @@ def _train(context, storage: StorageResource, config: ModelTrainConfig, seqs: di
     losses = np.asarray(result.losses, dtype=np.float64)
     record = {
         "kind": kind, "partition": partition, "path": result.checkpoint_path, "step": result.step,
+        "selected_step": result.selected_step,
         "config_digest": config_digest(cfg), "data_digest": data_digest(seqs),
         "val_metrics": {k: (None if not math.isfinite(v) else v) for k, v in result.val_metrics.items()},
         "final_loss": float(losses[-1]) if len(losses) else None,
@@ -64,6 +65,7 @@ def _train(context, storage: StorageResource, config: ModelTrainConfig, seqs: di
     numeric = {f"val_{k}": float(v) for k, v in result.val_metrics.items() if math.isfinite(v)}
     metadata = {
         "checkpoint_path": dg.MetadataValue.path(result.checkpoint_path), "step": result.step,
+        "selected_step": result.selected_step,
         "final_loss": record["final_loss"], "train_time_s": result.train_time_s,
         "examples_per_s": result.examples_per_s, "config_digest": record["config_digest"],
         "loss_curve": image(loss_curve_png(result.losses, f"{partition} {kind} loss"), "loss curve"),
@@ -153,9 +155,7 @@ def model_evaluation(context: dg.AssetExecutionContext, storage: StorageResource
 
 def _catalogue_window_s(storage: StorageResource, partition: str) -> float | None:
     """A feed's catalogue is its recent posts: the synthetic world's recency window; None elsewhere."""
-    config = read_manifest(storage.path("manifests", partition, "raw.json")).get("config", {})
-    hours = config.get("recency_hours") if partition == "synthetic" else None
-    return float(hours) * 3600 if hours else None
+    return catalogue_window_s(partition, read_manifest(storage.path("manifests", partition, "raw.json")))
 
 
 def _replay_differences(replay: dict, retriever_rec: dict, ranker_rec: dict) -> dict[str, float]:

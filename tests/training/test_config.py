@@ -58,3 +58,18 @@ def test_softmax_switch_by_catalogue_size():
     assert cfg.use_full_softmax(100) and not cfg.use_full_softmax(101)
     assert tiny_cfg(retrieval_loss="sampled").use_full_softmax(10) is False
     assert tiny_cfg(retrieval_loss="full").use_full_softmax(10**9) is True
+
+
+def test_partition_defaults_window_and_selection():
+    from x_reco.training.presets import TUNED, catalogue_window_s, default_train_config
+
+    manifest = {"config": {"recency_hours": 48.0}}
+    assert catalogue_window_s("synthetic", manifest) == 48 * 3600
+    assert catalogue_window_s("movielens-100k", manifest) is None and catalogue_window_s("synthetic", {}) is None
+    syn = default_train_config("synthetic", "retriever", catalogue_window_s=48 * 3600)
+    assert syn.negative_window_s == 48 * 3600 and syn.select_best and syn.eval_every == 50 and syn.num_steps == 300
+    ranker = default_train_config("synthetic", "ranker", catalogue_window_s=48 * 3600)
+    assert ranker.negative_window_s is None and ranker.select_best  # negatives in time are a retrieval notion
+    ml = default_train_config("movielens-100k", "retriever")
+    assert ml == TrainConfig.from_dict(TUNED["retriever"]) and not ml.select_best
+    assert default_train_config("synthetic", "retriever", num_steps=400).num_steps == 400

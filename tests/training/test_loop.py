@@ -164,3 +164,28 @@ def test_time_aware_negatives(loss, tmp_path):
     replay = evaluate_retrieval(windowed.model, seqs, "val", catalogue_window_s=300.0)
     assert {k: windowed.val_metrics[k] for k in replay} == replay
     assert read_metadata(windowed.checkpoint_path)["extra"]["train_config"]["negative_window_s"] == 300.0
+
+
+def test_select_best_exports_the_validation_best_and_resumes_to_it(tmp_path):
+    cfg = tiny_cfg(num_steps=40, checkpoint_every=10, eval_every=5, select_best=True, learning_rate=3e-2,
+                   warmup_steps=2)  # fmt: skip
+    whole = train_retriever(toy_seqs(), cfg, tmp_path / "whole")
+    scores = [e["masked_ndcg@10"] for e in whole.eval_history]
+    best = whole.eval_history[int(np.argmax(scores))]["step"]  # first maximum: ties keep the earlier step
+    assert best < 40 and whole.selected_step == best and whole.step == 40  # this toy run peaks early
+    meta = read_metadata(whole.checkpoint_path)
+    assert meta["step"] == best and meta["extra"]["trained_steps"] == 40
+    replay = evaluate_retrieval(whole.model, toy_seqs(), "val")
+    assert {k: whole.val_metrics[k] for k in replay} == replay and whole.val_metrics["masked_ndcg@10"] == max(scores)
+
+    def stop_at_25(step, *_):
+        if step == 25:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_retriever(toy_seqs(), cfg, tmp_path / "cut", progress=stop_at_25)
+    resumed = train_retriever(toy_seqs(), cfg, tmp_path / "cut")
+    assert resumed.resumed_from == 20 and resumed.selected_step == best
+    assert read_metadata(resumed.checkpoint_path)["param_version"] == meta["param_version"]
+    with pytest.raises(ValueError, match="select_best needs eval_every"):
+        tiny_cfg(select_best=True)

@@ -31,6 +31,10 @@ class TrainConfig:
     With ``negative_window_s`` the retriever is trained time-aware: a pair's negatives are only the
     items created in ``[request_ts - negative_window_s, request_ts]`` (what a feed could serve then),
     and validation ranks that same windowed catalogue.
+    With ``select_best`` the exported model is the validation-best of the evaluations every
+    ``eval_every`` steps and at the end (``selection_metric``, higher is better; default
+    ``masked_ndcg@10`` for the retriever, ``mean_auc`` for the ranker): early stopping without
+    stopping, so a run longer than the data supports does not export an overfit model.
     ``mask_sampled_negative_actions`` drops the ranker's negative-action labels on sampled negatives
     (see ``data.make_labels``); the default keeps the spec's all-zero rows.
     """
@@ -53,6 +57,8 @@ class TrainConfig:
     table_optimizer: str = "adamw"
     table_learning_rate: float | None = None
     eval_every: int = 0
+    select_best: bool = False
+    selection_metric: str | None = None
     eval_batch_size: int = 256
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
@@ -71,6 +77,8 @@ class TrainConfig:
                 errors.append(f"{name}={getattr(self, name)} must be > 0")
         if self.negative_window_s is not None and not self.negative_window_s > 0:
             errors.append(f"negative_window_s={self.negative_window_s} must be > 0 (or None)")
+        if self.select_best and not self.eval_every:
+            errors.append("select_best needs eval_every > 0 (the evaluations it selects from)")
         if self.table_learning_rate is not None and not self.table_learning_rate > 0:
             errors.append(f"table_learning_rate={self.table_learning_rate} must be > 0")
         if self.retrieval_loss not in RETRIEVAL_LOSSES:

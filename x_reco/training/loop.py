@@ -31,7 +31,7 @@ from x_reco.features.hashing import HashSpec
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retrieval import PhoenixRetrieval
 from x_reco.training import losses
-from x_reco.training.checkpoint import save_checkpoint
+from x_reco.training.checkpoint import restore_checkpoint, save_checkpoint
 from x_reco.training.config import TrainConfig, data_hash_spec, model_config_for
 from x_reco.training.data import (
     make_batch, make_labels, make_retrieval_batch, retrieval_pairs, split_rows, step_chunk, training_times,
@@ -43,6 +43,8 @@ from x_reco.training.step import (
 )  # fmt: skip
 
 MODEL_DIR = "model"
+BEST_DIR = "best"  # validation-best model so far (``TrainConfig.select_best``)
+DEFAULT_SELECTION_METRIC = {"ranker": "mean_auc", "retrieval": "masked_ndcg@10"}
 Progress = Callable[[int, int, float, float, float], None]
 
 
@@ -61,6 +63,7 @@ class TrainResult:
     checkpoint_path: str  # the exported model (``checkpoint.restore_checkpoint`` reads it)
     step: int
     resumed_from: int | None
+    selected_step: int | None = None  # the exported model's step (``select_best``; else ``step``)
     model: nnx.Module | None = dataclasses.field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -283,7 +286,9 @@ def _fit(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progress: Pr
             progress(done, cfg.num_steps, record["losses"][-1], meter.examples_per_s, meter.eta_s(done))
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.num_steps:
             model = nnx.merge(graphdef, state)[0]
-            record["eval_history"].append({"step": done, **_jsonable(task.evaluate(model))})
+            val = task.evaluate(model)
+            record["eval_history"].append({"step": done, **_jsonable(val)})
+            _keep_if_best(record, task, cfg, model, val, done, ckpt_dir)
         if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.num_steps):
             ckpts.save(done, state, record)
     train_time = meter.elapsed
@@ -292,17 +297,43 @@ def _fit(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progress: Pr
     if not record["eval_history"] or record["eval_history"][-1]["step"] != record["step"]:
         record["eval_history"].append({"step": record["step"], **_jsonable(val)})
     ckpts.close()
+    selected = record["step"]
+    if cfg.select_best and not _keep_if_best(record, task, cfg, model, val, record["step"], ckpt_dir):
+        selected = record["best"]["step"]
+        model, meta = restore_checkpoint(Path(ckpt_dir) / BEST_DIR)
+        val = {k: (float("nan") if v is None else v) for k, v in meta["extra"]["val_metrics"].items()}
     path = Path(ckpt_dir) / MODEL_DIR
     extra = {k: record[k] for k in ("train_config", "partition", "platform", "xla_flags")}
-    extra["val_metrics"] = _jsonable(val)
-    save_checkpoint(path, model, step=record["step"], seeds=record["seeds"], extra=extra)
+    extra.update(val_metrics=_jsonable(val), trained_steps=record["step"])
+    save_checkpoint(path, model, step=selected, seeds=record["seeds"], extra=extra)
     return TrainResult(
         model_kind=task.kind, losses=list(record["losses"]), val_metrics=val,
         eval_history=list(record["eval_history"]), score_spread=list(record["score_spread"]),
         wall_time_s=time.perf_counter() - t_call,
         train_time_s=train_time, examples_per_s=meter.examples_per_s, checkpoint_path=str(path),
-        step=record["step"], resumed_from=resumed_from, model=model,
+        step=record["step"], resumed_from=resumed_from, model=model, selected_step=selected,
     )  # fmt: skip
+
+
+def _keep_if_best(record, task: _Task, cfg: TrainConfig, model, val: dict[str, float], step: int, ckpt_dir) -> bool:
+    """With ``cfg.select_best``: save ``model`` under ``BEST_DIR`` when ``val`` beats the best so far.
+
+    Returns True when this evaluation is the best (ties keep the earlier step). The record carries
+    ``best`` = {step, metric, value} through checkpoints, so a resumed run selects the same step.
+    """
+    if not cfg.select_best:
+        return False
+    name = cfg.selection_metric or DEFAULT_SELECTION_METRIC[task.kind]
+    if name not in val:
+        raise ValueError(f"selection_metric {name!r} is not a validation metric of the {task.kind}: {sorted(val)}")
+    value = float(val[name])
+    best = record.get("best")
+    if not np.isfinite(value) or (best is not None and value <= best["value"]):
+        return False
+    extra = {"val_metrics": _jsonable(val), "train_config": record["train_config"]}
+    save_checkpoint(Path(ckpt_dir) / BEST_DIR, model, step=step, seeds=record["seeds"], extra=extra)
+    record["best"] = {"step": step, "metric": name, "value": value}
+    return True
 
 
 def _jsonable(metrics: dict[str, float]) -> dict[str, float | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,17 @@ TUNED: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 # The demo keeps `make demo` to a few minutes on 2 cores; the real datasets get the tuned budget.
+# The 200-user demo world overfits within a few hundred steps, so it exports the validation-best
+# of evaluations every 50 steps (a longer run cannot end on an overfit model).
 _DEMO_STEPS = {"retriever": 300, "ranker": 200}
+_DEMO_SELECTION = {"select_best": True, "eval_every": 50}
+
+
+def catalogue_window_s(partition: str, manifest: Mapping[str, Any]) -> float | None:
+    """The seconds of recent posts a feed can serve: the synthetic world's recency window (from its
+    raw manifest's config); None (the whole catalogue) for the other partitions."""
+    hours = manifest.get("config", {}).get("recency_hours") if partition == "synthetic" else None
+    return float(hours) * 3600 if hours else None
 
 
 def default_train_config(
@@ -48,7 +59,7 @@ def default_train_config(
     base = dict(TUNED[kind])
     if partition == "synthetic":
         base.update(num_steps=_DEMO_STEPS[kind], checkpoint_every=100,
-                    warmup_steps=min(base["warmup_steps"], _DEMO_STEPS[kind] // 5))
+                    warmup_steps=min(base["warmup_steps"], _DEMO_STEPS[kind] // 5), **_DEMO_SELECTION)
     if kind == "retriever" and catalogue_window_s:
         base["negative_window_s"] = float(catalogue_window_s)
     base.update(overrides)

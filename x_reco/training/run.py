@@ -4,10 +4,12 @@
     python -m x_reco.training.run --dataset movielens-100k --model both --out runs/ml100k
     python -m x_reco.training.run --model retriever --set num_steps=200 --set model_overrides.emb_size=32
 
-Defaults are the configs tuned for MovieLens-100K on a 2-core CPU (``TUNED``); ``--set`` overrides
-TrainConfig fields (``model_overrides.<field>`` for model fields). Sequences use the default
-``SequenceConfig`` (S=32, C=16). Test-split metrics are printed; ``--out`` keeps checkpoints, plots
-and ``metrics.json`` (a temporary directory otherwise).
+Defaults are the partition's ``default_train_config``, as in Dagster: the configs tuned for
+MovieLens-100K on a 2-core CPU (``presets.TUNED``) on real datasets; on ``synthetic`` the demo budget,
+time-aware negatives and evaluation over the world's recency window. ``--set`` overrides TrainConfig
+fields (``model_overrides.<field>`` for model fields). Sequences use the default ``SequenceConfig``
+(S=32, C=16). Test-split metrics are printed; ``--out`` keeps checkpoints, plots and
+``metrics.json`` (a temporary directory otherwise).
 """
 
 from __future__ import annotations
@@ -25,18 +27,19 @@ from typing import Any
 import numpy as np
 
 from x_reco.training.config import TrainConfig
-from x_reco.training.presets import TUNED
+from x_reco.training.presets import catalogue_window_s, default_train_config
 
 
 
-def load_sequences(dataset: str, source: str | Path | None = None) -> dict[str, np.ndarray]:
-    """Engagement sequences of a partition (files at ``source``, see ``load_raw``), default SequenceConfig."""
+def load_sequences(dataset: str, source: str | Path | None = None) -> tuple[dict[str, np.ndarray], float | None]:
+    """Engagement sequences of a partition (files at ``source``, see ``load_raw``), default
+    SequenceConfig, and the partition's catalogue window (``presets.catalogue_window_s``)."""
     from x_reco.data.events import build_events
     from x_reco.data.registry import load_raw
     from x_reco.data.sequences import build_sequences
 
     raw = load_raw(dataset, source)
-    return build_sequences(build_events(raw), raw.items, dataset)
+    return build_sequences(build_events(raw), raw.items, dataset), catalogue_window_s(dataset, raw.manifest)
 
 
 def _parse_set(pairs: list[str], base: dict[str, Any]) -> dict[str, Any]:
@@ -82,21 +85,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="x-reco-run-"))
     t0 = time.perf_counter()
-    seqs = load_sequences(args.dataset, args.source)
-    report: dict[str, Any] = {"dataset": args.dataset, "data_s": round(time.perf_counter() - t0, 1)}
+    seqs, window = load_sequences(args.dataset, args.source)
+    report: dict[str, Any] = {"dataset": args.dataset, "data_s": round(time.perf_counter() - t0, 1),
+                              "catalogue_window_s": window}  # fmt: skip
     results = {}
     for kind in ("retriever", "ranker"):
         if args.model not in (kind, "both"):
             continue
         overrides = args.set + (args.ranker_set if kind == "ranker" else [])
-        cfg = TrainConfig.from_dict(_parse_set(overrides, TUNED[kind]))
+        base = default_train_config(args.dataset, kind, catalogue_window_s=window).to_dict()
+        cfg = TrainConfig.from_dict(_parse_set(overrides, base))
         train = train_retriever if kind == "retriever" else train_ranker
         with TqdmProgress(kind, disable=args.no_progress, file=sys.stderr, mininterval=2.0) as bar:
             results[kind] = train(seqs, cfg, out_dir / kind, progress=bar)
         report[kind] = {"config": cfg.to_dict(), "training": _summary(results[kind])}
         (out_dir / f"{kind}_loss.png").write_bytes(loss_curve_png(results[kind].losses, f"{kind} loss"))
     if "retriever" in results:
-        ret, pop = evaluate_retrieval(results["retriever"].model, seqs, "test"), evaluate_popularity(seqs, "test")
+        ret = evaluate_retrieval(results["retriever"].model, seqs, "test", catalogue_window_s=window)
+        pop = evaluate_popularity(seqs, "test", catalogue_window_s=window)
         report["retriever"]["test"], report["popularity_test"] = ret, pop
         keys = ["masked_hr@10", "masked_ndcg@10", "masked_mrr@10", "masked_hr@20", "masked_ndcg@20", "hr@10", "ndcg@10"]
         (out_dir / "retrieval_metrics.png").write_bytes(metric_bars_png({"retriever": ret, "popularity": pop}, keys))
@@ -104,10 +110,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["ranker"]["test"] = evaluate_ranker(results["ranker"].model, seqs, "test")
     if len(results) == 2:
         models = (results["retriever"].model, results["ranker"].model)
-        report["two_stage_test"] = two_stage(*models, seqs, "test", weights=WeightSet.published())
-        report["two_stage_engagement_only_test"] = two_stage(*models, seqs, "test", weights=WeightSet.engagement_only())
         click_only = WeightSet("click-only", "diagnostic", MappingProxyType({"click": 1.0}))
-        report["two_stage_click_only_test"] = two_stage(*models, seqs, "test", weights=click_only)
+        for name, weights in (("", WeightSet.published()), ("_engagement_only", WeightSet.engagement_only()),
+                              ("_click_only", click_only)):  # fmt: skip
+            report[f"two_stage{name}_test"] = two_stage(*models, seqs, "test", weights=weights,
+                                                        catalogue_window_s=window)  # fmt: skip
     report["total_s"] = round(time.perf_counter() - t0, 1)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(json.dumps(report, indent=2, default=str))
