@@ -59,7 +59,7 @@ def _parse_set(pairs: list[str], base: dict[str, Any]) -> dict[str, Any]:
 
 def _summary(result) -> dict[str, Any]:
     return {
-        "steps": result.step, "final_loss": float(np.mean(result.losses[-20:])),
+        "steps": result.step, "selected_step": result.selected_step, "final_loss": float(np.mean(result.losses[-20:])),
         "train_time_s": round(result.train_time_s, 1), "wall_time_s": round(result.wall_time_s, 1),
         "examples_per_s": round(result.examples_per_s, 1), "checkpoint": result.checkpoint_path,
         "score_spread": result.score_spread, "val": result.val_metrics,
