@@ -19,7 +19,7 @@ from x_reco.training.loop import train_ranker, train_retriever
 from x_reco.training.presets import catalogue_window_s, config_digest, data_digest, default_train_config
 from x_reco.training.progress import throttled
 
-PRIMARY_METRIC = "masked_ndcg@10"  # retrieval, test split, full catalogue
+PRIMARY_METRIC = "masked_ndcg@10"  # retrieval, test split, full catalogue (synthetic: the feed window)
 
 
 class ModelTrainConfig(dg.Config):

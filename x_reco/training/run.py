@@ -30,7 +30,6 @@ from x_reco.training.config import TrainConfig
 from x_reco.training.presets import catalogue_window_s, default_train_config
 
 
-
 def load_sequences(dataset: str, source: str | Path | None = None) -> tuple[dict[str, np.ndarray], float | None]:
     """Engagement sequences of a partition (files at ``source``, see ``load_raw``), default
     SequenceConfig, and the partition's catalogue window (``presets.catalogue_window_s``)."""
