@@ -154,8 +154,8 @@ def model_evaluation(context: dg.AssetExecutionContext, storage: StorageResource
 
 
 def _catalogue_window_s(storage: StorageResource, partition: str) -> float | None:
-    """A feed's catalogue is its recent posts: the synthetic world's recency window; None elsewhere."""
-    return catalogue_window_s(partition, read_manifest(storage.path("manifests", partition, "raw.json")))
+    """A feed's catalogue is its recent posts: the partition manifest's recency window, if any."""
+    return catalogue_window_s(read_manifest(storage.path("manifests", partition, "raw.json")))
 
 
 def _replay_differences(replay: dict, retriever_rec: dict, ranker_rec: dict) -> dict[str, float]:

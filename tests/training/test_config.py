@@ -63,9 +63,9 @@ def test_softmax_switch_by_catalogue_size():
 def test_partition_defaults_window_and_selection():
     from x_reco.training.presets import TUNED, catalogue_window_s, default_train_config
 
-    manifest = {"config": {"recency_hours": 48.0}}
-    assert catalogue_window_s("synthetic", manifest) == 48 * 3600
-    assert catalogue_window_s("movielens-100k", manifest) is None and catalogue_window_s("synthetic", {}) is None
+    assert catalogue_window_s({"config": {"recency_hours": 48.0}}) == 48 * 3600  # a generated world
+    assert catalogue_window_s({"counts": {"interactions": 100_000}, "ts_min": 0}) is None  # a real source
+    assert catalogue_window_s({"config": {"seed": 3}}) is None
     syn = default_train_config("synthetic", "retriever", catalogue_window_s=48 * 3600)
     assert syn.negative_window_s == 48 * 3600 and syn.select_best and syn.eval_every == 50 and syn.num_steps == 300
     ranker = default_train_config("synthetic", "ranker", catalogue_window_s=48 * 3600)

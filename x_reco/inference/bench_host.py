@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from x_reco.common.atomic import write_json
-from x_reco.inference.requests import Bucket, RequestAssembler
+from x_reco.inference.bench_worker import bucket_for
+from x_reco.inference.requests import RequestAssembler
 from x_reco.inference.workload import bench_config, synthetic_requests
 
 
 def measure(preset: str, batch: int, history: int, candidates: int, calls: int, seed: int = 0) -> dict:
     cfg = bench_config(preset)
     reqs = synthetic_requests(cfg, batch, history, candidates, seed=seed)
-    bucket = Bucket(batch, -(-(history + 1) // 128) * 128, max(64, 1 << (candidates - 1).bit_length()))
+    bucket = bucket_for(batch, history, candidates)
     asm = RequestAssembler(cfg.hash_spec, cfg.num_history_actions)
     batched, reference = asm.assemble(reqs, bucket, reuse=False), asm.assemble_per_row(reqs, bucket)
     identical = all(np.array_equal(getattr(batched, f.name), getattr(reference, f.name))

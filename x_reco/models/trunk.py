@@ -58,8 +58,7 @@ class TransformerLayer(nnx.Module):
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """One layer; returns (h [B,T,D], K [B,T,K,d] post-RoPE, V [B,T,K,d]) of these tokens."""
         attn_out, k, v = self.attn(self.norm_pre_attn(h_btd), positions_bt, mask_b1ts, past_kv)
-        h_btd = h_btd + self.norm_post_attn(attn_out).astype(h_btd.dtype)
-        return self.ffn_block(h_btd), k, v
+        return self._residuals(h_btd, attn_out), k, v
 
     def candidates(
         self,
@@ -71,8 +70,11 @@ class TransformerLayer(nnx.Module):
     ) -> jax.Array:
         """One layer for isolated candidates over a cached prefix (split attention): h [B, N, D]."""
         attn_out = self.attn.candidates(self.norm_pre_attn(h_bnd), positions_bn, prefix_kv, prefix_valid_bp, cand_valid_bn)
-        h_bnd = h_bnd + self.norm_post_attn(attn_out).astype(h_bnd.dtype)
-        return self.ffn_block(h_bnd)
+        return self._residuals(h_bnd, attn_out)
+
+    def _residuals(self, h_btd: jax.Array, attn_out_btd: jax.Array) -> jax.Array:
+        """``h + post_attn(attn_out)``, then the FFN half."""
+        return self.ffn_block(h_btd + self.norm_post_attn(attn_out_btd).astype(h_btd.dtype))
 
 
 def make_layers(config: PhoenixConfig, rngs: nnx.Rngs) -> nnx.List:

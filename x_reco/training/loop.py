@@ -117,7 +117,7 @@ def train_retriever(
     num_items = len(seqs["item_ids"])
     b, window_s = cfg.batch_size, cfg.negative_window_s
     if window_s is None:
-        request, created, window = None, np.zeros(num_items, np.int32), None
+        request, created, window = None, None, None
     else:
         request, created, window = training_times(seqs, window_s)
     if cfg.use_full_softmax(num_items):
@@ -288,7 +288,8 @@ def _fit(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progress: Pr
             model = nnx.merge(graphdef, state)[0]
             val = task.evaluate(model)
             record["eval_history"].append({"step": done, **_jsonable(val)})
-            _keep_if_best(record, task, cfg, model, val, done, ckpt_dir)
+            if _beats_best(record, task, cfg, val):
+                _save_best(record, task, cfg, model, val, done, ckpt_dir)
         if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.num_steps):
             ckpts.save(done, state, record)
     train_time = meter.elapsed
@@ -298,7 +299,7 @@ def _fit(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progress: Pr
         record["eval_history"].append({"step": record["step"], **_jsonable(val)})
     ckpts.close()
     selected = record["step"]
-    if cfg.select_best and not _keep_if_best(record, task, cfg, model, val, record["step"], ckpt_dir):
+    if cfg.select_best and record.get("best") and not _beats_best(record, task, cfg, val):  # an earlier step won
         selected = record["best"]["step"]
         model, meta = restore_checkpoint(Path(ckpt_dir) / BEST_DIR)
         val = {k: (float("nan") if v is None else v) for k, v in meta["extra"]["val_metrics"].items()}
@@ -315,25 +316,29 @@ def _fit(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progress: Pr
     )  # fmt: skip
 
 
-def _keep_if_best(record, task: _Task, cfg: TrainConfig, model, val: dict[str, float], step: int, ckpt_dir) -> bool:
-    """With ``cfg.select_best``: save ``model`` under ``BEST_DIR`` when ``val`` beats the best so far.
-
-    Returns True when this evaluation is the best (ties keep the earlier step). The record carries
-    ``best`` = {step, metric, value} through checkpoints, so a resumed run selects the same step.
-    """
-    if not cfg.select_best:
-        return False
+def _selection_value(task: _Task, cfg: TrainConfig, val: dict[str, float]) -> tuple[str, float]:
     name = cfg.selection_metric or DEFAULT_SELECTION_METRIC[task.kind]
     if name not in val:
         raise ValueError(f"selection_metric {name!r} is not a validation metric of the {task.kind}: {sorted(val)}")
-    value = float(val[name])
-    best = record.get("best")
-    if not np.isfinite(value) or (best is not None and value <= best["value"]):
+    return name, float(val[name])
+
+
+def _beats_best(record, task: _Task, cfg: TrainConfig, val: dict[str, float]) -> bool:
+    """With ``cfg.select_best``: ``val`` beats the best evaluation so far (``record["best"]``; ties
+    keep the earlier step). The record travels through checkpoints, so a resumed run selects the same."""
+    if not cfg.select_best:
         return False
+    _, value = _selection_value(task, cfg, val)
+    best = record.get("best")
+    return bool(np.isfinite(value)) and (best is None or value > best["value"])
+
+
+def _save_best(record, task: _Task, cfg: TrainConfig, model, val: dict[str, float], step: int, ckpt_dir) -> None:
+    """Keep ``model`` under ``BEST_DIR`` (atomic) and note it in the record."""
+    name, value = _selection_value(task, cfg, val)
     extra = {"val_metrics": _jsonable(val), "train_config": record["train_config"]}
     save_checkpoint(Path(ckpt_dir) / BEST_DIR, model, step=step, seeds=record["seeds"], extra=extra)
     record["best"] = {"step": step, "metric": name, "value": value}
-    return True
 
 
 def _jsonable(metrics: dict[str, float]) -> dict[str, float | None]:

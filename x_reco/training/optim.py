@@ -50,11 +50,26 @@ def learning_rate_schedule(cfg: TrainConfig, peak: float | None = None) -> optax
     )  # fmt: skip
 
 
+INITIAL_ACCUMULATOR = 0.1
+ADAGRAD_EPS = 1e-10
+
+
+def adagrad_rows(grad_kd: jax.Array, acc_k: jax.Array, lr, eps: float = ADAGRAD_EPS) -> tuple[jax.Array, jax.Array]:
+    """One row-wise Adagrad step on K rows: ``acc += mean_d(g^2)``; update ``-lr g / sqrt(acc)``.
+
+    Returns (update [K, D], new accumulator [K]); a row with zero gradient gets a zero update.
+    """
+    acc_k = acc_k + jnp.mean(jnp.square(grad_kd), axis=-1)
+    return -lr * grad_kd * jax.lax.rsqrt(acc_k + eps)[:, None], acc_k
+
+
 class RowwiseAdagradState(NamedTuple):
     accumulator: Any  # one f32 accumulator per table row: [V] per table
 
 
-def rowwise_adagrad(learning_rate: optax.ScalarOrSchedule, initial_accumulator: float = 0.1, eps: float = 1e-10):
+def rowwise_adagrad(
+    learning_rate: optax.ScalarOrSchedule, initial_accumulator: float = INITIAL_ACCUMULATOR, eps: float = ADAGRAD_EPS
+):
     """Row-wise Adagrad for [V, D] tables: one accumulator per row, ``acc += mean_d(g^2)``.
 
     Rows without gradient (every untouched row, and row 0 always) get no update.
@@ -68,18 +83,23 @@ def rowwise_adagrad(learning_rate: optax.ScalarOrSchedule, initial_accumulator: 
         del params
         count_state, acc_state = state
         lr = learning_rate(count_state.count) if callable(learning_rate) else learning_rate
-        acc = jax.tree.map(lambda a, g: a + jnp.mean(jnp.square(g), axis=-1), acc_state.accumulator, updates)
-        updates = jax.tree.map(lambda g, a: -lr * g * jax.lax.rsqrt(a + eps)[:, None], updates, acc)
+        grads, treedef = jax.tree.flatten(updates)
+        steps = [adagrad_rows(g, a, lr, eps) for g, a in zip(grads, treedef.flatten_up_to(acc_state.accumulator))]
+        updates, acc = treedef.unflatten([u for u, _ in steps]), treedef.unflatten([a for _, a in steps])
         return updates, (optax.ScaleByScheduleState(optax.safe_increment(count_state.count)), RowwiseAdagradState(acc))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+_ADAM = dict(b1=0.9, b2=0.999, eps=1e-8)
+
+
 def _dense_tx(cfg: TrainConfig) -> dict[str, optax.GradientTransformation]:
-    dense_lr, adam = learning_rate_schedule(cfg), dict(b1=0.9, b2=0.999, eps=1e-8)
+    """AdamW for the "decay" (matrices) and "no_decay" (norm scales) labels of ``param_labels``."""
+    dense_lr = learning_rate_schedule(cfg)
     return {
-        "decay": optax.adamw(dense_lr, weight_decay=cfg.weight_decay, **adam),
-        "no_decay": optax.adamw(dense_lr, weight_decay=0.0, **adam),
+        "decay": optax.adamw(dense_lr, weight_decay=cfg.weight_decay, **_ADAM),
+        "no_decay": optax.adamw(dense_lr, weight_decay=0.0, **_ADAM),
     }
 
 
@@ -87,30 +107,19 @@ def make_tx(cfg: TrainConfig) -> optax.GradientTransformation:
     """clip_by_global_norm -> {AdamW with decay on matrices | AdamW, no decay | table optimizer}."""
     if cfg.table_optimizer == SPARSE:
         raise ValueError("sparse_rowwise_adagrad has no single optax transform; use make_optimizer")
-    dense_lr = learning_rate_schedule(cfg)
     table_lr = learning_rate_schedule(cfg, cfg.table_learning_rate)
-    adam = dict(b1=0.9, b2=0.999, eps=1e-8)
     if cfg.table_optimizer == "rowwise_adagrad":
         table_tx = rowwise_adagrad(table_lr)
     else:
-        table_tx = optax.adamw(table_lr, weight_decay=0.0, **adam)
+        table_tx = optax.adamw(table_lr, weight_decay=0.0, **_ADAM)
     return optax.chain(
         optax.clip_by_global_norm(cfg.clip_norm),
-        optax.multi_transform(
-            {
-                "decay": optax.adamw(dense_lr, weight_decay=cfg.weight_decay, **adam),
-                "no_decay": optax.adamw(dense_lr, weight_decay=0.0, **adam),
-                "table": table_tx,
-            },
-            param_labels,
-        ),
+        optax.multi_transform({**_dense_tx(cfg), "table": table_tx}, param_labels),
     )
 
 
 SPARSE = "sparse_rowwise_adagrad"
 TABLE_NAMES = ("user", "post", "author")
-INITIAL_ACCUMULATOR = 0.1
-ADAGRAD_EPS = 1e-10
 
 
 class RowAccumulator(nnx.Variable):
@@ -141,8 +150,8 @@ def sparse_table_update(
     ``rows_k`` holds distinct row ids; entries >= V (padding of a fixed-size unique) are dropped. The
     same arithmetic as ``rowwise_adagrad`` on the dense gradient, whose other rows are zero.
     """
-    acc_k = acc_v.at[rows_k].get(mode="fill", fill_value=INITIAL_ACCUMULATOR) + jnp.mean(jnp.square(grad_kd), axis=-1)
-    delta_kd = -lr * grad_kd * jax.lax.rsqrt(acc_k + ADAGRAD_EPS)[:, None]
+    acc_k = acc_v.at[rows_k].get(mode="fill", fill_value=INITIAL_ACCUMULATOR)
+    delta_kd, acc_k = adagrad_rows(grad_kd, acc_k, lr, ADAGRAD_EPS)
     return table_vd.at[rows_k].add(delta_kd, mode="drop"), acc_v.at[rows_k].set(acc_k, mode="drop")
 
 

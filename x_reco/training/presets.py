@@ -39,10 +39,10 @@ _DEMO_STEPS = {"retriever": 300, "ranker": 200}
 _DEMO_SELECTION = {"select_best": True, "eval_every": 50}
 
 
-def catalogue_window_s(partition: str, manifest: Mapping[str, Any]) -> float | None:
-    """The seconds of recent posts a feed can serve: the synthetic world's recency window (from its
-    raw manifest's config); None (the whole catalogue) for the other partitions."""
-    hours = manifest.get("config", {}).get("recency_hours") if partition == "synthetic" else None
+def catalogue_window_s(manifest: Mapping[str, Any]) -> float | None:
+    """The seconds of recent posts a feed can serve, from a raw manifest: a generated world's
+    ``config.recency_hours`` (synthetic); None, the whole catalogue, for sources without one."""
+    hours = manifest.get("config", {}).get("recency_hours")
     return float(hours) * 3600 if hours else None
 
 

@@ -38,7 +38,7 @@ def load_sequences(dataset: str, source: str | Path | None = None) -> tuple[dict
     from x_reco.data.sequences import build_sequences
 
     raw = load_raw(dataset, source)
-    return build_sequences(build_events(raw), raw.items, dataset), catalogue_window_s(dataset, raw.manifest)
+    return build_sequences(build_events(raw), raw.items, dataset), catalogue_window_s(raw.manifest)
 
 
 def _parse_set(pairs: list[str], base: dict[str, Any]) -> dict[str, Any]:

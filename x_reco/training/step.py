@@ -52,6 +52,16 @@ def replicate(tree: Any, dp: DataParallel) -> Any:
     return jax.device_put(tree, dp.replicated)
 
 
+def _jit_step(step, dp: DataParallel):
+    """``step(state, batch, consts)`` jitted with the state replicated (and donated), the batch sharded."""
+    return jax.jit(
+        step,
+        in_shardings=(dp.replicated, dp.data, dp.replicated),
+        out_shardings=(dp.replicated, dp.replicated, dp.replicated),
+        donate_argnums=0,
+    )
+
+
 LossFn = Callable[[nnx.Module, Any, Any], tuple[jax.Array, jax.Array]]
 
 
@@ -73,12 +83,7 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: LossFn, dp: DataParallel):
         optimizer.update(model, grads)
         return nnx.state((model, optimizer)), loss, aux
 
-    return jax.jit(
-        step,
-        in_shardings=(dp.replicated, dp.data, dp.replicated),
-        out_shardings=(dp.replicated, dp.replicated, dp.replicated),
-        donate_argnums=0,
-    )
+    return _jit_step(step, dp)
 
 
 class SparseTables(NamedTuple):
@@ -122,9 +127,7 @@ def make_sparse_train_step(
             return loss_fn(nnx.merge(gd, params, compact, rest), batch_c, consts_c)
 
         (loss, aux), (g_params, g_tables) = jax.value_and_grad(loss_of, argnums=(0, 1), has_aux=True)(params, compact)
-        norm = optax.global_norm((g_params, g_tables))
-        scale = jnp.where(norm < clip_norm, 1.0, clip_norm / norm)  # optax.clip_by_global_norm
-        g_params, g_tables = jax.tree.map(lambda g: g * scale, (g_params, g_tables))
+        (g_params, g_tables), _ = optax.clip_by_global_norm(clip_norm).update((g_params, g_tables), optax.EmptyState())
         lr = table_lr(optimizer.table_step[...])
         for name, rows in uniq.items():
             acc = getattr(optimizer, f"acc_{name}")
@@ -134,9 +137,4 @@ def make_sparse_train_step(
         optimizer.dense.update(model, g_params)
         return nnx.state((model, optimizer)), loss, aux
 
-    return jax.jit(
-        step,
-        in_shardings=(dp.replicated, dp.data, dp.replicated),
-        out_shardings=(dp.replicated, dp.replicated, dp.replicated),
-        donate_argnums=0,
-    )
+    return _jit_step(step, dp)
