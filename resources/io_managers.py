@@ -1,16 +1,29 @@
-"""IO managers: DataFrames to DuckDB (one schema per partition), arrays to atomic .npz files."""
+"""IO managers: DataFrames to DuckDB (one schema per partition), arrays to atomic .npz files.
+
+DataFrames do not go through dagster-duckdb's ``DuckDBPandasIOManager``, for reasons measured with
+dagster-duckdb-pandas 0.29.27 (``tests/test_io_managers.py::test_library_io_manager_limits``): it keeps
+every partition in one table filtered by ``partition_expr``, but a partition's columns differ by dataset
+(``raw_items``, ``raw_users``, ``raw_interactions``, ``item_features`` and ``world_truth`` have other
+columns for synthetic and MovieLens), so the second dataset's insert fails; a rewrite is a DELETE then an
+INSERT outside one transaction, so a failed rewrite leaves the partition empty for downstream loads; and
+the research assets return a dict of tables, which it has no handler for. What stays custom is the table
+layout (``<dataset>.<asset>``, ``CREATE OR REPLACE`` in one transaction); connections come from
+``dagster_duckdb.DuckDBResource``, whose backoff waits while another process holds the file lock.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
+from dagster_duckdb import DuckDBResource
 
 from resources.storage import default_root
 from x_reco.common.atomic import atomic_file
@@ -21,46 +34,61 @@ def schema_for(partition: str | None) -> str:
     return re.sub(r"[^a-z0-9_]", "_", (partition or "main").lower())
 
 
-def connect(database: str, retries: int = 40) -> duckdb.DuckDBPyConnection:
-    """Open a short-lived connection, retrying while another process holds the write lock."""
+@contextmanager
+def duckdb_connection(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection from ``DuckDBResource``, closed even when the block raises (the
+    resource closes it only on success, and an open connection keeps the file locked)."""
     Path(database).parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(retries):
+    with DuckDBResource(database=database).get_connection() as con:
         try:
-            return duckdb.connect(database)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or attempt == retries - 1:
-                raise
-            time.sleep(0.25 * (1 + attempt % 8))
-    raise AssertionError("unreachable")
+            yield con
+        finally:
+            con.close()
+
+
+def write_frames(database: str, schema: str, frames: dict[str, pd.DataFrame], stale_prefix: str = "") -> None:
+    """Replace each ``schema.<name>`` with its frame in one transaction (columns may change between
+    runs); with ``stale_prefix``, also drop the other tables of that prefix."""
+    with duckdb_connection(database) as con:
+        con.execute("BEGIN")
+        try:
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            for name, df in frames.items():
+                con.register("frame_to_write", df)
+                con.execute(f'CREATE OR REPLACE TABLE "{schema}"."{name}" AS SELECT * FROM frame_to_write')
+                con.unregister("frame_to_write")
+            stale = set(_table_names(con, schema, stale_prefix)) - set(frames) if stale_prefix else set()
+            for name in sorted(stale):
+                con.execute(f'DROP TABLE "{schema}"."{name}"')
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
 
 def write_frame(database: str, schema: str, table: str, df: pd.DataFrame) -> None:
-    """Replace ``schema.table`` with ``df`` in one transaction (schemas may change between runs)."""
-    con = connect(database)
-    try:
-        con.execute("BEGIN")
-        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        con.register("frame_to_write", df)
-        con.execute(f'CREATE OR REPLACE TABLE "{schema}"."{table}" AS SELECT * FROM frame_to_write')
-        con.unregister("frame_to_write")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()
+    write_frames(database, schema, {table: df})
 
 
 def read_frame(database: str, schema: str, table: str) -> pd.DataFrame:
-    con = connect(database)
-    try:
-        return con.execute(f'SELECT * FROM "{schema}"."{table}"').df()
-    finally:
-        con.close()
+    with duckdb_connection(database) as con:
+        return _select(con, schema, table)
+
+
+def _select(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> pd.DataFrame:
+    return con.execute(f'SELECT * FROM "{schema}"."{table}"').df()
+
+
+def _table_names(con: duckdb.DuckDBPyConnection, schema: str, prefix: str) -> list[str]:
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND starts_with(table_name, ?)"
+        " ORDER BY table_name", [schema, prefix]).fetchall()
+    return [r[0] for r in rows]
 
 
 class DuckDBFrameIOManager(dg.ConfigurableIOManager):
-    """Stores each partition of a DataFrame asset as table ``<partition>.<asset>`` in DuckDB."""
+    """Stores each partition of a DataFrame asset as table ``<partition>.<asset>`` in DuckDB, and a
+    dict of DataFrames as tables ``<partition>.<asset>__<name>``."""
 
     database: str = ""
 
@@ -72,17 +100,14 @@ class DuckDBFrameIOManager(dg.ConfigurableIOManager):
         return schema_for(partition), context.asset_key.path[-1]
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        """A DataFrame becomes ``<partition>.<asset>``; a dict of DataFrames ``<asset>__<name>`` each."""
         schema, table = self._where(context)
         if isinstance(obj, dict):
             bad = [k for k, v in obj.items() if not isinstance(v, pd.DataFrame)]
             if bad or not obj:
                 raise TypeError(f"{context.asset_key}: expected a non-empty dict of DataFrames, bad keys {bad}")
-            for name, frame in obj.items():
-                write_frame(self._db(), schema, f"{table}__{name}", frame)
-            stale = set(table_names(self._db(), schema, f"{table}__")) - {f"{table}__{n}" for n in obj}
-            drop_tables(self._db(), schema, sorted(stale))
-            context.add_output_metadata({"tables": ", ".join(f"{schema}.{table}__{n}" for n in obj),
+            frames = {f"{table}__{name}": frame for name, frame in obj.items()}
+            write_frames(self._db(), schema, frames, stale_prefix=f"{table}__")
+            context.add_output_metadata({"tables": ", ".join(f"{schema}.{n}" for n in frames),
                                          "rows": sum(len(f) for f in obj.values())})
             return
         if not isinstance(obj, pd.DataFrame):
@@ -92,32 +117,11 @@ class DuckDBFrameIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext):
         schema, table = self._where(context)
-        names = table_names(self._db(), schema, f"{table}__")
-        if names:
-            return {n.removeprefix(f"{table}__"): read_frame(self._db(), schema, n) for n in names}
-        return read_frame(self._db(), schema, table)
-
-
-def drop_tables(database: str, schema: str, names: list[str]) -> None:
-    if not names:
-        return
-    con = connect(database)
-    try:
-        for name in names:
-            con.execute(f'DROP TABLE IF EXISTS "{schema}"."{name}"')
-    finally:
-        con.close()
-
-
-def table_names(database: str, schema: str, prefix: str) -> list[str]:
-    con = connect(database)
-    try:
-        rows = con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND starts_with(table_name, ?)"
-            " ORDER BY table_name", [schema, prefix]).fetchall()
-    finally:
-        con.close()
-    return [r[0] for r in rows]
+        with duckdb_connection(self._db()) as con:
+            names = _table_names(con, schema, f"{table}__")
+            if names:
+                return {n.removeprefix(f"{table}__"): _select(con, schema, n) for n in names}
+            return _select(con, schema, table)
 
 
 class _NpzUPathIOManager(dg.UPathIOManager):

@@ -1,16 +1,24 @@
 """Storage contracts: DuckDB tables round-trip per partition and tolerate schema changes
-(dagster#13098), two processes writing one DuckDB file both succeed (the single-writer lock of
-dagster#16248), and .npz arrays are written atomically and loaded without pickle."""
+(dagster#13098), partitions with different columns stay apart, a failed write leaves the previous
+tables in place, two processes writing one DuckDB file both succeed (the single-writer lock of
+dagster#16248), and .npz arrays are written atomically and loaded without pickle. One test re-measures
+why DataFrames do not use dagster-duckdb's own IO manager, so an upgrade that lifts the reason shows."""
 
 import subprocess
 import sys
 import textwrap
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
-from resources.io_managers import read_frame, write_frame, schema_for
+from resources import DuckDBFrameIOManager
+from resources.io_managers import read_frame, schema_for, write_frame
+
+TWO_DATASETS = dg.StaticPartitionsDefinition(["synthetic", "movielens-100k"])
+ITEMS = {"synthetic": pd.DataFrame({"item_id": ["1", "2"], "author_id": ["a", "b"]}),
+         "movielens-100k": pd.DataFrame({"item_id": ["7"], "title": ["Heat"], "genre_00": np.array([1], np.int8)})}
 
 
 def test_duckdb_round_trip_and_schema_evolution(tmp_path):
@@ -37,6 +45,68 @@ def test_two_processes_write_one_duckdb_file(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code, p]) for p in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert len(read_frame(db, "a", "t")) == len(read_frame(db, "b", "t")) == 15
+
+
+def test_partitions_with_different_columns_stay_apart(tmp_path):
+    """Each dataset partition keeps its own columns, and a downstream asset loads its own partition."""
+    @dg.asset(partitions_def=TWO_DATASETS)
+    def raw_items(context) -> pd.DataFrame:
+        return ITEMS[context.partition_key]
+
+    @dg.asset(partitions_def=TWO_DATASETS)
+    def item_columns(context, raw_items: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"column": list(raw_items.columns), "rows": len(raw_items)})
+
+    io = {"io_manager": DuckDBFrameIOManager(database=str(tmp_path / "w.duckdb"))}
+    for key in ("synthetic", "movielens-100k"):
+        assert dg.materialize([raw_items, item_columns], resources=io, partition_key=key).success
+    for key, frame in ITEMS.items():
+        columns = read_frame(str(tmp_path / "w.duckdb"), schema_for(key), "item_columns")
+        assert list(columns["column"]) == list(frame.columns) and set(columns["rows"]) == {len(frame)}
+
+
+def test_failed_write_keeps_previous_tables(tmp_path):
+    """All tables of a dict output are replaced in one transaction: if one cannot be written, none is."""
+    db = str(tmp_path / "w.duckdb")
+    unwritable = pd.DataFrame({"v": np.array([1j])})  # DuckDB has no complex type
+    tables = iter([{"a": pd.DataFrame({"v": [1, 2]}), "b": pd.DataFrame({"v": [3]})},
+                   {"a": pd.DataFrame({"v": [9]}), "b": unwritable}])
+
+    @dg.asset
+    def analysis() -> dict:
+        return next(tables)
+
+    io = {"io_manager": DuckDBFrameIOManager(database=db)}
+    assert dg.materialize([analysis], resources=io).success
+    assert not dg.materialize([analysis], resources=io, raise_on_error=False).success
+    assert read_frame(db, "main", "analysis__a")["v"].tolist() == [1, 2]
+    assert read_frame(db, "main", "analysis__b")["v"].tolist() == [3]
+    write_frame(db, "main", "after", pd.DataFrame({"v": [0]}))  # the failed run left no lock behind
+
+
+def test_library_io_manager_limits(tmp_path):
+    """Why DuckDBFrameIOManager exists (see resources/io_managers.py): dagster-duckdb-pandas keeps all
+    partitions in one table, so a dataset with other columns cannot be written, and a failed rewrite
+    has already deleted the partition's previous rows. If this test fails, reconsider the library."""
+    from dagster_duckdb_pandas import DuckDBPandasIOManager
+
+    extra = {"v": False}
+
+    @dg.asset(partitions_def=TWO_DATASETS, metadata={"partition_expr": "dataset"})
+    def raw_items(context) -> pd.DataFrame:
+        frame = ITEMS[context.partition_key].assign(dataset=context.partition_key)
+        return frame.assign(extra=1.0) if extra["v"] else frame
+
+    io = {"io_manager": DuckDBPandasIOManager(database=str(tmp_path / "lib.duckdb"), schema="x")}
+
+    def run(key):
+        return dg.materialize([raw_items], resources=io, partition_key=key, raise_on_error=False).success
+
+    assert run("synthetic")
+    assert not run("movielens-100k")  # other columns: "table has 3 columns but 4 values were supplied"
+    extra["v"] = True
+    assert not run("synthetic")
+    assert read_frame(str(tmp_path / "lib.duckdb"), "x", "raw_items").empty  # the old rows are gone
 
 
 def test_npz_io_manager_atomic_and_pickle_free(tmp_path):
@@ -71,10 +141,6 @@ def test_npz_io_manager_atomic_and_pickle_free(tmp_path):
 def test_duckdb_io_manager_multi_table_outputs(tmp_path):
     """An asset returning a dict of DataFrames stores one table each; a later run with fewer tables
     leaves no stale table behind for downstream loads."""
-    import dagster as dg
-
-    from resources import DuckDBFrameIOManager
-
     keys = iter([("a", "b"), ("a",)])
 
     @dg.asset
