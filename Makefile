@@ -9,17 +9,23 @@ export GX_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
 DEMO_PARTITION ?= synthetic
 
-.PHONY: install demo test test-slow test-gpu ui bench bench-full clean
+.PHONY: install lock demo test test-slow test-gpu ui bench bench-full clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	# MovieLens-100K ships inside the RecBole wheel; its dependencies (torch, ray) are not needed.
 	$(BIN)/pip install -q --no-deps recbole==1.2.1
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-pin requirements.lock to what the venv resolved (run after changing dependencies, then test).
+lock: $(STAMP)
+	@{ echo "# Exact versions that x-reco was tested with, used as pip constraints by \`make install\`."; \
+	  echo "# Regenerate with \`make lock\` after changing pyproject.toml dependencies."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -iv '^x-reco=='; } > requirements.lock
 
 $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
@@ -29,7 +35,7 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dg launch --job demo_job --partition $(DEMO_PARTITION)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
