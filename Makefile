@@ -5,7 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-export GX_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
 DEMO_PARTITION ?= synthetic
 

@@ -1,7 +1,10 @@
 """Architecture contracts: the x_reco library never imports dagster (it must run alone on a GPU
-machine or in a notebook), and no training or sequence asset reads the synthetic ground truth."""
+machine or in a notebook), importing it changes no environment variable and selects no matplotlib
+backend (quality.py once set GX_ANALYTICS_ENABLED and plotting.py the Agg backend at import), and no
+training or sequence asset reads the synthetic ground truth."""
 
 import ast
+import os
 import pathlib
 import subprocess
 import sys
@@ -22,12 +25,20 @@ def test_library_source_never_imports_dagster():
     assert not offenders, offenders
 
 
-def test_library_imports_without_dagster_loaded():
+def test_library_imports_without_dagster_or_global_side_effects():
     code = (
-        "import sys, importlib, pkgutil, x_reco\n"
+        "import os, sys, importlib, pkgutil\n"
+        "env = dict(os.environ)\n"
+        "import x_reco\n"
         "for m in pkgutil.walk_packages(x_reco.__path__, 'x_reco.'):\n"
         "    importlib.import_module(m.name)\n"
         "bad = [m for m in sys.modules if m.split('.')[0].startswith('dagster')]\n"
         "assert not bad, bad\n"
+        "changed = sorted(set(env.items()) ^ set(os.environ.items()))\n"
+        "assert not changed, f'environment changed at import: {changed}'\n"
+        "import matplotlib\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+        "assert matplotlib.rcParams._get_backend_or_none() is None, matplotlib.rcParams._get_backend_or_none()\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)

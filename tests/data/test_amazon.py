@@ -163,10 +163,10 @@ def test_truncated_meta_gzip(tmp_path):
         read_amazon_kindle(folder, top_items=3, min_user_reviews=2)
 
 
-@pytest.mark.skipif(not os.environ.get("XRECO_AMAZON_KINDLE"),
-                    reason="set XRECO_AMAZON_KINDLE to the folder with Kindle_Store.csv(.gz)")
+@pytest.mark.skipif(not os.environ.get("XRECO_SOURCE_AMAZON_KINDLE"),
+                    reason="set XRECO_SOURCE_AMAZON_KINDLE to the folder with Kindle_Store.csv(.gz)")
 def test_real_kindle():
-    tables = read_amazon_kindle(os.environ["XRECO_AMAZON_KINDLE"])
+    tables = read_amazon_kindle(os.environ["XRECO_SOURCE_AMAZON_KINDLE"])
     inter = tables.interactions
     assert inter["item_id"].nunique() <= 20_000
     assert inter["user_id"].value_counts().min() >= 5

@@ -167,10 +167,10 @@ def test_missing_dev_archive(tmp_path):
         read_mind_small(write_mind(tmp_path, files))
 
 
-@pytest.mark.skipif(not os.environ.get("XRECO_MIND_SMALL"),
-                    reason="set XRECO_MIND_SMALL to the folder with MINDsmall_{train,dev}.zip")
+@pytest.mark.skipif(not os.environ.get("XRECO_SOURCE_MIND_SMALL"),
+                    reason="set XRECO_SOURCE_MIND_SMALL to the folder with MINDsmall_{train,dev}.zip")
 def test_real_mind_small():
-    tables = read_mind_small(os.environ["XRECO_MIND_SMALL"])
+    tables = read_mind_small(os.environ["XRECO_SOURCE_MIND_SMALL"])
     splits = tables.manifest["splits"]
     assert (splits["train"]["impressions"], splits["dev"]["impressions"]) == (156_965, 73_152)
     assert (splits["train"]["news"], splits["dev"]["news"]) == (51_282, 42_416)

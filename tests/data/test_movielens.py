@@ -236,10 +236,10 @@ def test_load_raw_defaults_to_the_recbole_copy():
     assert tables.partition == "movielens-100k" and len(tables.interactions) == 100_000
 
 
-@pytest.mark.skipif(not os.environ.get("XRECO_ML100K_ZIP"),
-                    reason="set XRECO_ML100K_ZIP to the GroupLens ml-100k.zip to run")
+@pytest.mark.skipif(not os.environ.get("XRECO_SOURCE_MOVIELENS_100K"),
+                    reason="set XRECO_SOURCE_MOVIELENS_100K to the GroupLens ml-100k.zip to run")
 def test_real_grouplens_archive(recbole_tables):
-    tables = read_movielens_100k(os.environ["XRECO_ML100K_ZIP"])  # pinned SHA-256 verified
+    tables = read_movielens_100k(os.environ["XRECO_SOURCE_MOVIELENS_100K"])  # pinned SHA-256 verified
     assert _tie_broken(tables.interactions) == _tie_broken(recbole_tables.interactions)
     assert tables.manifest["ties"] == recbole_tables.manifest["ties"]
     assert tables.manifest["genre_totals"] == GENRE_TOTALS
@@ -303,10 +303,10 @@ def test_ml1m_recbole_atomic_matches_grouplens(tmp_path):
     pd.testing.assert_frame_equal(atomic.users, grouplens.users)
 
 
-@pytest.mark.skipif(not os.environ.get("XRECO_ML1M_SOURCE"),
-                    reason="set XRECO_ML1M_SOURCE to ml-1m.zip or its folder to run")
+@pytest.mark.skipif(not os.environ.get("XRECO_SOURCE_MOVIELENS_1M"),
+                    reason="set XRECO_SOURCE_MOVIELENS_1M to ml-1m.zip or its folder to run")
 def test_real_ml1m():
-    tables = read_movielens_1m(os.environ["XRECO_ML1M_SOURCE"])
+    tables = read_movielens_1m(os.environ["XRECO_SOURCE_MOVIELENS_1M"])
     inter = tables.interactions
     assert len(inter) == 1_000_209 and inter["user_id"].nunique() == 6_040
     assert inter["item_id"].nunique() == 3_706 and len(tables.items) == 3_883

@@ -1,22 +1,27 @@
-"""Small matplotlib helpers that return PNG bytes (Agg backend; no display needed)."""
+"""Small matplotlib helpers that return PNG bytes, drawn on the Agg canvas without pyplot's global
+backend or figure registry."""
 
 from __future__ import annotations
 
 import base64
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
-def figure_png(fig, dpi: int = 110) -> bytes:
-    """Render and close ``fig``; return PNG bytes."""
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], squeeze: bool = True):
+    """``(figure, axes)`` as ``pyplot.subplots`` returns them, on its own Agg canvas."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    """Render ``fig`` as PNG bytes."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -26,7 +31,7 @@ def png_markdown(png: bytes, alt: str = "plot") -> str:
 
 
 def bar_png(labels, values, title: str, xlabel: str = "", ylabel: str = "", log: bool = False) -> bytes:
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = subplots(figsize=(6, 3))
     ax.bar(range(len(values)), values)
     ax.set_xticks(range(len(values)), labels, rotation=70, fontsize=7)
     ax.set_title(title)
@@ -38,7 +43,7 @@ def bar_png(labels, values, title: str, xlabel: str = "", ylabel: str = "", log:
 
 
 def hist_png(values, bins: int, title: str, xlabel: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = subplots(figsize=(5, 3))
     ax.hist(values, bins=bins)
     ax.set_title(title)
     ax.set_xlabel(xlabel)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from x_reco.common.actions import ACTIONS, observed_mask
-
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 # Published sizes (datasets spec §3-4): interactions, users, items rows.
 PUBLISHED_COUNTS = {
@@ -48,12 +45,15 @@ class SuiteResult:
 
 
 def run_suite(df: pd.DataFrame, suite_name: str, expectations: list) -> SuiteResult:
-    """Validate ``df`` against ``expectations`` with an ephemeral GX context."""
+    """Validate ``df`` against ``expectations`` with an ephemeral GX context (analytics and progress
+    bars off in its own config, so no environment variable is needed)."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (DataContextConfig, InMemoryStoreBackendDefaults,
+                                                             ProgressBarsConfig)
 
-    ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    ctx = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
+        analytics_enabled=False, store_backend_defaults=InMemoryStoreBackendDefaults(),
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False)))
     batch_def = (
         ctx.data_sources.add_pandas(f"{suite_name}_src")
         .add_dataframe_asset(suite_name)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from x_reco.common.plotting import figure_png
+from x_reco.common.plotting import figure_png, subplots
 
 
 def loss_curve_png(losses: Sequence[float], title: str = "training loss", smooth: int = 50) -> bytes:
     """Per-step loss with a trailing moving average over ``smooth`` steps."""
     y = np.asarray(losses, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = subplots(figsize=(6, 3))
     ax.plot(np.arange(1, len(y) + 1), y, lw=0.6, alpha=0.4, label="per step")
     if len(y) >= 2:
         w = max(1, min(smooth, len(y) // 5 or 1))
@@ -28,7 +27,7 @@ def loss_curve_png(losses: Sequence[float], title: str = "training loss", smooth
 
 def metric_bars_png(groups: Mapping[str, Mapping[str, float]], metrics: Sequence[str], title: str = "") -> bytes:
     """Grouped bars: one group per metric, one bar per series (e.g. model vs popularity)."""
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(metrics) * max(1, len(groups)) / 2, 3))
+    fig, ax = subplots(figsize=(1.2 + 0.9 * len(metrics) * max(1, len(groups)) / 2, 3))
     width = 0.8 / max(1, len(groups))
     x = np.arange(len(metrics))
     for i, (name, values) in enumerate(groups.items()):

@@ -6,7 +6,7 @@ import collections
 
 import numpy as np
 
-from x_reco.common.plotting import figure_png, plt
+from x_reco.common.plotting import figure_png, subplots
 from x_reco.configs.phoenix import PhoenixConfig
 
 # H100 planning figures (inference spec §3) and xAI's service-level ranges (§4.2), in ms.
@@ -240,7 +240,7 @@ def _panel_plot(timing: list[dict], x_key: str, fixed_key: str, path: str, title
     panels = sorted({(r["preset"], r["B"]) for r in timing})
     cols = min(3, max(1, len(panels)))
     rows_n = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(5.4 * cols, 4.3 * rows_n), squeeze=False)
+    fig, axes = subplots(rows_n, cols, figsize=(5.4 * cols, 4.3 * rows_n), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (preset, b) in zip(axes.flat, panels):

@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+
 import numpy as np
 
 LABEL_NOISE_SD = 0.05
 HELDOUT_FRACTION = 0.2
 
 
-_STREAMS: dict[tuple[int, int, float], tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]] = {}
-_MAX_STREAMS = 512
+class _PairStream:
+    """Pairs drawn sequentially from ``default_rng(seed)``, extended on demand."""
+
+    def __init__(self, n_items: int, seed: int, noise_sd: float):
+        self.n_items, self.noise_sd = n_items, noise_sd
+        self.rng = np.random.default_rng(seed)
+        self.c1 = self.c2 = np.zeros(0, np.int64)
+        self.eps = np.zeros(0)
+
+    def first(self, n_pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if len(self.c1) < n_pairs:
+            new = np.empty((n_pairs - len(self.c1), 3))
+            for row in new:
+                row[:2] = self.rng.choice(self.n_items, size=2, replace=False)
+                row[2] = self.rng.normal(0.0, self.noise_sd)
+            self.c1 = np.concatenate([self.c1, new[:, 0].astype(np.int64)])
+            self.c2 = np.concatenate([self.c2, new[:, 1].astype(np.int64)])
+            self.eps = np.concatenate([self.eps, new[:, 2]])
+        return self.c1[:n_pairs].copy(), self.c2[:n_pairs].copy(), self.eps[:n_pairs].copy()
+
+
+@functools.lru_cache(maxsize=512)
+def _stream(n_items: int, seed: int, noise_sd: float) -> _PairStream:
+    return _PairStream(n_items, seed, noise_sd)
 
 
 def pair_stream(n_items: int, n_pairs: int, seed: int, noise_sd: float = LABEL_NOISE_SD):
@@ -19,28 +43,11 @@ def pair_stream(n_items: int, n_pairs: int, seed: int, noise_sd: float = LABEL_N
     the labelling vector, so every stakeholder labels the same item pairs with the same noise.
 
     The reference's call order per pair: ``choice(n_items, 2, replace=False)``, then one normal.
-    Streams are cached per (n_items, seed, noise) and extended on demand.
+    The 512 most recently used streams, per (n_items, seed, noise), are kept and extended on demand.
     """
     if n_pairs < 1 or n_items < 2:
         raise ValueError(f"need n_pairs >= 1 and n_items >= 2, got {n_pairs}, {n_items}")
-    key = (n_items, seed, float(noise_sd))
-    if key not in _STREAMS:
-        if len(_STREAMS) >= _MAX_STREAMS:
-            _STREAMS.clear()
-        empty = np.zeros(0, np.int64)
-        _STREAMS[key] = (np.random.default_rng(seed), empty, empty, np.zeros(0))
-    rng, c1, c2, eps = _STREAMS[key]
-    if len(c1) < n_pairs:
-        extra = n_pairs - len(c1)
-        new = np.empty((extra, 3))
-        for i in range(extra):
-            new[i, :2] = rng.choice(n_items, size=2, replace=False)
-            new[i, 2] = rng.normal(0.0, noise_sd)
-        c1 = np.concatenate([c1, new[:, 0].astype(np.int64)])
-        c2 = np.concatenate([c2, new[:, 1].astype(np.int64)])
-        eps = np.concatenate([eps, new[:, 2]])
-        _STREAMS[key] = (rng, c1, c2, eps)
-    return c1[:n_pairs].copy(), c2[:n_pairs].copy(), eps[:n_pairs].copy()
+    return _stream(n_items, seed, float(noise_sd)).first(n_pairs)
 
 
 @dataclasses.dataclass(frozen=True)

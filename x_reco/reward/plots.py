@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from x_reco.common.plotting import figure_png, plt
+from x_reco.common.plotting import figure_png, subplots
 
 DPI = 150
 
@@ -16,7 +16,7 @@ def goodhart_curves_png(curves: pd.DataFrame, dataset: str, target: str, mode: s
     per hidden stakeholder with a ±1 sd band over seeds; legend carries the trained cosines."""
     c = curves[(curves["sweep"] == "n") & (curves["target"] == target) & (curves["mode"] == mode)
                & (curves["scale"] == scale)]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = subplots(figsize=(6.4, 4.0))
     for hidden, g in c.groupby("hidden", sort=False):
         g = g.sort_values("n_pairs")
         base = abs(g["mean"].iloc[0]) or 1.0
@@ -40,7 +40,7 @@ def direction_scatter_png(pairs: pd.DataFrame, mechanism: str, mode: str = "pari
     dataset, |cos| < ``strong`` shaded, mismatches (trained-cosine predictor) ringed."""
     p = pairs[(pairs["mechanism"] == mechanism) & (pairs["mode"] == mode) & (pairs["scale"] == scale)
               & (pairs["method"] == "A")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = subplots(1, 2, figsize=(10, 4))
     for ax, xcol in zip(axes, ("trained_cos", "cov_pool")):
         for dataset, g in p.groupby("dataset", sort=False):
             y = np.clip(g["rel_change"], -3, 3)
@@ -61,7 +61,7 @@ def direction_scatter_png(pairs: pd.DataFrame, mechanism: str, mode: str = "pari
 def temperature_sweep_png(sweep: pd.DataFrame, mode: str = "parity", scale: str = "raw") -> bytes:
     """Strong-pair accuracy of the trained-cosine predictor vs softmax temperature, per dataset."""
     s = sweep[(sweep["mode"] == mode) & (sweep["scale"] == scale)]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = subplots(figsize=(6, 3.6))
     for dataset, g in s.groupby("dataset", sort=False):
         g = g.sort_values("temperature")
         ax.plot(g["temperature"], g["strong_matches"] / g["n_strong"].clip(lower=1), marker="o", label=dataset)
@@ -79,7 +79,7 @@ def data_budget_png(budget: pd.DataFrame, summary: pd.DataFrame, dataset: str, c
     """Recovery vs N per hidden stakeholder with the 0.5 / 0.8 lines and N50 markers."""
     b = budget[(budget["composite"] == composite) & (budget["mode"] == mode)]
     s = summary[(summary["composite"] == composite) & (summary["mode"] == mode)].set_index("hidden")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for hidden, g in b.groupby("hidden", sort=False):
         g = g.sort_values("n_pairs")
         line, = ax.plot(g["n_pairs"], g["recovery"], marker="o", label=f"{hidden} (N50 {s.loc[hidden, 'n50_label']})")
@@ -100,7 +100,7 @@ def audit_threshold_png(audit: pd.DataFrame) -> bytes:
     sweep = audit[audit["kind"] == "sweep"].sort_values("x")
     scen = audit[audit["kind"] == "scenario"]
     x_star = float(sweep["threshold"].iloc[0])
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = subplots(figsize=(6.4, 4))
     ax.plot(sweep["x"], sweep["cos_society"], label="platform (+1 pos, 0 neutral, x neg) vs society")
     ax.axvline(x_star, color="red", ls="--", label=f"x* = {x_star:.4f}")
     ax.axhline(0.0, color="grey", lw=0.8)
