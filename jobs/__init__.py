@@ -2,33 +2,28 @@
 
 import dagster as dg
 
-from assets.common import DATASETS
 
 data_job = dg.define_asset_job(
     "data_job",
     selection=dg.AssetSelection.groups("data"),
-    partitions_def=DATASETS,
     description="Raw tables, item features, events and engagement sequences for one dataset partition.",
 )
 
 models_job = dg.define_asset_job(
     "models_job",
     selection=dg.AssetSelection.groups("models"),
-    partitions_def=DATASETS,
     description="Retrain the retriever and ranker, rebuild the candidate index, evaluate, update the champion.",
 )
 
 research_job = dg.define_asset_job(
     "research_job",
     selection=dg.AssetSelection.groups("research"),
-    partitions_def=DATASETS,
     description="Stakeholder utilities, BT reward models and the Goodhart analyses.",
 )
 
 demo_job = dg.define_asset_job(
     "demo_job",
     selection=dg.AssetSelection.all(),
-    partitions_def=DATASETS,
     description="Everything, for one dataset partition (what `make demo` runs on `synthetic`).",
 )
 
