@@ -7,9 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from x_reco.common.actions import PARTITIONS
 from x_reco.common.plotting import png_markdown
 from x_reco.data.quality import SuiteResult
+from x_reco.data.registry import PARTITIONS
 
 DATASETS = dg.StaticPartitionsDefinition(list(PARTITIONS))
 DUCKDB = "duckdb_io_manager"

@@ -11,8 +11,9 @@ from resources import DatasetSourcesResource, StorageResource
 from x_reco.common.atomic import write_json
 from x_reco.data import quality, summary
 from x_reco.data.events import build_events
-from x_reco.data.registry import load_raw, partition_item_features
-from x_reco.data.sequences import PER_EVENT, SequenceConfig, build_sequences
+from x_reco.data.item_features import item_features as build_item_features
+from x_reco.data.registry import ExampleKind, SplitRule, dataset_spec, load_raw
+from x_reco.data.sequences import SequenceConfig, build_sequences
 from x_reco.data.tables import RawTables
 from x_reco.data.truth import truth_table
 
@@ -54,11 +55,12 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
                sources: DatasetSourcesResource, storage: StorageResource):
     """Read one dataset partition into canonical tables and validate them."""
     partition = context.partition_key
+    spec = dataset_spec(partition)
     source = config.source_path or sources.source_for(partition)
     synthetic = {"preset": config.synthetic_preset} | (
         {"seed": config.synthetic_seed} if config.synthetic_seed >= 0 else {})
     context.log.info(f"reading {partition} from {source or 'the default source'}")
-    raw = load_raw(partition, source, synthetic_config=synthetic if partition == "synthetic" else None)
+    raw = load_raw(partition, source, synthetic_config=synthetic if spec.generated else None)
     write_json(storage.path("manifests", partition, "raw.json"), raw.manifest)
     n_users = len(raw.users)
     yield dg.Output(raw.interactions, output_name="raw_interactions", metadata={
@@ -69,7 +71,7 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
     })
     yield dg.Output(raw.items, output_name="raw_items", metadata={"rows": len(raw.items)})
     yield dg.Output(raw.users, output_name="raw_users", metadata={"rows": n_users})
-    features = partition_item_features(raw)
+    features = build_item_features(raw)
     yield dg.Output(features, output_name="item_features", metadata={
         "items": len(features), "pool": int(features["in_pool"].sum()),
         "dims": sum(c.startswith("f_") for c in features.columns)})
@@ -77,7 +79,7 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
     inter = quality.interactions_frame(partition, raw.interactions)
     inter_result = quality.run_suite(inter, "raw_interactions",
                                      quality.interactions_expectations(partition, n_users))
-    if partition == "synthetic":
+    if spec.quality.structural_rules:
         inter_result = quality.merge_results(inter_result, quality.structural_rules_result(raw))
     yield check_result(inter_result, asset_key="raw_interactions")
     yield check_result(quality.run_suite(raw.items, "raw_items", quality.items_expectations(partition)),
@@ -147,6 +149,7 @@ def engagement_sequences(context: dg.AssetExecutionContext, config: SequenceBuil
     partition = context.partition_key
     cfg = SequenceConfig(history_len=config.history_len, candidate_len=config.candidate_len,
                          seed=config.seed, vocab_size=config.vocab_size)
+    spec = dataset_spec(partition)
     seqs = build_sequences(engagement_events, raw_items, partition, cfg)
     stats = summary.sequences_summary(seqs)
     quantiles = stats.pop("history_len_quantiles")
@@ -155,9 +158,10 @@ def engagement_sequences(context: dg.AssetExecutionContext, config: SequenceBuil
         "history_plot": image(summary.history_png(seqs, f"{partition}: history length"), "history"),
     })
     frame = quality.sequence_frame(seqs)
-    exps = quality.sequence_expectations(cfg.history_len, cfg.vocab_size, partition in PER_EVENT)
+    per_event = spec.example_kind == ExampleKind.PER_EVENT
+    exps = quality.sequence_expectations(cfg.history_len, cfg.vocab_size, per_event)
     result = quality.run_suite(frame, "engagement_sequences", exps)
-    if partition in PER_EVENT:
+    if spec.split_rule == SplitRule.LEAVE_LAST_OUT:
         lloo = quality.run_suite(quality.leave_last_out_frame(seqs), "leave_last_out",
                                  quality.leave_last_out_expectations())
         result = quality.merge_results(result, lloo)

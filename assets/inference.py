@@ -11,6 +11,7 @@ import pandas as pd
 from assets.common import DATASETS, DUCKDB, image
 from resources import StorageResource
 from x_reco.common.atomic import atomic_dir
+from x_reco.data.examples import EngagementSequences
 
 
 class BenchmarkConfig(dg.Config):
@@ -54,7 +55,7 @@ def timing_frame(raw: dict) -> pd.DataFrame:
           check_specs=[dg.AssetCheckSpec("repeats_consistent", asset="inference_benchmark", blocking=False,
                                          description="p50s of the two process repeats within 10 %")])
 def inference_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConfig, storage: StorageResource,
-                        ranker_checkpoint: dict, engagement_sequences: dict):
+                        ranker_checkpoint: dict, engagement_sequences: EngagementSequences):
     """Compiled-vs-compiled latency of dense / split / cached / bf16 / w8 / w8+t8 serving paths, with
     INT8 quality measured on this partition's trained ranker."""
     from x_reco.inference import bench
@@ -64,7 +65,7 @@ def inference_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
         sequences = None
         if config.trained_quality:
             sequences = str(Path(tmp) / "sequences.npz")
-            np.savez(sequences, **engagement_sequences)
+            engagement_sequences.to_npz(sequences)
         argv = bench_argv(config, out, ranker_checkpoint["path"] if config.trained_quality else None, sequences)
         context.log.info(f"python -m x_reco.inference.bench {' '.join(argv)}")
         raw = bench.main(argv)

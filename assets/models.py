@@ -11,6 +11,7 @@ import pandas as pd
 from assets.common import DATASETS, DUCKDB, NPZ, frame_markdown, image, read_manifest
 from resources import StorageResource
 from x_reco.common.atomic import write_json
+from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.plots import loss_curve_png, metric_bars_png
 from x_reco.eval.ranker import evaluate_ranker, two_stage
 from x_reco.eval.retrieval import evaluate_popularity, evaluate_retrieval, item_vectors
@@ -46,7 +47,7 @@ def _log_progress(context, kind: str):
     return throttled(log, every_s=5.0)
 
 
-def _train(context, storage: StorageResource, config: ModelTrainConfig, seqs: dict, kind: str):
+def _train(context, storage: StorageResource, config: ModelTrainConfig, seqs: EngagementSequences, kind: str):
     partition = context.partition_key
     cfg = _train_config(config, partition, kind, _catalogue_window_s(storage, partition))
     run_dir = storage.path("checkpoints", partition, kind, f"{config_digest(cfg)}-{data_digest(seqs)}")
@@ -84,7 +85,7 @@ def _checkpoint_asset(kind: str):
                                              description="every training loss is finite")],
               description=f"Trained Phoenix {kind} (Orbax directory; the output is a small JSON record)")
     def _asset(context: dg.AssetExecutionContext, config: ModelTrainConfig, storage: StorageResource,
-               engagement_sequences: dict):
+               engagement_sequences: EngagementSequences):
         record, metadata, finite = _train(context, storage, config, engagement_sequences, kind)
         yield dg.Output(record, metadata=metadata)
         yield dg.AssetCheckResult(passed=finite, metadata={"final_loss": record["final_loss"]})
@@ -97,14 +98,16 @@ ranker_checkpoint = _checkpoint_asset("ranker")
 
 
 @dg.asset(partitions_def=DATASETS, group_name="models", io_manager_key=NPZ, kinds={"jax", "numpy"})
-def candidate_index(context: dg.AssetExecutionContext, retriever_checkpoint: dict, engagement_sequences: dict):
+def candidate_index(context: dg.AssetExecutionContext, retriever_checkpoint: dict,
+                    engagement_sequences: EngagementSequences):
     """Unit corpus embeddings of every catalogue item from the retriever's candidate tower."""
     model, meta = restore_checkpoint(retriever_checkpoint["path"])
     t0 = time.perf_counter()
     vectors = item_vectors(model, engagement_sequences)
-    valid = engagement_sequences["item_post_hashes"][:, 0] != 0
+    catalogue = engagement_sequences.catalogue
+    valid = catalogue.post_hashes[:, 0] != 0
     return dg.Output(
-        {"item_ids": engagement_sequences["item_ids"], "vectors": vectors.astype(np.float32), "mask": valid,
+        {"item_ids": catalogue.item_ids, "vectors": vectors.astype(np.float32), "mask": valid,
          "param_version": np.asarray(str(meta.get("param_version", "")))},
         metadata={"items": len(vectors), "dim": int(vectors.shape[1]), "seconds": time.perf_counter() - t0,
                   "param_version": str(meta.get("param_version", ""))})
@@ -119,27 +122,27 @@ def candidate_index(context: dg.AssetExecutionContext, retriever_checkpoint: dic
                                 description="restored checkpoints reproduce the logged validation metrics"),
           ])
 def model_evaluation(context: dg.AssetExecutionContext, storage: StorageResource, retriever_checkpoint: dict,
-                     ranker_checkpoint: dict, engagement_sequences: dict):
+                     ranker_checkpoint: dict, engagement_sequences: EngagementSequences):
     """Test-split metrics of both models, the popularity baseline and the two-stage pipeline; updates
     the dataset's champion record when the new retriever beats it."""
     seqs = engagement_sequences
-    for split in ("val", "test"):
-        if not (seqs["split"] == {"val": 1, "test": 2}[split]).any():
-            raise ValueError(f"{context.partition_key}: the {split} split has no examples; "
+    for split in (Split.VAL, Split.TEST):
+        if not len(seqs.rows(split)):
+            raise ValueError(f"{context.partition_key}: the {split.label} split has no examples; "
                              "generate more days (synthetic) or check the split rule")
     retriever, retriever_meta = restore_checkpoint(retriever_checkpoint["path"])
     ranker, _ = restore_checkpoint(ranker_checkpoint["path"])
     window = _catalogue_window_s(storage, context.partition_key)
     context.log.info(f"catalogue: {'posts of the last %.0f h' % (window / 3600) if window else 'every item'}")
     results = {
-        "retriever": evaluate_retrieval(retriever, seqs, "test", catalogue_window_s=window),
-        "popularity": evaluate_popularity(seqs, "test", catalogue_window_s=window),
-        "ranker": evaluate_ranker(ranker, seqs, "test"),
-        "two_stage": two_stage(retriever, ranker, seqs, "test", catalogue_window_s=window),
+        "retriever": evaluate_retrieval(retriever, seqs, Split.TEST, catalogue_window_s=window),
+        "popularity": evaluate_popularity(seqs, Split.TEST, catalogue_window_s=window),
+        "ranker": evaluate_ranker(ranker, seqs, Split.TEST),
+        "two_stage": two_stage(retriever, ranker, seqs, Split.TEST, catalogue_window_s=window),
     }
     trained_window = retriever_meta["extra"]["train_config"].get("negative_window_s")  # the logged val catalogue
-    replay = {"retriever": evaluate_retrieval(retriever, seqs, "val", catalogue_window_s=trained_window),
-              "ranker": evaluate_ranker(ranker, seqs, "val")}
+    replay = {"retriever": evaluate_retrieval(retriever, seqs, Split.VAL, catalogue_window_s=trained_window),
+              "ranker": evaluate_ranker(ranker, seqs, Split.VAL)}
     table = pd.DataFrame([(m, k, float(v)) for m, d in results.items() for k, v in d.items()],
                          columns=["model", "metric", "value"])
     champion = _update_champion(storage, context.partition_key, retriever_checkpoint, ranker_checkpoint, results)

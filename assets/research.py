@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from assets.common import DATASETS, DUCKDB, frame_markdown, image
+from x_reco.data.registry import dataset_spec
 from x_reco.data.tables import RawTables
 from x_reco.reward import api
 from x_reco.reward.audit import AuditConfig
@@ -17,8 +18,8 @@ PROTOCOLS = {"preprint": "parity", "corrected": "corrected"}
 
 
 class ResearchConfig(dg.Config):
-    """Protocols to run and the scale: `auto` is `smoke` (N <= 200, 2 seeds) on `synthetic` and
-    `full` (the published protocol sizes) on real datasets."""
+    """Protocols to run and the scale: `auto` is the dataset record's `research_scale`, `smoke`
+    (N <= 200, 2 seeds) on `synthetic` and `full` (the published protocol sizes) on real datasets."""
 
     protocols: list[str] = ["preprint", "corrected"]
     scale: str = "auto"
@@ -27,7 +28,7 @@ class ResearchConfig(dg.Config):
 def _smoke(config: ResearchConfig, partition: str) -> bool:
     if config.scale not in ("auto", "smoke", "full"):
         raise ValueError(f"scale must be auto, smoke or full, got {config.scale!r}")
-    return config.scale == "smoke" or (config.scale == "auto" and partition == "synthetic")
+    return config.scale == "smoke" or (config.scale == "auto" and dataset_spec(partition).research_scale == "smoke")
 
 
 def _protocols(config: ResearchConfig) -> list[tuple[str, str]]:
@@ -82,7 +83,7 @@ def stakeholder_utilities(context: dg.AssetExecutionContext, raw_interactions: p
 def preference_pairs(context: dg.AssetExecutionContext, item_features: pd.DataFrame,
                      stakeholder_utilities: dict):
     """Preference pairs per stakeholder and seed from the true weights (80/20 train/held-out)."""
-    smoke = context.partition_key == "synthetic"
+    smoke = dataset_spec(context.partition_key).research_scale == "smoke"
     cfg = api.PairsConfig.smoke() if smoke else api.PairsConfig()
     pairs = api.preference_pairs(item_features, stakeholder_utilities["stakeholder_weights"], cfg)
     table = pairs.tables["preference_pairs"]

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from x_reco.data.registry import PARTITIONS, dataset_spec
 
 data_job = dg.define_asset_job(
     "data_job",
@@ -28,7 +29,7 @@ demo_job = dg.define_asset_job(
 )
 
 # Partitions whose data needs no download: retrained weekly once the schedule is switched on.
-RETRAIN_PARTITIONS = ("synthetic", "movielens-100k")
+RETRAIN_PARTITIONS = tuple(p for p in PARTITIONS if dataset_spec(p).scheduled_retrain)
 
 
 @dg.schedule(job=models_job, cron_schedule="0 3 * * 1", default_status=dg.DefaultScheduleStatus.STOPPED,

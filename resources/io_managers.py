@@ -27,6 +27,7 @@ from dagster_duckdb import DuckDBResource
 
 from resources.storage import default_root
 from x_reco.common.atomic import atomic_file
+from x_reco.data.examples import EngagementSequences
 
 
 def schema_for(partition: str | None) -> str:
@@ -127,9 +128,14 @@ class DuckDBFrameIOManager(dg.ConfigurableIOManager):
 class _NpzUPathIOManager(dg.UPathIOManager):
     extension = ".npz"
 
-    def dump_to_path(self, context: dg.OutputContext, obj: dict, path) -> None:
+    def dump_to_path(self, context: dg.OutputContext, obj, path) -> None:
+        if isinstance(obj, EngagementSequences):
+            obj.to_npz(str(path))
+            context.add_output_metadata({"arrays": len(obj.to_arrays()), "bytes": os.path.getsize(str(path))})
+            return
         if not isinstance(obj, dict):
-            raise TypeError(f"{context.asset_key}: expected a dict of numpy arrays, got {type(obj).__name__}")
+            raise TypeError(f"{context.asset_key}: expected EngagementSequences or a dict of numpy arrays, "
+                            f"got {type(obj).__name__}")
         arrays = {k: np.asarray(v) for k, v in obj.items()}
         bad = [k for k, v in arrays.items() if v.dtype == object]
         if bad:
@@ -138,13 +144,17 @@ class _NpzUPathIOManager(dg.UPathIOManager):
             np.savez_compressed(fh, **arrays)
         context.add_output_metadata({"arrays": len(arrays), "bytes": os.path.getsize(str(path))})
 
-    def load_from_path(self, context: dg.InputContext, path) -> dict:
+    def load_from_path(self, context: dg.InputContext, path):
+        """EngagementSequences where the input is annotated so, else a dict of arrays."""
+        if context.dagster_type.typing_type is EngagementSequences:
+            return EngagementSequences.from_npz(str(path))
         with np.load(str(path), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
 
 
 class NpzIOManager(dg.ConfigurableIOManagerFactory):
-    """Stores dict-of-array assets as one compressed ``.npz`` per partition, written atomically."""
+    """Stores EngagementSequences and dict-of-array assets as one compressed ``.npz`` per partition,
+    written atomically."""
 
     base_dir: str = ""
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from x_reco.data.registry import dataset_spec
+
 
 def default_root() -> str:
     return os.environ.get("XRECO_DATA_ROOT", str(Path(__file__).resolve().parents[1] / "data"))
@@ -39,8 +41,9 @@ class DatasetSourcesResource(dg.ConfigurableResource):
     amazon_kindle: str = ""
 
     def source_for(self, partition: str) -> str | None:
-        if partition == "synthetic":
+        """This resource's path for ``partition``, else its record's environment variable, else None."""
+        spec = dataset_spec(partition)
+        if spec.generated:
             return None
         value = getattr(self, partition.replace("-", "_"), "")
-        env = os.environ.get(f"XRECO_SOURCE_{partition.replace('-', '_').upper()}", "")
-        return value or env or None
+        return value or os.environ.get(spec.source_env, "") or None

@@ -5,19 +5,19 @@ and the latency plots to its materialization."""
 import json
 
 import dagster as dg
-import numpy as np
 
 from assets import data as data_assets
 from assets import inference, models
-from tests.dagster_resources import tmp_resources
 from resources.io_managers import read_frame
+from tests.dagster_resources import tmp_resources
+from tests.training.helpers import toy_seqs
 
 
 def test_inference_benchmark_asset_tiny_grid(tmp_path):
     (tmp_path / "records" / "ranker_checkpoint").mkdir(parents=True)
     (tmp_path / "records" / "ranker_checkpoint" / "synthetic.json").write_text(json.dumps({"path": "unused"}))
     (tmp_path / "arrays" / "engagement_sequences").mkdir(parents=True)
-    np.savez(tmp_path / "arrays" / "engagement_sequences" / "synthetic.npz", split=np.zeros(1, np.int8))
+    toy_seqs().to_npz(tmp_path / "arrays" / "engagement_sequences" / "synthetic.npz")  # loaded, then unused
     resources = tmp_resources(tmp_path)
     config = {"grid": "reduced", "presets": ["tiny"], "repeats": 1, "calls": 5, "users": 8,
               "retrieval": False, "trained_quality": False}

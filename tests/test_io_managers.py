@@ -112,19 +112,23 @@ def test_library_io_manager_limits(tmp_path):
 def test_npz_io_manager_atomic_and_pickle_free(tmp_path):
     import dagster as dg
 
-    from resources import NpzIOManager
+    from resources import JsonIOManager, NpzIOManager
 
     @dg.asset
     def arrays():
         return {"a": np.arange(5), "names": np.array(["x", "yy"])}
 
-    @dg.asset
-    def total(arrays):
-        assert arrays["names"].dtype.kind == "U"
-        return None
+    loaded = {}
 
-    result = dg.materialize([arrays], resources={"io_manager": NpzIOManager(base_dir=str(tmp_path))})
+    @dg.asset(io_manager_key="json")
+    def total(arrays):
+        loaded.update(arrays)
+        return {}
+
+    resources = {"io_manager": NpzIOManager(base_dir=str(tmp_path)), "json": JsonIOManager(base_dir=str(tmp_path))}
+    result = dg.materialize([arrays, total], resources=resources)
     assert result.success
+    assert loaded["names"].dtype.kind == "U" and loaded["names"].tolist() == ["x", "yy"]
     files = list(tmp_path.rglob("*.npz"))
     assert len(files) == 1 and not list(tmp_path.rglob("*.tmp"))
     with np.load(files[0], allow_pickle=False) as z:
@@ -136,6 +140,38 @@ def test_npz_io_manager_atomic_and_pickle_free(tmp_path):
 
     with pytest.raises(Exception, match="object arrays"):
         dg.materialize([bad], resources={"io_manager": NpzIOManager(base_dir=str(tmp_path))})
+
+
+def test_npz_io_manager_saves_and_loads_typed_sequences(tmp_path):
+    """EngagementSequences go through the .npz IO manager as the typed value (annotated inputs) and as
+    the spec's flat arrays on disk; a file with a missing field fails naming it."""
+    from resources import JsonIOManager, NpzIOManager
+    from tests.training.helpers import toy_seqs
+    from x_reco.data.examples import EngagementSequences
+
+    seqs, loaded = toy_seqs(), []
+
+    @dg.asset
+    def engagement_sequences() -> EngagementSequences:
+        return seqs
+
+    @dg.asset(io_manager_key="json")
+    def consumer(engagement_sequences: EngagementSequences) -> dict:
+        loaded.append(engagement_sequences)
+        return {}
+
+    resources = {"io_manager": NpzIOManager(base_dir=str(tmp_path)), "json": JsonIOManager(base_dir=str(tmp_path))}
+    assert dg.materialize([engagement_sequences, consumer], resources=resources).success
+    (path,) = tmp_path.rglob("engagement_sequences.npz")
+    assert set(np.load(path, allow_pickle=False).files) == set(seqs.to_arrays())
+    assert isinstance(loaded[0], EngagementSequences)
+    want = seqs.to_arrays()
+    assert all(v.tobytes() == want[k].tobytes() for k, v in loaded[0].to_arrays().items())
+    np.savez(path, **{k: v for k, v in want.items() if k != "hist_ts"})
+    result = dg.materialize([engagement_sequences, consumer], selection=[consumer], resources=resources,
+                            raise_on_error=False)
+    assert not result.success
+    assert "missing field(s) ['hist_ts']" in str(result.failure_data_for_node("consumer").error)
 
 
 def test_duckdb_io_manager_multi_table_outputs(tmp_path):

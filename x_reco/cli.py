@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from x_reco.data.registry import DEFAULT_PARTITION, PARTITIONS
+
 
 def _cmd_fetch(args) -> int:
     from x_reco.data.fetch import fetch
@@ -21,10 +23,10 @@ def build_partition_sequences(partition: str, source: str | None, history_len: i
                               candidate_len: int = 16, synthetic_preset: str = "small"):
     """load -> events -> sequences for one partition, outside Dagster (notebooks, GPU machines)."""
     from x_reco.data.events import build_events
-    from x_reco.data.registry import load_raw
+    from x_reco.data.registry import dataset_spec, load_raw
     from x_reco.data.sequences import SequenceConfig, build_sequences
 
-    synthetic = {"preset": synthetic_preset} if partition == "synthetic" else None
+    synthetic = {"preset": synthetic_preset} if dataset_spec(partition).generated else None
     raw = load_raw(partition, source, synthetic_config=synthetic)
     events = build_events(raw)
     cfg = SequenceConfig(history_len=history_len, candidate_len=candidate_len)
@@ -32,17 +34,13 @@ def build_partition_sequences(partition: str, source: str | None, history_len: i
 
 
 def _cmd_sequences(args) -> int:
-    import numpy as np
-
-    from x_reco.common.atomic import atomic_file
     from x_reco.data.summary import sequences_summary
 
     t0 = time.perf_counter()
     seqs = build_partition_sequences(args.dataset, args.source, args.history_len, args.candidate_len,
                                      args.synthetic_preset)
     out = Path(args.out)
-    with atomic_file(out, "wb") as fh:
-        np.savez_compressed(fh, **seqs)
+    seqs.to_npz(out)
     stats = sequences_summary(seqs) | {"seconds": round(time.perf_counter() - t0, 2), "path": str(out)}
     print(json.dumps(stats, indent=2))
     return 0
@@ -58,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser("sequences", help="build engagement sequences for a dataset into an .npz")
-    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--dataset", default=DEFAULT_PARTITION, choices=PARTITIONS)
     p.add_argument("--source", default=None, help="archive or directory (default: the partition's default)")
     p.add_argument("--history-len", type=int, default=32)
     p.add_argument("--candidate-len", type=int, default=16)

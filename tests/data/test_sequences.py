@@ -10,7 +10,8 @@ import pytest
 from x_reco.common.actions import ACTION_INDEX, ACTIONS
 from x_reco.data import quality
 from x_reco.data.events import build_events
-from x_reco.data.sequences import SequenceConfig, build_sequences, split_view
+from x_reco.data.examples import EngagementSequences, Split
+from x_reco.data.sequences import SequenceConfig, build_sequences
 from x_reco.data.tables import RawTables
 
 S, C = 4, 5
@@ -58,53 +59,55 @@ def test_rating_mapping_and_leave_last_out(ml):
 
 def test_history_strictly_before_request_and_padded_at_end(ml):
     _, events, seqs = ml
-    item_ids = seqs["item_ids"]
-    for e in range(len(seqs["example_id"])):
-        user = seqs["user_ids"][seqs["user_idx"][e]]
+    item_ids, ex, hist, cand = seqs.catalogue.item_ids, seqs.examples, seqs.history, seqs.candidates
+    for e in range(seqs.num_examples):
+        user = seqs.catalogue.user_ids[ex.user_idx[e]]
         g = events[events["user_id"] == user].reset_index(drop=True)
-        target = item_ids[seqs["cand_item_idx"][e][seqs["cand_item_idx"][e] >= 0]]
+        target = item_ids[cand.item_idx[e][cand.item_idx[e] >= 0]]
         pos = int(np.flatnonzero(g["item_id"].isin(target) & (g["split"].map(
-            {"train": 0, "val": 1, "test": 2}) == seqs["split"][e]))[0])
+            {"train": 0, "val": 1, "test": 2}) == ex.split[e]))[0])
         expected = list(g["item_id"].iloc[max(0, pos - S):pos])
-        L = seqs["hist_len"][e]
-        got = list(item_ids[seqs["hist_item_idx"][e][:L]])
+        L = hist.length[e]
+        got = list(item_ids[hist.item_idx[e][:L]])
         assert got == expected
-        assert (seqs["hist_item_idx"][e][L:] == -1).all()
-        assert (seqs["hist_post_hashes"][e][L:] == 0).all() and (seqs["hist_post_hashes"][e][:L] > 0).all()
+        assert (hist.item_idx[e][L:] == -1).all()
+        assert (hist.post_hashes[e][L:] == 0).all() and (hist.post_hashes[e][:L] > 0).all()
 
 
 def test_candidates_negatives_and_shuffle(ml):
     _, events, seqs = ml
-    train = split_view(seqs, "train")
+    train = seqs.split_view(Split.TRAIN)
     seen = events.groupby("user_id")["item_id"].apply(set)
     slot_of_positive = []
-    for e in range(len(train["example_id"])):
-        user = train["user_ids"][train["user_idx"][e]]
-        cands = train["cand_item_idx"][e]
+    for e in range(train.num_examples):
+        user = train.catalogue.user_ids[train.examples.user_idx[e]]
+        cands = train.candidates.item_idx[e]
         assert (cands >= 0).all() and len(set(cands)) <= C
-        sampled = train["cand_sampled"][e]
+        sampled = train.candidates.sampled[e]
         assert sampled.sum() == C - 1
-        assert not set(train["item_ids"][cands[sampled]]) & seen[user]
+        assert not set(train.catalogue.item_ids[cands[sampled]]) & seen[user]
         slot_of_positive.append(int(np.flatnonzero(~sampled)[0]))
     assert len(set(slot_of_positive)) > 1  # never "positive always in slot 0"
-    for split in ("val", "test"):
-        v = split_view(seqs, split)
-        assert ((v["cand_item_idx"] >= 0).sum(axis=1) == 1).all()
-        assert (v["cand_item_idx"][:, 0] >= 0).all()
-        assert len(v["example_id"]) == events["user_id"].nunique()
+    for split in (Split.VAL, Split.TEST):
+        v = seqs.split_view(split)
+        assert ((v.candidates.item_idx >= 0).sum(axis=1) == 1).all()
+        assert (v.candidates.item_idx[:, 0] >= 0).all()
+        assert v.num_examples == events["user_id"].nunique()
+        assert (v.examples.split == split).all()
 
 
 def test_deterministic(ml):
     raw, events, seqs = ml
     again = build_sequences(build_events(raw), raw.items, "movielens-100k",
-                            SequenceConfig(history_len=S, candidate_len=C))
-    assert seqs.keys() == again.keys()
-    for k in seqs:
-        assert seqs[k].dtype == again[k].dtype, k
-        assert seqs[k].tobytes() == again[k].tobytes(), k  # byte-identical, NaNs included
+                            SequenceConfig(history_len=S, candidate_len=C)).to_arrays()
+    first = seqs.to_arrays()
+    assert first.keys() == again.keys()
+    for k in first:
+        assert first[k].dtype == again[k].dtype, k
+        assert first[k].tobytes() == again[k].tobytes(), k  # byte-identical, NaNs included
     other_seed = build_sequences(events, raw.items, "movielens-100k",
                                  SequenceConfig(history_len=S, candidate_len=C, seed=1))
-    assert not np.array_equal(other_seed["cand_item_idx"], seqs["cand_item_idx"])
+    assert not np.array_equal(other_seed.candidates.item_idx, seqs.candidates.item_idx)
 
 
 def test_quality_suite_passes_then_catches_damage(ml):
@@ -112,10 +115,10 @@ def test_quality_suite_passes_then_catches_damage(ml):
     exps = quality.sequence_expectations(S, 100_000, per_event=True)
     ok = quality.run_suite(quality.sequence_frame(seqs), "seq", exps)
     assert ok.success, ok.failed
-    bad = {k: v.copy() for k, v in seqs.items()}
+    bad = {k: v.copy() for k, v in seqs.to_arrays().items()}
     row = int(np.flatnonzero(bad["hist_len"] >= 2)[0])
     bad["hist_post_hashes"][row, 0] = 0  # a padded slot before a valid one
-    result = quality.run_suite(quality.sequence_frame(bad), "seq", exps)
+    result = quality.run_suite(quality.sequence_frame(EngagementSequences.from_arrays(bad)), "seq", exps)
     assert not result.success
     assert any("hist_prefix" in f for f in result.failed)
     assert any("hist_len_matches" in f for f in result.failed)
@@ -148,19 +151,20 @@ def test_per_visit_examples_chunk_and_history():
     events = build_events(raw)
     assert set(events["split"]) == {"train", "val", "test"}
     seqs = build_sequences(events, raw.items, "synthetic", SequenceConfig(history_len=S, candidate_len=C))
-    assert len(seqs["example_id"]) == 3 * 4 * 2  # 7 impressions per visit -> chunks of 5 and 2
-    assert sorted((seqs["cand_item_idx"] >= 0).sum(axis=1).tolist()) == [2] * 12 + [5] * 12
-    assert seqs["cand_exposed"][seqs["cand_item_idx"] >= 0].all()
+    ex, hist, cand = seqs.examples, seqs.history, seqs.candidates
+    assert seqs.num_examples == 3 * 4 * 2  # 7 impressions per visit -> chunks of 5 and 2
+    assert sorted((cand.item_idx >= 0).sum(axis=1).tolist()) == [2] * 12 + [5] * 12
+    assert cand.exposed[cand.item_idx >= 0].all()
     engaged = events[events[["dwell", "favorite"]].any(axis=1)]
-    for e in range(len(seqs["example_id"])):
-        user = seqs["user_ids"][seqs["user_idx"][e]]
-        prior = engaged[(engaged["user_id"] == user) & (engaged["ts"] < seqs["request_ts"][e])]
+    for e in range(seqs.num_examples):
+        user = seqs.catalogue.user_ids[ex.user_idx[e]]
+        prior = engaged[(engaged["user_id"] == user) & (engaged["ts"] < ex.request_ts[e])]
         expected = list(prior["item_id"].iloc[-S:])
-        got = list(seqs["item_ids"][seqs["hist_item_idx"][e][: seqs["hist_len"][e]]])
+        got = list(seqs.catalogue.item_ids[hist.item_idx[e][: hist.length[e]]])
         assert got == expected
     frame = quality.sequence_frame(seqs)
     assert quality.run_suite(frame, "seq", quality.sequence_expectations(S, 100_000, False)).success
-    assert seqs["hist_actions"][:, :, ACTION_INDEX["dwell"]].sum() > 0
+    assert hist.actions[:, :, ACTION_INDEX["dwell"]].sum() > 0
 
 
 def test_item_created_ts_is_creation_or_first_event():
@@ -168,10 +172,10 @@ def test_item_created_ts_is_creation_or_first_event():
     raw.items["created_ts"] = raw.interactions["ts"] - 100  # creation precedes the first exposure
     seqs = build_sequences(build_events(raw), raw.items, "synthetic", SequenceConfig(history_len=S, candidate_len=C))
     created = dict(zip(raw.items["item_id"], raw.items["created_ts"]))
-    assert [created[i] for i in seqs["item_ids"]] == seqs["item_created_ts"].tolist()
+    assert [created[i] for i in seqs.catalogue.item_ids] == seqs.catalogue.item_created_ts.tolist()
     raw_ml = _ml_raw()
     ev = build_events(raw_ml)
     s2 = build_sequences(ev, raw_ml.items, "movielens-100k", SequenceConfig(history_len=S, candidate_len=C))
     first = ev.groupby("item_id")["ts"].min()
-    for item, ts in zip(s2["item_ids"], s2["item_created_ts"]):
+    for item, ts in zip(s2.catalogue.item_ids, s2.catalogue.item_created_ts):
         assert ts == first.get(item, 0)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.training.helpers import tiny_cfg, toy_seqs
 from x_reco.common.actions import ACTION_INDEX
+from x_reco.data.examples import Split
 from x_reco.eval.heldout import interacted, with_sampled_negatives
 from x_reco.eval.metrics import auc, log_loss
 from x_reco.eval.ranker import evaluate_ranker, ranker_logits, two_stage
@@ -16,7 +18,6 @@ from x_reco.eval.retrieval import evaluate_retrieval
 from x_reco.models import PhoenixRanker, PhoenixRetrieval
 from x_reco.pipeline.weights import WeightSet
 from x_reco.training.config import model_config_for
-from tests.training.helpers import tiny_cfg, toy_seqs
 
 
 @pytest.fixture(scope="module")
@@ -27,25 +28,25 @@ def models():
 
 def test_sampled_negatives_are_unseen_and_unlabelled():
     seqs = toy_seqs()
-    held = with_sampled_negatives(seqs, "test", seed=5)
-    assert (held["split"] == 2).all() and len(held["split"]) == 48
-    cand, sampled = held["cand_item_idx"], held["cand_sampled"]
+    held = with_sampled_negatives(seqs, Split.TEST, seed=5)
+    assert (held.examples.split == Split.TEST).all() and held.num_examples == 48
+    cand, sampled = held.candidates.item_idx, held.candidates.sampled
     assert (cand >= 0).all() and sampled.sum(axis=1).tolist() == [4] * 48
     seen = interacted(seqs)
-    users = np.broadcast_to(held["user_idx"][:, None], cand.shape)
+    users = np.broadcast_to(held.examples.user_idx[:, None], cand.shape)
     assert not seen.contains(users[sampled], cand[sampled]).any()
-    assert (held["cand_actions"][sampled] == 0).all()
-    assert np.array_equal(held["cand_post_hashes"], seqs["item_post_hashes"][cand])
-    again = with_sampled_negatives(seqs, "test", seed=5)
-    assert np.array_equal(again["cand_item_idx"], cand)
-    assert (seqs["cand_item_idx"][seqs["split"] == 2][:, 1:] == -1).all()  # the input is not mutated
+    assert (held.candidates.actions[sampled] == 0).all()
+    assert np.array_equal(held.candidates.post_hashes, seqs.catalogue.post_hashes[cand])
+    again = with_sampled_negatives(seqs, Split.TEST, seed=5)
+    assert np.array_equal(again.candidates.item_idx, cand)
+    assert (seqs.candidates.item_idx[seqs.rows(Split.TEST)][:, 1:] == -1).all()  # the input is not mutated
 
 
 def test_per_action_metrics_match_logits(models):
     _, ranker = models
     seqs = toy_seqs()
-    m = evaluate_ranker(ranker, seqs, "test", seed=0, batch_size=16)
-    held = with_sampled_negatives(seqs, "test", seed=0)
+    m = evaluate_ranker(ranker, seqs, Split.TEST, seed=0, batch_size=16)
+    held = with_sampled_negatives(seqs, Split.TEST, seed=0)
     logits, y, cmask, _ = ranker_logits(ranker, held, np.arange(48), 16)
     a = ACTION_INDEX["favorite"]
     np.testing.assert_allclose(m["favorite_auc"], auc(y[..., a][cmask], logits[..., a][cmask]))
@@ -58,12 +59,12 @@ def test_per_action_metrics_match_logits(models):
 def test_two_stage_with_constant_weights_is_retrieval_order(models):
     retriever, ranker = models
     seqs = toy_seqs()
-    n = len(seqs["item_ids"])
+    n = seqs.num_items
     zero = WeightSet("zero", "0", MappingProxyType({}))
-    flat = two_stage(retriever, ranker, seqs, "test", num_retrieved=n, weights=zero)
-    ret = evaluate_retrieval(retriever, seqs, "test", batch_size=32)
+    flat = two_stage(retriever, ranker, seqs, Split.TEST, num_retrieved=n, weights=zero)
+    ret = evaluate_retrieval(retriever, seqs, Split.TEST, batch_size=32)
     assert flat[f"recall@{n}"] == 1.0
     np.testing.assert_allclose(flat["two_stage_ndcg@10"], ret["masked_ndcg@10"], rtol=1e-6)
     np.testing.assert_allclose(flat["retrieval_hr@10"], ret["masked_hr@10"], rtol=1e-6)
-    published = two_stage(retriever, ranker, seqs, "test", num_retrieved=20)
+    published = two_stage(retriever, ranker, seqs, Split.TEST, num_retrieved=20)
     assert 0.0 <= published["two_stage_ndcg@10"] <= 1.0 and published["recall@20"] <= 1.0

@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.training.helpers import tiny_cfg, toy_seqs
+from x_reco.data.examples import Split
 from x_reco.eval.heldout import seen_mask
 from x_reco.eval.retrieval import (
-    evaluate_popularity, evaluate_retrieval, item_vectors, popularity_scores,
+    evaluate_popularity,
+    evaluate_retrieval,
+    item_vectors,
+    popularity_scores,
 )  # fmt: skip
 from x_reco.models import PhoenixRetrieval
 from x_reco.training.config import model_config_for
-from x_reco.training.data import make_batch, retrieval_pairs
-from tests.training.helpers import tiny_cfg, toy_seqs
 
 
 @pytest.fixture(scope="module")
@@ -23,20 +26,20 @@ def model():
 
 def test_hr10_equals_membership_in_exact_top10(model):
     seqs = toy_seqs()
-    rows, targets = retrieval_pairs(seqs, "test")
+    rows, targets = seqs.retrieval_pairs(Split.TEST)
     corpus = item_vectors(model, seqs)
     all_items = np.ones(len(corpus), bool)
-    out = nnx.jit(lambda m, b, c, k: m(b, c, k, 10))(model, make_batch(seqs, rows), corpus, all_items)
+    out = nnx.jit(lambda m, b, c, k: m(b, c, k, 10))(model, seqs.batch(rows), corpus, all_items)
     in_top = (np.asarray(out.top_k_indices) == targets[:, None]).any(axis=1)
-    metrics = evaluate_retrieval(model, seqs, "test", batch_size=32)
+    metrics = evaluate_retrieval(model, seqs, Split.TEST, batch_size=32)
     assert metrics["num_targets"] == len(rows) == 48
     np.testing.assert_allclose(metrics["hr@10"], in_top.mean())
     # masked: one row at a time through the model's own corpus mask
-    seen = seen_mask(seqs, "test", rows)
+    seen = seen_mask(seqs, Split.TEST, rows)
     seen[np.arange(len(rows)), targets] = False
     top10 = nnx.jit(lambda m, b, c, mask: m(b, c, mask, 10).top_k_indices)
     hits = [
-        targets[i] in np.asarray(top10(model, make_batch(seqs, rows[i : i + 1]), corpus, ~seen[i]))[0]
+        targets[i] in np.asarray(top10(model, seqs.batch(rows[i : i + 1]), corpus, ~seen[i]))[0]
         for i in range(len(rows))
     ]
     np.testing.assert_allclose(metrics["masked_hr@10"], np.mean(hits))
@@ -45,32 +48,33 @@ def test_hr10_equals_membership_in_exact_top10(model):
 
 def test_masking_never_hurts_a_target(model):
     seqs = toy_seqs()
-    m = evaluate_retrieval(model, seqs, "val", batch_size=32)
+    m = evaluate_retrieval(model, seqs, Split.VAL, batch_size=32)
     for k in ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20"):
         assert m[f"masked_{k}"] >= m[k]
 
 
 def test_seen_mask_covers_earlier_splits_and_history():
     seqs = toy_seqs()
-    rows, _ = retrieval_pairs(seqs, "test")
-    mask = seen_mask(seqs, "test", rows)
+    rows, _ = seqs.retrieval_pairs(Split.TEST)
+    mask = seen_mask(seqs, Split.TEST, rows)
     for i, r in enumerate(rows[:10]):
-        u = seqs["user_idx"][r]
-        earlier = (seqs["user_idx"] == u) & (seqs["split"] < 2)
-        cands = seqs["cand_item_idx"][earlier][~seqs["cand_sampled"][earlier]]
-        want = set(cands[cands >= 0]) | set(seqs["hist_item_idx"][r][seqs["hist_item_idx"][r] >= 0])
+        ex, hist = seqs.examples, seqs.history
+        u = ex.user_idx[r]
+        earlier = (ex.user_idx == u) & (ex.split < 2)
+        cands = seqs.candidates.item_idx[earlier][~seqs.candidates.sampled[earlier]]
+        want = set(cands[cands >= 0]) | set(hist.item_idx[r][hist.item_idx[r] >= 0])
         assert set(np.flatnonzero(mask[i])) == want
 
 
 def test_popularity_baseline_brute_force():
     seqs = toy_seqs()
     pop = popularity_scores(seqs)
-    rows, targets = retrieval_pairs(seqs, "test")
+    rows, targets = seqs.retrieval_pairs(Split.TEST)
     ranks = []
     for r, t in zip(rows, targets):
         order = sorted(range(len(pop)), key=lambda j: (-pop[j], j))
         ranks.append(order.index(t))
-    got = evaluate_popularity(seqs, "test")
+    got = evaluate_popularity(seqs, Split.TEST)
     np.testing.assert_allclose(got["hr@10"], np.mean(np.array(ranks) < 10))
     np.testing.assert_allclose(got["mrr@20"], np.mean([1 / (x + 1) if x < 20 else 0 for x in ranks]))
 
@@ -87,15 +91,15 @@ def test_catalogue_window_excludes_items_a_feed_could_not_serve():
     raw = _visit_raw()
     raw.items["created_ts"] = raw.interactions["ts"] - 3600
     seqs = build_sequences(build_events(raw), raw.items, "synthetic", SequenceConfig(history_len=4, candidate_len=5))
-    rows = np.arange(len(seqs["split"]))
+    rows = np.arange(seqs.num_examples)
     mask = ineligible_mask(seqs, rows, 2 * 3600.0)
     assert mask.any() and not mask.all()
-    created, t = seqs["item_created_ts"], seqs["request_ts"]
+    created, t = seqs.catalogue.item_created_ts, seqs.examples.request_ts
     assert (mask == ((created[None, :] > t[:, None]) | (created[None, :] < t[:, None] - 7200))).all()
 
     def oldest_first(r):  # the model loves stale posts that the feed no longer serves
-        return np.broadcast_to(-seqs["item_created_ts"].astype(np.float64), (len(r), len(seqs["item_ids"])))
+        return np.broadcast_to(-created.astype(np.float64), (len(r), seqs.num_items))
 
-    full = rank_targets(seqs, "test", oldest_first)
-    windowed = rank_targets(seqs, "test", oldest_first, catalogue_window_s=2 * 3600.0)
+    full = rank_targets(seqs, Split.TEST, oldest_first)
+    windowed = rank_targets(seqs, Split.TEST, oldest_first, catalogue_window_s=2 * 3600.0)
     assert windowed["ndcg@10"] > full["ndcg@10"] and windowed["mrr@10"] > full["mrr@10"]

@@ -9,11 +9,20 @@ import pandas as pd
 import pytest
 
 from x_reco.data.item_features import (
-    SYNTHETIC_TOPICS, item_features, kindle_genre, pool_arrays, reward_train_split, synthetic_content_pool,
+    SYNTHETIC_TOPICS,
+    item_features,
+    kindle_genre,
+    pool_arrays,
+    reward_train_split,
+    synthetic_content_pool,
 )
 from x_reco.data.tables import RawTables
 from x_reco.reward.stakeholders import (
-    build_stakeholders, cosine, raw_geometry, stakeholders_from_frame, weights_frame,
+    build_stakeholders,
+    cosine,
+    raw_geometry,
+    stakeholders_from_frame,
+    weights_frame,
 )
 
 
@@ -151,5 +160,5 @@ def test_kindle_features_and_stakeholders():
 
 def test_unknown_partition():
     raw = RawTables("nope", pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
-    with pytest.raises(ValueError, match="no item features"):
+    with pytest.raises(ValueError, match="unknown partition 'nope'"):
         item_features(raw)

@@ -7,12 +7,14 @@ popularity) and ratings follow the item (a ranker can learn ``favorite``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
 import pandas as pd
 
 from x_reco.data.events import build_events
+from x_reco.data.examples import EngagementSequences
 from x_reco.data.sequences import SequenceConfig, build_sequences
 from x_reco.data.tables import RawTables
 from x_reco.training.config import TrainConfig
@@ -42,15 +44,16 @@ def toy_raw(num_users=48, num_items=64, per_user=14, num_groups=4, seed=0) -> Ra
 
 
 @functools.cache
-def _toy_seqs(vocab_size: int, history_len: int, candidate_len: int) -> dict[str, np.ndarray]:
+def toy_seqs(vocab_size: int = 1009, history_len: int = 7, candidate_len: int = 5) -> EngagementSequences:
+    """Sequences of ``toy_raw`` (cached; a frozen value, so callers change it with ``dataclasses.replace``)."""
     raw = toy_raw()
     cfg = SequenceConfig(history_len=history_len, candidate_len=candidate_len, vocab_size=vocab_size)
     return build_sequences(build_events(raw), raw.items, PARTITION, cfg)
 
 
-def toy_seqs(vocab_size: int = 1009, history_len: int = 7, candidate_len: int = 5) -> dict[str, np.ndarray]:
-    """Sequences of ``toy_raw`` (a fresh dict of the cached arrays: callers may replace keys)."""
-    return dict(_toy_seqs(vocab_size, history_len, candidate_len))
+def with_catalogue(seqs: EngagementSequences, **changes) -> EngagementSequences:
+    """``seqs`` with catalogue fields replaced (e.g. ``item_created_ts``)."""
+    return dataclasses.replace(seqs, catalogue=dataclasses.replace(seqs.catalogue, **changes))
 
 
 def tiny_cfg(**overrides) -> TrainConfig:

@@ -4,9 +4,9 @@ because trained tables mean something only under the hash functions that produce
 
 import pytest
 
-from x_reco.features.hashing import HashSpec
-from x_reco.training.config import TrainConfig, data_hash_spec, model_config_for
 from tests.training.helpers import tiny_cfg, toy_seqs
+from x_reco.features.hashing import HashSpec
+from x_reco.training.config import TrainConfig, model_config_for
 
 
 def test_from_dict_round_trip_and_unknown_keys():
@@ -34,7 +34,7 @@ def test_invalid_values_raise(bad, match):
 
 def test_model_config_takes_hash_spec_from_data():
     seqs = toy_seqs(vocab_size=1009)
-    spec = data_hash_spec(seqs)
+    spec = seqs.hash_spec
     mcfg = model_config_for(tiny_cfg(), seqs)
     assert mcfg.hash_spec == spec
     assert mcfg.vocab_sizes == (1009, 1009, 1009) and mcfg.num_hashes == (2, 2, 2)
@@ -49,7 +49,7 @@ def test_contradicting_hash_override_raises():
     other = HashSpec(salt="other", namespace="movielens-100k", vocab_sizes=(1009,) * 3)
     with pytest.raises(ValueError, match="HashSpec mismatch"):
         model_config_for(tiny_cfg(model_overrides={"hash_spec": other.to_dict()}), seqs)
-    same = data_hash_spec(seqs)
+    same = seqs.hash_spec
     assert model_config_for(tiny_cfg(model_overrides={"hash_spec": same.to_dict(), "post_vocab_size": 1009}), seqs)
 
 

@@ -3,6 +3,7 @@ restarted from its Orbax checkpoint ends exactly where an uninterrupted run ends
 restores to the same outputs; a run directory refuses another config or another HashSpec; training
 learns (val retrieval beats popularity on structured toy data)."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,13 +15,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.training.helpers import tiny_cfg, toy_seqs, with_catalogue
 from x_reco.eval import evaluate_popularity
 from x_reco.eval.retrieval import evaluate_retrieval, user_vectors
 from x_reco.features.hashing import HashSpec
 from x_reco.training.checkpoint import read_metadata, restore_checkpoint
 from x_reco.training.loop import train_ranker, train_retriever
 from x_reco.training.resume import TrainCheckpoints
-from tests.training.helpers import tiny_cfg, toy_seqs
 
 CFG = tiny_cfg(num_steps=100, checkpoint_every=40, batch_size=16, learning_rate=1e-2, warmup_steps=4)
 
@@ -90,9 +91,8 @@ def test_run_directory_refuses_other_config_or_hash_spec(reference, tmp_path):
         train_retriever(toy_seqs(), CFG, tmp_path, progress=stop_at_41)
     with pytest.raises(ValueError, match="different TrainConfig"):
         train_retriever(toy_seqs(), CFG.replace(learning_rate=5e-3), tmp_path)
-    other = toy_seqs()
-    spec = {**json.loads(str(other["hash_spec_json"])), "salt": "another-salt"}
-    other["hash_spec_json"] = np.asarray(json.dumps(spec))
+    seqs = toy_seqs()
+    other = dataclasses.replace(seqs, hash_spec=dataclasses.replace(seqs.hash_spec, salt="another-salt"))
     with pytest.raises(ValueError, match="HashSpec mismatch"):
         train_retriever(other, CFG, tmp_path)
 
@@ -151,7 +151,8 @@ def test_time_aware_negatives(loss, tmp_path):
     changes XLA's fusion); a short
     window trains on fewer negatives (lower loss) and validates on the windowed catalogue."""
     seqs = toy_seqs()
-    seqs["item_created_ts"] = np.full_like(seqs["item_created_ts"], seqs["request_ts"].min())
+    seqs = with_catalogue(seqs, item_created_ts=np.full_like(seqs.catalogue.item_created_ts,
+                                                             seqs.examples.request_ts.min()))
     cfg = tiny_cfg(num_steps=6, checkpoint_every=0, retrieval_loss=loss)
     blind = train_retriever(seqs, cfg, tmp_path / "blind")
     everything = train_retriever(seqs, cfg.replace(negative_window_s=1e9), tmp_path / "all")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.training.helpers import tiny_cfg, toy_seqs
 from x_reco.training import loop
 from x_reco.training.config import model_config_for
 from x_reco.training.resume import TrainCheckpoints
 from x_reco.training.step import data_parallel
-from tests.training.helpers import tiny_cfg, toy_seqs
 
 TABLES = ("user", "post", "author")
 
@@ -38,10 +38,10 @@ def test_sparse_equals_dense_rowwise_adagrad(kind, loss, tmp_path):
 def _lowered_step(table_optimizer: str, vocab: int) -> tuple[str, int]:
     seqs = toy_seqs(vocab_size=vocab)
     cfg = tiny_cfg(table_optimizer=table_optimizer)
-    rows, items = loop.retrieval_pairs(seqs, "train")
-    n = len(seqs["item_ids"])
+    rows, items = seqs.retrieval_pairs("train")
+    n = seqs.num_items
     task = loop._Task("retrieval", loop.PhoenixRetrieval, len(rows),
-                      lambda pos: loop.make_retrieval_batch(seqs, rows[pos], items[pos], 16),
+                      lambda pos: loop.retrieval_batch(seqs, rows[pos], items[pos], 16),
                       ("sampled_softmax", 0.05, None), (np.zeros(n, np.float32), np.zeros(n, np.int32)), None)  # fmt: skip
     mc = model_config_for(cfg, seqs)
     graphdef, state = nnx.split(loop._build(task, mc, cfg))

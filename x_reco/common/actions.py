@@ -1,4 +1,4 @@
-"""The 19 Phoenix action columns, their valence, and per-partition observed masks.
+"""The 19 Phoenix action columns, their valence, and masks over them.
 
 Axis legend used throughout x-reco (tensor names carry their axes, e.g. ``logits_bca``):
 B batch, S history slots, C candidates per row (N in inference code), T = 1+S+C tokens,
@@ -38,28 +38,10 @@ DISCRETE_ACTIONS = ACTIONS[:18]
 POSITIVE_ACTIONS = ("favorite", "reply", "repost", "share", "follow_author")
 NEGATIVE_ACTIONS = ("not_interested", "block_author", "mute_author", "report")
 
-PARTITIONS: tuple[str, ...] = (
-    "synthetic",
-    "movielens-100k",
-    "movielens-1m",
-    "mind-small",
-    "amazon-kindle",
-)
 
-_OBSERVED: dict[str, tuple[str, ...]] = {
-    "synthetic": ACTIONS,
-    "movielens-100k": ("favorite", "click", "dwell", "not_interested"),
-    "movielens-1m": ("favorite", "click", "dwell", "not_interested"),
-    "mind-small": ("click",),
-    "amazon-kindle": ("favorite", "click", "not_interested"),
-}
-
-
-def observed_mask(partition: str) -> np.ndarray:
-    """Return the int8 [19] mask of action columns a partition actually observes."""
-    if partition not in _OBSERVED:
-        raise ValueError(f"unknown partition {partition!r}; expected one of {PARTITIONS}")
+def action_mask(names: tuple[str, ...]) -> np.ndarray:
+    """int8 [19] mask with 1 at the named action columns (e.g. the ones a dataset observes)."""
     mask = np.zeros(NUM_ACTIONS, dtype=np.int8)
-    for name in _OBSERVED[partition]:
+    for name in names:
         mask[ACTION_INDEX[name]] = 1
     return mask

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from x_reco.common.actions import ACTIONS, observed_mask
+from x_reco.common.actions import ACTIONS
 from x_reco.data.tables import RawTables
 
 SPLITS = ("train", "val", "test")
@@ -19,21 +19,15 @@ DAY = 86_400
 def build_events(raw: RawTables) -> pd.DataFrame:
     """Map a partition's raw interactions to the events table, sorted by (user, ts, src_row).
 
-    Rating-derived actions (MovieLens, Amazon) are proxies, not observed X actions.
+    Rating-derived actions (MovieLens, Amazon) are proxies, not observed X actions; columns the
+    dataset does not observe are zero.
     """
-    builders = {
-        "synthetic": _synthetic_events,
-        "movielens-100k": _rating_events,
-        "movielens-1m": _rating_events,
-        "amazon-kindle": _rating_events,
-        "mind-small": _mind_events,
-    }
-    if raw.partition not in builders:
-        raise ValueError(f"no events builder for partition {raw.partition!r}")
-    events = builders[raw.partition](raw)
+    from x_reco.data.registry import dataset_spec  # the registry imports this module's builders
+
+    spec = dataset_spec(raw.partition)
+    events = spec.events(raw)
     events = events.sort_values(["user_id", "ts", "src_row"], kind="mergesort").reset_index(drop=True)
-    mask = observed_mask(raw.partition)
-    for name, observed in zip(ACTIONS, mask):
+    for name, observed in zip(ACTIONS, spec.observed_mask):
         if not observed:
             events[name] = np.int8(0)
     return events[list(EVENT_COLUMNS)]
@@ -43,21 +37,22 @@ def _empty_actions(n: int) -> dict[str, np.ndarray]:
     return {name: np.zeros(n, dtype=np.int8) for name in ACTIONS}
 
 
-def _rating_events(raw: RawTables) -> pd.DataFrame:
+def rating_events(raw: RawTables, author_column: str | None = None) -> pd.DataFrame:
+    """Ratings are events: click (and dwell) on every one, favorite >= 4, not_interested <= 2;
+    leave-last-out split. ``author_column``: the items column that names the author (else none)."""
     inter = raw.interactions
     rating = inter["rating"].to_numpy(dtype=np.float64)
     acts = _empty_actions(len(inter))
     acts["click"][:] = 1
     acts["favorite"] = (rating >= 4).astype(np.int8)
     acts["not_interested"] = (rating <= 2).astype(np.int8)
-    if raw.partition.startswith("movielens"):
-        acts["dwell"][:] = 1
+    acts["dwell"][:] = 1  # a rating implies the item was watched; datasets that don't observe dwell mask it
     if "has_text" in inter.columns:  # Amazon reviews JSONL: a written review counts as a reply
         acts["reply"] = inter["has_text"].fillna(False).to_numpy().astype(np.int8)
     events = pd.DataFrame({
         "user_id": inter["user_id"].astype(str).to_numpy(),
         "item_id": inter["item_id"].astype(str).to_numpy(),
-        "author_id": _authors(raw),
+        "author_id": _authors(raw, author_column),
         "ts": inter["ts"].to_numpy(dtype=np.int64),
         "src_row": inter["src_row"].to_numpy(dtype=np.int64),
         "surface": np.zeros(len(inter), dtype=np.int8),
@@ -69,13 +64,14 @@ def _rating_events(raw: RawTables) -> pd.DataFrame:
     return _leave_last_out(events)
 
 
-def _authors(raw: RawTables) -> np.ndarray:
-    """Author per interaction: Amazon's store where known, else a constant that carries no signal."""
+def _authors(raw: RawTables, column: str | None) -> np.ndarray:
+    """Author per interaction: the items' ``column`` where known (Amazon's store), else a constant
+    that carries no signal."""
     constant = f"{raw.partition}:no_author"
     n = len(raw.interactions)
-    if raw.partition != "amazon-kindle" or "store" not in raw.items.columns:
+    if column is None or column not in raw.items.columns:
         return np.full(n, constant, dtype=object)
-    store = raw.items.set_index("item_id")["store"]
+    store = raw.items.set_index("item_id")[column]
     mapped = raw.interactions["item_id"].map(store)
     return mapped.where(mapped.notna() & (mapped.astype(str) != ""), constant).astype(str).to_numpy()
 
@@ -89,7 +85,7 @@ def _leave_last_out(events: pd.DataFrame) -> pd.DataFrame:
     return events
 
 
-def _synthetic_events(raw: RawTables) -> pd.DataFrame:
+def synthetic_events(raw: RawTables) -> pd.DataFrame:
     """Every impression is an event (exposed); split by the day its visit starts (80/10/10 of days)."""
     inter = raw.interactions
     cfg = raw.manifest.get("config", {})
@@ -126,7 +122,7 @@ def _synthetic_cutoffs(manifest: dict, visit_start: np.ndarray, num_days, fracs)
             start + int(round((fracs[0] + fracs[1]) * num_days)) * DAY)
 
 
-def _mind_events(raw: RawTables) -> pd.DataFrame:
+def mind_events(raw: RawTables) -> pd.DataFrame:
     """Impression tokens are events (label 1 -> click, 0 -> exposed negative).
 
     Split: train file minus its last 24 h -> train, last 24 h of train -> val, dev file -> test.
@@ -142,7 +138,7 @@ def _mind_events(raw: RawTables) -> pd.DataFrame:
     return pd.DataFrame({
         "user_id": inter["user_id"].astype(str).to_numpy(),
         "item_id": inter["item_id"].astype(str).to_numpy(),
-        "author_id": np.full(len(inter), "mind-small:no_author", dtype=object),
+        "author_id": np.full(len(inter), f"{raw.partition}:no_author", dtype=object),
         "ts": ts,
         "src_row": inter["src_row"].to_numpy(dtype=np.int64),
         "surface": np.zeros(len(inter), dtype=np.int8),

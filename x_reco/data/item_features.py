@@ -35,23 +35,22 @@ def feature_columns(d: int) -> list[str]:
 
 
 def item_features(raw: RawTables) -> pd.DataFrame:
-    """Item features of one real partition, one row per item of ``raw.items``.
+    """Item features of one partition (its registry record's builder; see ``pooled_features``)."""
+    from x_reco.data.registry import dataset_spec  # the registry imports this module's builders
+
+    return dataset_spec(raw.partition).item_features(raw)
+
+
+def pooled_features(builder, split, raw: RawTables) -> pd.DataFrame:
+    """``builder(raw, split(raw))`` with the reward pool attached, one row per item of ``raw.items``.
 
     Columns: item_id (str), topic (parity rule: unknown categories collapse to 0), topic_other
     (correction C10: unknown categories get their own last topic), f_00..f_{D-1} in [0, 1],
     in_pool (>= 5 interactions in the reward-modelling training split), pool_order (position in the
     pool after the seeded shuffle, -1 outside the pool). Rows are sorted by pool_order, pool first.
     """
-    builders = {
-        "movielens-100k": _movielens_features,
-        "movielens-1m": _movielens_features,
-        "mind-small": _mind_features,
-        "amazon-kindle": _kindle_features,
-    }
-    if raw.partition not in builders:
-        raise ValueError(f"no item features for partition {raw.partition!r}; expected one of {sorted(builders)}")
-    train = reward_train_split(raw)
-    return _attach_pool(builders[raw.partition](raw, train), train["item_id"].value_counts())
+    train = split(raw)
+    return _attach_pool(builder(raw, train), train["item_id"].value_counts())
 
 
 def pool_arrays(features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -64,20 +63,28 @@ def pool_arrays(features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def reward_train_split(raw: RawTables) -> pd.DataFrame:
     """Training interactions of the reference study's reward-modelling split (datasets §8)."""
-    inter = raw.interactions
-    if raw.partition == "movielens-100k":
-        base = _ua_base(raw)
-        perm = np.random.default_rng(POOL_SEED).permutation(len(base))
-        keep = np.ones(len(base), dtype=bool)
-        keep[perm[: int(len(base) * 0.1)]] = False
-        return base[keep].reset_index(drop=True)
-    if raw.partition in ("movielens-1m", "amazon-kindle"):
-        ordered = inter.sort_values(["ts", "src_row"], kind="mergesort")
-        n = len(ordered)
-        return ordered.iloc[: n - 2 * int(n * 0.1)].reset_index(drop=True)
-    if raw.partition == "mind-small":
-        return _mind_train_tokens(inter)
-    raise ValueError(f"no reward-modelling split for partition {raw.partition!r}")
+    from x_reco.data.registry import dataset_spec  # the registry imports this module's splits
+
+    spec = dataset_spec(raw.partition)
+    if spec.reward_split is None:
+        raise ValueError(f"no reward-modelling split for partition {raw.partition!r}")
+    return spec.reward_split(raw)
+
+
+def ua_base_split(raw: RawTables) -> pd.DataFrame:
+    """GroupLens ``ua.base`` less a seeded 10 % hold-out (the reference's ML-100K split)."""
+    base = _ua_base(raw)
+    perm = np.random.default_rng(POOL_SEED).permutation(len(base))
+    keep = np.ones(len(base), dtype=bool)
+    keep[perm[: int(len(base) * 0.1)]] = False
+    return base[keep].reset_index(drop=True)
+
+
+def chronological_split(raw: RawTables) -> pd.DataFrame:
+    """The earliest 80 % of interactions by (ts, source line)."""
+    ordered = raw.interactions.sort_values(["ts", "src_row"], kind="mergesort")
+    n = len(ordered)
+    return ordered.iloc[: n - 2 * int(n * 0.1)].reset_index(drop=True)
 
 
 def _ua_base(raw: RawTables) -> pd.DataFrame:
@@ -88,7 +95,9 @@ def _ua_base(raw: RawTables) -> pd.DataFrame:
     return allbut_split(raw.interactions)[0]
 
 
-def _mind_train_tokens(inter: pd.DataFrame) -> pd.DataFrame:
+def mind_train_tokens(raw: RawTables) -> pd.DataFrame:
+    """Impression tokens of the MIND train file."""
+    inter = raw.interactions
     tokens = inter[inter["label"].notna()]
     is_train = tokens["src_file"].astype(str).str.lower().str.contains("train")
     return tokens[is_train.to_numpy()].reset_index(drop=True)
@@ -123,7 +132,7 @@ def _frame(item_ids, x_md: np.ndarray, topic, topic_other) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _movielens_features(raw: RawTables, train: pd.DataFrame) -> pd.DataFrame:
+def movielens_features(raw: RawTables, train: pd.DataFrame) -> pd.DataFrame:
     """Genre flag x (mean training rating of the movie) / 5; topic = lowest-index active genre."""
     items = raw.items
     flags = items[[f"genre_{g:02d}" for g in range(ML_GENRES)]].to_numpy(np.float32)
@@ -153,7 +162,7 @@ def _entity_count(value) -> int:
     return len(value) if isinstance(value, (list, tuple, np.ndarray)) else 0
 
 
-def _mind_features(raw: RawTables, train: pd.DataFrame) -> pd.DataFrame:
+def mind_features(raw: RawTables, train: pd.DataFrame) -> pd.DataFrame:
     items = raw.items
     cats, subs = mind_vocabulary(items)
     cat_idx = items["category"].astype(str).map({c: i for i, c in enumerate(cats)})
@@ -243,7 +252,7 @@ def _bucket(values: np.ndarray, edges: list[tuple[float, float]], closed_right: 
     return out
 
 
-def _kindle_features(raw: RawTables, train: pd.DataFrame) -> pd.DataFrame:
+def kindle_features(raw: RawTables, train: pd.DataFrame) -> pd.DataFrame:
     """20 genres; price free / (0,5) / [5,15] / >15; volume <50 / [50,500) / >=500; sentiment
     <3 / [3,4) / >=4; length <200 / >=200 pages. A missing field leaves its block all-zero."""
     items = raw.items

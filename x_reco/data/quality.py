@@ -8,23 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from x_reco.common.actions import ACTIONS, observed_mask
-
-# Published sizes (datasets spec §3-4): interactions, users, items rows.
-PUBLISHED_COUNTS = {
-    "movielens-100k": {"interactions": 100_000, "users": 943, "items": 1_682},
-    "movielens-1m": {"interactions": 1_000_209, "users": 6_040, "items": 3_883},
-}
-ID_RANGES = {
-    "movielens-100k": {"user_id": (1, 943), "item_id": (1, 1682)},
-    "movielens-1m": {"user_id": (1, 6040), "item_id": (1, 3952)},
-}
-TS_RANGES = {  # R4, seconds UTC
-    "movielens-100k": (874_627_200, 893_376_000),  # 1997-09-19 .. 1998-04-23
-    "movielens-1m": (956_703_932, 1_046_454_590),
-    "mind-small": (1_570_838_400, 1_574_553_600),  # 2019-10-12 .. 2019-11-24
-    "amazon-kindle": (830_908_800, 1_696_118_400),  # 1996-05-01 .. 2023-10-01
-}
+from x_reco.common.actions import ACTIONS
+from x_reco.data.examples import EngagementSequences, Split
+from x_reco.data.registry import SplitRule, dataset_spec
 
 
 @dataclasses.dataclass
@@ -48,8 +34,11 @@ def run_suite(df: pd.DataFrame, suite_name: str, expectations: list) -> SuiteRes
     """Validate ``df`` against ``expectations`` with an ephemeral GX context (analytics and progress
     bars off in its own config, so no environment variable is needed)."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import (DataContextConfig, InMemoryStoreBackendDefaults,
-                                                             ProgressBarsConfig)
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
     ctx = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
         analytics_enabled=False, store_backend_defaults=InMemoryStoreBackendDefaults(),
@@ -85,30 +74,27 @@ def _gxe():
 
 def interactions_expectations(partition: str, n_users: int | None = None) -> list:
     """R1-R6 on the canonical interactions table."""
-    gxe = _gxe()
+    gxe, facts = _gxe(), dataset_spec(partition).quality
     exps = [gxe.ExpectColumnToExist(column=c) for c in ("user_id", "item_id", "ts", "src_file", "src_row")]
     exps += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("user_id", "item_id", "ts", "src_row")]
-    if partition in ("movielens-100k", "movielens-1m", "amazon-kindle"):
+    if facts.ratings:
         exps += [
             gxe.ExpectColumnValuesToBeBetween(column="rating", min_value=1, max_value=5),
             gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id"]),
         ]
-    if partition == "mind-small":
+    if facts.binary_labels:
         exps.append(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]))
-    if partition in TS_RANGES:
-        lo, hi = TS_RANGES[partition]
+    if facts.ts_range:
+        lo, hi = facts.ts_range
         exps.append(gxe.ExpectColumnValuesToBeBetween(column="ts", min_value=lo, max_value=hi))
-    if partition in ID_RANGES:
-        for col, (lo, hi) in ID_RANGES[partition].items():
-            exps.append(gxe.ExpectColumnValuesToMatchRegex(column=col, regex=r"^[1-9][0-9]*$"))
-            exps.append(gxe.ExpectColumnValuesToBeBetween(
-                column=f"{col}_num", min_value=lo, max_value=hi))
-    if partition in PUBLISHED_COUNTS:
-        counts = PUBLISHED_COUNTS[partition]
-        exps.append(gxe.ExpectTableRowCountToEqual(value=counts["interactions"]))
-        exps.append(gxe.ExpectColumnUniqueValueCountToBeBetween(
-            column="user_id", min_value=counts["users"], max_value=counts["users"]))
-    if partition == "synthetic":
+    for col, lo, hi in facts.id_ranges:
+        exps.append(gxe.ExpectColumnValuesToMatchRegex(column=col, regex=r"^[1-9][0-9]*$"))
+        exps.append(gxe.ExpectColumnValuesToBeBetween(column=f"{col}_num", min_value=lo, max_value=hi))
+    if facts.counts:
+        interactions, users, _ = facts.counts
+        exps.append(gxe.ExpectTableRowCountToEqual(value=interactions))
+        exps.append(gxe.ExpectColumnUniqueValueCountToBeBetween(column="user_id", min_value=users, max_value=users))
+    if facts.binary_actions:
         exps += [gxe.ExpectColumnValuesToBeInSet(column=a, value_set=[0, 1]) for a in ACTIONS]
         if n_users is not None:
             exps.append(gxe.ExpectColumnUniqueValueCountToBeBetween(column="user_id", max_value=n_users))
@@ -118,28 +104,29 @@ def interactions_expectations(partition: str, n_users: int | None = None) -> lis
 def interactions_frame(partition: str, interactions: pd.DataFrame) -> pd.DataFrame:
     """The interactions with the derived columns some expectations read (numeric ids)."""
     df = interactions
-    if partition in ID_RANGES:
+    id_ranges = dataset_spec(partition).quality.id_ranges
+    if id_ranges:
         df = df.copy()
-        for col in ID_RANGES[partition]:
+        for col, _, _ in id_ranges:
             df[f"{col}_num"] = pd.to_numeric(df[col], errors="coerce")
     return df
 
 
 def items_expectations(partition: str) -> list:
-    gxe = _gxe()
+    gxe, facts = _gxe(), dataset_spec(partition).quality
     exps = [gxe.ExpectColumnValuesToNotBeNull(column="item_id"), gxe.ExpectColumnValuesToBeUnique(column="item_id")]
-    if partition in PUBLISHED_COUNTS:
-        exps.append(gxe.ExpectTableRowCountToEqual(value=PUBLISHED_COUNTS[partition]["items"]))
-    if partition.startswith("movielens"):
-        exps += [gxe.ExpectColumnValuesToBeInSet(column=f"genre_{i:02d}", value_set=[0, 1]) for i in range(19)]
+    if facts.counts:
+        exps.append(gxe.ExpectTableRowCountToEqual(value=facts.counts[2]))
+    exps += [gxe.ExpectColumnValuesToBeInSet(column=f"genre_{i:02d}", value_set=[0, 1])
+             for i in range(facts.genre_flags)]
     return exps
 
 
 def users_expectations(partition: str, n_users: int | None = None) -> list:
-    gxe = _gxe()
+    gxe, facts = _gxe(), dataset_spec(partition).quality
     exps = [gxe.ExpectColumnValuesToNotBeNull(column="user_id"), gxe.ExpectColumnValuesToBeUnique(column="user_id")]
-    if partition in PUBLISHED_COUNTS:
-        exps.append(gxe.ExpectTableRowCountToEqual(value=PUBLISHED_COUNTS[partition]["users"]))
+    if facts.counts:
+        exps.append(gxe.ExpectTableRowCountToEqual(value=facts.counts[1]))
     elif n_users is not None:
         exps.append(gxe.ExpectTableRowCountToEqual(value=n_users))
     return exps
@@ -147,15 +134,16 @@ def users_expectations(partition: str, n_users: int | None = None) -> list:
 
 def events_frame(events: pd.DataFrame, partition: str) -> pd.DataFrame:
     """Per-user ordering and split facts of the events table (S3, S4, S5) as columns."""
-    mask = observed_mask(partition).astype(bool)
+    spec = dataset_spec(partition)
+    mask = spec.observed_mask.astype(bool)
     acts = events[list(ACTIONS)].to_numpy()
     same_user = events["user_id"].to_numpy()[1:] == events["user_id"].to_numpy()[:-1]
     ts, row = events["ts"].to_numpy(), events["src_row"].to_numpy()
     in_order = np.ones(len(events), dtype=bool)
     in_order[1:] = ~same_user | (ts[1:] > ts[:-1]) | ((ts[1:] == ts[:-1]) & (row[1:] >= row[:-1]))
-    split_code = events["split"].map({"train": 0, "val": 1, "test": 2}).to_numpy()
+    split_code = events["split"].map(Split.codes()).to_numpy()
     split_ok = np.ones(len(events), dtype=bool)
-    if partition != "mind-small":  # MIND splits by file, not per user
+    if spec.split_rule != SplitRule.FILE:  # a split by file is not monotone per user
         split_ok[1:] = ~same_user | (split_code[1:] >= split_code[:-1])
     return pd.DataFrame({
         "user_id": events["user_id"],
@@ -179,12 +167,13 @@ def events_expectations(partition: str) -> list:
     return exps
 
 
-def sequence_frame(seqs: dict[str, np.ndarray]) -> pd.DataFrame:
+def sequence_frame(seqs: EngagementSequences) -> pd.DataFrame:
     """One row per example with the structural facts S1-S7 checks read."""
-    hist_valid = seqs["hist_post_hashes"][:, :, 0] != 0
-    cand_valid = seqs["cand_post_hashes"][:, :, 0] != 0
-    mask = seqs["observed_mask"].astype(bool)
-    vocab = int(max(seqs["item_post_hashes"].max(initial=0), seqs["user_hashes"].max(initial=0)))
+    ex, hist, cand = seqs.examples, seqs.history, seqs.candidates
+    hist_valid = hist.post_hashes[:, :, 0] != 0
+    cand_valid = cand.post_hashes[:, :, 0] != 0
+    mask = seqs.observed_mask.astype(bool)
+    vocab = int(max(seqs.catalogue.post_hashes.max(initial=0), ex.user_hashes.max(initial=0)))
 
     def prefix_ok(valid):  # no valid slot after a padded one
         return ~(np.diff(valid.astype(np.int8), axis=1) > 0).any(axis=1)
@@ -196,27 +185,25 @@ def sequence_frame(seqs: dict[str, np.ndarray]) -> pd.DataFrame:
             ok &= ~((a2 != 0).any(axis=2) & ~valid).any(axis=1)
         return ok
 
-    hist_ts = np.where(hist_valid, seqs["hist_ts"], np.iinfo(np.int64).min)
-    ts_sorted = ~(np.diff(np.where(hist_valid, seqs["hist_ts"], np.iinfo(np.int64).max), axis=1) < 0).any(axis=1)
-    pos_item = np.take_along_axis(
-        seqs["cand_item_idx"], np.argmax(seqs["cand_item_idx"] >= 0, axis=1)[:, None], axis=1)
-    target_in_hist = ((seqs["hist_item_idx"] == pos_item) & hist_valid).any(axis=1)
-    acts = np.concatenate([seqs["hist_actions"], seqs["cand_actions"]], axis=1)
+    hist_ts = np.where(hist_valid, hist.ts, np.iinfo(np.int64).min)
+    ts_sorted = ~(np.diff(np.where(hist_valid, hist.ts, np.iinfo(np.int64).max), axis=1) < 0).any(axis=1)
+    pos_item = np.take_along_axis(cand.item_idx, np.argmax(cand.item_idx >= 0, axis=1)[:, None], axis=1)
+    target_in_hist = ((hist.item_idx == pos_item) & hist_valid).any(axis=1)
+    acts = np.concatenate([hist.actions, cand.actions], axis=1)
     return pd.DataFrame({
-        "split": seqs["split"],
-        "hist_len": seqs["hist_len"],
-        "hist_len_matches": hist_valid.sum(axis=1) == seqs["hist_len"],
+        "split": ex.split,
+        "hist_len": hist.length,
+        "hist_len_matches": hist_valid.sum(axis=1) == hist.length,
         "hist_prefix": prefix_ok(hist_valid),
         "cand_prefix": prefix_ok(cand_valid),
         "n_cand": cand_valid.sum(axis=1),
-        "hist_pad_zero": pad_zero(hist_valid, seqs["hist_post_hashes"], seqs["hist_author_hashes"],
-                                  seqs["hist_actions"], seqs["hist_surface"]),
-        "hist_before_request": (hist_ts.max(axis=1) <= seqs["request_ts"]),
+        "hist_pad_zero": pad_zero(hist_valid, hist.post_hashes, hist.author_hashes, hist.actions, hist.surface),
+        "hist_before_request": (hist_ts.max(axis=1) <= ex.request_ts),
         "hist_sorted": ts_sorted,
         "target_not_in_history": ~target_in_hist,
         "actions_binary": np.isin(acts, (0, 1)).reshape(len(acts), -1).all(axis=1),
         "unobserved_zero": (acts[:, :, ~mask] == 0).reshape(len(acts), -1).all(axis=1),
-        "surface": seqs["surface"],
+        "surface": ex.surface,
         "max_hash": max(vocab, 0),
     })
 
@@ -231,18 +218,18 @@ def sequence_expectations(history_len: int, vocab_size: int, per_event: bool) ->
         gxe.ExpectColumnValuesToBeBetween(column="n_cand", min_value=1),
         gxe.ExpectColumnValuesToBeBetween(column="surface", min_value=0, max_value=15),
         gxe.ExpectColumnValuesToBeBetween(column="max_hash", min_value=1, max_value=vocab_size - 1),
-        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=[0, 1, 2]),
+        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=[int(s) for s in Split]),
     ]
     if per_event:
         exps.append(gxe.ExpectColumnValuesToBeInSet(column="target_not_in_history", value_set=[True]))
     return exps
 
 
-def leave_last_out_frame(seqs: dict[str, np.ndarray]) -> pd.DataFrame:
+def leave_last_out_frame(seqs: EngagementSequences) -> pd.DataFrame:
     """S6: per-user example counts by split (exactly one val and one test per user)."""
-    df = pd.DataFrame({"user_idx": seqs["user_idx"], "split": seqs["split"]})
+    df = pd.DataFrame({"user_idx": seqs.examples.user_idx, "split": seqs.examples.split})
     counts = df.groupby("user_idx")["split"].agg(
-        n_val=lambda s: int((s == 1).sum()), n_test=lambda s: int((s == 2).sum()))
+        n_val=lambda s: int((s == Split.VAL).sum()), n_test=lambda s: int((s == Split.TEST).sum()))
     return counts.reset_index()
 
 
@@ -278,21 +265,14 @@ def merge_results(a: SuiteResult, b: SuiteResult) -> SuiteResult:
         evaluated=a.evaluated + b.evaluated, failed=a.failed + b.failed, details=a.details + b.details)
 
 
-# Reward-modelling pool sizes (datasets spec §8) and feature widths D.
-POOL_SIZES = {"synthetic": 500, "movielens-100k": 1_305, "movielens-1m": 3_347,
-              "mind-small": 12_261, "amazon-kindle": 17_425}
-FEATURE_DIMS = {"synthetic": 18, "movielens-100k": 19, "movielens-1m": 19, "mind-small": 35,
-                "amazon-kindle": 32}
-
-
 def item_features_expectations(partition: str, check_pool_size: bool = True) -> list:
     """S8: features in [0, 1], D columns, the pool size of §8."""
-    gxe = _gxe()
-    d = FEATURE_DIMS[partition]
+    gxe, facts = _gxe(), dataset_spec(partition).quality
+    d = facts.feature_dim
     exps = [gxe.ExpectColumnValuesToBeBetween(column=f"f_{i:02d}", min_value=0.0, max_value=1.0) for i in range(d)]
     exps += [gxe.ExpectColumnToExist(column=f"f_{d - 1:02d}"), gxe.ExpectColumnValuesToBeUnique(column="item_id")]
     if check_pool_size:
-        n = POOL_SIZES[partition]
+        n = facts.pool_size
         exps.append(gxe.ExpectColumnValuesToBeInSet(column="in_pool", value_set=[True, False]))
         exps.append(gxe.ExpectColumnDistinctValuesToContainSet(column="in_pool", value_set=[True]))
         exps.append(gxe.ExpectColumnSumToBeBetween(column="in_pool_int", min_value=n, max_value=n))

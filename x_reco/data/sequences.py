@@ -1,22 +1,10 @@
 """Engagement sequences: Phoenix training/evaluation examples built from the events table.
 
-Output is a flat dict of numpy arrays (stored as ``.npz``; no object arrays, so no pickle). Ids are
-stored once in vocabularies (``user_ids``, ``item_ids``, ``author_ids``) and referenced by int32
-indices (-1 = padding); the hashed columns of datasets spec §11 are stored alongside:
-
-  examples (E):  example_id, split (0 train, 1 val, 2 test), user_idx, request_ts, surface, hist_len
-  history (E,S): hist_item_idx, hist_author_idx, hist_ts, hist_surface, hist_actions (E,S,19)
-  cands (E,C):   cand_item_idx, cand_actions (E,C,19), cand_dwell_seconds, cand_exposed, cand_sampled
-  hashes:        user_hashes (E,Nu), hist_post_hashes (E,S,Ni), hist_author_hashes (E,S,Na),
-                 cand_post_hashes (E,C,Ni), cand_author_hashes (E,C,Na)
-  catalogue (I): item_ids, item_author_idx, item_post_hashes (I,Ni), item_author_hashes (I,Na),
-                 item_created_ts (the item's creation time where the source has one, else its first
-                 event; feeds serve recent posts, so evaluation can restrict the catalogue by time)
-  meta:          observed_mask (19), partition, config_json, hash_spec_json
-
-History is oldest -> newest, strictly before the request (key = (ts, src_row)), truncated to the
-most recent S and padded at the end. Candidate order is a deterministic shuffle seeded by
-(seed, example_id); padded candidates come last.
+``build_sequences`` returns an ``EngagementSequences`` (``x_reco.data.examples``: its fields, axes
+and .npz layout). History is oldest -> newest, strictly before the request (key = (ts, src_row)),
+truncated to the most recent S and padded at the end. Candidate order is a deterministic shuffle
+seeded by (seed, example_id); padded candidates come last. Whether a dataset gets one example per
+event (with sampled negatives) or per request is its registry record's ``example_kind``.
 """
 
 from __future__ import annotations
@@ -27,43 +15,10 @@ import json
 import numpy as np
 import pandas as pd
 
-from x_reco.common.actions import ACTIONS, NUM_ACTIONS, observed_mask
-from x_reco.features.hashing import HashSpec, Hasher, mix64
-
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-PER_EVENT = ("movielens-100k", "movielens-1m", "amazon-kindle")
-
-
-@dataclasses.dataclass(frozen=True)
-class SequenceConfig:
-    """Sizes, seed and hashing of the sequence builder."""
-
-    history_len: int = 32
-    candidate_len: int = 16
-    seed: int = 0
-    num_hashes: tuple[int, int, int] = (2, 2, 2)
-    vocab_size: int = 100_000
-    salt: str = "x-reco-v1"
-
-    def __post_init__(self):
-        if self.history_len < 1 or self.candidate_len < 1:
-            raise ValueError(f"history_len and candidate_len must be >= 1, got {self}")
-
-    def hash_spec(self, partition: str) -> HashSpec:
-        return HashSpec(
-            family="blake2b", salt=self.salt, namespace=partition,
-            num_hashes=tuple(self.num_hashes), vocab_sizes=(self.vocab_size,) * 3,
-        )
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SequenceConfig":
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown SequenceConfig keys: {sorted(unknown)}")
-        d = dict(d)
-        if "num_hashes" in d:
-            d["num_hashes"] = tuple(d["num_hashes"])
-        return cls(**d)
+from x_reco.common.actions import ACTIONS, NUM_ACTIONS
+from x_reco.data.examples import EngagementSequences, SequenceConfig, Split, hash_arrays
+from x_reco.data.registry import DatasetSpec, ExampleKind, dataset_spec
+from x_reco.features.hashing import mix64
 
 
 @dataclasses.dataclass
@@ -80,20 +35,21 @@ def build_sequences(
     items: pd.DataFrame,
     partition: str,
     config: SequenceConfig = SequenceConfig(),
-) -> dict[str, np.ndarray]:
-    """Build the example arrays for one partition from its events (see module docstring)."""
+) -> EngagementSequences:
+    """Build the examples of one partition from its events (see module docstring)."""
+    spec = dataset_spec(partition)
     events = events.sort_values(["user_id", "ts", "src_row"], kind="mergesort").reset_index(drop=True)
     vocab = _vocabularies(events, items)
-    ev = _event_arrays(events, vocab, partition)
-    if partition in PER_EVENT:
+    ev = _event_arrays(events, vocab, spec)
+    if spec.example_kind == ExampleKind.PER_EVENT:
         ex = _per_event_examples(ev, len(vocab.item_ids), config)
     else:
         ex = _per_request_examples(events, ev, config)
     ex.update(_history(ev, ex["user_idx"], ex["request_pos"], config.history_len))
-    ex.update(_hashes(ex, vocab, partition, config))
-    ex.update(_meta(vocab, partition, config))
     del ex["request_pos"]
-    return ex
+    ex.update(_meta(vocab, spec, config))
+    ex.update(hash_arrays(config.hash_spec(spec.hash_namespace), ex))
+    return EngagementSequences.from_arrays(ex, source=f"build_sequences({partition!r})")
 
 
 def _vocabularies(events: pd.DataFrame, items: pd.DataFrame) -> _Vocab:
@@ -118,8 +74,8 @@ def _vocabularies(events: pd.DataFrame, items: pd.DataFrame) -> _Vocab:
     )
 
 
-def _event_arrays(events: pd.DataFrame, vocab: _Vocab, partition: str) -> dict[str, np.ndarray]:
-    mask = observed_mask(partition).astype(bool)
+def _event_arrays(events: pd.DataFrame, vocab: _Vocab, spec: DatasetSpec) -> dict[str, np.ndarray]:
+    mask = spec.observed_mask.astype(bool)
     actions = events[list(ACTIONS)].to_numpy(dtype=np.int8)
     return {
         "user_idx": pd.Index(vocab.user_ids).get_indexer(events["user_id"]).astype(np.int32),
@@ -131,7 +87,7 @@ def _event_arrays(events: pd.DataFrame, vocab: _Vocab, partition: str) -> dict[s
         "engaged": actions[:, mask].any(axis=1),
         "dwell_seconds": events["dwell_seconds"].to_numpy(np.float32),
         "exposed": events["exposed"].to_numpy(np.int8).astype(bool),
-        "split": events["split"].map(SPLIT_CODES).to_numpy(np.int8),
+        "split": events["split"].map(Split.codes()).to_numpy(np.int8),
     }
 
 
@@ -141,7 +97,7 @@ def _per_event_examples(ev: dict, num_items: int, cfg: SequenceConfig) -> dict[s
     cand = np.full((n, c), -1, dtype=np.int32)
     cand[:, 0] = ev["item_idx"]
     sampled = np.zeros((n, c), dtype=bool)
-    train = ev["split"] == 0
+    train = ev["split"] == Split.TRAIN
     if c > 1:
         neg = _sample_negatives(ev["user_idx"], ev["item_idx"], train, num_items, c - 1, cfg.seed)
         cand[train, 1:] = neg
@@ -271,52 +227,15 @@ def _history(ev: dict, user_idx: np.ndarray, request_pos: np.ndarray, s: int) ->
     }
 
 
-def _hashes(ex: dict, vocab: _Vocab, partition: str, cfg: SequenceConfig) -> dict[str, np.ndarray]:
-    hasher = Hasher(cfg.hash_spec(partition))
-    users = hasher.hash_ids("user", vocab.user_ids.tolist())
-    posts = hasher.hash_ids("post", vocab.item_ids.tolist())
-    authors = hasher.hash_ids("author", vocab.author_ids.tolist())
-
-    def gather(table, idx):
-        out = table[np.maximum(idx, 0)]
-        out[idx < 0] = 0
-        return out
-
-    cand_author_idx = np.where(ex["cand_item_idx"] >= 0, vocab.item_author_idx[ex["cand_item_idx"]], -1)
-    return {
-        "user_hashes": users[ex["user_idx"]],
-        "hist_post_hashes": gather(posts, ex["hist_item_idx"]),
-        "hist_author_hashes": gather(authors, ex["hist_author_idx"]),
-        "cand_post_hashes": gather(posts, ex["cand_item_idx"]),
-        "cand_author_hashes": gather(authors, cand_author_idx),
-        "item_post_hashes": posts,
-        "item_author_hashes": gather(authors, vocab.item_author_idx),
-    }
-
-
-def _meta(vocab: _Vocab, partition: str, cfg: SequenceConfig) -> dict[str, np.ndarray]:
+def _meta(vocab: _Vocab, spec: DatasetSpec, cfg: SequenceConfig) -> dict[str, np.ndarray]:
     return {
         "user_ids": vocab.user_ids,
         "item_ids": vocab.item_ids,
         "author_ids": vocab.author_ids,
         "item_author_idx": vocab.item_author_idx,
         "item_created_ts": vocab.item_created_ts,
-        "observed_mask": observed_mask(partition),
-        "partition": np.asarray(partition),
+        "observed_mask": spec.observed_mask,
+        "partition": np.asarray(spec.name),
         "config_json": np.asarray(json.dumps(dataclasses.asdict(cfg), sort_keys=True)),
-        "hash_spec_json": np.asarray(json.dumps(cfg.hash_spec(partition).to_dict(), sort_keys=True)),
+        "hash_spec_json": np.asarray(json.dumps(cfg.hash_spec(spec.hash_namespace).to_dict(), sort_keys=True)),
     }
-
-
-EXAMPLE_KEYS = (
-    "example_id", "split", "user_idx", "request_ts", "surface", "hist_len",
-    "hist_item_idx", "hist_author_idx", "hist_ts", "hist_surface", "hist_actions",
-    "cand_item_idx", "cand_actions", "cand_dwell_seconds", "cand_exposed", "cand_sampled",
-    "user_hashes", "hist_post_hashes", "hist_author_hashes", "cand_post_hashes", "cand_author_hashes",
-)
-
-
-def split_view(seqs: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
-    """The per-example arrays restricted to one split (catalogue and meta arrays unchanged)."""
-    rows = seqs["split"] == SPLIT_CODES[split]
-    return {k: (v[rows] if k in EXAMPLE_KEYS else v) for k, v in seqs.items()}

@@ -7,6 +7,7 @@ import pandas as pd
 
 from x_reco.common.actions import ACTIONS
 from x_reco.common.plotting import bar_png, hist_png
+from x_reco.data.examples import EngagementSequences, Split
 
 
 def events_summary(events: pd.DataFrame) -> dict:
@@ -30,25 +31,23 @@ def actions_png(actions: dict[str, int], title: str) -> bytes:
     return bar_png(list(actions), [max(v, 0.5) for v in actions.values()], title, ylabel="events", log=True)
 
 
-def sequences_summary(seqs: dict[str, np.ndarray]) -> dict:
+def sequences_summary(seqs: EngagementSequences) -> dict:
     """Example counts per split, history-length quantiles and candidate statistics."""
-    hist_len = seqs["hist_len"]
-    n_cand = (seqs["cand_post_hashes"][:, :, 0] != 0).sum(axis=1)
+    hist_len = seqs.history.length
+    n_cand = (seqs.candidates.post_hashes[:, :, 0] != 0).sum(axis=1)
     q = np.quantile(hist_len, [0.0, 0.25, 0.5, 0.75, 0.9, 1.0]) if len(hist_len) else np.zeros(6)
     return {
         "examples": int(len(hist_len)),
-        "train_examples": int((seqs["split"] == 0).sum()),
-        "val_examples": int((seqs["split"] == 1).sum()),
-        "test_examples": int((seqs["split"] == 2).sum()),
-        "users": int(len(seqs["user_ids"])),
-        "catalogue_items": int(len(seqs["item_ids"])),
+        **{f"{split.label}_examples": int((seqs.examples.split == split).sum()) for split in Split},
+        "users": int(len(seqs.catalogue.user_ids)),
+        "catalogue_items": seqs.num_items,
         "history_len_quantiles": {k: float(v) for k, v in zip(("min", "p25", "p50", "p75", "p90", "max"), q)},
         "empty_history_share": float((hist_len == 0).mean()) if len(hist_len) else 0.0,
         "mean_candidates": float(n_cand.mean()) if len(n_cand) else 0.0,
-        "sampled_candidate_share": float(seqs["cand_sampled"].mean()) if len(n_cand) else 0.0,
+        "sampled_candidate_share": float(seqs.candidates.sampled.mean()) if len(n_cand) else 0.0,
     }
 
 
-def history_png(seqs: dict[str, np.ndarray], title: str) -> bytes:
-    s = seqs["hist_item_idx"].shape[1]
-    return hist_png(seqs["hist_len"], bins=min(s + 1, 40), title=title, xlabel="valid history length")
+def history_png(seqs: EngagementSequences, title: str) -> bytes:
+    return hist_png(seqs.history.length, bins=min(seqs.history_len + 1, 40), title=title,
+                    xlabel="valid history length")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from x_reco.data.sequences import PER_EVENT, SPLIT_CODES, split_view
+from x_reco.data.examples import EngagementSequences, Split
+from x_reco.data.registry import ExampleKind, dataset_spec
 
 
 class UserItems:
@@ -34,62 +35,64 @@ class UserItems:
         return (self.keys[pos] == keys) if len(self.keys) else np.zeros(keys.shape, bool)
 
 
-def interacted(seqs: dict[str, np.ndarray], max_split: int | None = None) -> UserItems:
-    """Items each user interacted with (non-sampled, valid candidates) in splits <= ``max_split``."""
-    rows = np.arange(len(seqs["split"])) if max_split is None else np.flatnonzero(seqs["split"] <= max_split)
-    cand = seqs["cand_item_idx"][rows]
-    real = (cand >= 0) & ~seqs["cand_sampled"][rows]
-    users = np.broadcast_to(seqs["user_idx"][rows][:, None], cand.shape)[real]
-    return UserItems(users, cand[real], len(seqs["user_ids"]), len(seqs["item_ids"]))
+def interacted(seqs: EngagementSequences, before: Split | str | None = None) -> UserItems:
+    """Items each user interacted with (non-sampled, valid candidates), in splits before ``before``
+    (every split when None)."""
+    split = seqs.examples.split
+    rows = np.arange(len(split)) if before is None else np.flatnonzero(split < Split.parse(before))
+    cand = seqs.candidates.item_idx[rows]
+    real = (cand >= 0) & ~seqs.candidates.sampled[rows]
+    users = np.broadcast_to(seqs.examples.user_idx[rows][:, None], cand.shape)[real]
+    return UserItems(users, cand[real], len(seqs.catalogue.user_ids), seqs.num_items)
 
 
 def seen_mask(
-    seqs: dict[str, np.ndarray], split: str, rows: np.ndarray, earlier: UserItems | None = None
+    seqs: EngagementSequences, split: Split | str, rows: np.ndarray, earlier: UserItems | None = None
 ) -> np.ndarray:
     """bool [len(rows), N]: items seen before ``split`` by each row's user, plus the row's history."""
     if earlier is None:
-        earlier = interacted(seqs, SPLIT_CODES[split] - 1)
-    mask = earlier.dense(seqs["user_idx"][rows])
-    hist = seqs["hist_item_idx"][rows]
+        earlier = interacted(seqs, split)
+    mask = earlier.dense(seqs.examples.user_idx[rows])
+    hist = seqs.history.item_idx[rows]
     r, s = np.nonzero(hist >= 0)
     mask[r, hist[r, s]] = True
     return mask
 
 
-def ineligible_mask(seqs: dict[str, np.ndarray], rows: np.ndarray, window_s: float) -> np.ndarray:
+def ineligible_mask(seqs: EngagementSequences, rows: np.ndarray, window_s: float) -> np.ndarray:
     """bool [len(rows), N]: items a feed could not serve at the row's request time.
 
     A feed serves recent posts: an item is eligible iff it was created in
     ``[request_ts - window_s, request_ts]``.
     """
-    created = seqs["item_created_ts"][None, :]
-    t = seqs["request_ts"][rows][:, None]
+    created = seqs.catalogue.item_created_ts[None, :]
+    t = seqs.examples.request_ts[rows][:, None]
     return (created > t) | (created < t - window_s)
 
 
-def with_sampled_negatives(seqs: dict[str, np.ndarray], split: str, seed: int = 0) -> dict[str, np.ndarray]:
+def with_sampled_negatives(seqs: EngagementSequences, split: Split | str, seed: int = 0) -> EngagementSequences:
     """The ``split`` rows of a per-event dataset with empty candidate slots filled by negatives.
 
     Negatives are uniform over items the user never interacted with in any split (the rule the
-    training rows use), labelled all-zero and flagged ``cand_sampled``. Per-request datasets already
+    training rows use), labelled all-zero and flagged ``sampled``. Per-request datasets already
     carry real unengaged impressions and are returned restricted to the split, unchanged.
     """
-    out = split_view(seqs, split)  # boolean indexing: the per-example arrays are copies
-    if str(seqs["partition"]) not in PER_EVENT:
+    out = seqs.split_view(split)  # boolean indexing: the per-example arrays are copies
+    if dataset_spec(seqs.partition).example_kind != ExampleKind.PER_EVENT:
         return out
-    cand = out["cand_item_idx"]
-    r, s = np.nonzero(cand < 0)
-    users = out["user_idx"][r]
+    c = out.candidates
+    r, s = np.nonzero(c.item_idx < 0)
+    users = out.examples.user_idx[r]
     seen = interacted(seqs)
     rng = np.random.default_rng([seed, 2])
-    draws = rng.integers(0, len(seqs["item_ids"]), size=len(r))
+    draws = rng.integers(0, seqs.num_items, size=len(r))
     bad = seen.contains(users, draws)
     while bad.any():
-        draws[bad] = rng.integers(0, len(seqs["item_ids"]), size=int(bad.sum()))
+        draws[bad] = rng.integers(0, seqs.num_items, size=int(bad.sum()))
         bad = seen.contains(users, draws)
-    cand[r, s] = draws
-    out["cand_post_hashes"][r, s] = seqs["item_post_hashes"][draws]
-    out["cand_author_hashes"][r, s] = seqs["item_author_hashes"][draws]
-    out["cand_actions"][r, s] = 0
-    out["cand_sampled"][r, s] = True
+    c.item_idx[r, s] = draws
+    c.post_hashes[r, s] = seqs.catalogue.post_hashes[draws]
+    c.author_hashes[r, s] = seqs.catalogue.author_hashes[draws]
+    c.actions[r, s] = 0
+    c.sampled[r, s] = True
     return out

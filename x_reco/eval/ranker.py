@@ -11,32 +11,32 @@ import numpy as np
 from flax import nnx
 
 from x_reco.common.actions import ACTIONS
-from x_reco.data.sequences import SPLIT_CODES
+from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.heldout import ineligible_mask, interacted, seen_mask, with_sampled_negatives
 from x_reco.eval.metrics import auc, log_loss, ranking_metrics
 from x_reco.eval.retrieval import item_vectors, user_vectors
 from x_reco.models.ranker import PhoenixRanker, weighted_score
 from x_reco.models.retrieval import PhoenixRetrieval
 from x_reco.pipeline.weights import WeightSet
-from x_reco.training.data import make_batch, make_labels, retrieval_pairs
 from x_reco.training.losses import ranker_bce
 
 _logits = nnx.jit(lambda model, batch: model(batch).logits_bca)
 
 
-def ranker_logits(model: PhoenixRanker, seqs: dict[str, np.ndarray], rows: np.ndarray, batch_size: int = 128):
+def ranker_logits(model: PhoenixRanker, seqs: EngagementSequences, rows: np.ndarray, batch_size: int = 128):
     """Logits [R, C, A] and labels (``RankerLabels`` fields, unpadded) for example ``rows``."""
     logits, labels = [], []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        logits.append(np.asarray(_logits(model, make_batch(seqs, chunk, batch_size)))[: len(chunk)])
-        labels.append(make_labels(seqs, chunk))
+        logits.append(np.asarray(_logits(model, seqs.batch(chunk, batch_size)))[: len(chunk)])
+        labels.append(seqs.labels(chunk))
     cat = lambda name: np.concatenate([getattr(x, name) for x in labels])  # noqa: E731
     return np.concatenate(logits), cat("candidate_actions"), cat("candidate_mask"), cat("label_mask")
 
 
 def evaluate_ranker(
-    model: PhoenixRanker, seqs: dict[str, np.ndarray], split: str = "test", seed: int = 0, batch_size: int = 128
+    model: PhoenixRanker, seqs: EngagementSequences, split: Split | str = Split.TEST, seed: int = 0,
+    batch_size: int = 128,
 ) -> dict[str, float]:
     """``<action>_auc`` and ``<action>_log_loss`` per observed action, their means, and the BCE loss.
 
@@ -45,13 +45,13 @@ def evaluate_ranker(
     mostly a real-vs-random test.
     """
     held = with_sampled_negatives(seqs, split, seed)
-    logits, y, cmask, lmask = ranker_logits(model, held, np.arange(len(held["split"])), batch_size)
-    real = cmask & ~held["cand_sampled"]
+    logits, y, cmask, lmask = ranker_logits(model, held, np.arange(held.num_examples), batch_size)
+    real = cmask & ~held.candidates.sampled
     names = model.config.output_action_names
     out: dict[str, float] = {"loss": float(ranker_bce(logits, y, cmask, lmask)), "num_examples": float(len(y))}
     aucs, losses = [], []
     for a, name in enumerate(names):
-        if name not in ACTIONS or not seqs["observed_mask"][ACTIONS.index(name)]:
+        if name not in ACTIONS or not seqs.observed_mask[ACTIONS.index(name)]:
             continue
         labels, scores = y[..., a][cmask], logits[..., a][cmask]
         out[f"{name}_auc"] = auc(labels, scores)
@@ -69,8 +69,8 @@ def evaluate_ranker(
 def two_stage(
     retriever: PhoenixRetrieval,
     ranker: PhoenixRanker,
-    seqs: dict[str, np.ndarray],
-    split: str = "test",
+    seqs: EngagementSequences,
+    split: Split | str = Split.TEST,
     num_retrieved: int = 200,
     weights: WeightSet | None = None,
     cutoffs: tuple[int, ...] = (10,),
@@ -83,9 +83,9 @@ def two_stage(
     candidates) and ``recall@<num_retrieved>``. A target outside the retrieved set counts as a miss.
     """
     weights = WeightSet.published() if weights is None else weights
-    rows, targets = retrieval_pairs(seqs, split)
+    rows, targets = seqs.retrieval_pairs(split)
     items_nd = item_vectors(retriever, seqs)
-    earlier = interacted(seqs, SPLIT_CODES[split] - 1)
+    earlier = interacted(seqs, split)
     k = min(num_retrieved, items_nd.shape[0])
     ranked, retrieved = [], []
     for start in range(0, len(rows), batch_size):
@@ -108,16 +108,7 @@ def two_stage(
 
 
 def _weighted_scores(ranker, seqs, rows, top_bk, weights: WeightSet, batch_size: int) -> np.ndarray:
-    batch = make_batch(seqs, rows, batch_size)
-    b, k = batch_size, top_bk.shape[1]
-    items = np.zeros((b, k), np.int64)
-    items[: len(rows)] = top_bk
-    valid = (np.arange(b) < len(rows))[:, None, None]
-    batch = batch.replace(
-        candidate_post_hashes=(seqs["item_post_hashes"][items] * valid).astype(np.int32),
-        candidate_author_hashes=(seqs["item_author_hashes"][items] * valid).astype(np.int32),
-        candidate_product_surface=np.repeat(batch.candidate_product_surface[:, :1], k, axis=1),
-    )
+    batch = seqs.catalogue_batch(rows, top_bk, batch_size)
     probs = 1.0 / (1.0 + np.exp(-np.asarray(_logits(ranker, batch), np.float64)))
     score = weighted_score(probs, weights.weights, ranker.config.output_action_names)
     return np.asarray(score)[: len(rows)]

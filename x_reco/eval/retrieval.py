@@ -10,19 +10,18 @@ from __future__ import annotations
 import numpy as np
 from flax import nnx
 
-from x_reco.data.sequences import SPLIT_CODES
+from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.heldout import ineligible_mask, interacted, seen_mask
 from x_reco.eval.metrics import DEFAULT_CUTOFFS, ranking_metrics, target_ranks
 from x_reco.models.retrieval import PhoenixRetrieval
-from x_reco.training.data import make_batch, retrieval_pairs
 
 _encode_user = nnx.jit(lambda model, batch: model.encode_user(batch))
 _encode_items = nnx.jit(lambda model, post, author: model.encode_items(post, author))
 
 
-def item_vectors(model: PhoenixRetrieval, seqs: dict[str, np.ndarray], chunk: int = 4096) -> np.ndarray:
+def item_vectors(model: PhoenixRetrieval, seqs: EngagementSequences, chunk: int = 4096) -> np.ndarray:
     """Unit vectors of every catalogue item, f32 [N, D] (candidate tower over the item hashes)."""
-    post, author = seqs["item_post_hashes"].astype(np.int32), seqs["item_author_hashes"].astype(np.int32)
+    post, author = seqs.catalogue.post_hashes.astype(np.int32), seqs.catalogue.author_hashes.astype(np.int32)
     n = len(post)
     pad = (-n) % chunk if n > chunk else 0
     post = np.concatenate([post, np.zeros((pad, post.shape[1]), np.int32)])
@@ -35,25 +34,25 @@ def item_vectors(model: PhoenixRetrieval, seqs: dict[str, np.ndarray], chunk: in
 
 
 def user_vectors(
-    model: PhoenixRetrieval, seqs: dict[str, np.ndarray], rows: np.ndarray, batch_size: int = 256
+    model: PhoenixRetrieval, seqs: EngagementSequences, rows: np.ndarray, batch_size: int = 256
 ) -> np.ndarray:
     """Unit user vectors [len(rows), D] for example rows (fixed-shape padded batches, one compile)."""
     parts = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        parts.append(np.asarray(_encode_user(model, make_batch(seqs, chunk, batch_size)))[: len(chunk)])
+        parts.append(np.asarray(_encode_user(model, seqs.batch(chunk, batch_size)))[: len(chunk)])
     return np.concatenate(parts) if parts else np.zeros((0, model.config.emb_size), np.float32)
 
 
-def popularity_scores(seqs: dict[str, np.ndarray]) -> np.ndarray:
+def popularity_scores(seqs: EngagementSequences) -> np.ndarray:
     """Training-positive count per catalogue item, f32 [N]."""
-    _, items = retrieval_pairs(seqs, "train")
-    return np.bincount(items, minlength=len(seqs["item_ids"])).astype(np.float32)
+    _, items = seqs.retrieval_pairs(Split.TRAIN)
+    return np.bincount(items, minlength=seqs.num_items).astype(np.float32)
 
 
 def rank_targets(
-    seqs: dict[str, np.ndarray],
-    split: str,
+    seqs: EngagementSequences,
+    split: Split | str,
     score_rows,
     cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
     chunk: int = 512,
@@ -64,8 +63,8 @@ def rank_targets(
     With ``catalogue_window_s`` the catalogue of each row is the items created in the window before
     its request (a feed's recent posts) in both views; otherwise it is every item.
     """
-    rows, items = retrieval_pairs(seqs, split)
-    earlier = interacted(seqs, SPLIT_CODES[split] - 1)
+    rows, items = seqs.retrieval_pairs(split)
+    earlier = interacted(seqs, split)
     plain, masked = [], []
     for start in range(0, len(rows), chunk):
         r, t = rows[start : start + chunk], items[start : start + chunk]
@@ -88,8 +87,8 @@ def rank_targets(
 
 def evaluate_retrieval(
     model: PhoenixRetrieval,
-    seqs: dict[str, np.ndarray],
-    split: str = "test",
+    seqs: EngagementSequences,
+    split: Split | str = Split.TEST,
     cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
     batch_size: int = 256,
     catalogue_window_s: float | None = None,
@@ -101,7 +100,7 @@ def evaluate_retrieval(
 
 
 def evaluate_popularity(
-    seqs: dict[str, np.ndarray], split: str = "test", cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
+    seqs: EngagementSequences, split: Split | str = Split.TEST, cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
     catalogue_window_s: float | None = None,
 ) -> dict[str, float]:
     """The same metrics for the popularity baseline (ties broken by catalogue index)."""

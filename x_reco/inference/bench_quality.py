@@ -6,7 +6,6 @@ the random-init benchmark source, labelled "random-init, not gated".
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -14,7 +13,7 @@ import jax
 import numpy as np
 
 from x_reco.common.types import RecsysBatch
-from x_reco.features.hashing import HashSpec
+from x_reco.data.examples import EngagementSequences
 from x_reco.inference.bench_worker import build_variant, summarize, time_calls, variant_spec
 from x_reco.inference.engine import aot_compile, make_score_fn, memory_analysis, to_device
 from x_reco.inference.params import ServingModel, bytes_by_dtype, serving_model, total_bytes
@@ -50,9 +49,8 @@ def _source(job: dict) -> tuple[ServingModel, RecsysBatch, dict]:
     if job.get("checkpoint"):
         from x_reco.training.checkpoint import restore_checkpoint
 
-        seqs = dict(np.load(job["sequences"]))
-        data_spec = HashSpec.from_dict(json.loads(str(seqs["hash_spec_json"])))
-        model, meta = restore_checkpoint(job["checkpoint"], hash_spec=data_spec)
+        seqs = EngagementSequences.from_npz(job["sequences"])
+        model, meta = restore_checkpoint(job["checkpoint"], hash_spec=seqs.hash_spec)
         with jax.default_device(jax.devices("cpu")[0]):
             source = serving_model(model, param_version=meta["param_version"])
         source = source.replace(params=jax.tree.map(np.asarray, source.params))

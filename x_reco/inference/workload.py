@@ -21,6 +21,7 @@ from flax import nnx
 
 from x_reco.common.types import RecsysBatch
 from x_reco.configs.phoenix import PhoenixConfig
+from x_reco.data.examples import EngagementSequences, Split
 from x_reco.inference.params import ServingModel, digests, extract_params, leaf_paths
 from x_reco.inference.requests import RawRequest
 from x_reco.models.ranker import PhoenixRanker
@@ -153,27 +154,19 @@ def synthetic_requests(cfg: PhoenixConfig, n_users: int, history: int, candidate
 
 
 # -- trained checkpoint + engagement sequences -------------------------------------------------------
-def checkpoint_users(sequences: dict, n_users: int = 200, n_candidates: int = 1000, seed: int = 0) -> RecsysBatch:
+def checkpoint_users(sequences: EngagementSequences, n_users: int = 200, n_candidates: int = 1000,
+                     seed: int = 0) -> RecsysBatch:
     """One request per distinct user (latest test example, else any split) with up to ``n_candidates``
-    distinct catalogue items as candidates (format: ``x_reco/data/sequences.py``). Numpy RecsysBatch."""
-    split = sequences["split"]
-    order = np.lexsort((sequences["request_ts"], split == 2))[::-1]  # test split first, newest first
-    _, first = np.unique(sequences["user_idx"][order], return_index=True)
+    distinct catalogue items as candidates. Numpy RecsysBatch."""
+    ex = sequences.examples
+    order = np.lexsort((ex.request_ts, ex.split == Split.TEST))[::-1]  # test split first, newest first
+    _, first = np.unique(ex.user_idx[order], return_index=True)
     rows = np.sort(order[first])[:n_users]
-    items = len(sequences["item_post_hashes"])
+    items = sequences.num_items
     n = min(n_candidates, items)
     rng = np.random.default_rng(seed)
     pick = np.stack([rng.choice(items, n, replace=False) for _ in rows])
-    return RecsysBatch(
-        user_hashes=sequences["user_hashes"][rows].astype(np.int32),
-        history_post_hashes=sequences["hist_post_hashes"][rows].astype(np.int32),
-        history_author_hashes=sequences["hist_author_hashes"][rows].astype(np.int32),
-        history_actions=(sequences["hist_actions"][rows] != 0).astype(np.float32),
-        history_product_surface=sequences["hist_surface"][rows].astype(np.int32),
-        candidate_post_hashes=sequences["item_post_hashes"][pick].astype(np.int32),
-        candidate_author_hashes=sequences["item_author_hashes"][pick].astype(np.int32),
-        candidate_product_surface=np.repeat(sequences["surface"][rows][:, None], n, axis=1).astype(np.int32),
-    )
+    return sequences.catalogue_batch(rows, pick)
 
 
 def synthetic_user_batch(cfg: PhoenixConfig, n_users: int, history: int, candidates: int, seed: int = 0) -> RecsysBatch:

@@ -12,14 +12,19 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from x_reco.data.item_features import pool_arrays, synthetic_content_pool
+from x_reco.data.item_features import pool_arrays
+from x_reco.data.registry import DEFAULT_PARTITION, dataset_spec
 from x_reco.data.tables import RawTables
 from x_reco.reward import plots
 from x_reco.reward.audit import LIMITATION, AuditConfig, run_audit
 from x_reco.reward.budget import BudgetConfig, run_budget
 from x_reco.reward.direction import SEEDS5, DirectionConfig, run_direction, trained_cosines
 from x_reco.reward.direction_report import (
-    cosine_table, direction_pairs, direction_summary, goodhart_curves, temperature_sweep,
+    cosine_table,
+    direction_pairs,
+    direction_summary,
+    goodhart_curves,
+    temperature_sweep,
 )
 from x_reco.reward.labels_loss import LabelsConfig, run_labels_not_loss
 from x_reco.reward.losses import LossSpec
@@ -40,12 +45,12 @@ class AnalysisResult:
 
 @dataclasses.dataclass(frozen=True)
 class StakeholderConfig:
-    partition: str = "synthetic"
+    partition: str = DEFAULT_PARTITION
     disagreement_pairs: int = 10_000
     seed: int = 42
 
     @classmethod
-    def smoke(cls, partition: str = "synthetic") -> StakeholderConfig:
+    def smoke(cls, partition: str = DEFAULT_PARTITION) -> StakeholderConfig:
         return cls(partition=partition, disagreement_pairs=2_000)
 
 
@@ -55,7 +60,8 @@ def stakeholder_utilities(raw: RawTables | None, item_features: pd.DataFrame | N
     label disagreement per primary pair). Synthetic needs neither ``raw`` nor ``item_features``
     (the 500-item content pool is generated)."""
     st = build_stakeholders(raw, config.partition)
-    feats = synthetic_content_pool() if item_features is None and config.partition == "synthetic" else item_features
+    spec = dataset_spec(config.partition)
+    feats = spec.item_features(raw) if item_features is None and spec.generated else item_features
     if feats is None:
         raise ValueError(f"{config.partition}: item_features are required")
     _, x, _, _ = pool_arrays(feats)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from x_reco.data.item_features import pool_arrays
+from x_reco.data.registry import dataset_spec
 from x_reco.reward.stakeholders import Stakeholders, stakeholders_from_frame
 
 PROTOCOLS = ("parity", "corrected")
@@ -26,7 +27,8 @@ class RewardPool:
 
     @property
     def synthetic(self) -> bool:
-        return self.dataset == "synthetic"
+        """Whether the stakeholders are the generated world's α family (user / platform / society)."""
+        return dataset_spec(self.dataset).stakeholders == "alpha"
 
     def topics(self, protocol: str) -> np.ndarray:
         """Parity collapses unknown categories into topic 0; corrected (C10) keeps them apart."""

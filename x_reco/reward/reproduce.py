@@ -59,7 +59,7 @@ def ml100k_section(protocol: str) -> tuple[str, dict]:
 
     raw = read_movielens_100k()
     feats = item_features(raw)
-    st = R.stakeholder_utilities(raw, feats, R.StakeholderConfig("movielens-100k")).tables
+    st = R.stakeholder_utilities(raw, feats, R.StakeholderConfig(raw.partition)).tables
     w, geo = st["stakeholder_weights"], st["raw_cosines"]
     cfg = {"parity": (R.DirectionConfig.parity(), R.LabelsConfig.parity(), R.BudgetConfig.parity()),
            "corrected": (R.DirectionConfig.corrected(), R.LabelsConfig.corrected(), R.BudgetConfig.corrected())}

@@ -10,9 +10,14 @@ import pandas as pd
 
 from x_reco.common.actions import ACTION_INDEX, DISCRETE_ACTIONS, NEGATIVE_ACTIONS, POSITIVE_ACTIONS
 from x_reco.data.item_features import (
-    KINDLE_GENRES, MIND_TOP_CATEGORIES, MIND_TOP_SUBCATEGORIES, ML_GENRES, kindle_genres, mind_vocabulary,
-    reward_train_split,
+    KINDLE_GENRES,
+    MIND_TOP_CATEGORIES,
+    MIND_TOP_SUBCATEGORIES,
+    ML_GENRES,
+    kindle_genres,
+    mind_vocabulary,
 )
+from x_reco.data.registry import DEFAULT_PARTITION, dataset_spec
 from x_reco.data.tables import RawTables
 
 POS_IDX = np.array([ACTION_INDEX[a] for a in POSITIVE_ACTIONS])
@@ -156,21 +161,27 @@ def kindle_stakeholders(raw: RawTables, train: pd.DataFrame) -> Stakeholders:
     return Stakeholders(raw.partition, {**w, "diversity": div})
 
 
-def synthetic_stakeholders() -> Stakeholders:
-    return Stakeholders("synthetic", {k: alpha_weights(a).astype(np.float32) for k, a in SYNTHETIC_ALPHAS.items()})
+def synthetic_stakeholders(dataset: str = DEFAULT_PARTITION) -> Stakeholders:
+    return Stakeholders(dataset, {k: alpha_weights(a).astype(np.float32) for k, a in SYNTHETIC_ALPHAS.items()})
+
+
+# Stakeholder families a dataset record names (``DatasetSpec.stakeholders``): (raw, train split) -> weights.
+_FAMILIES = {
+    "alpha": lambda raw, train: synthetic_stakeholders(),
+    "movielens": movielens_stakeholders,
+    "mind": mind_stakeholders,
+    "kindle": kindle_stakeholders,
+}
 
 
 def build_stakeholders(raw: RawTables | None, partition: str) -> Stakeholders:
-    """Stakeholders of ``partition``; real partitions read their reward-modelling training split."""
-    if partition == "synthetic":
-        return synthetic_stakeholders()
+    """Stakeholders of ``partition``; datasets with a reward split read it from their RawTables."""
+    spec = dataset_spec(partition)
+    if spec.reward_split is None:
+        return _FAMILIES[spec.stakeholders](None, None)
     if raw is None or raw.partition != partition:
         raise ValueError(f"partition {partition!r} needs its RawTables")
-    builders = {"movielens-100k": movielens_stakeholders, "movielens-1m": movielens_stakeholders,
-                "mind-small": mind_stakeholders, "amazon-kindle": kindle_stakeholders}
-    if partition not in builders:
-        raise ValueError(f"no stakeholders for partition {partition!r}")
-    return builders[partition](raw, reward_train_split(raw))
+    return _FAMILIES[spec.stakeholders](raw, spec.reward_split(raw))
 
 
 def weights_frame(st: Stakeholders) -> pd.DataFrame:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.features.hashing import HashSpec
+
+if TYPE_CHECKING:
+    from x_reco.data.examples import EngagementSequences
 
 RETRIEVAL_LOSSES = ("auto", "full", "sampled")
 TABLE_OPTIMIZERS = ("adamw", "rowwise_adagrad", "sparse_rowwise_adagrad")
@@ -140,13 +141,6 @@ class TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
 
-def data_hash_spec(seqs: Mapping[str, np.ndarray]) -> HashSpec:
-    """The HashSpec the sequences were hashed with (their ``hash_spec_json``)."""
-    return HashSpec.from_dict(json.loads(str(seqs["hash_spec_json"])))
-
-
-def model_config_for(cfg: TrainConfig, seqs: Mapping[str, np.ndarray]) -> PhoenixConfig:
+def model_config_for(cfg: TrainConfig, seqs: EngagementSequences) -> PhoenixConfig:
     """``cfg.model_config`` with the data's HashSpec and its history / candidate lengths."""
-    return cfg.model_config(
-        data_hash_spec(seqs), seqs["hist_post_hashes"].shape[1], seqs["cand_post_hashes"].shape[1]
-    )
+    return cfg.model_config(seqs.hash_spec, seqs.history_len, seqs.candidate_len)

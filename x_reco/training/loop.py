@@ -1,6 +1,6 @@
 """Training loops of the Phoenix ranker and retriever: jitted data-parallel steps, Orbax resume, eval.
 
-``train_ranker`` / ``train_retriever`` take engagement sequences (``x_reco.data.sequences``), a
+``train_ranker`` / ``train_retriever`` take engagement sequences (``EngagementSequences``), a
 ``TrainConfig`` and a run directory. Under the directory: ``train/`` holds the resumable checkpoints
 (``resume.py``) and ``model/`` the exported model (``checkpoint.save_checkpoint``). Calling again with
 the same directory and config resumes from the latest checkpoint and, on CPU, reproduces the loss
@@ -25,6 +25,8 @@ import numpy as np
 from flax import nnx
 
 from x_reco.common.types import RecsysBatch
+from x_reco.data.batches import retrieval_batch, training_times
+from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.ranker import evaluate_ranker
 from x_reco.eval.retrieval import evaluate_retrieval
 from x_reco.features.hashing import HashSpec
@@ -32,14 +34,17 @@ from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retrieval import PhoenixRetrieval
 from x_reco.training import losses
 from x_reco.training.checkpoint import restore_checkpoint, save_checkpoint
-from x_reco.training.config import TrainConfig, data_hash_spec, model_config_for
-from x_reco.training.data import (
-    make_batch, make_labels, make_retrieval_batch, retrieval_pairs, split_rows, step_chunk, training_times,
-)  # fmt: skip
+from x_reco.training.config import TrainConfig, model_config_for
+from x_reco.training.data import step_chunk
 from x_reco.training.optim import SPARSE, learning_rate_schedule, make_optimizer
 from x_reco.training.resume import TrainCheckpoints
 from x_reco.training.step import (
-    SparseTables, data_parallel, make_sparse_train_step, make_train_step, replicate, shard_batch,
+    SparseTables,
+    data_parallel,
+    make_sparse_train_step,
+    make_train_step,
+    replicate,
+    shard_batch,
 )  # fmt: skip
 
 MODEL_DIR = "model"
@@ -82,7 +87,7 @@ class _Task:
 
 
 def train_ranker(
-    seqs: dict[str, np.ndarray], cfg: TrainConfig, ckpt_dir: str | Path, progress: Progress | None = None
+    seqs: EngagementSequences, cfg: TrainConfig, ckpt_dir: str | Path, progress: Progress | None = None
 ) -> TrainResult:
     """Train a ``PhoenixRanker`` on the train split with multi-action BCE; validate on the val split.
 
@@ -91,19 +96,19 @@ def train_ranker(
       cfg: the run's config. ckpt_dir: run directory (resumed if it holds checkpoints of this config).
       progress: optional ``progress(step, total, loss, examples_per_s, eta_s)`` called every step.
     """
-    rows = split_rows(seqs, "train")
+    rows = seqs.rows(Split.TRAIN)
     b, mask_negatives = cfg.batch_size, cfg.mask_sampled_negative_actions
     task = _Task(
         "ranker", PhoenixRanker, len(rows),
-        lambda pos: (make_batch(seqs, rows[pos], b), make_labels(seqs, rows[pos], b, mask_negatives)),
+        lambda pos: (seqs.batch(rows[pos], b), seqs.labels(rows[pos], b, mask_negatives)),
         ("ranker_bce",), None,
-        lambda m: evaluate_ranker(m, seqs, "val", seed=cfg.seed, batch_size=cfg.eval_batch_size),
+        lambda m: evaluate_ranker(m, seqs, Split.VAL, seed=cfg.seed, batch_size=cfg.eval_batch_size),
     )  # fmt: skip
     return _fit(task, seqs, cfg, ckpt_dir, progress)
 
 
 def train_retriever(
-    seqs: dict[str, np.ndarray], cfg: TrainConfig, ckpt_dir: str | Path, progress: Progress | None = None
+    seqs: EngagementSequences, cfg: TrainConfig, ckpt_dir: str | Path, progress: Progress | None = None
 ) -> TrainResult:
     """Train a ``PhoenixRetrieval`` two-tower model on the train split's (example, engaged item) pairs.
 
@@ -113,8 +118,8 @@ def train_retriever(
     serve at its request time. Validation is leave-one-out ranking on the val split over the full
     catalogue (or that windowed one). Arguments as ``train_ranker``.
     """
-    rows, items = retrieval_pairs(seqs, "train")
-    num_items = len(seqs["item_ids"])
+    rows, items = seqs.retrieval_pairs(Split.TRAIN)
+    num_items = seqs.num_items
     b, window_s = cfg.batch_size, cfg.negative_window_s
     if window_s is None:
         request, created, window = None, None, None
@@ -122,15 +127,15 @@ def train_retriever(
         request, created, window = training_times(seqs, window_s)
     if cfg.use_full_softmax(num_items):
         loss = ("full_softmax", cfg.temperature, window)
-        consts = (seqs["item_post_hashes"].astype(np.int32), seqs["item_author_hashes"].astype(np.int32), created)
+        consts = (seqs.catalogue.post_hashes.astype(np.int32), seqs.catalogue.author_hashes.astype(np.int32), created)
     else:
         loss = ("sampled_softmax", cfg.temperature, window)
         consts = (losses.item_log_q(items, num_items, b), created)
-    evaluate = functools.partial(evaluate_retrieval, seqs=seqs, split="val", batch_size=cfg.eval_batch_size,
+    evaluate = functools.partial(evaluate_retrieval, seqs=seqs, split=Split.VAL, batch_size=cfg.eval_batch_size,
                                  catalogue_window_s=window_s)  # fmt: skip
     task = _Task(
         "retrieval", PhoenixRetrieval, len(rows),
-        lambda pos: make_retrieval_batch(seqs, rows[pos], items[pos], b, request),
+        lambda pos: retrieval_batch(seqs, rows[pos], items[pos], b, request),
         loss, consts, evaluate,
     )  # fmt: skip
     return _fit(task, seqs, cfg, ckpt_dir, progress)
@@ -234,9 +239,9 @@ def _new_record(task: _Task, seqs, cfg: TrainConfig, model_config) -> dict[str, 
         "score_spread": [],
         "train_config": json.loads(cfg.to_json()),
         "model_config": json.loads(model_config.to_json()),
-        "hash_spec": data_hash_spec(seqs).to_dict(),
+        "hash_spec": seqs.hash_spec.to_dict(),
         "seeds": {"params": cfg.seed, "data_order": cfg.seed},
-        "partition": str(seqs["partition"]),
+        "partition": seqs.partition,
         # bitwise GPU reproducibility needs --xla_gpu_deterministic_ops=true (phoenix spec §13)
         "platform": jax.default_backend(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -246,7 +251,7 @@ def _new_record(task: _Task, seqs, cfg: TrainConfig, model_config) -> dict[str, 
 def _check_resumable(record: dict[str, Any], task: _Task, seqs, cfg: TrainConfig, ckpt_dir) -> None:
     """A run directory resumes only with the same model kind, config and data HashSpec."""
     saved = HashSpec.from_dict(record["hash_spec"])
-    data_hash_spec(seqs).check_compatible(saved, where=f"between data and run {ckpt_dir}")
+    seqs.hash_spec.check_compatible(saved, where=f"between data and run {ckpt_dir}")
     if record["model_kind"] != task.kind:
         raise ValueError(f"run {ckpt_dir} holds a {record['model_kind']} run, not {task.kind}")
     if record["train_config"] != json.loads(cfg.to_json()):

@@ -1,15 +1,17 @@
-"""Training configs: the tuned defaults per model kind and the default config per dataset partition."""
+"""Training configs: the tuned defaults per model kind and the step budgets dataset records name."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from x_reco.data.examples import EngagementSequences
+from x_reco.data.registry import dataset_spec
 from x_reco.training.config import TrainConfig
 
 _CPU_MODEL = {"compute_dtype": "float32"}  # bf16 matmuls are emulated (slow) on CPU
@@ -32,11 +34,17 @@ TUNED: dict[str, dict[str, Any]] = {
     ),
 }  # fmt: skip
 
-# The demo keeps `make demo` to a few minutes on 2 cores; the real datasets get the tuned budget.
-# The 200-user demo world overfits within a few hundred steps, so it exports the validation-best
-# of evaluations every 50 steps (a longer run cannot end on an overfit model).
+# Step budgets a dataset's record names (``DatasetSpec.train_budget``). The demo keeps `make demo` to a
+# few minutes on 2 cores; the real datasets get the tuned budget. The 200-user demo world overfits
+# within a few hundred steps, so it exports the validation-best of evaluations every 50 steps (a
+# longer run cannot end on an overfit model).
 _DEMO_STEPS = {"retriever": 300, "ranker": 200}
-_DEMO_SELECTION = {"select_best": True, "eval_every": 50}
+BUDGETS: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
+    "tuned": lambda kind, base: {},
+    "demo": lambda kind, base: dict(
+        num_steps=_DEMO_STEPS[kind], checkpoint_every=100, select_best=True, eval_every=50,
+        warmup_steps=min(base["warmup_steps"], _DEMO_STEPS[kind] // 5)),
+}
 
 
 def catalogue_window_s(manifest: Mapping[str, Any]) -> float | None:
@@ -57,21 +65,20 @@ def default_train_config(
     if kind not in TUNED:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(TUNED)}")
     base = dict(TUNED[kind])
-    if partition == "synthetic":
-        base.update(num_steps=_DEMO_STEPS[kind], checkpoint_every=100,
-                    warmup_steps=min(base["warmup_steps"], _DEMO_STEPS[kind] // 5), **_DEMO_SELECTION)
+    base.update(BUDGETS[dataset_spec(partition).train_budget](kind, base))
     if kind == "retriever" and catalogue_window_s:
         base["negative_window_s"] = float(catalogue_window_s)
     base.update(overrides)
     return TrainConfig.from_dict(base)
 
 
-def data_digest(seqs: dict[str, np.ndarray]) -> str:
+def data_digest(seqs: EngagementSequences) -> str:
     """Short digest of the sequences a model trains on (part of its run directory name)."""
     h = hashlib.sha256()
+    arrays = seqs.to_arrays()
     for key in ("split", "user_hashes", "hist_post_hashes", "cand_post_hashes", "cand_actions", "hash_spec_json"):
         h.update(key.encode())
-        h.update(np.ascontiguousarray(seqs[key]).tobytes())
+        h.update(np.ascontiguousarray(arrays[key]).tobytes())
     return h.hexdigest()[:12]
 
 

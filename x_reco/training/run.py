@@ -26,11 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from x_reco.data.examples import EngagementSequences, Split
+from x_reco.data.registry import TUNING_PARTITION
 from x_reco.training.config import TrainConfig
 from x_reco.training.presets import catalogue_window_s, default_train_config
 
 
-def load_sequences(dataset: str, source: str | Path | None = None) -> tuple[dict[str, np.ndarray], float | None]:
+def load_sequences(dataset: str, source: str | Path | None = None) -> tuple[EngagementSequences, float | None]:
     """Engagement sequences of a partition (files at ``source``, see ``load_raw``), default
     SequenceConfig, and the partition's catalogue window (``presets.catalogue_window_s``)."""
     from x_reco.data.events import build_events
@@ -67,7 +69,7 @@ def _summary(result) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="movielens-100k")
+    ap.add_argument("--dataset", default=TUNING_PARTITION)
     ap.add_argument("--source", default=None, help="dataset files (default: the bundled / generated copy)")
     ap.add_argument("--model", choices=("retriever", "ranker", "both"), default="retriever")
     ap.add_argument("--out", type=Path, default=None, help="run directory (kept); default: a temporary one")
@@ -100,19 +102,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report[kind] = {"config": cfg.to_dict(), "training": _summary(results[kind])}
         (out_dir / f"{kind}_loss.png").write_bytes(loss_curve_png(results[kind].losses, f"{kind} loss"))
     if "retriever" in results:
-        ret = evaluate_retrieval(results["retriever"].model, seqs, "test", catalogue_window_s=window)
-        pop = evaluate_popularity(seqs, "test", catalogue_window_s=window)
+        ret = evaluate_retrieval(results["retriever"].model, seqs, Split.TEST, catalogue_window_s=window)
+        pop = evaluate_popularity(seqs, Split.TEST, catalogue_window_s=window)
         report["retriever"]["test"], report["popularity_test"] = ret, pop
         keys = ["masked_hr@10", "masked_ndcg@10", "masked_mrr@10", "masked_hr@20", "masked_ndcg@20", "hr@10", "ndcg@10"]
         (out_dir / "retrieval_metrics.png").write_bytes(metric_bars_png({"retriever": ret, "popularity": pop}, keys))
     if "ranker" in results:
-        report["ranker"]["test"] = evaluate_ranker(results["ranker"].model, seqs, "test")
+        report["ranker"]["test"] = evaluate_ranker(results["ranker"].model, seqs, Split.TEST)
     if len(results) == 2:
         models = (results["retriever"].model, results["ranker"].model)
         click_only = WeightSet("click-only", "diagnostic", MappingProxyType({"click": 1.0}))
         for name, weights in (("", WeightSet.published()), ("_engagement_only", WeightSet.engagement_only()),
                               ("_click_only", click_only)):  # fmt: skip
-            report[f"two_stage{name}_test"] = two_stage(*models, seqs, "test", weights=weights,
+            report[f"two_stage{name}_test"] = two_stage(*models, seqs, Split.TEST, weights=weights,
                                                         catalogue_window_s=window)  # fmt: skip
     report["total_s"] = round(time.perf_counter() - t0, 1)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
