@@ -30,8 +30,8 @@ def test_source_is_deterministic_and_cached(tmp_path):
     first = bench_source(cfg, root=tmp_path)
     again = bench_source(cfg, root=tmp_path)
     assert first.source_param_digest == again.source_param_digest
-    assert np.array_equal(first.params["tables"]["post"], again.params["tables"]["post"])
-    assert not np.asarray(first.params["tables"]["user"][0]).any() and cfg.hash_spec.family == "splitmix64"
+    assert np.array_equal(first.state["tables"]["post"].get_value(), again.state["tables"]["post"].get_value())
+    assert not np.asarray(first.state["tables"]["user"].get_value()[0]).any() and cfg.hash_spec.family == "splitmix64"
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +103,22 @@ def test_headline_is_flat_and_numeric(timing_records):
     head = bench_report.headline(raw)
     assert head["device"] == "test" and len(head["source_param_digests"]) == 1
     assert isinstance(head["tiny/split/B2/S11/N5/p50"], float) and head["tiny/cached/B2/S11/N5/candidates_per_s"] > 0
+
+
+def test_quality_on_a_trained_checkpoint_rehashes_trains_and_gates(tmp_path):
+    """The ``--checkpoint`` quality path: re-hash sequences to fewer rows, train, score every variant vs ref-f32."""
+    from x_reco.inference.bench_quality import run_quality
+    from x_reco.inference.trained import train_quality_checkpoint
+    from tests.training.helpers import toy_seqs
+
+    toy_seqs().to_npz(tmp_path / "toy.npz")
+    checkpoint = train_quality_checkpoint(tmp_path / "toy.npz", tmp_path / "q", preset="tiny", vocab_size=101, steps=4)
+    job = {"kind": "quality", "checkpoint": str(checkpoint), "sequences": str(tmp_path / "q" / "sequences.npz"),
+           "users": 6, "candidates": 9, "seed": 0, "users_per_call": 3, "variants": ["split", "w8+t8"]}  # fmt: skip
+    records = run_quality(job)
+    assert [r["variant"] for r in records] == ["split", "w8+t8"] and all(r["trained"] for r in records)
+    assert len({r["source_param_digest"] for r in records}) == 1 and records[0]["param_version"]
+    split, quant = records[0]["quality"], records[1]["quality"]
+    assert split["label"] == quant["label"] == "trained" and quant["gates"]["applied"]  # trained weights are gated
+    assert 0 < split["logits"]["max_abs"] < quant["logits"]["max_abs"]  # bf16 compute, then int8 on top of it
+    assert records[1]["bytes_ratio_vs_f32"] < 0.6 and records[0]["bytes_ratio_vs_f32"] == 1.0

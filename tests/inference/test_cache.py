@@ -1,26 +1,24 @@
 """Prefix KV cache (inference spec §2.3, §5.7): hit == miss == dense on padded histories for several
-users, incremental append == full re-encode (and == the model's ``extend_prefix``), the key changes on
+users, incremental append (the model's own ``append_prefix``) == full re-encode, the key changes on
 any single prefix input or a param_version change, LRU under a byte budget, flush on version change.
 
 Guards the fork's cache bugs: a hit path that treated padded positions as valid (0.37 probability
 error), a key that ignored actions / surfaces / authors / parameter version, and a one-user cache.
 """
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from x_reco.inference import forward
-from x_reco.inference.cache import PrefixCache, key_context, prefix_key
+from x_reco.inference.cache import ExecutableCache, PrefixCache, key_context, prefix_key
 from x_reco.inference.requests import Bucket, pad_batch
-from tests.inference.helpers import F32_TOL, batch, edit, model_logits, ranker, source, tiny, truncate_history, valid_candidates
+from tests.inference.helpers import F32_TOL, batch, edit, model_logits, source, truncate_history, valid_candidates
 
 S = 11  # tiny history_len = the capacity class
+EXECUTABLES = ExecutableCache(maxsize=64)  # the caches below share compiled steps (same model and shapes)
 
 
 def _cache(**kw):
-    return PrefixCache(source(), classes=kw.pop("classes", (S,)), precision="highest", **kw)
+    return PrefixCache(source(), classes=kw.pop("classes", (S,)), precision="highest", executables=EXECUTABLES, **kw)
 
 
 def _check(out, b):
@@ -49,27 +47,6 @@ def test_incremental_append_equals_full_encode():
     cache(truncate_history(b, np.maximum(lengths - 5, 0)))
     _check(cache(b), b)
     assert cache.stats.appends >= 3 and cache.stats.appended_events == int((lengths - np.maximum(lengths - 5, 0))[lengths > 0].sum())
-
-
-def test_extend_prefix_matches_model_extend_prefix():
-    cfg, sm, model = tiny(), source(), ranker()
-    b = batch(seed=14, b=3, history_len=S, history_lengths=np.array([S, S, S]))
-    old = 6
-
-    @nnx.jit
-    def model_path(m, b_):
-        toks_ = m.tokens(b_)
-        head_ = m.encode_prefix(type(toks_)(toks_.prefix_bpd[:, : 1 + old], toks_.candidates_bcd,
-                                            toks_.prefix_valid_bp[:, : 1 + old], toks_.candidate_valid_bc))  # fmt: skip
-        return toks_, head_, m.extend_prefix(head_, toks_.prefix_bpd[:, 1 + old :], toks_.prefix_valid_bp[:, 1 + old :])
-
-    toks, head, expected = model_path(model, b)
-    k0 = jnp.zeros((cfg.num_layers, 3, 1 + S, cfg.num_kv_heads, cfg.key_size)).at[:, :, : 1 + old].set(head.k_lbpkd)
-    v0 = jnp.zeros_like(k0).at[:, :, : 1 + old].set(head.v_lbpkd)
-    k, v = forward.extend_prefix(sm.params, k0, v0, jnp.full(3, old), jnp.ones(3, bool), toks.prefix_bpd[:, 1 + old :],
-                                 jnp.ones((3, S - old), bool), cfg, jnp.float32)  # fmt: skip
-    assert np.abs(np.asarray(k) - np.asarray(expected.k_lbpkd)).max() <= F32_TOL
-    assert np.abs(np.asarray(v) - np.asarray(expected.v_lbpkd)).max() <= F32_TOL
 
 
 def test_capacity_class_move_is_exact():
@@ -132,3 +109,16 @@ def test_lru_eviction_under_byte_budget():
 def test_reference_mode_is_not_cacheable():
     with pytest.raises(ValueError, match="shared"):
         PrefixCache(source("reference"), classes=(S,))
+
+
+def test_executable_cache_is_bounded_and_shared():
+    shared = ExecutableCache(maxsize=2)
+    for i in range(3):
+        shared.put(("step", i), object())
+    assert len(shared) == 2 and shared.get(("step", 0)) is None and shared.get(("step", 2)) is not None
+    b = batch(seed=20, b=2)
+    first = PrefixCache(source(), classes=(S,), precision="highest", executables=ExecutableCache())
+    first(b)
+    second = PrefixCache(source(), classes=(S,), precision="highest", executables=first.executables)
+    _check(second(b), b)
+    assert first.compile_s > 0 and second.compile_s == 0  # the second cache compiled nothing

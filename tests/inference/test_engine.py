@@ -3,8 +3,10 @@ zero new compilations over 100 varied requests, out-of-set shapes rejected or ex
 the host assembler (hashing + positional padding) matching a hand-built batch.
 """
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from x_reco.features.hashing import Hasher
 from x_reco.inference.engine import CompileCounter, CompiledRanker
@@ -157,27 +159,31 @@ def test_host_benchmark_compares_both_paths(tmp_path, capsys):
     assert "| tiny | 3 | 5 | 7 |" in capsys.readouterr().out and (tmp_path / "host.json").exists()
 
 
-def test_nnx_split_state_path_equals_the_serving_path():
-    from x_reco.inference.engine import aot_compile, make_nnx_score_fn
-    from tests.inference.helpers import logits, ranker
+def test_serving_model_is_the_trained_model_and_scores_with_its_weights():
+    from x_reco.inference.engine import aot_compile, make_score_fn
+    from tests.inference.helpers import ranker
 
+    sm = source()
+    model_leaves = jax.tree.leaves(nnx.state(ranker()))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(sm.state), model_leaves, strict=True))
+    assert type(sm.module()) is type(ranker())  # the serving graph is the training class, not a copy
     batch = random_batch(tiny(), 3, seed=5)
-    fn, state = make_nnx_score_fn(ranker())
-    compiled, _ = aot_compile(fn, state, batch, precision="highest")  # graphdef static, state an argument
-    out = compiled(state, batch)
+    compiled, _ = aot_compile(make_score_fn(sm, "dense"), sm.params, batch, precision="highest")
+    out = compiled(sm.params, batch)
     mask = valid_candidates(batch)
-    assert np.abs(np.asarray(out.logits_bca) - logits(batch, path="split"))[mask].max() <= F32_TOL
+    ref = model_logits(batch)
+    assert np.abs(np.asarray(out.logits_bca) - ref)[mask].max() <= F32_TOL
+    want = weighted_score(jax.nn.sigmoid(ref), dict(WeightSet.published().weights), tiny().output_action_names, mask)
+    assert np.abs(np.asarray(out.score_bc)[mask] - np.asarray(want)[mask]).max() <= 1e-4
     assert np.all(np.isneginf(np.asarray(out.score_bc)[~mask]))
 
 
 def test_params_are_placed_explicitly_on_the_default_device():
-    import jax
-
     from x_reco.inference.bench_worker import build_variant, variant_spec
 
     # Converted under jax.default_device(cpu): a bare jax.device_put would leave committed leaves on the
     # host (and an accelerator run would copy the weights on every call). Host numpy + explicit placement.
     sm = build_variant(source(), variant_spec("w8+t8"))
-    assert all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(sm.params))
+    assert all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(sm.state))
     ranker_exe = CompiledRanker(sm, [Bucket(1, 4, 2)])
     assert {d for leaf in jax.tree.leaves(ranker_exe.params) for d in leaf.devices()} == {jax.devices()[0]}

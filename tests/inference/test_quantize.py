@@ -11,14 +11,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from x_reco.inference.engine import aot_compile, make_score_fn, memory_analysis
-from x_reco.inference.params import bytes_by_dtype, digests, leaf_paths, serving_model
+from x_reco.inference.params import bytes_by_dtype, digests, leaf_paths, map_state, serving_model
 from x_reco.inference.quality import quality_block
-from x_reco.inference.quantize import (
-    W8_EXCLUDED, QTable, QWeight, dense, gather_rows, linear, make_variant, quantize_table, quantize_weight,
-)  # fmt: skip
-from x_reco.models import PhoenixRanker
+from x_reco.inference.quantize import W8_EXCLUDED, excluded_reason, make_variant, quantize_table, quantize_weight
+from x_reco.layers.quant import QTable, QWeight, dense, gather_rows, linear
+from x_reco.models import PhoenixRanker, PhoenixRetrieval
 from x_reco.models.testing import random_batch
 from tests.inference.helpers import batch, source, tiny, variant
 
@@ -81,7 +81,14 @@ def test_w8_coverage_is_exact():
     for path, leaf in leaf_paths(sm.params):
         if path.rsplit("/", 1)[0] in quantized:
             assert leaf.dtype == (np.int8 if path.endswith("/q") else np.float32)
-    assert set(W8_EXCLUDED)  # the list written into the benchmark metadata
+
+
+def test_every_w8_exclusion_names_a_real_parameter():
+    ranker_paths = [p for p, _ in leaf_paths(source().params)]
+    retrieval = serving_model(PhoenixRetrieval(tiny(), rngs=nnx.Rngs(params=0)))
+    paths = ranker_paths + [p for p, _ in leaf_paths(retrieval.params)]
+    for pattern in W8_EXCLUDED:  # a renamed layer would leave a stale pattern and silently quantize it
+        assert any(excluded_reason(p) == W8_EXCLUDED[pattern] for p in paths), pattern
 
 
 def test_scope_is_the_same_for_bf16w_and_w8():
@@ -92,9 +99,19 @@ def test_scope_is_the_same_for_bf16w_and_w8():
 def test_every_variant_reports_the_source_digest():
     digest = source().source_param_digest
     assert all(variant(v).source_param_digest == digest for v in VARIANTS)
-    other = serving_model(PhoenixRanker(tiny(), rngs=__import__("flax").nnx.Rngs(params=1)))
+    other = serving_model(PhoenixRanker(tiny(), rngs=nnx.Rngs(params=1)))
     assert other.source_param_digest != digest  # the digest sees the parameters
-    assert digests(source().params)[0] == digest
+
+
+def test_digests_see_one_changed_value_and_separate_tables():
+    sm = source()
+    whole, tables = digests(sm.params)
+    bumped_row = map_state(sm.state, lambda path, x: x.at[5, 0].add(1e-3) if path == "tables/post" else x)
+    bumped_layer = map_state(sm.state, lambda path, x: x.at[0, 0].add(1e-3) if path == "layers/1/ffn/w_up" else x)
+    row_whole, row_tables = digests(sm.replace(state=bumped_row).params)
+    layer_whole, layer_tables = digests(sm.replace(state=bumped_layer).params)
+    assert row_whole != whole and row_tables != tables  # a table row changes both
+    assert layer_whole != whole and layer_tables == tables  # a trunk weight leaves the table version alone
 
 
 def test_variants_derive_only_from_the_f32_source():
@@ -137,7 +154,9 @@ def test_w8_peak_memory_not_above_bf16w():
     assert _peak("w8") <= _peak("bf16w")
 
 
-def test_qweight_and_qtable_are_pytrees():
-    leaves = jax.tree.leaves({"w": QWeight(np.zeros((2, 3), np.int8), np.ones(3, np.float32)),
-                              "t": QTable(np.zeros((4, 3), np.int8), np.ones(4, np.float32))})  # fmt: skip
-    assert len(leaves) == 4
+def test_quantized_state_survives_jit_and_device_put():
+    state = variant("w8+t8").state
+    moved = jax.jit(lambda x: x)(jax.device_put(state))
+    assert isinstance(moved["layers"][0]["attn"]["wq"].get_value(), QWeight)
+    assert isinstance(moved["tables"]["post"].get_value(), QTable)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(moved)))

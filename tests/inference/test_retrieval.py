@@ -1,4 +1,5 @@
-"""Retrieval serving (inference spec §2.6): the serving user tower and candidate tower equal the model's,
+"""Retrieval serving (inference spec §2.6): the chunked corpus build and the bucket-padded compiled user tower
+(both the retriever's own methods on its serving state) equal the model on unpadded inputs,
 chunked top-k with a merge equals one pass over the corpus, masked items never come back, and the
 bf16 / int8 corpora report recall@k against exact f32.
 """
@@ -10,7 +11,7 @@ from flax import nnx
 from x_reco.inference.params import serving_model
 from x_reco.inference.requests import Bucket, pad_batch
 from x_reco.inference.retrieval import (
-    CompiledRetrieval, build_corpus_params, item_vectors, make_corpus, recall_at_k, top_k_chunked, user_tower,
+    CompiledRetrieval, build_corpus_vectors, make_corpus, recall_at_k, top_k_chunked,
 )  # fmt: skip
 from x_reco.models import PhoenixRetrieval, top_k
 from x_reco.models.testing import random_batch
@@ -26,16 +27,21 @@ def _corpus_vectors(n: int, seed: int = 0) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_user_and_item_towers_equal_the_model():
-    b = random_batch(tiny(), 4, seed=2)
-    got = np.asarray(jax.jit(lambda p, x: user_tower(p, x, _sm))(_sm.params, b))
-    want = np.asarray(nnx.jit(lambda m, x: m.encode_user(x))(_model, b))
-    assert np.abs(got - want).max() <= 1e-5
+def test_corpus_build_in_padded_chunks_equals_the_item_tower():
     post = np.random.default_rng(3).integers(1, 211, (300, 3)).astype(np.int32)
     author = np.random.default_rng(4).integers(1, 53, (300, 1)).astype(np.int32)
-    items = build_corpus_params(_sm.params, post, author, batch=128)  # 3 chunks, the last one padded
-    assert np.abs(items - np.asarray(jax.jit(item_vectors)(_sm.params, post, author))).max() <= 1e-5
-    assert np.abs(items - np.asarray(nnx.jit(lambda m, p, a: m.encode_items(p, a))(_model, post, author))).max() <= 1e-5
+    items = build_corpus_vectors(_sm, post, author, batch=128)  # 3 chunks, the last one padded
+    want = np.asarray(nnx.jit(lambda m, p, a: m.encode_items(p, a))(_model, post, author))
+    assert items.shape == (300, 32) and np.abs(items - want).max() <= 1e-5
+
+
+def test_compiled_user_tower_on_a_padded_bucket_equals_the_model():
+    b = random_batch(tiny(), 2, history_len=11, candidate_len=1, seed=2)
+    corpus = make_corpus(_corpus_vectors(300), "f32", chunk=128)
+    server = CompiledRetrieval(_sm.with_compute_dtype("float32"), corpus, [(2, 16)], k=5, precision="highest")
+    got = np.asarray(server(jax.device_put(pad_batch(b, Bucket(2, 16, 1)))).user_representation)
+    want = np.asarray(nnx.jit(lambda m, x: m.encode_user(x))(_model, b))
+    assert np.abs(got - want).max() <= 1e-5
 
 
 def test_chunked_top_k_equals_one_pass_and_skips_masked_items():

@@ -211,7 +211,7 @@ def test_cached_prefix_then_candidate_chunks_equal_dense(mode):
     @nnx.jit
     def split(model, b):
         t = model.tokens(b)
-        prefix = model.encode_prefix(t)
+        prefix = model.encode_prefix(t.prefix_bpd, t.prefix_valid_bp)
         outs = [model.score_with_prefix(prefix, t.candidates_bcd[:, i:j], t.candidate_valid_bc[:, i:j], i)
                 for i, j in ((0, 3), (3, 5))]  # fmt: skip
         return jnp.concatenate([o.logits_bca for o in outs], axis=1)
@@ -232,7 +232,8 @@ def test_score_with_prefix_never_forms_the_candidate_block():
     def split(state, b):
         m = nnx.merge(graphdef, state)
         t = m.tokens(b)
-        return m.score_with_prefix(m.encode_prefix(t), t.candidates_bcd, t.candidate_valid_bc).logits_bca
+        return m.score_with_prefix(m.encode_prefix(t.prefix_bpd, t.prefix_valid_bp), t.candidates_bcd,
+                                   t.candidate_valid_bc).logits_bca
 
     def dense(state, b):
         return nnx.merge(graphdef, state)(b).logits_bca
@@ -255,19 +256,31 @@ def test_weighted_score_pure_and_masks_padding():
     assert np.isneginf(masked[~mask]).all() and np.array_equal(masked[mask], got[mask])
 
 
-def test_extend_prefix_equals_full_prefix_encode():
+def test_append_prefix_equals_full_prefix_encode():
+    """Appending history after the first 5 events, in place in a fixed-capacity prefix, equals encoding it all."""
     model, b = ranker(), batch()
 
     @nnx.jit
     def both(model, b):
         t = model.tokens(b)
-        full = model.encode_prefix(t)
-        head = t.replace(prefix_bpd=t.prefix_bpd[:, :6], prefix_valid_bp=t.prefix_valid_bp[:, :6])
-        grown = model.extend_prefix(model.encode_prefix(head), t.prefix_bpd[:, 6:], t.prefix_valid_bp[:, 6:])
+        full = model.encode_prefix(t.prefix_bpd, t.prefix_valid_bp)
+        head_valid = t.prefix_valid_bp & (jnp.arange(t.prefix_valid_bp.shape[1]) < 6)[None, :]
+        grown = model.append_prefix(model.encode_prefix(t.prefix_bpd, head_valid), t.prefix_bpd[:, 6:],
+                                    t.prefix_valid_bp[:, 6:])  # fmt: skip
         return full, grown
 
     full, grown = both(model, b)
-    np.testing.assert_allclose(np.asarray(grown.k_lbpkd), np.asarray(full.k_lbpkd), atol=F32_TOL, rtol=0)
-    np.testing.assert_allclose(np.asarray(grown.v_lbpkd), np.asarray(full.v_lbpkd), atol=F32_TOL, rtol=0)
+    valid = np.asarray(full.prefix_valid_bp)
+    assert valid[0, 6:].all()  # row 0 has a full history: the append really writes
+    np.testing.assert_allclose(np.asarray(grown.k_lbpkd)[:, valid], np.asarray(full.k_lbpkd)[:, valid], atol=F32_TOL, rtol=0)
+    np.testing.assert_allclose(np.asarray(grown.v_lbpkd)[:, valid], np.asarray(full.v_lbpkd)[:, valid], atol=F32_TOL, rtol=0)
     assert full.k_lbpkd.shape == (2, 3, 12, 2, 8)  # [L, B, P, Hkv, dk]
-    assert np.array_equal(np.asarray(grown.prefix_valid_bp), np.asarray(full.prefix_valid_bp))
+    assert np.array_equal(np.asarray(grown.prefix_valid_bp), valid)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("chunk", [2, 3, 7])
+def test_score_split_equals_dense_for_any_chunk(mode, chunk):
+    model, b = ranker(mode), batch()
+    split = nnx.jit(lambda m, b_: m.score_split(b_, chunk).logits_bca)
+    np.testing.assert_allclose(np.asarray(split(model, b)), logits(model, b), atol=F32_TOL, rtol=0)

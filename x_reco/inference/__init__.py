@@ -2,25 +2,25 @@
 
 Typical use::
 
-    sm = serving_model(ranker)                       # the f32 source (one pytree, one digest)
-    w8 = make_variant(sm, "w8+t8")                   # pure functions of the source
+    sm = serving_model(ranker)                       # the trained model's graph + f32 state, one digest
+    w8 = make_variant(sm, "w8+t8")                   # pure functions of the source state
     ranker_exe = CompiledRanker(w8, BucketSet(...))  # AOT executables per (B, S, N) bucket
     out, bucket = ranker_exe(host_batch)             # padded, one device_put, one executable call
 
-The benchmark is ``python -m x_reco.inference.bench --out DIR`` (``bench.main``).
+Every path runs the training model's own layers (``nnx.merge`` of its graph with the variant's
+state); there is no second implementation of the forward pass. The benchmark is ``python -m x_reco.inference.bench --out DIR`` (``bench.main``).
 """
 
-from x_reco.inference.cache import PrefixCache, key_context, prefix_key
+from x_reco.inference.cache import ExecutableCache, PrefixCache, key_context, prefix_key
 from x_reco.inference.engine import (
     CompileCounter,
     CompiledRanker,
     ScoreOutput,
     aot_compile,
-    make_nnx_score_fn,
     make_score_fn,
     memory_analysis,
 )
-from x_reco.inference.params import ServingModel, bytes_by_dtype, serving_model
+from x_reco.inference.params import ServingModel, ServingParams, bytes_by_dtype, serving_model
 from x_reco.inference.quality import quality_block
 from x_reco.inference.quantize import (
     W8_EXCLUDED,
@@ -41,6 +41,7 @@ __all__ = [
     "CompileCounter",
     "CompiledRanker",
     "CompiledRetrieval",
+    "ExecutableCache",
     "Corpus",
     "PrefixCache",
     "QTable",
@@ -49,12 +50,12 @@ __all__ = [
     "RequestAssembler",
     "ScoreOutput",
     "ServingModel",
+    "ServingParams",
     "aot_compile",
     "assemble_batch",
     "bytes_by_dtype",
     "key_context",
     "make_corpus",
-    "make_nnx_score_fn",
     "make_score_fn",
     "make_variant",
     "memory_analysis",

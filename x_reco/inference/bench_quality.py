@@ -18,7 +18,7 @@ from x_reco.inference.bench_worker import build_variant, summarize, time_calls, 
 from x_reco.inference.engine import aot_compile, make_score_fn, memory_analysis, to_device
 from x_reco.inference.params import ServingModel, bytes_by_dtype, serving_model, total_bytes
 from x_reco.inference.quality import VacuousReference, quality_block
-from x_reco.inference.retrieval import CompiledRetrieval, build_corpus_params, make_corpus, recall_at_k
+from x_reco.inference.retrieval import CompiledRetrieval, build_corpus_vectors, make_corpus, recall_at_k
 from x_reco.inference.workload import bench_config, bench_source, checkpoint_users, synthetic_user_batch
 
 QUALITY_VARIANTS = ("dense", "split", "bf16w", "w8", "t8", "w8+t8")
@@ -53,7 +53,7 @@ def _source(job: dict) -> tuple[ServingModel, RecsysBatch, dict]:
         model, meta = restore_checkpoint(job["checkpoint"], hash_spec=seqs.hash_spec)
         with jax.default_device(jax.devices("cpu")[0]):
             source = serving_model(model, param_version=meta["param_version"])
-        source = source.replace(params=jax.tree.map(np.asarray, source.params))
+        source = source.replace(state=jax.tree.map(np.asarray, source.state))
         batch = checkpoint_users(seqs, job["users"], job["candidates"], seed=job["seed"])
         info = {"trained": True, "checkpoint": str(job["checkpoint"]), "sequences": str(job["sequences"]),
                 "step": meta.get("step"), "param_version": meta.get("param_version")}  # fmt: skip
@@ -114,7 +114,7 @@ def run_retrieval(job: dict) -> list[dict]:
     post = rng.integers(1, rows, (n_max, cfg.num_post_hashes)).astype(np.int32)
     author = rng.integers(1, rows, (n_max, cfg.num_author_hashes)).astype(np.int32)
     t0 = time.perf_counter()
-    vectors = build_corpus_params(sm.params, post, author)
+    vectors = build_corpus_vectors(sm, post, author)
     build_s = time.perf_counter() - t0
     s_bucket, k = 128 if cfg.history_len <= 128 else 512, job["k"]
     records = []

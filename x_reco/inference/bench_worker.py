@@ -79,7 +79,7 @@ def build_variant(source: ServingModel, spec: VariantSpec) -> ServingModel:
     """
     with _cpu():
         sm = make_variant(source, spec.fmt).with_compute_dtype(spec.compute_dtype)
-        return sm.replace(params=jax.tree.map(np.asarray, sm.params))
+        return sm.replace(state=jax.tree.map(np.asarray, sm.state))
 
 
 def summarize(times_ms: list[float]) -> dict:
@@ -188,7 +188,7 @@ def time_config(sm: ServingModel, params, spec: VariantSpec, b: int, s: int, n: 
         warm_s = time.perf_counter() - t0
         compile_s = cache.compile_s
         timing = time_calls(lambda i: cache(wl.host[i], wl.device[i]), wl.n_batches, job["warmup"], job["calls"], pipelined)
-        score_exe = next(exe for key, exe in cache._exe.items() if key[0] == "score")
+        score_exe = next(exe for key, exe in cache.executables.items() if key[0] == "score")
         mem = memory_analysis(score_exe)
         samples = job.get("accounting_samples", 50)
         cache_info = {"stats": cache.summary(), "warm_s": warm_s, **_cache_accounting(cache, wl, samples)}

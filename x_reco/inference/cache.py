@@ -26,13 +26,45 @@ import jax.numpy as jnp
 import numpy as np
 
 from x_reco.common.types import RecsysBatch
-from x_reco.inference import forward
 from x_reco.inference.engine import ScoreOutput, aot_compile, finish, to_device
-from x_reco.inference.params import ServingModel
+from x_reco.inference.params import ServingModel, ServingParams
+from x_reco.models import masks
+from x_reco.models.ranker import PrefixKV
 
 _PREFIX_FIELDS = ("history_post_hashes", "history_author_hashes", "history_actions", "history_product_surface")
 _PREFIX_DTYPES = (np.int32, np.int32, np.float32, np.int32)
-_EXECUTABLES: dict[tuple, object] = {}
+
+
+class ExecutableCache:
+    """Compiled executables keyed by static facts and argument shapes, least recently used evicted past ``maxsize``.
+
+    Caches with the same model config, variant and shapes can share one (pass it to each), so a
+    second cache compiles nothing; the owner decides its lifetime.
+    """
+
+    def __init__(self, maxsize: int = 32):
+        if maxsize < 1:
+            raise ValueError(f"maxsize={maxsize} must be >= 1")
+        self.maxsize = maxsize
+        self._items: collections.OrderedDict[tuple, object] = collections.OrderedDict()
+
+    def get(self, key: tuple):
+        exe = self._items.get(key)
+        if exe is not None:
+            self._items.move_to_end(key)
+        return exe
+
+    def put(self, key: tuple, exe) -> None:
+        self._items[key] = exe
+        self._items.move_to_end(key)
+        while len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+
+    def items(self) -> list[tuple[tuple, object]]:
+        return list(self._items.items())
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def key_context(sm: ServingModel) -> bytes:
@@ -134,11 +166,12 @@ class PrefixCache:
       append_chunk: new events encoded per append round (a static shape).
       chunk: optional candidate chunk size of the scoring pass.
       params: ``sm.params`` already on the device (otherwise copied there).
+      executables: compiled steps to reuse and fill (default: this cache's own).
     """
 
     def __init__(self, sm: ServingModel, *, classes=(128,), slots: int = 64, byte_budget: int | None = None,
                  append_chunk: int = 8, chunk: int | None = None, precision: str | None = None,
-                 params: dict | None = None):  # fmt: skip
+                 params: ServingParams | None = None, executables: ExecutableCache | None = None):  # fmt: skip
         cfg = sm.config
         if cfg.candidate_position_mode != "shared":
             raise ValueError("the prefix cache needs candidate_position_mode='shared' (reference positions depend on S)")
@@ -162,7 +195,7 @@ class PrefixCache:
         self.entries: collections.OrderedDict[bytes, Entry] = collections.OrderedDict()
         self.by_user: dict[bytes, Entry] = {}
         self.stats, self.tick, self.resident_bytes = CacheStats(), 0, 0
-        self._exe: dict[tuple, object] = {}
+        self.executables = executables if executables is not None else ExecutableCache()
         self.compile_s = 0.0
 
     # -- versions ---------------------------------------------------------------------------------
@@ -269,39 +302,42 @@ class PrefixCache:
 
     # -- device work ------------------------------------------------------------------------------
     def _call(self, name: str, fn, *args, donate=()):
-        shaped = args[1:] if isinstance(args[0], dict) else args  # params never change shape
-        key = (name,) + tuple((np.shape(a), str(a.dtype)) for a in jax.tree.leaves(shaped))
-        if key not in self._exe:
-            shared = (self.sm.config.digest(), self.sm.variant, self.sm.compute_dtype, self.chunk,
-                      self.append_chunk, self.precision) + key  # fmt: skip
-            if shared not in _EXECUTABLES:  # identical caches (same static facts and shapes) share executables
-                _EXECUTABLES[shared], seconds = aot_compile(fn, *args, precision=self.precision, donate_argnums=donate)
-                self.compile_s += seconds
-            self._exe[key] = _EXECUTABLES[shared]
-        return self._exe[key](*args)
+        shaped = args[1:] if isinstance(args[0], ServingParams) else args  # params never change shape
+        key = (name, self.sm.config.digest(), self.sm.variant, self.chunk, self.append_chunk, self.precision)
+        key += tuple((np.shape(a), str(a.dtype)) for a in jax.tree.leaves(shaped))
+        exe = self.executables.get(key)
+        if exe is None:
+            exe, seconds = aot_compile(fn, *args, precision=self.precision, donate_argnums=donate)
+            self.executables.put(key, exe)
+            self.compile_s += seconds
+        return exe(*args)
 
     def _encode(self, device_batch, plan: Plan) -> None:
-        cfg, cd = self.sm.config, self.sm.cd
+        sm = self.sm
         k_pool, v_pool = self.pools[plan.cls]
         rows, slots, count = _targets(plan.encode, plan.slots, len(plan.slots))
 
         def encode(params, kp, vp, rows_r, slots_r, count_, batch):
-            prefix, valid = forward.prefix_tokens(params, batch, cfg, cd)
-            _, k, v = forward.encode_prefix(params, prefix, valid, cfg, cd)
+            model = sm.module(params.state)
+            prefix = model.encode_prefix(*model.prefix_tokens(batch))
+            k, v = prefix.k_lbpkd, prefix.v_lbpkd
             return write_slots(kp, k, rows_r, slots_r, count_), write_slots(vp, v, rows_r, slots_r, count_)
 
         self.pools[plan.cls] = self._call("encode", encode, self.params, k_pool, v_pool, rows, slots, count,
                                           device_batch, donate=(1, 2))  # fmt: skip
 
     def _append(self, batch: RecsysBatch, plan: Plan) -> None:
-        cfg, cd, m = self.sm.config, self.sm.cd, self.append_chunk
+        sm, m = self.sm, self.append_chunk
         current = {row: length for row, length in plan.append}
 
         def append(params, kp, vp, slots_b, lengths_b, user_b, post, author, actions, surface, n_new_b, rows_r, slots_r,
                    count_):  # fmt: skip
-            new = forward.history_tokens(params, post, author, actions, surface, cfg, cd)
+            model = sm.module(params.state)
+            new = model.history_tokens(post, author, actions, surface)
             valid = jnp.arange(m)[None, :] < n_new_b[:, None]
-            k, v = forward.extend_prefix(params, kp[:, slots_b], vp[:, slots_b], lengths_b, user_b, new, valid, cfg, cd)
+            cached = PrefixKV(kp[:, slots_b], vp[:, slots_b], masks.prefix_valid(lengths_b, user_b, kp.shape[2]))
+            grown = model.append_prefix(cached, new, valid)
+            k, v = grown.k_lbpkd, grown.v_lbpkd
             return write_slots(kp, k, rows_r, slots_r, count_), write_slots(vp, v, rows_r, slots_r, count_)
 
         while any(current[r] < plan.lengths[r] for r in current):
@@ -337,20 +373,13 @@ class PrefixCache:
 
     def score(self, device_batch: RecsysBatch, plan: Plan) -> ScoreOutput:
         """Candidate pass over the pooled prefixes (slot gather inside the jitted call)."""
-        cfg, cd, chunk = self.sm.config, self.sm.cd, self.chunk
+        sm, chunk = self.sm, self.chunk
 
         def cached_score(params, kp, vp, slots_b, lengths_b, user_b, batch):
-            k, v = kp[:, slots_b], vp[:, slots_b]
-            valid = forward.prefix_valid(lengths_b, user_b, kp.shape[2])
-            cands = forward.candidate_tokens(params, batch.candidate_post_hashes, batch.candidate_author_hashes,
-                                             batch.candidate_product_surface, cfg, cd)  # fmt: skip
-            n = cands.shape[1]
-            if chunk is not None and chunk < n:
-                logits = forward.chunked_candidate_pass(params, k, v, valid, cands, batch.candidate_valid_bc, cfg, cd, chunk)
-            else:
-                positions = forward.candidate_positions(valid, n, cfg)
-                logits = forward.candidate_pass(params, k, v, valid, cands, batch.candidate_valid_bc, positions, cfg, cd)
-            return finish(params, logits, batch.candidate_valid_bc)
+            model = sm.module(params.state)
+            prefix = PrefixKV(kp[:, slots_b], vp[:, slots_b], masks.prefix_valid(lengths_b, user_b, kp.shape[2]))
+            out = model.score_with_prefix(prefix, model.candidate_tokens(batch), batch.candidate_valid_bc, chunk=chunk)
+            return finish(params.score_weights, out.logits_bca, out.candidate_mask_bc)
 
         k_pool, v_pool = self.pools[plan.cls]
         return self._call("score", cached_score, self.params, k_pool, v_pool, plan.slots, plan.lengths,
@@ -377,5 +406,5 @@ class PrefixCache:
             "entries": len(self.entries), "resident_bytes": int(self.resident_bytes),
             "byte_budget": int(self.byte_budget), "entry_bytes": {str(c): b for c, b in self.entry_bytes.items()},
             "pool_bytes": int(sum(2 * k.size * k.dtype.itemsize for k, _ in self.pools.values())),
-            "executables": len(self._exe), "compile_s": self.compile_s,
+            "executables": len(self.executables), "compile_s": self.compile_s,
         }  # fmt: skip

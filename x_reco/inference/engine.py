@@ -1,7 +1,7 @@
 """The compiled request path: ``score(params, batch) -> ScoreOutput``, AOT-compiled per (B, S, N) bucket.
 
 One jitted function does everything (table gathers, embedding assembly, prefix encode, candidate pass,
-head, probabilities, weighted score). Parameters are an argument (never baked in as constants), stay
+head, probabilities, weighted score) by running the training model's own methods on the serving state. Parameters are an argument (never baked in as constants), stay
 resident on the device, and the static facts (config, compute dtype, path) are closed over. At start-up
 ``CompiledRanker`` lowers and compiles one executable per bucket; requests are zero-padded up to the
 next bucket; a shape outside the set raises, or with ``fallback="count"`` is compiled on demand and
@@ -17,13 +17,11 @@ from collections.abc import Callable, Iterable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx, struct
+from flax import struct
 
 from x_reco.common.types import RecsysBatch
-from x_reco.inference import forward
-from x_reco.inference.params import ServingModel
+from x_reco.inference.params import ServingModel, ServingParams
 from x_reco.inference.requests import Bucket, BucketSet, empty_batch, pad_batch, real_tokens
-from x_reco.pipeline.weights import WeightSet
 
 PATHS = ("dense", "split", "chunked")
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -40,53 +38,35 @@ class ScoreOutput:
     candidate_mask_bc: jax.Array
 
 
-def finish(params: dict, logits_bca: jax.Array, candidate_mask_bc: jax.Array) -> ScoreOutput:
-    """Probabilities and weighted score (``params["score_weights"]``, f32 [A]) from logits."""
+def finish(score_weights_a: jax.Array, logits_bca: jax.Array, candidate_mask_bc: jax.Array) -> ScoreOutput:
+    """Probabilities and the weighted score ``sum_a w_a p_a`` (f32 weights [A]) from logits."""
     logits_bca = logits_bca.astype(jnp.float32)
     probs = jax.nn.sigmoid(logits_bca)
-    score = jnp.einsum("bca,a->bc", probs, jnp.asarray(params["score_weights"], jnp.float32))
+    score = jnp.einsum("bca,a->bc", probs, jnp.asarray(score_weights_a, jnp.float32))
     return ScoreOutput(logits_bca, probs, jnp.where(candidate_mask_bc, score, -jnp.inf), candidate_mask_bc)
 
 
 def make_score_fn(sm: ServingModel, path: str = "split", chunk: int | None = None) -> Callable:
-    """The pure request function ``score(params, batch) -> ScoreOutput`` of ``sm``'s static facts.
+    """The pure request function ``score(params: ServingParams, batch) -> ScoreOutput`` of ``sm``'s graph.
 
-    ``path``: "dense" (one pass with the (P+N)^2 mask), "split" (prefix + split candidate pass, the
-    default) or "chunked" (split with candidates in static chunks of ``chunk``).
+    It merges ``sm``'s graph with the state it is given and runs the ranker's own methods: "dense"
+    (``model(batch)``, one pass with the (P+N)^2 mask), "split" (``model.score_split``: prefix once,
+    candidates over its K/V; the default) or "chunked" (split with candidates in static chunks of
+    ``chunk``). Any variant's state works: the layers dispatch on the weight format.
     """
     if path not in PATHS:
         raise ValueError(f"path {path!r} not in {PATHS}")
     if path == "chunked" and not chunk:
         raise ValueError("path='chunked' needs chunk >= 1")
-    cfg, cd = sm.config, sm.cd
+    if sm.kind != "ranker":
+        raise ValueError(f"make_score_fn needs a ranker ServingModel, got {sm.kind}")
 
-    def score(params: dict, batch: RecsysBatch) -> ScoreOutput:
-        toks = forward.tokens(params, batch, cfg, cd)
-        if path == "dense":
-            logits = forward.dense_forward(params, toks, cfg, cd)
-        else:
-            logits = forward.split_forward(params, toks, cfg, cd, chunk if path == "chunked" else None)
-        return finish(params, logits, toks.candidate_valid_bc)
+    def score(params: ServingParams, batch: RecsysBatch) -> ScoreOutput:
+        model = sm.module(params.state)
+        out = model(batch) if path == "dense" else model.score_split(batch, chunk if path == "chunked" else None)
+        return finish(params.score_weights, out.logits_bca, out.candidate_mask_bc)
 
     return score
-
-
-def make_nnx_score_fn(model, weights=None) -> tuple[Callable, object]:
-    """The committed NNX ranker as a request function: ``nnx.split`` once, graphdef static, state the argument.
-
-    Returns ``(score(state, batch) -> ScoreOutput, state)``. This is the dense f32-parameter reference
-    path; quantized formats use ``make_score_fn`` on a ServingModel (QWeight/QTable cannot flow through
-    the modules' ``w[...].astype`` calls).
-    """
-    graphdef, state = nnx.split(model)
-    w = weights if weights is not None else WeightSet.published().vector(model.config.output_action_names)
-    weights_a = np.asarray(w, np.float32)
-
-    def score(state_, batch: RecsysBatch) -> ScoreOutput:
-        out = nnx.merge(graphdef, state_)(batch)
-        return finish({"score_weights": weights_a}, out.logits_bca, out.candidate_mask_bc)
-
-    return score, state
 
 
 def to_device(tree, device=None):

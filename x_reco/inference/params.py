@@ -1,17 +1,11 @@
-"""Serving parameters: one f32 source pytree taken from a Phoenix model, its digests and byte accounting.
+"""Serving parameters: a Phoenix model split into its graph and its state, the digests and byte accounting.
 
-Layout of ``ServingModel.params`` (plain dicts and lists; paths as in phoenix spec §10)::
-
-    tables/{user,post,author}        [V, D] (or QTable after t8)
-    embed/{user_proj,history_proj,candidate_proj,action_proj,surface_table}
-    layers/<i>/{norm_pre_attn,norm_post_attn,norm_pre_ffn,norm_post_ffn}     [D]
-    layers/<i>/attn/{wq,wk,wv,wo}   layers/<i>/ffn/{w_gate,w_up,w_down}      (or QWeight after w8)
-    final_norm [D], head/unembed [D, A]          (ranker only)
-    cand_tower/{w1,w2}                            (retrieval only)
-    score_weights [A]                             (ranker only: the weighted-score vector)
-
-Every variant (``quantize.py``) is a pure function of this f32 source and carries its
-``source_param_digest``.
+A ``ServingModel`` is the training model itself, held as ``nnx.split`` parts: ``graphdef`` (the module
+structure, static) and ``state`` (its variables; paths as in phoenix spec §10, e.g.
+``layers/0/attn/wq``, ``tables/post``). A serving variant (``quantize.py``) is a pure function of the
+f32 state that swaps values for their bf16 / ``QWeight`` / ``QTable`` form; ``nnx.merge`` of the same
+graph with that state runs the same layer code (``x_reco.layers.quant`` dispatches on the value).
+Every variant carries its f32 ``source_param_digest``.
 """
 
 from __future__ import annotations
@@ -23,88 +17,118 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx, struct
 
 from x_reco.configs.phoenix import PhoenixConfig
+from x_reco.layers.quant import QTable, QWeight
+from x_reco.models.ranker import PhoenixRanker
+from x_reco.models.retrieval import PhoenixRetrieval
 from x_reco.pipeline.weights import WeightSet
 
-_LAYER_NORMS = ("norm_pre_attn", "norm_post_attn", "norm_pre_ffn", "norm_post_ffn")
+MODEL_CLASSES = {"ranker": PhoenixRanker, "retrieval": PhoenixRetrieval}
+
+
+@struct.dataclass
+class ServingParams:
+    """What a compiled request function takes as its first argument: the model state and score weights [A]."""
+
+    state: nnx.State
+    score_weights: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class ServingModel:
-    """A parameter pytree plus the static facts every compiled path and cache key needs.
+    """One Phoenix model for serving: graph, (possibly quantized) state, and the facts cache keys need.
 
     ``variant`` names the weight/table format ("f32", "bf16w", "w8", "t8", "w8+t8"); ``compute_dtype``
-    is the trunk's matmul dtype; ``param_version`` / ``table_version`` key the prefix cache.
+    is the trunk's matmul dtype (the graph's config); ``param_version`` / ``table_version`` key the
+    prefix cache; ``score_weights`` [A] is the ranker's weighted-score vector.
     """
 
     config: PhoenixConfig
-    params: dict
+    graphdef: Any
+    state: nnx.State
     kind: str  # "ranker" | "retrieval"
     variant: str
-    compute_dtype: str
     source_param_digest: str
     param_version: str
     table_version: str
+    score_weights: np.ndarray | None = None
     quantized: tuple[str, ...] = ()
     excluded: tuple[tuple[str, str], ...] = ()
 
     @property
+    def compute_dtype(self) -> str:
+        return jnp.dtype(self.config.dtype).name
+
+    @property
     def cd(self):
         """Compute dtype as a jnp dtype."""
-        return jnp.dtype(self.compute_dtype)
+        return jnp.dtype(self.config.dtype)
+
+    @property
+    def params(self) -> ServingParams:
+        return ServingParams(self.state, self.score_weights)
+
+    def module(self, state: nnx.State | None = None):
+        """The Phoenix module over ``state`` (default this model's); call inside jit with traced state."""
+        return nnx.merge(self.graphdef, self.state if state is None else state)
 
     def replace(self, **changes: Any) -> ServingModel:
         return dataclasses.replace(self, **changes)
 
     def with_compute_dtype(self, dtype: str) -> ServingModel:
-        return self.replace(compute_dtype=jnp.dtype(dtype).name)
+        """The same state on a graph whose layers compute in ``dtype``."""
+        config = self.config.replace(compute_dtype=jnp.dtype(dtype).name)
+        return self.replace(config=config, graphdef=graphdef_for(self.kind, config))
 
 
-def _value(var) -> Any:
-    return var[...]
+def graphdef_for(kind: str, config: PhoenixConfig):
+    """The module graph of a ``kind`` model with ``config`` (abstract init: no arrays are allocated)."""
+    abstract = nnx.eval_shape(lambda: MODEL_CLASSES[kind](config, rngs=nnx.Rngs(0)))
+    return nnx.graphdef(abstract)
 
 
-def extract_params(model) -> dict:
-    """The parameter pytree of a ``PhoenixRanker`` or ``PhoenixRetrieval`` (arrays, no copies)."""
-    embed = model.embed
-    params: dict = {
-        "tables": {name: _value(getattr(model.tables, name)) for name in ("user", "post", "author")},
-        "embed": {
-            "user_proj": _value(embed.user_proj),
-            "history_proj": _value(embed.history_proj),
-            "action_proj": _value(embed.action_proj),
-            "surface_table": _value(embed.surface_table),
-        },
-        "layers": [
-            {
-                **{n: _value(getattr(layer, n).scale) for n in _LAYER_NORMS},
-                "attn": {w: _value(getattr(layer.attn, w)) for w in ("wq", "wk", "wv", "wo")},
-                "ffn": {w: _value(getattr(layer.ffn, w)) for w in ("w_gate", "w_up", "w_down")},
-            }
-            for layer in model.layers
-        ],
-    }
-    if embed.candidate_proj is not None:
-        params["embed"]["candidate_proj"] = _value(embed.candidate_proj)
-    if hasattr(model, "head"):
-        params["final_norm"] = _value(model.final_norm.scale)
-        params["head"] = {"unembed": _value(model.head.unembed)}
-    if hasattr(model, "cand_tower"):
-        params["cand_tower"] = {"w1": _value(model.cand_tower.w1), "w2": _value(model.cand_tower.w2)}
-    return params
+def abstract_state(kind: str, config: PhoenixConfig) -> nnx.State:
+    """ShapeDtypeStruct state of a ``kind`` model (its variable types and paths)."""
+    return nnx.state(nnx.eval_shape(lambda: MODEL_CLASSES[kind](config, rngs=nnx.Rngs(0))))
 
 
-def leaf_paths(params) -> list[tuple[str, Any]]:
-    """``(path, leaf)`` in path order; paths joined with "/" (QWeight leaves end in /q and /scale)."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(params)
+def path_str(path: tuple) -> str:
+    return "/".join(map(str, path))
+
+
+def map_state(state: nnx.State, fn) -> nnx.State:
+    """A new state with ``fn(path, value)`` for every variable (``path`` joined with "/")."""
+    flat = [(p, v.replace(fn(path_str(p), v.get_value()))) for p, v in nnx.to_flat_state(state)]
+    return nnx.from_flat_state(flat)
+
+
+def state_from_arrays(template: nnx.State, arrays: dict[str, Any]) -> nnx.State:
+    """``template``'s variables (types, paths) with values from ``{path: array}``; every path is required."""
+    missing = {path_str(p) for p, _ in nnx.to_flat_state(template)} - set(arrays)
+    if missing:
+        raise ValueError(f"state arrays are missing {sorted(missing)}")
+    return map_state(template, lambda path, _: arrays[path])
+
+
+def leaf_paths(tree) -> list[tuple[str, Any]]:
+    """``(path, array)`` in path order for a state, ``ServingParams`` or plain nested dict.
+
+    Quantized values expand to ``path/q`` and ``path/scale``; the score weights are ``score_weights``.
+    """
+    if isinstance(tree, ServingParams):
+        out = leaf_paths(tree.state)
+        return sorted(out + ([("score_weights", tree.score_weights)] if tree.score_weights is not None else []))
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
     out = []
-    for path, leaf in flat:
-        parts = []
-        for key in path:
-            name = getattr(key, "key", getattr(key, "idx", getattr(key, "name", None)))
-            parts.append(str(name))
-        out.append(("/".join(parts), leaf))
+    for keys, leaf in flat:
+        path = "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in keys)
+        value = leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
+        if isinstance(value, (QWeight, QTable)):
+            out += [(f"{path}/q", value.q), (f"{path}/scale", value.scale)]
+        else:
+            out.append((path, value))
     return sorted(out, key=lambda kv: kv[0])
 
 
@@ -129,35 +153,47 @@ def digests(params) -> tuple[str, str]:
     return whole.hexdigest()[:16], tables.hexdigest()[:16]
 
 
-def serving_model(
-    model,
+def from_state(
+    kind: str,
+    config: PhoenixConfig,
+    state: nnx.State,
     *,
     param_version: str | None = None,
-    params: dict | None = None,
+    weight_set: WeightSet | None = None,
+    graphdef: Any = None,
+    digest: tuple[str, str] | None = None,
+) -> ServingModel:
+    """The f32 source ``ServingModel`` of a ``kind`` model's state (``digest`` skips re-hashing a known one)."""
+    weights = None
+    if kind == "ranker":
+        weights = np.asarray((weight_set or WeightSet.published()).vector(config.output_action_names), np.float32)
+    source, tables = digest or digests(ServingParams(state, weights))
+    return ServingModel(
+        config=config, graphdef=graphdef if graphdef is not None else graphdef_for(kind, config), state=state,
+        kind=kind, variant="f32", source_param_digest=source, param_version=param_version or source,
+        table_version=tables, score_weights=weights,
+    )  # fmt: skip
+
+
+def serving_model(
+    model: PhoenixRanker | PhoenixRetrieval,
+    *,
+    param_version: str | None = None,
     weight_set: WeightSet | None = None,
     compute_dtype: str | None = None,
 ) -> ServingModel:
-    """The f32 source ``ServingModel`` of a Phoenix model.
+    """The f32 source ``ServingModel`` of a trained (or fresh) Phoenix model; no arrays are copied.
 
     Args:
-      model: ``PhoenixRanker`` or ``PhoenixRetrieval`` (its config gives shapes and semantics).
+      model: ``PhoenixRanker`` or ``PhoenixRetrieval``.
       param_version: cache key version (a checkpoint's ``param_version``); default the source digest.
-      params: an already extracted pytree (e.g. host numpy arrays built elsewhere) instead of ``model``'s.
       weight_set: weights of the weighted score (default ``published``); ranker only.
-      compute_dtype: trunk compute dtype (default the config's).
+      compute_dtype: trunk compute dtype (default the model config's).
     """
-    config: PhoenixConfig = model.config
-    kind = "ranker" if hasattr(model, "head") else "retrieval"
-    params = dict(extract_params(model) if params is None else params)
-    if kind == "ranker":
-        weights = (weight_set or WeightSet.published()).vector(config.output_action_names)
-        params["score_weights"] = np.asarray(weights, np.float32)
-    source, tables = digests(params)
-    return ServingModel(
-        config=config, params=params, kind=kind, variant="f32",
-        compute_dtype=jnp.dtype(compute_dtype or config.compute_dtype).name,
-        source_param_digest=source, param_version=param_version or source, table_version=tables,
-    )  # fmt: skip
+    kind = "ranker" if isinstance(model, PhoenixRanker) else "retrieval"
+    graphdef, state = nnx.split(model)
+    sm = from_state(kind, model.config, state, param_version=param_version, weight_set=weight_set, graphdef=graphdef)
+    return sm.with_compute_dtype(compute_dtype) if compute_dtype else sm
 
 
 def bytes_by_dtype(params) -> dict[str, dict[str, int]]:

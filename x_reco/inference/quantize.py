@@ -1,4 +1,7 @@
-"""Serving variants derived from one f32 source by pure functions: ``to_bf16``, ``quantize_w8``, ``quantize_tables_t8``.
+"""Serving variants derived from one f32 source state by pure functions: ``to_bf16``, ``quantize_w8``, ``quantize_tables_t8``.
+
+The variants are values the training layers accept (``x_reco.layers.quant``), so every variant runs
+the one Phoenix model:
 
 * ``w8``: per-output-channel symmetric int8 for W [in, out]: ``s_o = max_i |W_io| / 127`` (1 for an
   all-zero column), ``q = clip(round(W / s), -127, 127)``. Inside the jitted call
@@ -15,9 +18,9 @@ import fnmatch
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
-from x_reco.inference.params import ServingModel, leaf_paths
+from x_reco.inference.params import ServingModel, leaf_paths, map_state
+from x_reco.layers.quant import QTable, QWeight
 
 # Every >=2-D parameter outside this list is quantized by ``quantize_w8`` (and cast by ``to_bf16``).
 W8_EXCLUDED: dict[str, str] = {
@@ -28,58 +31,6 @@ W8_EXCLUDED: dict[str, str] = {
     "cand_tower/*": "retrieval candidate tower runs offline (corpus building), not on the request path",
 }
 TABLE_CHUNK_ROWS = 1 << 17
-
-
-@struct.dataclass
-class QWeight:
-    """Per-output-channel int8 weight: ``q`` int8 [in, out], ``scale`` f32 [out]."""
-
-    q: jax.Array
-    scale: jax.Array
-
-    @property
-    def shape(self):
-        return self.q.shape
-
-
-@struct.dataclass
-class QTable:
-    """Row-wise int8 hash table: ``q`` int8 [V, D], ``scale`` f32 [V]."""
-
-    q: jax.Array
-    scale: jax.Array
-
-    @property
-    def shape(self):
-        return self.q.shape
-
-
-# -- use inside jitted code ------------------------------------------------------------------------
-def linear(x: jax.Array, w, dtype) -> jax.Array:
-    """``x @ w`` in ``dtype``; a QWeight is dequantized inside the matmul: ``(x @ q.astype(dtype)) * s``."""
-    x = x.astype(dtype)
-    if isinstance(w, QWeight):
-        y = jnp.dot(x, w.q.astype(dtype), preferred_element_type=jnp.float32) * w.scale
-        return y.astype(dtype)
-    return x @ w.astype(dtype)
-
-
-def gather_rows(table, hashes: jax.Array) -> jax.Array:
-    """Rows at int32 ``hashes`` [...] -> [..., D] f32; padding hash 0 gives exact zeros (any format)."""
-    valid = (hashes != 0)[..., None]
-    if isinstance(table, QTable):
-        rows = table.q[hashes].astype(jnp.float32) * table.scale[hashes][..., None]
-    else:
-        rows = table[hashes].astype(jnp.float32)
-    return rows * valid.astype(jnp.float32)
-
-
-def dense(w) -> jax.Array:
-    """f32 view of a weight in any format (tests and accounting only; never on the request path)."""
-    if isinstance(w, (QWeight, QTable)):
-        axis = 0 if isinstance(w, QWeight) else 1
-        return w.q.astype(jnp.float32) * jnp.expand_dims(w.scale, axis)
-    return jnp.asarray(w, jnp.float32)
 
 
 # -- conversions (pure functions of the source) ------------------------------------------------------
@@ -139,15 +90,6 @@ def w8_scope(params) -> tuple[list[str], list[tuple[str, str]]]:
     return quantized, excluded
 
 
-def _map_paths(params, paths: set[str], fn, prefix: str = ""):
-    """Copy of the nested dict/list ``params`` with ``fn`` applied to the leaves whose path is in ``paths``."""
-    if isinstance(params, dict):
-        return {k: _map_paths(v, paths, fn, f"{prefix}{k}/") for k, v in params.items()}
-    if isinstance(params, list):
-        return [_map_paths(v, paths, fn, f"{prefix}{i}/") for i, v in enumerate(params)]
-    return fn(params) if prefix[:-1] in paths else params
-
-
 def _check_source(sm: ServingModel, what: str, forbid: str) -> None:
     if forbid in sm.variant.split("+"):
         raise ValueError(f"{what}: variant {sm.variant!r} already has {forbid}")
@@ -162,24 +104,26 @@ def _name(sm: ServingModel, part: str) -> str:
 def to_bf16(sm: ServingModel) -> ServingModel:
     """``bf16w``: every weight in the w8 scope stored in bf16 (pre-cast once; tables untouched)."""
     _check_source(sm, "to_bf16", "w8")
-    quantized, excluded = w8_scope(sm.params)
-    params = _map_paths(sm.params, set(quantized), lambda w: jnp.asarray(w).astype(jnp.bfloat16))
-    return sm.replace(params=params, variant=_name(sm, "bf16w"), quantized=tuple(quantized), excluded=tuple(excluded))
+    quantized, excluded = w8_scope(sm.state)
+    scope = set(quantized)
+    state = map_state(sm.state, lambda path, w: jnp.asarray(w).astype(jnp.bfloat16) if path in scope else w)
+    return sm.replace(state=state, variant=_name(sm, "bf16w"), quantized=tuple(quantized), excluded=tuple(excluded))
 
 
 def quantize_w8(sm: ServingModel) -> ServingModel:
     """``w8``: per-output-channel int8 for every >=2-D weight outside ``W8_EXCLUDED``."""
     _check_source(sm, "quantize_w8", "bf16w")
-    quantized, excluded = w8_scope(sm.params)
-    params = _map_paths(sm.params, set(quantized), quantize_weight)
-    return sm.replace(params=params, variant=_name(sm, "w8"), quantized=tuple(quantized), excluded=tuple(excluded))
+    quantized, excluded = w8_scope(sm.state)
+    scope = set(quantized)
+    state = map_state(sm.state, lambda path, w: quantize_weight(w) if path in scope else w)
+    return sm.replace(state=state, variant=_name(sm, "w8"), quantized=tuple(quantized), excluded=tuple(excluded))
 
 
 def quantize_tables_t8(sm: ServingModel) -> ServingModel:
     """``t8``: row-wise int8 hash tables (dequantized after the gather; row 0 stays zero)."""
     _check_source(sm, "quantize_tables_t8", "t8")
-    tables = {name: quantize_table(t) for name, t in sm.params["tables"].items()}
-    return sm.replace(params={**sm.params, "tables": tables}, variant=_name(sm, "t8"))
+    state = map_state(sm.state, lambda path, t: quantize_table(t) if path.startswith("tables/") else t)
+    return sm.replace(state=state, variant=_name(sm, "t8"))
 
 
 VARIANT_BUILDERS = {

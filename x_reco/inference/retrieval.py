@@ -1,6 +1,7 @@
 """Retrieval serving: compiled user tower per (B, S) bucket and exact top-k over a device-resident corpus.
 
-The corpus [N, D] is built offline by the candidate tower and stored f32, bf16 or row-wise int8
+Both towers are the trained ``PhoenixRetrieval``'s own methods (``encode_user``, ``encode_items``) run
+on the serving state. The corpus [N, D] is built offline by the candidate tower and stored f32, bf16 or row-wise int8
 (``s_r = max_d |x_rd| / 127``) with a corpus mask. Top-k is a matmul + ``lax.top_k`` per corpus chunk
 and a running merge (``lax.scan``), so memory stays O(B x chunk) for any N; the result equals one
 pass over the whole corpus. Approximate variants (bf16 / int8 corpus) report recall@k against exact f32.
@@ -16,12 +17,10 @@ import numpy as np
 from flax import struct
 
 from x_reco.common.types import RecsysBatch, RetrievalOutput
-from x_reco.inference import forward
 from x_reco.inference.engine import abstract_batch, aot_compile, to_device
 from x_reco.inference.params import ServingModel
-from x_reco.inference.quantize import gather_rows
 from x_reco.inference.requests import Bucket
-from x_reco.models.retrieval import MASKED_SCORE, l2_normalize
+from x_reco.models.retrieval import MASKED_SCORE
 
 CORPUS_FORMATS = ("f32", "bf16", "int8")
 
@@ -42,20 +41,16 @@ class Corpus:
         return int(self.data.size * self.data.dtype.itemsize + self.scale.size * 4 + self.mask.size)
 
 
-def item_vectors(params: dict, post_hashes_nk: jax.Array, author_hashes_nk: jax.Array) -> jax.Array:
-    """Candidate tower on a serving-params pytree: item hashes [N, Ni], [N, Na] -> unit vectors [N, D] f32."""
-    t, w = params["tables"], params["cand_tower"]
-    x = jnp.concatenate([gather_rows(t["post"], post_hashes_nk), gather_rows(t["author"], author_hashes_nk)], axis=-2)
-    x = x.reshape(x.shape[0], -1)
-    h = jax.nn.silu(x @ jnp.asarray(w["w1"], jnp.float32))
-    return l2_normalize(h @ jnp.asarray(w["w2"], jnp.float32))
-
-
-def build_corpus_params(params: dict, post_hashes_nk: np.ndarray, author_hashes_nk: np.ndarray,
+def build_corpus_vectors(sm: ServingModel, post_hashes_nk: np.ndarray, author_hashes_nk: np.ndarray,
                         batch: int = 1 << 16) -> np.ndarray:  # fmt: skip
-    """``item_vectors`` over a catalogue in fixed-size chunks (one compile) -> host f32 [N, D]."""
-    encode = jax.jit(item_vectors)
-    params = to_device(params)
+    """The retriever's candidate tower (``encode_items``) over a catalogue in fixed-size chunks -> host f32 [N, D].
+
+    One compile: the last chunk is padded to ``batch`` rows.
+    """
+    if sm.kind != "retrieval":
+        raise ValueError(f"build_corpus_vectors needs a retrieval ServingModel, got {sm.kind}")
+    encode = jax.jit(lambda state, p, a: sm.module(state).encode_items(p, a))
+    state = to_device(sm.state)
     n = len(post_hashes_nk)
     out = None
     for start in range(0, n, batch):
@@ -63,7 +58,7 @@ def build_corpus_params(params: dict, post_hashes_nk: np.ndarray, author_hashes_
         rows = len(p)
         if rows < batch:
             p, a = np.pad(p, ((0, batch - rows), (0, 0))), np.pad(a, ((0, batch - rows), (0, 0)))
-        v = np.asarray(encode(params, p, a))[:rows]
+        v = np.asarray(encode(state, p, a))[:rows]
         if out is None:
             out = np.empty((n, v.shape[1]), np.float32)
         out[start : start + rows] = v
@@ -117,15 +112,6 @@ def top_k_chunked(user_bd: jax.Array, corpus: Corpus, k: int) -> tuple[jax.Array
     return scores, indices
 
 
-def user_tower(params: dict, batch: RecsysBatch, sm: ServingModel) -> jax.Array:
-    """Unit user vectors [B, D]: causal prefix encode (no final norm), masked mean, L2 (spec M§9)."""
-    prefix, valid = forward.prefix_tokens(params, batch, sm.config, sm.cd)
-    h, _, _ = forward.encode_prefix(params, prefix, valid, sm.config, sm.cd)
-    m = valid[..., None].astype(jnp.float32)
-    pooled = jnp.sum(h.astype(jnp.float32) * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
-    return l2_normalize(pooled)
-
-
 class CompiledRetrieval:
     """User tower + chunked top-k, AOT-compiled per (B, S) bucket; ``retrieval(batch)`` -> RetrievalOutput."""
 
@@ -139,7 +125,7 @@ class CompiledRetrieval:
         self.params = to_device(sm.params)
 
         def retrieve(params, corpus_, batch):
-            u = user_tower(params, batch, sm)
+            u = sm.module(params.state).encode_user(batch)
             scores, idx = top_k_chunked(u, corpus_, k)
             return RetrievalOutput(u, idx, scores)
 

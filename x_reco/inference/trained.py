@@ -13,40 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
-
-from x_reco.features.hashing import Hasher, HashSpec
-
-
-def _gather(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    out = table[np.maximum(idx, 0)]
-    out[idx < 0] = 0
-    return out
-
-
-def rehash_sequences(seqs: dict[str, np.ndarray], vocab_size: int) -> dict[str, np.ndarray]:
-    """The same examples with every hash column recomputed for ``vocab_size`` rows per table."""
-    old = HashSpec.from_dict(json.loads(str(seqs["hash_spec_json"])))
-    spec = dataclasses.replace(old, vocab_sizes=(vocab_size,) * 3)
-    hasher = Hasher(spec)
-    users = hasher.hash_ids("user", seqs["user_ids"].tolist())
-    posts = hasher.hash_ids("post", seqs["item_ids"].tolist())
-    authors = hasher.hash_ids("author", seqs["author_ids"].tolist())
-    cand_author_idx = np.where(seqs["cand_item_idx"] >= 0, seqs["item_author_idx"][np.maximum(seqs["cand_item_idx"], 0)], -1)
-    out = dict(seqs)
-    out.update({
-        "user_hashes": users[seqs["user_idx"]],
-        "hist_post_hashes": _gather(posts, seqs["hist_item_idx"]),
-        "hist_author_hashes": _gather(authors, seqs["hist_author_idx"]),
-        "cand_post_hashes": _gather(posts, seqs["cand_item_idx"]),
-        "cand_author_hashes": _gather(authors, cand_author_idx),
-        "item_post_hashes": posts,
-        "item_author_hashes": _gather(authors, seqs["item_author_idx"]),
-        "hash_spec_json": np.asarray(json.dumps(spec.to_dict(), sort_keys=True)),
-    })  # fmt: skip
-    config = json.loads(str(seqs["config_json"]))
-    out["config_json"] = np.asarray(json.dumps({**config, "vocab_size": vocab_size}, sort_keys=True))
-    return out
+from x_reco.data.examples import EngagementSequences
 
 
 def train_quality_checkpoint(sequences: str | Path, out: str | Path, *, preset: str = "oss-mini",
@@ -57,8 +24,9 @@ def train_quality_checkpoint(sequences: str | Path, out: str | Path, *, preset: 
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    seqs = rehash_sequences(dict(np.load(sequences)), vocab_size)
-    np.savez_compressed(out / "sequences.npz", **seqs)
+    seqs = EngagementSequences.from_npz(sequences)
+    seqs = seqs.rehash(dataclasses.replace(seqs.hash_spec, vocab_sizes=(vocab_size,) * 3))
+    seqs.to_npz(out / "sequences.npz")
     cfg = TrainConfig(preset=preset, num_steps=steps, batch_size=64, warmup_steps=max(1, min(100, steps // 10)), seed=seed)
     result = train_ranker(seqs, cfg, out / "run")
     (out / "train_result.json").write_text(json.dumps({k: v for k, v in result.to_dict().items() if k != "losses"},

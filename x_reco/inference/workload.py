@@ -22,15 +22,19 @@ from flax import nnx
 from x_reco.common.types import RecsysBatch
 from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.data.examples import EngagementSequences, Split
-from x_reco.inference.params import ServingModel, digests, extract_params, leaf_paths
+from x_reco.inference.params import (
+    MODEL_CLASSES,
+    ServingModel,
+    abstract_state,
+    from_state,
+    leaf_paths,
+    state_from_arrays,
+)
 from x_reco.inference.requests import RawRequest
-from x_reco.models.ranker import PhoenixRanker
-from x_reco.models.retrieval import PhoenixRetrieval
-from x_reco.pipeline.weights import WeightSet
 
 ENTITY_SEEDS = {"user": 1, "post": 2, "author": 3}
 TABLE_CHUNK = 1 << 18
-SOURCE_VERSION = 2  # bump when the generator changes: cached sources are keyed by it
+SOURCE_VERSION = 3  # bump when the generator changes: cached sources are keyed by it
 
 
 def bench_config(preset: str, table_rows: int | None = None, **overrides) -> PhoenixConfig:
@@ -45,42 +49,21 @@ def _cpu():
     return jax.default_device(jax.devices("cpu")[0])
 
 
-def _nest(flat: dict[str, np.ndarray]):
-    """Inverse of ``leaf_paths`` for plain dict/list trees: {"layers/0/attn/wq": x} -> nested."""
-    root: dict = {}
-    for path, leaf in flat.items():
-        node, parts = root, path.split("/")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = leaf
-
-    def lists(node):
-        if not isinstance(node, dict):
-            return node
-        if node and all(k.isdigit() for k in node):
-            return [lists(node[str(i)]) for i in range(len(node))]
-        return {k: lists(v) for k, v in node.items()}
-
-    return lists(root)
-
-
-def _trunk(cls, cfg: PhoenixConfig, seed: int, folder: Path) -> dict:
-    """Non-table params of ``cls(cfg)`` (two-row tables: the trunk does not depend on table rows).
-
-    Cached as ``trunk.npz`` (keyed by path) in ``folder``, so later processes skip the init.
+def _trunk(kind: str, cfg: PhoenixConfig, seed: int, folder: Path) -> dict[str, np.ndarray]:
+    """Non-table arrays ``{path: array}`` of a ``kind`` model of ``cfg`` (built with two-row tables: the
+    trunk does not depend on table rows). Cached as ``trunk.npz`` in ``folder``, so later processes skip the init.
     """
     path = folder / "trunk.npz"
     if path.exists():
-        with np.load(path) as z:
-            return _nest({k: z[k] for k in z.files})
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
     small = cfg.replace(user_vocab_size=2, post_vocab_size=2, author_vocab_size=2)
     with _cpu():
-        params = extract_params(cls(small, rngs=nnx.Rngs(params=seed)))
-    params.pop("tables")
-    flat = {k: np.asarray(v) for k, v in leaf_paths(params)}
+        state = nnx.state(MODEL_CLASSES[kind](small, rngs=nnx.Rngs(params=seed)))
+    flat = {k: np.asarray(v) for k, v in leaf_paths(state) if not k.startswith("tables/")}
     np.savez(folder / "trunk.tmp.npz", **flat)
     os.replace(folder / "trunk.tmp.npz", path)
-    return _nest(flat)
+    return flat
 
 
 def _table(path: Path, rows: int, dim: int, std: float, seed: int, entity: str) -> np.ndarray:
@@ -109,26 +92,18 @@ def cache_dir(root: str | Path | None = None) -> Path:
 
 def bench_source(cfg: PhoenixConfig, *, kind: str = "ranker", seed: int = 0, root: str | Path | None = None) -> ServingModel:
     """The f32 source ServingModel of a benchmark config (host arrays; tables memory-mapped)."""
-    cls = PhoenixRanker if kind == "ranker" else PhoenixRetrieval
     folder = cache_dir(root) / f"{kind}-{cfg.digest()}-s{seed}-v{SOURCE_VERSION}"
     folder.mkdir(parents=True, exist_ok=True)
-    params = _trunk(cls, cfg, seed, folder)
-    params["tables"] = {
-        e: _table(folder / f"{e}.npy", v, cfg.emb_size, cfg.table_init_std, seed, e)
-        for e, v in zip(("user", "post", "author"), cfg.vocab_sizes)
-    }
-    if kind == "ranker":
-        params["score_weights"] = WeightSet.published().vector(cfg.output_action_names)
+    arrays = _trunk(kind, cfg, seed, folder)
+    for entity, rows in zip(("user", "post", "author"), cfg.vocab_sizes):
+        arrays[f"tables/{entity}"] = _table(folder / f"{entity}.npy", rows, cfg.emb_size, cfg.table_init_std, seed, entity)
+    state = state_from_arrays(abstract_state(kind, cfg), arrays)
     meta_path = folder / "digest.json"
-    if meta_path.exists():
-        source, tables = json.loads(meta_path.read_text())["digests"]
-    else:
-        source, tables = digests(params)
-        meta_path.write_text(json.dumps({"digests": [source, tables], "config": cfg.digest()}))
-    return ServingModel(
-        config=cfg, params=params, kind=kind, variant="f32", compute_dtype=cfg.compute_dtype,
-        source_param_digest=source, param_version=source, table_version=tables,
-    )  # fmt: skip
+    digest = tuple(json.loads(meta_path.read_text())["digests"]) if meta_path.exists() else None
+    sm = from_state(kind, cfg, state, digest=digest)
+    if digest is None:
+        meta_path.write_text(json.dumps({"digests": [sm.source_param_digest, sm.table_version], "config": cfg.digest()}))
+    return sm
 
 
 # -- synthetic users --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from x_reco.layers.quant import linear
 from x_reco.layers.rope import apply_rope
 
 ATTN_SOFT_CAP = 30.0
@@ -115,16 +116,15 @@ class Attention(nnx.Module):
     def qkv(self, x_btd: jax.Array, positions_bt: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Q [B,T,H,d] and K [B,T,K,d] with RoPE at ``positions_bt``; V [B,T,K,d]; compute dtype."""
         b, t, _ = x_btd.shape
-        x_btd = x_btd.astype(self.dtype)
-        q = (x_btd @ self.wq[...].astype(self.dtype)).reshape(b, t, self.num_q_heads, self.key_size)
-        k = (x_btd @ self.wk[...].astype(self.dtype)).reshape(b, t, self.num_kv_heads, self.key_size)
-        v = (x_btd @ self.wv[...].astype(self.dtype)).reshape(b, t, self.num_kv_heads, self.key_size)
+        q = linear(x_btd, self.wq.get_value(), self.dtype).reshape(b, t, self.num_q_heads, self.key_size)
+        k = linear(x_btd, self.wk.get_value(), self.dtype).reshape(b, t, self.num_kv_heads, self.key_size)
+        v = linear(x_btd, self.wv.get_value(), self.dtype).reshape(b, t, self.num_kv_heads, self.key_size)
         return apply_rope(q, positions_bt), apply_rope(k, positions_bt), v
 
     def output(self, o_bthd: jax.Array) -> jax.Array:
         """Flatten heads in query-head order and project: [B,T,H,d] -> [B,T,D]."""
         b, t, h, d = o_bthd.shape
-        return o_bthd.reshape(b, t, h * d) @ self.wo[...].astype(self.dtype)
+        return linear(o_bthd.reshape(b, t, h * d), self.wo.get_value(), self.dtype)
 
     def __call__(
         self,

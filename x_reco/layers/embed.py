@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from x_reco.common.types import RecsysBatch, RecsysEmbeddings
+from x_reco.layers.quant import gather_rows, linear
 
 _fan_in = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 _fan_out = nnx.initializers.variance_scaling(1.0, "fan_out", "truncated_normal")
@@ -25,11 +26,6 @@ def init_table(key: jax.Array, rows: int, dim: int, std: float, dtype=jnp.float3
     """Normal(0, std) table with row 0 zeroed."""
     table = std * jax.random.normal(key, (rows, dim), dtype)
     return table.at[0].set(0)
-
-
-def gather_rows(table_vd: jax.Array, hashes: jax.Array) -> jax.Array:
-    """Rows of ``table`` at int32 ``hashes`` [...] -> [..., D] f32; padding (0) gives exact zeros."""
-    return table_vd[hashes] * (hashes != 0)[..., None].astype(table_vd.dtype)
 
 
 class HashTables(nnx.Module):
@@ -51,14 +47,14 @@ class HashTables(nnx.Module):
 
     def lookup_items(self, post_hashes: jax.Array, author_hashes: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Post [..., Ni] and author [..., Na] hashes -> ([..., Ni, D], [..., Na, D])."""
-        return gather_rows(self.post[...], post_hashes), gather_rows(self.author[...], author_hashes)
+        return gather_rows(self.post.get_value(), post_hashes), gather_rows(self.author.get_value(), author_hashes)
 
     def lookup(self, batch: RecsysBatch) -> RecsysEmbeddings:
         """Gather every embedding a batch needs."""
         hist_post, hist_author = self.lookup_items(batch.history_post_hashes, batch.history_author_hashes)
         cand_post, cand_author = self.lookup_items(batch.candidate_post_hashes, batch.candidate_author_hashes)
         return RecsysEmbeddings(
-            user=gather_rows(self.user[...], batch.user_hashes),
+            user=gather_rows(self.user.get_value(), batch.user_hashes),
             history_post=hist_post,
             history_author=hist_author,
             candidate_post=cand_post,
@@ -105,18 +101,18 @@ class EmbeddingAssembly(nnx.Module):
     def action_embedding(self, actions_bsa: jax.Array) -> jax.Array:
         """Signed multi-hot ``(2a - 1) @ W``, zeroed where no action was taken; [B,S,D] compute dtype."""
         actions_bsa = actions_bsa.astype(jnp.float32)
-        emb_bsd = (2.0 * actions_bsa - 1.0) @ self.action_proj[...].astype(jnp.float32)
+        emb_bsd = linear(2.0 * actions_bsa - 1.0, self.action_proj.get_value(), jnp.float32)
         any_action_bs1 = jnp.any(actions_bsa != 0, axis=-1, keepdims=True)
         return (emb_bsd * any_action_bs1).astype(self.dtype)
 
     def surface_embedding(self, surface_bs: jax.Array) -> jax.Array:
         """``one_hot(idx, Vs) @ table``: out-of-range indices give zero vectors; compute dtype."""
         one_hot = jax.nn.one_hot(surface_bs, self.num_surfaces, dtype=jnp.float32)
-        return (one_hot @ self.surface_table[...].astype(jnp.float32)).astype(self.dtype)
+        return linear(one_hot, self.surface_table.get_value(), jnp.float32).astype(self.dtype)
 
     def user_tokens(self, user_bnd: jax.Array) -> jax.Array:
         """User hash block [B, Nu, D] -> one token [B, 1, D]."""
-        return (_flatten_hashes(user_bnd) @ self.user_proj[...])[:, None, :].astype(self.dtype)
+        return linear(_flatten_hashes(user_bnd), self.user_proj.get_value(), jnp.float32)[:, None, :].astype(self.dtype)
 
     def history_tokens(
         self, post_bsnd: jax.Array, author_bsnd: jax.Array, actions_bsa: jax.Array, surface_bs: jax.Array
@@ -124,11 +120,11 @@ class EmbeddingAssembly(nnx.Module):
         """Concat [post | author | action | surface] per slot and project -> [B, S, D]."""
         x = _flatten_hashes(post_bsnd, author_bsnd, self.action_embedding(actions_bsa)[..., None, :],
                             self.surface_embedding(surface_bs)[..., None, :])  # fmt: skip
-        return (x @ self.history_proj[...]).astype(self.dtype)
+        return linear(x, self.history_proj.get_value(), jnp.float32).astype(self.dtype)
 
     def candidate_tokens(self, post_bcnd: jax.Array, author_bcnd: jax.Array, surface_bc: jax.Array) -> jax.Array:
         """Concat [post | author | surface] per candidate and project -> [B, C, D]."""
         if self.candidate_proj is None:
             raise ValueError("EmbeddingAssembly was built with with_candidates=False")
         x = _flatten_hashes(post_bcnd, author_bcnd, self.surface_embedding(surface_bc)[..., None, :])
-        return (x @ self.candidate_proj[...]).astype(self.dtype)
+        return linear(x, self.candidate_proj.get_value(), jnp.float32).astype(self.dtype)

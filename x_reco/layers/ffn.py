@@ -6,9 +6,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from x_reco.layers.quant import linear
+
 
 class GatedFFN(nnx.Module):
-    """Grok-style gated feed-forward; kernels stored [in, out] in ``param_dtype``, cast at use."""
+    """Grok-style gated feed-forward; kernels stored [in, out] (``param_dtype`` or a quantized format)."""
 
     def __init__(
         self,
@@ -26,7 +28,6 @@ class GatedFFN(nnx.Module):
         self.w_down = nnx.Param(kernel_init(rngs.params(), (ffn_size, emb_size), param_dtype))
 
     def __call__(self, x_btd: jax.Array) -> jax.Array:
-        x_btd = x_btd.astype(self.dtype)
-        gate_btf = jax.nn.gelu(x_btd @ self.w_gate[...].astype(self.dtype), approximate=True)
-        up_btf = x_btd @ self.w_up[...].astype(self.dtype)
-        return (gate_btf * up_btf) @ self.w_down[...].astype(self.dtype)
+        gate_btf = jax.nn.gelu(linear(x_btd, self.w_gate.get_value(), self.dtype), approximate=True)
+        up_btf = linear(x_btd, self.w_up.get_value(), self.dtype)
+        return linear(gate_btf * up_btf, self.w_down.get_value(), self.dtype)

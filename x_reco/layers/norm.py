@@ -30,4 +30,4 @@ class RMSNorm(nnx.Module):
         self.scale = nnx.Param(scale_init(rngs.params(), (dim,), param_dtype))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return rms_norm(x, self.scale[...])
+        return rms_norm(x, self.scale.get_value())

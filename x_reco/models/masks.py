@@ -71,12 +71,20 @@ def prefix_positions(batch_size: int, prefix_len: int, start: int = 0) -> jax.Ar
     return jnp.broadcast_to(jnp.arange(start, start + prefix_len, dtype=jnp.int32), (batch_size, prefix_len))
 
 
-def candidate_positions(history_valid_bs: jax.Array, num_candidates: int, mode: str, slot_offset: int = 0) -> jax.Array:
+def prefix_valid(lengths_b: jax.Array, user_valid_b: jax.Array, prefix_len: int) -> jax.Array:
+    """Validity [B, P] of a prefix holding the user token and L_b history slots (then padding)."""
+    pos = jnp.arange(prefix_len)[None, :]
+    return ((pos == 0) & user_valid_b[:, None]) | ((pos >= 1) & (pos <= lengths_b[:, None]))
+
+
+def candidate_positions(
+    history_valid_bs: jax.Array, num_candidates: int, mode: str, slot_offset: int | jax.Array = 0
+) -> jax.Array:
     """RoPE positions of candidates, int32 [B, C].
 
     ``shared``: every candidate at 1 + L_b (L_b valid history length).
     ``reference``: candidate i at 1 + S + slot_offset + i (S padded history length; ``slot_offset``
-    is a chunk's global first slot).
+    is a chunk's global first slot and may be traced).
     """
     if mode not in POSITION_MODES:
         raise ValueError(f"candidate position mode {mode!r} not in {POSITION_MODES}")
@@ -84,7 +92,8 @@ def candidate_positions(history_valid_bs: jax.Array, num_candidates: int, mode: 
     if mode == "shared":
         length_b = jnp.sum(history_valid_bs, axis=1, dtype=jnp.int32)
         return jnp.broadcast_to((1 + length_b)[:, None], (b, num_candidates))
-    return prefix_positions(b, num_candidates, start=1 + s + slot_offset)
+    slots_c = 1 + s + slot_offset + jnp.arange(num_candidates, dtype=jnp.int32)
+    return jnp.broadcast_to(slots_c[None, :], (b, num_candidates)).astype(jnp.int32)
 
 
 def ranker_positions(history_valid_bs: jax.Array, num_candidates: int, mode: str) -> jax.Array:

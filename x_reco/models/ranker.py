@@ -12,6 +12,7 @@ from x_reco.common.actions import ACTIONS
 from x_reco.common.types import RankerOutput, RecsysBatch, RecsysEmbeddings, TokenInputs
 from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.layers.embed import EmbeddingAssembly, HashTables
+from x_reco.layers.quant import gather_rows, linear
 from x_reco.layers.norm import RMSNorm
 from x_reco.models import masks
 from x_reco.models.trunk import make_layers, run_candidate_layers, run_layers
@@ -38,7 +39,7 @@ class RankerHead(nnx.Module):
         self.unembed = nnx.Param(init(rngs.params(), (emb_size, num_actions), param_dtype))
 
     def __call__(self, h_bcd: jax.Array) -> jax.Array:
-        return h_bcd.astype(jnp.float32) @ self.unembed[...].astype(jnp.float32)
+        return linear(h_bcd, self.unembed.get_value(), jnp.float32)
 
 
 class PhoenixRanker(nnx.Module):
@@ -72,18 +73,40 @@ class PhoenixRanker(nnx.Module):
         """Score with precomputed embeddings; ``batch`` supplies validity, actions and surfaces."""
         return self.forward_tokens(self.tokens(batch, embeddings))
 
+    def history_tokens(
+        self, post_bsn: jax.Array, author_bsn: jax.Array, actions_bsa: jax.Array, surface_bs: jax.Array
+    ) -> jax.Array:
+        """History slots from raw hashes [B, S, Ni] / [B, S, Na], actions [B, S, A] and surfaces [B, S] -> [B, S, D]."""
+        post, author = self.tables.lookup_items(post_bsn, author_bsn)
+        return self.embed.history_tokens(post, author, actions_bsa, surface_bs)
+
+    def prefix_tokens(
+        self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """[user | history] tokens [B, P, D] (compute dtype) and their validity [B, P]."""
+        if embeddings is None:
+            user = gather_rows(self.tables.user.get_value(), batch.user_hashes)
+            history = self.history_tokens(batch.history_post_hashes, batch.history_author_hashes,
+                                          batch.history_actions, batch.history_product_surface)  # fmt: skip
+        else:
+            user = embeddings.user
+            history = self.embed.history_tokens(embeddings.history_post, embeddings.history_author,
+                                                batch.history_actions, batch.history_product_surface)  # fmt: skip
+        prefix_bpd = jnp.concatenate([self.embed.user_tokens(user), history], axis=1)
+        return prefix_bpd, jnp.concatenate([batch.user_valid_b[:, None], batch.history_valid_bs], axis=1)
+
+    def candidate_tokens(self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None) -> jax.Array:
+        """Candidate tokens [B, C, D] in the compute dtype."""
+        if embeddings is None:
+            post, author = self.tables.lookup_items(batch.candidate_post_hashes, batch.candidate_author_hashes)
+        else:
+            post, author = embeddings.candidate_post, embeddings.candidate_author
+        return self.embed.candidate_tokens(post, author, batch.candidate_product_surface)
+
     def tokens(self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None) -> TokenInputs:
         """Assemble prefix and candidate tokens (compute dtype) with their validity."""
-        emb = self.tables.lookup(batch) if embeddings is None else embeddings
-        user = self.embed.user_tokens(emb.user)
-        history = self.embed.history_tokens(
-            emb.history_post, emb.history_author, batch.history_actions, batch.history_product_surface
-        )
-        candidates = self.embed.candidate_tokens(
-            emb.candidate_post, emb.candidate_author, batch.candidate_product_surface
-        )
-        prefix_valid = jnp.concatenate([batch.user_valid_b[:, None], batch.history_valid_bs], axis=1)
-        return TokenInputs(jnp.concatenate([user, history], axis=1), candidates, prefix_valid, batch.candidate_valid_bc)
+        prefix_bpd, prefix_valid_bp = self.prefix_tokens(batch, embeddings)
+        return TokenInputs(prefix_bpd, self.candidate_tokens(batch, embeddings), prefix_valid_bp, batch.candidate_valid_bc)
 
     def forward_tokens(self, tokens: TokenInputs) -> RankerOutput:
         """Dense path: one pass over [prefix | candidates] with the candidate-isolation mask."""
@@ -94,46 +117,79 @@ class PhoenixRanker(nnx.Module):
         h_btd, _, _ = run_layers(self.layers, h_btd, positions, mask)
         return RankerOutput(self.logits(h_btd[:, p:]), tokens.candidate_valid_bc)
 
-    # -- prefix reuse (KV cache / chunked scoring) ---------------------------------------------
-    def encode_prefix(self, tokens: TokenInputs) -> PrefixKV:
-        """Run [user | history] causally and keep every layer's K/V (the candidates never change it)."""
-        b, p, _ = tokens.prefix_bpd.shape
-        _, k, v = run_layers(
-            self.layers, tokens.prefix_bpd, masks.prefix_positions(b, p), masks.prefix_mask(tokens.prefix_valid_bp)
-        )
-        return PrefixKV(k, v, tokens.prefix_valid_bp)
+    # -- split path: prefix K/V once, candidates over it (serving, KV cache, chunked scoring) -----
+    def score_split(self, batch: RecsysBatch, chunk: int | None = None) -> RankerOutput:
+        """Equals ``model(batch)``: encode [user | history] once, then every candidate over its K/V.
 
-    def extend_prefix(self, prefix: PrefixKV, new_tokens_bnd: jax.Array, new_valid_bn: jax.Array) -> PrefixKV:
-        """Append N prefix tokens at positions P..P+N-1 (causal among themselves, seeing the cache).
-
-        Exact: older tokens' K/V never depend on later ones. Returns the concatenated PrefixKV.
+        The C x C candidate block is never formed; with ``chunk`` the candidates run in static chunks
+        of that many (``lax.map``), so activations stay O(chunk).
         """
-        b, p = prefix.prefix_valid_bp.shape
-        positions = masks.prefix_positions(b, new_tokens_bnd.shape[1], start=p)
-        mask = masks.append_mask(prefix.prefix_valid_bp, new_valid_bn)
-        _, k, v = run_layers(self.layers, new_tokens_bnd, positions, mask, (prefix.k_lbpkd, prefix.v_lbpkd))
+        prefix = self.encode_prefix(*self.prefix_tokens(batch))
+        return self.score_with_prefix(prefix, self.candidate_tokens(batch), batch.candidate_valid_bc, chunk=chunk)
+
+    def encode_prefix(self, prefix_bpd: jax.Array, prefix_valid_bp: jax.Array) -> PrefixKV:
+        """Run [user | history] causally and keep every layer's K/V (the candidates never change it)."""
+        b, p, _ = prefix_bpd.shape
+        _, k, v = run_layers(self.layers, prefix_bpd, masks.prefix_positions(b, p), masks.prefix_mask(prefix_valid_bp))
+        return PrefixKV(k, v, prefix_valid_bp)
+
+    def append_prefix(self, prefix: PrefixKV, new_tokens_bmd: jax.Array, new_valid_bm: jax.Array) -> PrefixKV:
+        """Write M new history tokens into the padding after each row's valid history (capacity P fixed).
+
+        ``prefix`` holds [user | L_b valid history slots | padding] per row. New token j of row b goes to
+        position 1 + L_b + j, sees every valid cached key and the earlier new tokens (causal), and is
+        written only where ``new_valid_bm`` (a prefix of the M slots) and it fits. Exact: older K/V never
+        depend on later tokens, so this equals encoding the longer history from scratch.
+        """
+        (b, p), m = prefix.prefix_valid_bp.shape, new_tokens_bmd.shape[1]
+        lengths_b = jnp.sum(prefix.prefix_valid_bp[:, 1:], axis=1, dtype=jnp.int32)
+        slots_bm = 1 + lengths_b[:, None] + jnp.arange(m, dtype=jnp.int32)[None, :]
+        mask = masks.append_mask(prefix.prefix_valid_bp, new_valid_bm)
+        _, k, v = run_layers(self.layers, new_tokens_bmd, slots_bm, mask, (prefix.k_lbpkd, prefix.v_lbpkd))
+        rows_bm = jnp.broadcast_to(jnp.arange(b)[:, None], (b, m))
+        target_bm = jnp.where(new_valid_bm, slots_bm, p)  # p is out of range: dropped
         return PrefixKV(
-            jnp.concatenate([prefix.k_lbpkd, k.astype(prefix.k_lbpkd.dtype)], axis=2),
-            jnp.concatenate([prefix.v_lbpkd, v.astype(prefix.v_lbpkd.dtype)], axis=2),
-            jnp.concatenate([prefix.prefix_valid_bp, new_valid_bn], axis=1),
+            prefix.k_lbpkd.at[:, rows_bm, target_bm].set(k.astype(prefix.k_lbpkd.dtype), mode="drop"),
+            prefix.v_lbpkd.at[:, rows_bm, target_bm].set(v.astype(prefix.v_lbpkd.dtype), mode="drop"),
+            prefix.prefix_valid_bp.at[rows_bm, target_bm].set(True, mode="drop"),
         )
 
     def score_with_prefix(
-        self, prefix: PrefixKV, candidates_bcd: jax.Array, candidate_valid_bc: jax.Array, slot_offset: int = 0
+        self,
+        prefix: PrefixKV,
+        candidates_bcd: jax.Array,
+        candidate_valid_bc: jax.Array,
+        slot_offset: int | jax.Array = 0,
+        chunk: int | None = None,
     ) -> RankerOutput:
-        """Score candidate tokens against a cached prefix; equals the dense path (any chunk in shared mode).
+        """Score candidate tokens against a prefix's K/V; equals the dense path (any chunk in shared mode).
 
         Split attention: each candidate attends the prefix keys and its own key only, so the C x C
-        candidate block is never formed. ``slot_offset`` is the chunk's first global candidate slot
-        (matters only in ``reference`` mode).
+        candidate block is never formed. ``slot_offset`` is the first global candidate slot of these
+        candidates (matters only in ``reference`` mode). ``chunk`` runs static chunks via ``lax.map``.
         """
-        c = candidates_bcd.shape[1]
-        positions = masks.candidate_positions(
-            prefix.prefix_valid_bp[:, 1:], c, self.config.candidate_position_mode, slot_offset
-        )
-        h_bcd = run_candidate_layers(self.layers, candidates_bcd, positions, (prefix.k_lbpkd, prefix.v_lbpkd),
-                                     prefix.prefix_valid_bp, candidate_valid_bc)  # fmt: skip
-        return RankerOutput(self.logits(h_bcd), candidate_valid_bc)
+        b, c, d = candidates_bcd.shape
+        history_valid_bs = prefix.prefix_valid_bp[:, 1:]
+        mode = self.config.candidate_position_mode
+        if chunk is None or chunk >= c:
+            positions_bc = masks.candidate_positions(history_valid_bs, c, mode, slot_offset)
+            return RankerOutput(self._candidate_logits(prefix, candidates_bcd, positions_bc, candidate_valid_bc),
+                                candidate_valid_bc)  # fmt: skip
+        nc = -(-c // chunk)
+
+        def chunks(x):  # [B, C or nc*chunk, ...] -> [nc, B, chunk, ...], padding with zeros / False
+            x = jnp.pad(x, [(0, 0), (0, nc * chunk - x.shape[1])] + [(0, 0)] * (x.ndim - 2))
+            return x.reshape(b, nc, chunk, *x.shape[2:]).swapaxes(0, 1)
+
+        positions = masks.candidate_positions(history_valid_bs, nc * chunk, mode, slot_offset)
+        xs = (chunks(candidates_bcd), chunks(positions), chunks(candidate_valid_bc))
+        logits = jax.lax.map(lambda x: self._candidate_logits(prefix, x[0], x[1], x[2]), xs)  # [nc, B, chunk, A]
+        return RankerOutput(logits.swapaxes(0, 1).reshape(b, nc * chunk, -1)[:, :c], candidate_valid_bc)
+
+    def _candidate_logits(self, prefix: PrefixKV, h_bcd, positions_bc, valid_bc) -> jax.Array:
+        kv = (prefix.k_lbpkd, prefix.v_lbpkd)
+        h_bcd = run_candidate_layers(self.layers, h_bcd, positions_bc, kv, prefix.prefix_valid_bp, valid_bc)
+        return self.logits(h_bcd)
 
     def logits(self, h_bcd: jax.Array) -> jax.Array:
         """Final norm + unembedding of candidate outputs -> [B, C, A] in ``logits_dtype``."""

@@ -9,6 +9,7 @@ from flax import nnx
 from x_reco.common.types import RecsysBatch, RecsysEmbeddings, RetrievalOutput
 from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.layers.embed import EmbeddingAssembly, HashTables
+from x_reco.layers.quant import linear
 from x_reco.models import masks
 from x_reco.models.trunk import make_layers, run_layers
 
@@ -47,8 +48,8 @@ class CandidateTower(nnx.Module):
         blocks = [post_xnd] if author_xnd is None else [post_xnd, author_xnd]
         x = jnp.concatenate(blocks, axis=-2).astype(jnp.float32)
         x = x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
-        h = jax.nn.silu(x @ self.w1[...].astype(jnp.float32))
-        return l2_normalize(h @ self.w2[...].astype(jnp.float32))
+        h = jax.nn.silu(linear(x, self.w1.get_value(), jnp.float32))
+        return l2_normalize(linear(h, self.w2.get_value(), jnp.float32))
 
 
 class PhoenixRetrieval(nnx.Module):

@@ -1,4 +1,4 @@
-"""Serving paths equal the committed model (inference spec §5.7): split == dense on padded histories and
+"""Serving paths equal the committed model (inference spec §5.7); they run its own methods on its state: split == dense on padded histories and
 padded candidates, chunked == one pass for c in {1, 7, 64}, S and N bucket padding change nothing,
 jitted/AOT == eager; and the split candidate pass never forms the N x N block.
 
@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from x_reco.inference import forward
 from x_reco.inference.engine import aot_compile, make_score_fn
 from tests.inference.helpers import (
     BF16_PROB_TOL,
@@ -91,16 +90,10 @@ def test_aot_compiled_equals_eager_model():
 
 
 def test_split_candidate_pass_never_forms_the_n_by_n_block():
-    cfg, sm = tiny(), source()
+    sm = source()
     n = 37  # prime, distinct from every other axis (P = 12, D = 32, A = 19, heads 4/2, dk 8)
     b = batch(seed=9, b=2, candidate_len=n)
-
-    def split(params, batch_):
-        toks = forward.tokens(params, batch_, cfg, jnp.float32)
-        return forward.split_forward(params, toks, cfg, jnp.float32)
-
-    def dense(params, batch_):
-        return forward.dense_forward(params, forward.tokens(params, batch_, cfg, jnp.float32), cfg, jnp.float32)
+    split, dense = make_score_fn(sm, "split"), make_score_fn(sm, "dense")
 
     def shapes(fn):
         jaxpr = jax.make_jaxpr(fn)(sm.params, b)
