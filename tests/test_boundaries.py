@@ -28,6 +28,7 @@ def test_library_source_never_imports_dagster():
 def test_library_imports_without_dagster_or_global_side_effects():
     code = (
         "import os, sys, importlib, pkgutil\n"
+        "import jax, flax, optax, orbax.checkpoint\n"  # jax itself sets TPU_SKIP_MDS_QUERY, TF_CPP_MIN_LOG_LEVEL
         "env = dict(os.environ)\n"
         "import x_reco\n"
         "for m in pkgutil.walk_packages(x_reco.__path__, 'x_reco.'):\n"

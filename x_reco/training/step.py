@@ -120,7 +120,7 @@ def make_sparse_train_step(
             uniq[name] = jnp.unique(flat, size=flat.size, fill_value=full[name].shape[0])
         batch_c, consts_c = tables.remap(batch, consts, lambda t, x: jnp.searchsorted(uniq[t], x).astype(jnp.int32))
         for name, rows in uniq.items():
-            getattr(model.tables, name).value = full[name].at[rows].get(mode="fill", fill_value=0)
+            getattr(model.tables, name).set_value(full[name].at[rows].get(mode="fill", fill_value=0))
         gd, params, compact, rest = nnx.split(model, nnx.Param, HashTable, ...)
 
         def loss_of(params, compact):
@@ -132,7 +132,7 @@ def make_sparse_train_step(
         for name, rows in uniq.items():
             acc = getattr(optimizer, f"acc_{name}")
             new_table, acc[...] = sparse_table_update(full[name], acc[...], rows, g_tables["tables"][name][...], lr)
-            getattr(model.tables, name).value = new_table
+            getattr(model.tables, name).set_value(new_table)
         optimizer.table_step[...] = optimizer.table_step[...] + 1
         optimizer.dense.update(model, g_params)
         return nnx.state((model, optimizer)), loss, aux
