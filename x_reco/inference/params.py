@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx, struct
+from flax import nnx, struct, traverse_util
 
 from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.layers.quant import QTable, QWeight
@@ -120,11 +120,10 @@ def leaf_paths(tree) -> list[tuple[str, Any]]:
     if isinstance(tree, ServingParams):
         out = leaf_paths(tree.state)
         return sorted(out + ([("score_weights", tree.score_weights)] if tree.score_weights is not None else []))
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    pure = nnx.to_pure_dict(tree) if isinstance(tree, nnx.State) else tree
     out = []
-    for keys, leaf in flat:
-        path = "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in keys)
-        value = leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
+    for keys, value in traverse_util.flatten_dict(pure).items():
+        path = path_str(keys)
         if isinstance(value, (QWeight, QTable)):
             out += [(f"{path}/q", value.q), (f"{path}/scale", value.scale)]
         else:
