@@ -15,7 +15,7 @@ from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.plots import loss_curve_png, metric_bars_png
 from x_reco.eval.ranker import evaluate_ranker, two_stage
 from x_reco.eval.retrieval import evaluate_popularity, evaluate_retrieval, item_vectors
-from x_reco.training.checkpoint import restore_checkpoint
+from x_reco.models.checkpoint import restore_checkpoint
 from x_reco.training.loop import train_ranker, train_retriever
 from x_reco.training.presets import catalogue_window_s, config_digest, data_digest, default_train_config
 from x_reco.training.progress import throttled

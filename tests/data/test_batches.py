@@ -13,7 +13,7 @@ from x_reco.data.batches import retrieval_batch, training_times
 from x_reco.data.examples import Split
 from x_reco.eval.heldout import ineligible_mask
 from x_reco.inference.workload import checkpoint_users
-from x_reco.training.losses import eligible_in_window
+from x_reco.models.losses import eligible_in_window
 
 FIELDS = ("user_hashes", "history_post_hashes", "history_author_hashes", "history_actions",
           "history_product_surface", "candidate_post_hashes", "candidate_author_hashes", "candidate_product_surface")

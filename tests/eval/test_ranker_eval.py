@@ -10,13 +10,13 @@ from flax import nnx
 
 from tests.training.helpers import tiny_cfg, toy_seqs
 from x_reco.common.actions import ACTION_INDEX
+from x_reco.configs.weights import WeightSet
 from x_reco.data.examples import Split
 from x_reco.eval.heldout import interacted, with_sampled_negatives
 from x_reco.eval.metrics import auc, log_loss
 from x_reco.eval.ranker import evaluate_ranker, ranker_logits, two_stage
 from x_reco.eval.retrieval import evaluate_retrieval
 from x_reco.models import PhoenixRanker, PhoenixRetrieval
-from x_reco.pipeline.weights import WeightSet
 from x_reco.training.config import model_config_for
 
 

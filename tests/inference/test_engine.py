@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from x_reco.configs.weights import WeightSet
 from x_reco.features.hashing import Hasher
 from x_reco.inference.engine import CompileCounter, CompiledRanker
 from x_reco.inference.requests import Bucket, BucketSet, RawRequest, RequestAssembler, assemble_batch, empty_batch
 from x_reco.models import weighted_score
-from x_reco.pipeline.weights import WeightSet
 from x_reco.models.testing import random_batch
 from tests.inference.helpers import F32_TOL, model_logits, source, tiny, valid_candidates
 

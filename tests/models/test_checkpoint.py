@@ -15,7 +15,7 @@ from flax import nnx
 
 from x_reco.layers import HashTable
 from x_reco.models import param_digest
-from x_reco.training.checkpoint import read_metadata, restore_checkpoint, save_checkpoint
+from x_reco.models.checkpoint import read_metadata, restore_checkpoint, save_checkpoint
 from tests.models.helpers import batch, logits, ranker, retrieval, tiny, user_rep
 
 

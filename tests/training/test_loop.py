@@ -19,7 +19,7 @@ from tests.training.helpers import tiny_cfg, toy_seqs, with_catalogue
 from x_reco.eval import evaluate_popularity
 from x_reco.eval.retrieval import evaluate_retrieval, user_vectors
 from x_reco.features.hashing import HashSpec
-from x_reco.training.checkpoint import read_metadata, restore_checkpoint
+from x_reco.models.checkpoint import read_metadata, restore_checkpoint
 from x_reco.training.loop import train_ranker, train_retriever
 from x_reco.training.resume import TrainCheckpoints
 

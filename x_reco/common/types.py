@@ -7,15 +7,31 @@ P = 1+S, D width, A actions; Nu/Ni/Na hashes per user/post/author.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-if TYPE_CHECKING:
-    from x_reco.configs.phoenix import PhoenixConfig
+
+class BatchSpec(Protocol):
+    """What ``validate_batch`` reads from a model config (``PhoenixConfig`` has it; common sits below configs)."""
+
+    @property
+    def num_user_hashes(self) -> int: ...
+    @property
+    def num_post_hashes(self) -> int: ...
+    @property
+    def num_author_hashes(self) -> int: ...
+    @property
+    def num_history_actions(self) -> int: ...
+    @property
+    def user_vocab_size(self) -> int: ...
+    @property
+    def post_vocab_size(self) -> int: ...
+    @property
+    def author_vocab_size(self) -> int: ...
 
 
 @struct.dataclass
@@ -107,7 +123,7 @@ def _expect(errors: list[str], name: str, arr, shape: tuple, dtype) -> None:
         errors.append(f"{name}: dtype {arr.dtype}, expected {np.dtype(dtype)}")
 
 
-def validate_batch(batch: RecsysBatch, config: PhoenixConfig | None = None) -> None:
+def validate_batch(batch: RecsysBatch, config: BatchSpec | None = None) -> None:
     """Host-side debug check of a RecsysBatch (never call inside jit). Raises ValueError listing problems.
 
     Checks shapes and dtypes agree across fields (and with ``config``: hash counts, action width,

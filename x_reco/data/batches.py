@@ -131,7 +131,7 @@ def training_times(seqs: EngagementSequences, window_s: float) -> tuple[np.ndarr
     """(request time per example [E], creation time per item [I], window) as int32 seconds.
 
     Times are shifted to the earliest request and creation times are clipped to just outside the
-    span any request can see, so int32 comparisons (``training.losses.eligible_in_window``) give
+    span any request can see, so int32 comparisons (``models.losses.eligible_in_window``) give
     exactly the eligibility of ``x_reco.eval.heldout.ineligible_mask`` on the int64 originals.
     """
     request = seqs.examples.request_ts.astype(np.int64)

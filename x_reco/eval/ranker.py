@@ -11,14 +11,14 @@ import numpy as np
 from flax import nnx
 
 from x_reco.common.actions import ACTIONS
+from x_reco.configs.weights import WeightSet
 from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.heldout import ineligible_mask, interacted, seen_mask, with_sampled_negatives
 from x_reco.eval.metrics import auc, log_loss, ranking_metrics
 from x_reco.eval.retrieval import item_vectors, user_vectors
+from x_reco.models.losses import ranker_bce
 from x_reco.models.ranker import PhoenixRanker, weighted_score
 from x_reco.models.retrieval import PhoenixRetrieval
-from x_reco.pipeline.weights import WeightSet
-from x_reco.training.losses import ranker_bce
 
 _logits = nnx.jit(lambda model, batch: model(batch).logits_bca)
 

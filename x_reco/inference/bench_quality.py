@@ -47,7 +47,7 @@ def score_users(sm: ServingModel, spec, batch: RecsysBatch, users_per_call: int)
 
 def _source(job: dict) -> tuple[ServingModel, RecsysBatch, dict]:
     if job.get("checkpoint"):
-        from x_reco.training.checkpoint import restore_checkpoint
+        from x_reco.models.checkpoint import restore_checkpoint
 
         seqs = EngagementSequences.from_npz(job["sequences"])
         model, meta = restore_checkpoint(job["checkpoint"], hash_spec=seqs.hash_spec)

@@ -20,10 +20,10 @@ import numpy as np
 from flax import nnx, struct, traverse_util
 
 from x_reco.configs.phoenix import PhoenixConfig
+from x_reco.configs.weights import WeightSet
 from x_reco.layers.quant import QTable, QWeight
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retrieval import PhoenixRetrieval
-from x_reco.pipeline.weights import WeightSet
 
 MODEL_CLASSES = {"ranker": PhoenixRanker, "retrieval": PhoenixRetrieval}
 

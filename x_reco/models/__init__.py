@@ -1,4 +1,4 @@
-"""Phoenix ranker and two-tower retrieval models (JAX + Flax NNX)."""
+"""Phoenix ranker and two-tower retrieval models (JAX + Flax NNX), their losses and checkpoint I/O."""
 
 from x_reco.models.params import count_params, count_table_elements, param_digest
 from x_reco.models.ranker import PhoenixRanker, PrefixKV, RankerHead, weighted_score

@@ -1,1 +1,1 @@
-"""The For You candidate pipeline: weights, scoring, post store and stages."""
+"""The For You candidate pipeline (scoring, post store, stages); weight sets are in ``x_reco.configs.weights``."""

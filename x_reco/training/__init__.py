@@ -1,1 +1,1 @@
-"""Training of the Phoenix models: config, losses, optimizer, jitted data-parallel loop, checkpoints."""
+"""Training of the Phoenix models: config, optimizer, jitted data-parallel loop, resumable runs."""

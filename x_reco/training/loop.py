@@ -30,10 +30,10 @@ from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.ranker import evaluate_ranker
 from x_reco.eval.retrieval import evaluate_retrieval
 from x_reco.features.hashing import HashSpec
+from x_reco.models import losses
+from x_reco.models.checkpoint import restore_checkpoint, save_checkpoint
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retrieval import PhoenixRetrieval
-from x_reco.training import losses
-from x_reco.training.checkpoint import restore_checkpoint, save_checkpoint
 from x_reco.training.config import TrainConfig, model_config_for
 from x_reco.training.data import step_chunk
 from x_reco.training.optim import SPARSE, learning_rate_schedule, make_optimizer

@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
+    from x_reco.configs.weights import WeightSet
     from x_reco.eval import evaluate_popularity, evaluate_ranker, evaluate_retrieval, two_stage
     from x_reco.eval.plots import loss_curve_png, metric_bars_png
-    from x_reco.pipeline.weights import WeightSet
     from x_reco.training.loop import train_ranker, train_retriever
     from x_reco.training.progress import TqdmProgress
 

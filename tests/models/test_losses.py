@@ -5,7 +5,7 @@ full-catalogue CE, and the in-batch variant subtracts log q and masks accidental
 import numpy as np
 import pytest
 
-from x_reco.training import losses
+from x_reco.models import losses
 
 RNG = np.random.default_rng(0)
 

@@ -33,17 +33,17 @@ class WeightSet:
         return np.array([self.weights.get(a, 0.0) for a in action_names], dtype=np.float32)
 
     @classmethod
-    def published(cls) -> "WeightSet":
+    def published(cls) -> WeightSet:
         return cls("published", "2026-09", MappingProxyType(dict(_PUBLISHED)))
 
     @classmethod
-    def engagement_only(cls) -> "WeightSet":
+    def engagement_only(cls) -> WeightSet:
         """The published weights with every negative weight removed."""
         return cls("engagement-only", "2026-09",
                    MappingProxyType({a: w for a, w in _PUBLISHED.items() if w >= 0}))
 
     @classmethod
-    def named(cls, name: str) -> "WeightSet":
+    def named(cls, name: str) -> WeightSet:
         table = {"published": cls.published, "engagement-only": cls.engagement_only}
         if name not in table:
             raise ValueError(f"unknown weight set {name!r}; known: {sorted(table)}")
