@@ -205,24 +205,35 @@ _SPARSE_TABLES = {
     "sampled_softmax": SparseTables(lambda b, c: _recsys_ids(b.batch),
                                     lambda b, c, f: (b.replace(batch=_recsys_remap(b.batch, f)), c)),
 }  # fmt: skip
-_STEP_CACHE: collections.OrderedDict = collections.OrderedDict()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _NotInKey:
+    """Carries a value through ``functools.lru_cache`` without taking part in the key."""
+
+    value: Any
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _NotInKey)
+
+    def __hash__(self) -> int:
+        return 0
 
 
 def _train_step(graphdef, task: _Task, cfg: TrainConfig, model_config, dp):
     """The jitted step, reused across calls with the same configs (graphdefs differ only in optax closures)."""
-    key = (task.loss, cfg.to_json(), model_config.to_json(), dp)
-    if key not in _STEP_CACHE:
-        name, *params = task.loss
-        loss_fn = functools.partial(lambda f, p, m, b, c: f(m, b, c, *p), _LOSSES[name], tuple(params))
-        if cfg.table_optimizer == SPARSE:
-            table_lr = learning_rate_schedule(cfg, cfg.table_learning_rate)
-            _STEP_CACHE[key] = make_sparse_train_step(graphdef, loss_fn, dp, _SPARSE_TABLES[name], table_lr,
-                                                      cfg.clip_norm)  # fmt: skip
-        else:
-            _STEP_CACHE[key] = make_train_step(graphdef, loss_fn, dp)
-        while len(_STEP_CACHE) > 4:
-            _STEP_CACHE.popitem(last=False)
-    return _STEP_CACHE[key]
+    return _cached_train_step(task.loss, cfg.to_json(), model_config.to_json(), dp, _NotInKey((graphdef, cfg)))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_train_step(loss: tuple, cfg_json: str, model_json: str, dp, carried: _NotInKey):
+    graphdef, cfg = carried.value
+    name, *params = loss
+    loss_fn = functools.partial(lambda f, p, m, b, c: f(m, b, c, *p), _LOSSES[name], tuple(params))
+    if cfg.table_optimizer == SPARSE:
+        table_lr = learning_rate_schedule(cfg, cfg.table_learning_rate)
+        return make_sparse_train_step(graphdef, loss_fn, dp, _SPARSE_TABLES[name], table_lr, cfg.clip_norm)
+    return make_train_step(graphdef, loss_fn, dp)
 
 
 def _build(task: _Task, model_config, cfg: TrainConfig) -> tuple[nnx.Module, nnx.Optimizer]:
