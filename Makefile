@@ -43,11 +43,11 @@ test-slow: $(STAMP)
 # `make bench-full` runs the spec grid, meant for a GPU machine).
 BENCH_OUT ?= bench_out/$(shell hostname)
 bench: $(STAMP)
-	$(BIN)/python -m x_reco.inference.bench --out $(BENCH_OUT)
-	$(BIN)/python -m x_reco.inference.bench_host --out $(BENCH_OUT)/host_assembly.json
+	$(BIN)/python -m x_reco.bench --out $(BENCH_OUT)
+	$(BIN)/python -m x_reco.bench.host --out $(BENCH_OUT)/host_assembly.json
 
 bench-full: $(STAMP)
-	$(BIN)/python -m x_reco.inference.bench --out $(BENCH_OUT)-full --full
+	$(BIN)/python -m x_reco.bench --out $(BENCH_OUT)-full --full
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -q -m gpu

@@ -1,8 +1,6 @@
 """Inference group: latency, throughput, memory and INT8 quality of the compiled serving paths."""
 
 import json
-import tempfile
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -10,12 +8,13 @@ import pandas as pd
 
 from assets.common import DATASETS, DUCKDB, image
 from resources import StorageResource
+from x_reco.bench.harness import BenchConfig, run_benchmark
 from x_reco.common.atomic import atomic_dir
 from x_reco.data.examples import EngagementSequences
 
 
 class BenchmarkConfig(dg.Config):
-    """Benchmark grid (x_reco.inference.bench): `reduced` runs in minutes on a 2-core CPU, `issue`
+    """Benchmark grid (x_reco.bench): `reduced` runs in minutes on a 2-core CPU, `issue`
     holds the inference issue's rows, `full` the spec grid. Empty `presets` = oss-mini only."""
 
     grid: str = "issue"
@@ -27,14 +26,11 @@ class BenchmarkConfig(dg.Config):
     trained_quality: bool = True
 
 
-def bench_argv(config: BenchmarkConfig, out: Path, checkpoint: str | None, sequences: str | None) -> list[str]:
-    argv = ["--out", str(out), "--grid", config.grid, "--presets", *(config.presets or ["oss-mini"]),
-            "--repeats", str(config.repeats), "--calls", str(config.calls), "--users", str(config.users)]
-    if not config.retrieval:
-        argv.append("--no-retrieval")
-    if checkpoint and sequences:
-        argv += ["--checkpoint", checkpoint, "--sequences", sequences]
-    return argv
+def bench_config(config: BenchmarkConfig, checkpoint: str | None, sequences: EngagementSequences | None) -> BenchConfig:
+    """The library's benchmark config; with a checkpoint, quality also runs on its trained weights."""
+    return BenchConfig(grid=config.grid, presets=tuple(config.presets or ["oss-mini"]), repeats=config.repeats,
+                       calls=config.calls, users=config.users, retrieval=config.retrieval, checkpoint=checkpoint,
+                       sequences=sequences)  # fmt: skip
 
 
 def timing_frame(raw: dict) -> pd.DataFrame:
@@ -58,17 +54,13 @@ def inference_benchmark(context: dg.AssetExecutionContext, config: BenchmarkConf
                         ranker_checkpoint: dict, engagement_sequences: EngagementSequences):
     """Compiled-vs-compiled latency of dense / split / cached / bf16 / w8 / w8+t8 serving paths, with
     INT8 quality measured on this partition's trained ranker."""
-    from x_reco.inference import bench
-
+    trained = config.trained_quality
+    options = bench_config(config, ranker_checkpoint["path"] if trained else None,
+                           engagement_sequences if trained else None)  # fmt: skip
+    context.log.info(f"run_benchmark: {options.settings()}")
     dest = storage.path("bench", context.partition_key)
-    with atomic_dir(dest) as out, tempfile.TemporaryDirectory() as tmp:
-        sequences = None
-        if config.trained_quality:
-            sequences = str(Path(tmp) / "sequences.npz")
-            engagement_sequences.to_npz(sequences)
-        argv = bench_argv(config, out, ranker_checkpoint["path"] if config.trained_quality else None, sequences)
-        context.log.info(f"python -m x_reco.inference.bench {' '.join(argv)}")
-        raw = bench.main(argv)
+    with atomic_dir(dest) as out:
+        raw = run_benchmark(options, out)
     frame = timing_frame(raw)
     meta = raw.get("metadata", {})
     flags = raw.get("repeat_flags", [])

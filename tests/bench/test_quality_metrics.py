@@ -6,9 +6,9 @@ acceptance gates apply only to trained weights.
 import numpy as np
 import pytest
 
-from x_reco.inference.quality import GATES, VacuousReference, non_vacuity, quality_block, tau_stats, topk_agreement
-from x_reco.models.testing import random_batch
 from tests.inference.helpers import model_logits, tiny
+from x_reco.bench.quality_metrics import GATES, VacuousReference, non_vacuity, quality_block, tau_stats, topk_agreement
+from x_reco.models.testing import random_batch
 
 ACTIONS = tiny().output_action_names
 

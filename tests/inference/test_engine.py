@@ -150,15 +150,6 @@ def test_batched_assembly_equals_hashing_each_row(family):
         RequestAssembler(spec, a).assemble([reqs[0], request(None, 5, 1)], bucket)
 
 
-def test_host_benchmark_compares_both_paths(tmp_path, capsys):
-    from x_reco.inference import bench_host
-
-    rows = bench_host.main(["--preset", "tiny", "--batches", "1", "3", "--history", "5", "--candidates", "7",
-                            "--calls", "4", "--out", str(tmp_path / "host.json")])  # fmt: skip
-    assert [r["B"] for r in rows] == [1, 3] and all(r["identical"] and r["speedup_p50"] > 0 for r in rows)
-    assert "| tiny | 3 | 5 | 7 |" in capsys.readouterr().out and (tmp_path / "host.json").exists()
-
-
 def test_serving_model_is_the_trained_model_and_scores_with_its_weights():
     from x_reco.inference.engine import aot_compile, make_score_fn
     from tests.inference.helpers import ranker
@@ -179,7 +170,7 @@ def test_serving_model_is_the_trained_model_and_scores_with_its_weights():
 
 
 def test_params_are_placed_explicitly_on_the_default_device():
-    from x_reco.inference.bench_worker import build_variant, variant_spec
+    from x_reco.bench.timing import build_variant, variant_spec
 
     # Converted under jax.default_device(cpu): a bare jax.device_put would leave committed leaves on the
     # host (and an accelerator run would copy the weights on every call). Host numpy + explicit placement.

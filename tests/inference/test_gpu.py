@@ -3,16 +3,12 @@ on the accelerator, bf16 stays within tolerance, and measured peak device memory
 exceed ``bf16w`` (each variant in a fresh process, so no earlier allocation hides a dequantized copy).
 """
 
-import json
-import os
-import pathlib
-import subprocess
-import sys
-
 import jax
 import numpy as np
 import pytest
 
+from x_reco.bench.jobs import run_isolated
+from x_reco.bench.timing import MemoryJob
 from x_reco.inference.cache import PrefixCache
 from tests.inference.helpers import BF16_PROB_TOL, F32_TOL, batch, logits, model_logits, source, valid_candidates
 
@@ -35,15 +31,8 @@ def test_split_cached_and_dense_agree_on_gpu():
 
 
 def _peak(tmp_path, variant: str) -> int:
-    job = {"kind": "memory", "preset": "large", "variant": variant, "shape": [1, 512, 256], "table_rows": 1000,
-           "seed": 0, "source_cache": str(tmp_path / "src")}  # fmt: skip
-    (tmp_path / f"{variant}.json").write_text(json.dumps(job))
-    out = tmp_path / f"{variant}.out.json"
-    root = str(pathlib.Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    subprocess.run([sys.executable, "-m", "x_reco.inference.bench_worker", str(tmp_path / f"{variant}.json"), str(out)],
-                   check=True, cwd=root, env=env)  # fmt: skip
-    return json.loads(out.read_text())[0]["after_call"]["peak_bytes_in_use"]
+    job = MemoryJob("large", variant, (1, 512, 256), table_rows=1000, source_cache=str(tmp_path / "src"))
+    return run_isolated(job)[0]["after_call"]["peak_bytes_in_use"]  # a fresh worker process per variant
 
 
 def test_w8_peak_device_memory_not_above_bf16w(tmp_path):

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from x_reco.bench.quality_metrics import quality_block
 from x_reco.inference.engine import aot_compile, make_score_fn, memory_analysis
 from x_reco.inference.params import bytes_by_dtype, digests, leaf_paths, map_state, serving_model
-from x_reco.inference.quality import quality_block
 from x_reco.inference.quantize import W8_EXCLUDED, excluded_reason, make_variant, quantize_table, quantize_weight
 from x_reco.layers.quant import QTable, QWeight, dense, gather_rows, linear
 from x_reco.models import PhoenixRanker, PhoenixRetrieval

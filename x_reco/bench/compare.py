@@ -1,11 +1,14 @@
-"""Before/after latency of two source trees, interleaved in one run: ``python -m x_reco.inference.bench_compare``.
+"""Before/after latency of two source trees, interleaved in one run: ``python -m x_reco.bench.compare``.
 
 Each round runs the same timing job (one configuration grid, fresh process) first in the ``--before``
-tree (e.g. a git worktree of an older commit) and then in this one, so both see the same machine
-state; the table reports the median over rounds of each process's p50 (and p99), per variant.
+tree (e.g. a git worktree of an older commit; ``python -m BEFORE_WORKER JOB.json OUT.json`` there) and
+then in this one (a ``TimingJob`` in a fresh worker process), so both see the same machine state; the
+table reports the median over rounds of each process's p50 (and p99), per variant. The default
+``--before-worker`` is where trees before ``x_reco/bench/`` kept their worker; for a tree that has
+``x_reco/bench/`` pass ``--before-worker x_reco.bench.timing``.
 
     git worktree add /tmp/before <commit>
-    python -m x_reco.inference.bench_compare --before /tmp/before --out bench_out/compare
+    python -m x_reco.bench.compare --before /tmp/before --out bench_out/compare
 """
 
 from __future__ import annotations
@@ -19,20 +22,22 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-WORKER = "x_reco.inference.bench_worker"
+from x_reco.bench.jobs import run_isolated
+from x_reco.bench.timing import TimingJob
+
+BEFORE_WORKER = "x_reco.inference.bench_worker"  # the older trees' worker module (JOB.json OUT.json)
 VARIANTS = ("dense", "split", "cached", "w8+t8")
 
 
 def timing_job(preset: str, shape: tuple[int, int, int], calls: int, users: int, source_cache: str) -> dict:
-    """The worker job both trees run (the job format the timing worker has had since it was written)."""
+    """The timing job both trees run, in the JSON form older trees' workers read (``TimingJob.from_dict``)."""
     grid = {v: [list(shape)] for v in VARIANTS}
     return {"kind": "timing", "preset": preset, "repeat": 0, "grid": grid, "variants": list(VARIANTS),
             "calls": calls, "warmup": 3, "users": users, "pipelined": 0, "seed": 0, "accounting_samples": 3,
             "table_rows": None, "source_cache": source_cache}  # fmt: skip
 
 
-def run_in(tree: Path, module: str, job: dict, folder: Path, tag: str) -> list[dict]:
+def run_before(tree: Path, module: str, job: dict, folder: Path, tag: str) -> list[dict]:
     """Run ``module job out`` with ``tree`` first on the import path, in a fresh interpreter."""
     job_path, out_path = folder / f"{tag}.job.json", folder / f"{tag}.out.json"
     job_path.write_text(json.dumps(job))
@@ -57,9 +62,9 @@ def summary_table(rows: dict[str, dict[str, list[dict]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m x_reco.inference.bench_compare", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m x_reco.bench.compare", description=__doc__.splitlines()[0])
     p.add_argument("--before", required=True, help="the older source tree (a git worktree)")
-    p.add_argument("--before-worker", default=WORKER, help="timing worker module in the older tree")
+    p.add_argument("--before-worker", default=BEFORE_WORKER, help="timing worker module in the older tree")
     p.add_argument("--out", required=True)
     p.add_argument("--preset", default="oss-mini")
     p.add_argument("--shape", nargs=3, type=int, default=[1, 127, 500], metavar=("B", "S", "N"))
@@ -72,13 +77,18 @@ def main(argv: list[str] | None = None) -> dict:
     rows: dict[str, dict[str, list[dict]]] = {"before": {}, "after": {}}
     t0 = time.perf_counter()
     for r in range(args.rounds):
-        for side, tree, module in (("before", Path(args.before), args.before_worker), ("after", ROOT, WORKER)):
+        for side in ("before", "after"):
             job = timing_job(args.preset, tuple(args.shape), args.calls, args.users, str(out / f"sources-{side}"))
-            for rec in run_in(tree.resolve(), module, job, out, f"{side}-{r}"):
-                rows[side].setdefault(rec["variant"], []).append({k: rec[k] for k in ("p50", "p90", "p99", "compile_s")})
+            if side == "before":
+                records = run_before(Path(args.before).resolve(), args.before_worker, job, out, f"{side}-{r}")
+            else:
+                records = run_isolated(TimingJob.from_dict(job))
+            for rec in records:
+                stats = {k: rec[k] for k in ("p50", "p90", "p99", "compile_s")}
+                rows[side].setdefault(rec["variant"], []).append(stats)
             print(f"[round {r}] {side} done at {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     table = summary_table(rows)
-    raw = {"command": [sys.executable, "-m", "x_reco.inference.bench_compare", *(argv or sys.argv[1:])],
+    raw = {"command": [sys.executable, "-m", "x_reco.bench.compare", *(argv or sys.argv[1:])],
            "settings": vars(args), "rows": rows, "wall_s": time.perf_counter() - t0}  # fmt: skip
     (out / "compare.json").write_text(json.dumps(raw, indent=1))
     (out / "compare.md").write_text(table)

@@ -1,28 +1,86 @@
-"""Inference benchmark (inference spec §5): ``python -m x_reco.inference.bench --out DIR [--full] ...``.
+"""Inference benchmark (inference spec §5): ``run_benchmark(BenchConfig(...), out)``, or ``python -m x_reco.bench``.
 
-Every configuration runs in separate worker processes (``bench_worker.py``), twice by default, so
-run-to-run differences show; the parent never touches the accelerator. Outputs under ``--out``:
-``raw.json`` (schema_version, metadata, every record), ``table.md``, ``latency_vs_candidates.png``,
-``latency_vs_history.png``. Grids: ``reduced`` (default; < 10 min on a 2-core CPU), ``issue`` (the
-rows the inference issue asks for), ``full`` (the spec §5.2 grid; ``--full``).
+Every job (metadata; timing per preset and repeat; GPU memory probes; quality; retrieval) runs in a
+fresh worker process (``x_reco.bench.jobs``), timing twice by default so run-to-run differences show;
+the parent never touches the accelerator. Outputs under ``out``: ``raw.json`` (schema_version,
+metadata, every record), ``table.md``, ``latency_vs_candidates.png``, ``latency_vs_history.png``.
+Grids: ``reduced`` (default; < 10 min on a 2-core CPU), ``issue`` (the rows the inference issue asks
+for), ``full`` (the spec §5.2 grid; ``--full``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
-import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
-from x_reco.inference import bench_report
+from x_reco.bench import report
+from x_reco.bench.jobs import Job, run_jobs
+from x_reco.bench.metadata import MetadataJob
+from x_reco.bench.quality import QualityJob
+from x_reco.bench.retrieval import RetrievalJob
+from x_reco.bench.timing import MemoryJob, TimingJob
+from x_reco.data.examples import EngagementSequences
 
 SCHEMA_VERSION = 1
-ROOT = Path(__file__).resolve().parents[2]
 PRESET_S = {"oss-mini": 127, "large": 512, "tiny": 11, "reference-mini": 32}
 OTHER = ("chunked-64", "cached", "bf16w", "w8", "w8+t8")
+GRIDS = ("reduced", "issue", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """What one benchmark run measures. ``parse`` builds it from the CLI, the Dagster asset from its config.
+
+    ``preset_calls`` overrides ``calls`` (and caps ``users``) per preset; ``table_rows`` sets hash-table
+    rows per preset (default: full on GPU, ``large`` = 100,000 on CPU). ``checkpoint`` (a
+    ``restore_checkpoint`` directory) adds a quality job on trained weights whose users come from
+    ``sequences``: an ``EngagementSequences`` value or its ``.npz`` path. ``pipelined`` defaults to 200
+    back-to-back calls on GPU and 0 on CPU; ``retrieval_batch`` to 1 on CPU and 1, 16 on GPU.
+    """
+
+    grid: str = "reduced"
+    presets: tuple[str, ...] = ("oss-mini", "large")
+    device_label: str | None = None
+    repeats: int = 2
+    calls: int = 100
+    warmup: int = 3
+    users: int = 200
+    pipelined: int | None = None
+    preset_calls: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    table_rows: Mapping[str, int] | None = None
+    checkpoint: str | None = None
+    sequences: EngagementSequences | str | None = None
+    quality_users: int = 200
+    quality_candidates: int = 1000
+    quality: bool = True
+    retrieval: bool = True
+    timing: bool = True
+    corpus_sizes: tuple[int, ...] | None = None
+    retrieval_batch: tuple[int, ...] | None = None
+    corpus_formats: tuple[str, ...] | None = None
+    source_cache: str | None = None
+    memory_presets: tuple[str, ...] = ("large",)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.grid not in GRIDS:
+            raise ValueError(f"unknown grid {self.grid!r}; known: {GRIDS}")
+        if (self.checkpoint is None) != (self.sequences is None):
+            raise ValueError("checkpoint and sequences go together")
+        if self.repeats < 1 or self.calls < 1:
+            raise ValueError(f"repeats ({self.repeats}) and calls ({self.calls}) must be >= 1")
+
+    def settings(self) -> dict:
+        """JSON-able settings for ``raw.json`` (in-memory sequences are named, not copied)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(self.sequences, EngagementSequences):
+            out["sequences"] = "EngagementSequences (in memory)"
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in out.items()}
 
 
 def _grid(rows: dict[str, list[tuple[int, int, int]]]) -> dict[str, list[list[int]]]:
@@ -54,11 +112,12 @@ def grid_for(preset: str, grid: str) -> dict[str, list[list[int]]]:
     return _grid(rows)
 
 
-def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m x_reco.inference.bench", description=__doc__.splitlines()[0])
+def parse(argv: list[str] | None = None) -> tuple[BenchConfig, Path]:
+    """The CLI's ``BenchConfig`` and output folder."""
+    p = argparse.ArgumentParser(prog="python -m x_reco.bench", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--full", action="store_true", help="the spec §5.2 grid (same as --grid full)")
-    p.add_argument("--grid", choices=("reduced", "issue", "full"), default="reduced")
+    p.add_argument("--grid", choices=GRIDS, default="reduced")
     p.add_argument("--presets", nargs="+", default=["oss-mini", "large"])
     p.add_argument("--device-label", default=None)
     p.add_argument("--repeats", type=int, default=2, help="separate processes per configuration")
@@ -79,173 +138,150 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-timing", action="store_true", help="skip the latency grid (memory, quality, retrieval only)")
     p.add_argument("--corpus-sizes", nargs="*", type=int, default=None)
     p.add_argument("--retrieval-batch", nargs="*", type=int, default=None, help="default 1 on CPU, 1 16 on GPU")
-    p.add_argument("--corpus-formats", nargs="*", default=None, help="bf16 / int8 (f32 always runs as the exact reference)")
+    p.add_argument("--corpus-formats", nargs="*", default=None, help="bf16 / int8 (f32 always runs as the reference)")
     p.add_argument("--source-cache", default=None, help="folder for generated benchmark sources")
-    p.add_argument("--jobs-dir", default=None, help="folder for per-job JSON (default OUT/jobs)")
     p.add_argument("--memory-presets", nargs="*", default=["large"], help="presets with fresh-process GPU peak probes")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    if args.full:
-        args.grid = "full"
-    if bool(args.checkpoint) != bool(args.sequences):
+    a = p.parse_args(argv)
+    if bool(a.checkpoint) != bool(a.sequences):
         p.error("--checkpoint and --sequences go together")
-    return args
+    tup = lambda x: None if x is None else tuple(x)  # noqa: E731
+    config = BenchConfig(
+        grid="full" if a.full else a.grid, presets=tuple(a.presets), device_label=a.device_label, repeats=a.repeats,
+        calls=a.calls, warmup=a.warmup, users=a.users, pipelined=a.pipelined, preset_calls=_kv(a.preset_calls),
+        table_rows=None if a.table_rows is None else _kv(a.table_rows), checkpoint=a.checkpoint, sequences=a.sequences,
+        quality_users=a.quality_users, quality_candidates=a.quality_candidates, quality=not a.no_quality,
+        retrieval=not a.no_retrieval, timing=not a.no_timing, corpus_sizes=tup(a.corpus_sizes),
+        retrieval_batch=tup(a.retrieval_batch), corpus_formats=tup(a.corpus_formats), source_cache=a.source_cache,
+        memory_presets=tuple(a.memory_presets), seed=a.seed,
+    )  # fmt: skip
+    return config, Path(a.out)
 
 
 def _kv(items: list[str] | None) -> dict[str, int]:
     return {k: int(v) for k, v in (i.split("=", 1) for i in (items or []))}
 
 
-def make_jobs(args: argparse.Namespace, backend: str) -> list[dict]:
-    """Worker jobs: metadata, then timing (per preset x repeat), memory probes (GPU), quality, retrieval."""
-    gpu = backend == "gpu"
-    rows = {"large": 100_000} if not gpu and args.table_rows is None else {}
-    rows.update(_kv(args.table_rows))
-    calls = _kv(args.preset_calls)
-    common = {"seed": args.seed, "warmup": args.warmup, "source_cache": args.source_cache}
-    pipelined = args.pipelined if args.pipelined is not None else (200 if gpu else 0)
-    jobs: list[dict] = [{"kind": "metadata", "device_label": args.device_label}]
-    for repeat in range(0 if args.no_timing else args.repeats):
-        for preset in args.presets:
-            n_calls = calls.get(preset, args.calls)
-            grid = grid_for(preset, args.grid)
+def _timing_jobs(config: BenchConfig, gpu: bool, rows: Mapping[str, int], pipelined: int) -> list[TimingJob]:
+    calls = config.preset_calls
+    jobs = []
+    for repeat in range(config.repeats if config.timing else 0):
+        for preset in config.presets:
+            n_calls = calls.get(preset, config.calls)
+            grid = grid_for(preset, config.grid)
             if not gpu and preset == "large":  # batched `large` rows take minutes per call on a small CPU
                 grid = {v: [x for x in shapes if x[0] == 1] for v, shapes in grid.items()}
-            jobs.append({**common, "kind": "timing", "preset": preset, "repeat": repeat, "grid": grid,
-                         "variants": list(grid), "calls": n_calls, "pipelined": pipelined,
-                         "users": min(args.users, max(n_calls + args.warmup + 1, 1)) if preset in calls else args.users,
-                         "accounting_samples": 3 if preset in calls else 50, "table_rows": rows.get(preset)})  # fmt: skip
-    if gpu:
-        for preset in [p for p in args.presets if p in args.memory_presets]:
-            shape = [1, PRESET_S.get(preset, 127), 2048 if preset == "large" else 500]
-            for variant in ("split", "bf16w", "w8", "w8+t8"):
-                jobs.append({**common, "kind": "memory", "preset": preset, "variant": variant, "shape": shape,
-                             "table_rows": rows.get(preset)})  # fmt: skip
-    if not args.no_quality:
-        quality = {**common, "kind": "quality", "users": args.quality_users, "candidates": args.quality_candidates}
-        if "oss-mini" in args.presets:
-            jobs.append({**quality, "preset": "oss-mini", "table_rows": rows.get("oss-mini")})
-        if args.checkpoint:
-            jobs.append({**quality, "preset": None, "checkpoint": args.checkpoint, "sequences": args.sequences})
-    if not args.no_retrieval:
-        reduced_cpu = args.grid == "reduced" and not gpu  # bf16 matmuls are emulated (slow) on CPU
-        batch = args.retrieval_batch or ([1] if not gpu else [1, 16])
-        sizes = args.corpus_sizes or {"full": [537_000, 1_000_000, 4_000_000], "issue": [537_000, 1_000_000]}.get(
-            args.grid, [1_000_000])
-        for repeat in range(args.repeats):
-            jobs.append({**common, "kind": "retrieval", "preset": "oss-mini", "repeat": repeat, "corpus_sizes": sizes,
-                         "formats": args.corpus_formats or (["int8"] if reduced_cpu else ["bf16", "int8"]),
-                         "batch": batch, "k": 1000, "users": 200,
-                         "calls": args.calls, "pipelined": pipelined, "table_rows": rows.get("oss-mini")})  # fmt: skip
+            users = min(config.users, max(n_calls + config.warmup + 1, 1)) if preset in calls else config.users
+            jobs.append(TimingJob(
+                preset, grid, repeat=repeat, calls=n_calls, warmup=config.warmup, users=users, pipelined=pipelined,
+                accounting_samples=3 if preset in calls else 50, seed=config.seed, table_rows=rows.get(preset),
+                source_cache=config.source_cache))  # fmt: skip
     return jobs
 
 
-def run_job(job: dict, folder: Path, index: int) -> tuple[list[dict], dict]:
-    """Run one job in a fresh interpreter; returns (records, job log)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    job_path, out_path = folder / f"job_{index:03d}.json", folder / f"out_{index:03d}.json"
-    job_path.write_text(json.dumps(job))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "x_reco.inference.bench_worker", str(job_path), str(out_path)],
-                          env=env, cwd=str(ROOT))  # fmt: skip
-    log = {"index": index, "kind": job["kind"], "preset": job.get("preset"), "repeat": job.get("repeat"),
-           "variant": job.get("variant"), "returncode": proc.returncode, "wall_s": time.perf_counter() - t0}  # fmt: skip
-    if proc.returncode != 0 or not out_path.exists():
-        print(f"job {index} ({job['kind']}) failed with code {proc.returncode}", file=sys.stderr)
-        return [], log
-    return json.loads(out_path.read_text()), log
+def _quality_jobs(config: BenchConfig, rows: Mapping[str, int]) -> list[QualityJob]:
+    common = {"users": config.quality_users, "candidates": config.quality_candidates, "seed": config.seed}
+    jobs = []
+    if "oss-mini" in config.presets:
+        jobs.append(QualityJob(preset="oss-mini", table_rows=rows.get("oss-mini"), source_cache=config.source_cache,
+                               **common))  # fmt: skip
+    if config.checkpoint:
+        jobs.append(QualityJob.trained(config.checkpoint, config.sequences, **common))
+    return jobs
 
 
-def _backend() -> str:
-    """The worker's default backend, asked in a throw-away process (the parent never claims the device)."""
-    code = "import jax; print(jax.default_backend())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT))
-    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else "cpu"
+def make_jobs(config: BenchConfig, backend: str) -> list[Job]:
+    """Worker jobs after the metadata: timing (per repeat x preset), memory probes (GPU), quality, retrieval."""
+    gpu = backend == "gpu"
+    rows = {"large": 100_000} if not gpu and config.table_rows is None else {}
+    rows.update(config.table_rows or {})
+    pipelined = config.pipelined if config.pipelined is not None else (200 if gpu else 0)
+    jobs: list[Job] = [*_timing_jobs(config, gpu, rows, pipelined)]
+    if gpu:
+        for preset in [p for p in config.presets if p in config.memory_presets]:
+            shape = (1, PRESET_S.get(preset, 127), 2048 if preset == "large" else 500)
+            jobs += [MemoryJob(preset, variant, shape, seed=config.seed, table_rows=rows.get(preset),
+                               source_cache=config.source_cache)
+                     for variant in ("split", "bf16w", "w8", "w8+t8")]  # fmt: skip
+    if config.quality:
+        jobs += _quality_jobs(config, rows)
+    if config.retrieval:
+        reduced_cpu = config.grid == "reduced" and not gpu  # bf16 matmuls are emulated (slow) on CPU
+        sizes = config.corpus_sizes or {"full": (537_000, 1_000_000, 4_000_000), "issue": (537_000, 1_000_000)}.get(
+            config.grid, (1_000_000,))
+        formats = config.corpus_formats or (("int8",) if reduced_cpu else ("bf16", "int8"))
+        jobs += [RetrievalJob("oss-mini", corpus_sizes=tuple(sizes), formats=formats, repeat=repeat,
+                              batch=config.retrieval_batch or ((1,) if not gpu else (1, 16)), calls=config.calls,
+                              warmup=config.warmup, pipelined=pipelined, seed=config.seed,
+                              table_rows=rows.get("oss-mini"), source_cache=config.source_cache)
+                 for repeat in range(config.repeats)]  # fmt: skip
+    return jobs
 
 
-def _protocol(args: argparse.Namespace, record: dict) -> dict:
+def _protocol(config: BenchConfig, record: dict) -> dict:
     problems = []
     if len(record.get("times_ms", [])) < 100:
         problems.append(f"{len(record.get('times_ms', []))} timed calls < 100")
-    if args.warmup < 3:
+    if config.warmup < 3:
         problems.append("warm-up < 3")
     if record.get("users", 0) < 200:
         problems.append(f"{record.get('users')} users < 200")
-    if args.repeats < 2:
+    if config.repeats < 2:
         problems.append("single process")
     return {"ok": not problems, "problems": problems}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse(argv)
-    out = Path(args.out)
+def _run_all(config: BenchConfig, out: Path) -> tuple[dict, list[dict], list[dict], str]:
+    """Metadata first (it names the backend the jobs are planned for), then every job; raw.json after each."""
+    _, records, log = next(run_jobs([MetadataJob(config.device_label)]))
+    metadata, logs, all_records = (records[0] if records else {}), [log], []
+    backend = metadata.get("backend", "cpu")
+    for _, records, log in run_jobs(make_jobs(config, backend)):
+        logs.append(log)
+        all_records += records
+        partial = {"schema_version": SCHEMA_VERSION, "partial": True, "metadata": metadata, "jobs": logs,
+                   "records": all_records}  # fmt: skip
+        (out / "raw.json").write_text(json.dumps(partial, default=str))  # survives an interrupted run
+    return metadata, logs, all_records, backend
+
+
+def run_benchmark(config: BenchConfig, out: str | Path, *, command: list[str] | None = None) -> dict:
+    """Run the benchmark into ``out``; the one entry point of the CLI and the Dagster asset.
+
+    Returns the dict written to ``out/raw.json`` plus ``raw["paths"]`` (raw.json, table.md, plots) and
+    ``raw["headline"]`` (``report.headline``: flat numeric p50/p90/p99 per configuration, device, digests).
+    """
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    backend = _backend()
-    jobs = make_jobs(args, backend)
-    records, logs, metadata = [], [], {}
-    for i, job in enumerate(jobs):
-        recs, log = run_job(job, Path(args.jobs_dir) if args.jobs_dir else out / "jobs", i)
-        logs.append(log)
-        if job["kind"] == "metadata":
-            metadata = recs[0] if recs else {}
-        else:
-            records += recs
-        partial = {"schema_version": SCHEMA_VERSION, "partial": True, "metadata": metadata, "jobs": logs, "records": records}
-        (out / "raw.json").write_text(json.dumps(partial, default=str))  # survives an interrupted run
+    metadata, logs, records, backend = _run_all(config, out)
     for r in records:
         if r.get("kind", "timing") in ("timing", "retrieval"):
-            r["protocol"] = _protocol(args, r)
+            r["protocol"] = _protocol(config, r)
     timing = [r for r in records if r.get("kind", "timing") == "timing"]
     raw = {
         "schema_version": SCHEMA_VERSION,
-        "metadata": {**metadata, "command": [sys.executable, "-m", "x_reco.inference.bench", *(argv or sys.argv[1:])],
-                     "settings": vars(args), "backend_detected": backend, "wall_s": time.perf_counter() - t0,
+        "metadata": {**metadata, "command": command, "settings": config.settings(), "backend_detected": backend,
+                     "wall_s": time.perf_counter() - t0,
                      "bucket_scheme": {"S": [128, 256, 512, 1024], "N": "next power of two >= 64", "B": "exact"},
                      "table_rows_note": "tables of a preset listed in settings.table_rows use fewer rows than the "
                      "preset (CPU memory); per-call compute changes only in the gathers"},  # fmt: skip
         "jobs": logs,
         "records": records,
-        "repeat_flags": bench_report.repeat_flags(timing),
-        "caching_accounting": bench_report.caching_accounting(timing),
+        "repeat_flags": report.repeat_flags(timing),
+        "caching_accounting": report.caching_accounting(timing),
     }
     (out / "raw.json").write_text(json.dumps(raw, indent=1, default=str))
-    table = bench_report.table_md(raw)
-    (out / "table.md").write_text(table)
-    plots = bench_report.plots(raw, out)
-    raw["paths"] = {"raw_json": str(out / "raw.json"), "table_md": str(out / "table.md"), "plots": plots}
-    print(table)
+    (out / "table.md").write_text(report.table_md(raw))
+    raw["paths"] = {"raw_json": str(out / "raw.json"), "table_md": str(out / "table.md"),
+                    "plots": report.plots(raw, out)}  # fmt: skip
+    raw["headline"] = report.headline(raw)
     return raw
 
 
-def run_benchmark(
-    out: str | Path,
-    *,
-    grid: str = "reduced",
-    presets: tuple[str, ...] = ("oss-mini", "large"),
-    device_label: str | None = None,
-    repeats: int = 2,
-    calls: int = 100,
-    checkpoint: str | None = None,
-    sequences: str | None = None,
-    extra_args: tuple[str, ...] = (),
-) -> dict:
-    """Library entry point (e.g. for the Dagster ``inference_benchmark`` asset): run the benchmark.
-
-    Returns the raw dict written to ``out/raw.json`` plus ``raw["paths"]`` (raw.json, table.md, plots)
-    and ``raw["headline"]`` (``bench_report.headline``: flat numeric p50/p90/p99 per configuration,
-    device, digests). ``extra_args`` are further CLI flags (e.g. ``("--preset-calls", "large=10")``).
-    """
-    argv = ["--out", str(out), "--grid", grid, "--presets", *presets, "--repeats", str(repeats), "--calls", str(calls)]
-    if device_label:
-        argv += ["--device-label", device_label]
-    if checkpoint:
-        argv += ["--checkpoint", str(checkpoint), "--sequences", str(sequences)]
-    raw = main(argv + list(extra_args))
-    raw["headline"] = bench_report.headline(raw)
+def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    config, out = parse(argv)
+    raw = run_benchmark(config, out, command=[sys.executable, "-m", "x_reco.bench", *argv])
+    print((out / "table.md").read_text())
     return raw
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Host-side request assembly, batched vs the per-row reference, side by side in one process.
 
-``python -m x_reco.inference.bench_host [--preset oss-mini] [--batches 1 16 64] [--out FILE.json]``
+``python -m x_reco.bench.host [--preset oss-mini] [--batches 1 16 64] [--out FILE.json]``
 times ``RequestAssembler.assemble`` (each entity's ids of the whole batch hashed in one call) against
 ``assemble_per_row`` on the same synthetic requests (S=127, N=500 by default), checks the two batches
 are identical, and prints a markdown table (p50 / p90 ms over ``--calls`` calls, alternating order).
@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from x_reco.bench.timing import bucket_for
+from x_reco.bench.workload import bench_config, synthetic_requests
 from x_reco.common.atomic import write_json
-from x_reco.inference.bench_worker import bucket_for
 from x_reco.inference.requests import RequestAssembler
-from x_reco.inference.workload import bench_config, synthetic_requests
 
 
 def measure(preset: str, batch: int, history: int, candidates: int, calls: int, seed: int = 0) -> dict:
@@ -53,7 +52,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(prog="python -m x_reco.inference.bench_host", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m x_reco.bench.host", description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="oss-mini")
     p.add_argument("--batches", nargs="+", type=int, default=[1, 16, 64])
     p.add_argument("--history", type=int, default=127)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import os
@@ -9,6 +10,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import jax
 
@@ -90,3 +92,14 @@ def collect(device_label: str | None = None) -> dict:
         "git": _git(root),
         "platform": platform.platform(),
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class MetadataJob:
+    """The run's metadata, collected in a worker like every job (the parent never initializes a backend)."""
+
+    kind: ClassVar[str] = "metadata"
+    device_label: str | None = None
+
+    def run(self) -> list[dict]:
+        return [collect(self.device_label)]

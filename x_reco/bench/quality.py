@@ -1,27 +1,72 @@
-"""Benchmark jobs for quality (variants vs ``ref-f32``, spec §5.6) and retrieval serving (spec §2.6, §4.2).
+"""Quality job of the benchmark: every serving variant against ``ref-f32`` on the same source params (spec §5.6).
 
-Quality runs on a trained checkpoint (``--checkpoint`` + ``--sequences``) when one is given, else on
-the random-init benchmark source, labelled "random-init, not gated".
+Quality runs on a trained checkpoint (``QualityJob.trained``: the users are cut from its engagement
+sequences in the parent) when one is given, else on the random-init benchmark source of a preset,
+labelled "random-init, not gated".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
+from pathlib import Path
+from typing import ClassVar
 
 import jax
 import numpy as np
 
+from x_reco.bench.quality_metrics import VacuousReference, quality_block
+from x_reco.bench.timing import build_variant, variant_spec
+from x_reco.bench.workload import bench_config, bench_source, checkpoint_users, synthetic_user_batch
 from x_reco.common.types import RecsysBatch
 from x_reco.data.examples import EngagementSequences
-from x_reco.inference.bench_worker import build_variant, summarize, time_calls, variant_spec
+from x_reco.features.hashing import HashSpec
 from x_reco.inference.engine import aot_compile, make_score_fn, memory_analysis, to_device
 from x_reco.inference.params import ServingModel, bytes_by_dtype, serving_model, total_bytes
-from x_reco.inference.quality import VacuousReference, quality_block
-from x_reco.inference.retrieval import CompiledRetrieval, build_corpus_vectors, make_corpus, recall_at_k
-from x_reco.inference.workload import bench_config, bench_source, checkpoint_users, synthetic_user_batch
+from x_reco.models.checkpoint import restore_checkpoint
 
 QUALITY_VARIANTS = ("dense", "split", "bf16w", "w8", "t8", "w8+t8")
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityJob:
+    """Quality blocks of ``variants`` vs ref-f32: on the random-init source of ``preset`` (synthetic users),
+    or on a trained ``checkpoint`` with ``batch`` (host numpy, every candidate valid) hashed by ``hash_spec``."""
+
+    kind: ClassVar[str] = "quality"
+    preset: str | None = "oss-mini"
+    users: int = 200
+    candidates: int = 1000
+    variants: tuple[str, ...] = QUALITY_VARIANTS
+    users_per_call: int = 8
+    seed: int = 0
+    table_rows: int | None = None
+    source_cache: str | None = None
+    checkpoint: str | None = None
+    hash_spec: HashSpec | None = None
+    batch: RecsysBatch | None = None
+    sequences: str | None = None  # where the trained users came from, for the record
+
+    def __post_init__(self):
+        if self.checkpoint is None and self.preset is None:
+            raise ValueError("a quality job needs a preset or a checkpoint")
+        if self.checkpoint is not None and (self.hash_spec is None or self.batch is None):
+            raise ValueError("a checkpoint quality job needs hash_spec and batch (use QualityJob.trained)")
+
+    @classmethod
+    def trained(cls, checkpoint: str | Path, sequences: EngagementSequences | str | Path, *, users: int = 200,
+                candidates: int = 1000, seed: int = 0, **kwargs) -> QualityJob:  # fmt: skip
+        """A checkpoint job whose users (one per distinct user, ``checkpoint_users``) come from ``sequences``,
+        an ``EngagementSequences`` value or its ``.npz`` path."""
+        label = None if isinstance(sequences, EngagementSequences) else str(sequences)
+        seqs = sequences if isinstance(sequences, EngagementSequences) else EngagementSequences.from_npz(sequences)
+        batch = checkpoint_users(seqs, users, candidates, seed=seed)
+        return cls(preset=None, users=users, candidates=candidates, seed=seed, checkpoint=str(checkpoint),
+                   hash_spec=seqs.hash_spec, batch=batch, sequences=label, **kwargs)  # fmt: skip
+
+    def run(self) -> list[dict]:
+        return run_quality(self)
 
 
 def _rows(batch: RecsysBatch, start: int, stop: int) -> RecsysBatch:
@@ -45,38 +90,33 @@ def score_users(sm: ServingModel, spec, batch: RecsysBatch, users_per_call: int)
     return np.concatenate(logits)[:u], np.concatenate(scores)[:u], memory_analysis(compiled) or {}
 
 
-def _source(job: dict) -> tuple[ServingModel, RecsysBatch, dict]:
-    if job.get("checkpoint"):
-        from x_reco.models.checkpoint import restore_checkpoint
-
-        seqs = EngagementSequences.from_npz(job["sequences"])
-        model, meta = restore_checkpoint(job["checkpoint"], hash_spec=seqs.hash_spec)
+def _source(job: QualityJob) -> tuple[ServingModel, RecsysBatch, dict]:
+    if job.checkpoint:
+        model, meta = restore_checkpoint(job.checkpoint, hash_spec=job.hash_spec)
         with jax.default_device(jax.devices("cpu")[0]):
             source = serving_model(model, param_version=meta["param_version"])
         source = source.replace(state=jax.tree.map(np.asarray, source.state))
-        batch = checkpoint_users(seqs, job["users"], job["candidates"], seed=job["seed"])
-        info = {"trained": True, "checkpoint": str(job["checkpoint"]), "sequences": str(job["sequences"]),
+        info = {"trained": True, "checkpoint": job.checkpoint, "sequences": job.sequences,
                 "step": meta.get("step"), "param_version": meta.get("param_version")}  # fmt: skip
-        return source, batch, info
-    cfg = bench_config(job["preset"], job.get("table_rows"))
-    source = bench_source(cfg, root=job.get("source_cache"))
-    batch = synthetic_user_batch(cfg, job["users"], cfg.history_len, job["candidates"], seed=job["seed"])
-    return source, batch, {"trained": False, "preset": job["preset"]}
+        return source, job.batch, info
+    cfg = bench_config(job.preset, job.table_rows)
+    source = bench_source(cfg, root=job.source_cache)
+    batch = synthetic_user_batch(cfg, job.users, cfg.history_len, job.candidates, seed=job.seed)
+    return source, batch, {"trained": False, "preset": job.preset}
 
 
-def run_quality(job: dict) -> list[dict]:
+def run_quality(job: QualityJob) -> list[dict]:
     """Quality blocks of every variant against ref-f32 on the same source params and users."""
     source, batch, info = _source(job)
-    per_call = job.get("users_per_call", 8)
     ref_spec = variant_spec("ref-f32")
-    ref_logits, ref_score, _ = score_users(build_variant(source, ref_spec), ref_spec, batch, per_call)
+    ref_logits, ref_score, _ = score_users(build_variant(source, ref_spec), ref_spec, batch, job.users_per_call)
     f32_bytes = total_bytes(source.params)
     records = []
-    for name in job.get("variants", QUALITY_VARIANTS):
+    for name in job.variants:
         spec = variant_spec(name)
         sm = build_variant(source, spec)
         t0 = time.perf_counter()
-        logits, score, mem = score_users(sm, spec, batch, per_call)
+        logits, score, mem = score_users(sm, spec, batch, job.users_per_call)
         try:
             block = quality_block(ref_logits, logits, ref_score, score, sm.config.output_action_names,
                                   trained=info["trained"])  # fmt: skip
@@ -92,54 +132,3 @@ def run_quality(job: dict) -> list[dict]:
             "quantized": list(sm.quantized), "excluded": [list(e) for e in sm.excluded],
         })  # fmt: skip
     return records
-
-
-def _retrieval_batches(cfg, users: int, b: int, s_bucket: int, seed: int) -> list[RecsysBatch]:
-    from x_reco.inference.requests import Bucket, RequestAssembler
-    from x_reco.inference.workload import synthetic_requests
-
-    reqs = synthetic_requests(cfg, users, cfg.history_len, 0, seed=seed)
-    asm = RequestAssembler(cfg.hash_spec, cfg.num_history_actions)
-    bucket = Bucket(b, s_bucket, 1)
-    return [asm.assemble(reqs[i : i + b], bucket, reuse=False) for i in range(0, users - b + 1, b)]
-
-
-def run_retrieval(job: dict) -> list[dict]:
-    """Top-k over corpora of several sizes and formats: compile, synced/pipelined timings, recall@k vs f32."""
-    cfg = bench_config(job["preset"], job.get("table_rows"))
-    sm = bench_source(cfg, kind="retrieval", root=job.get("source_cache")).with_compute_dtype("bfloat16")
-    rng = np.random.default_rng(job["seed"])
-    n_max = max(job["corpus_sizes"])
-    rows = min(cfg.post_vocab_size, cfg.author_vocab_size)
-    post = rng.integers(1, rows, (n_max, cfg.num_post_hashes)).astype(np.int32)
-    author = rng.integers(1, rows, (n_max, cfg.num_author_hashes)).astype(np.int32)
-    t0 = time.perf_counter()
-    vectors = build_corpus_vectors(sm, post, author)
-    build_s = time.perf_counter() - t0
-    s_bucket, k = 128 if cfg.history_len <= 128 else 512, job["k"]
-    records = []
-    for n in job["corpus_sizes"]:
-        exact_idx = {}
-        for fmt in ("f32",) + tuple(f for f in job["formats"] if f != "f32"):
-            corpus = make_corpus(vectors[:n], fmt, chunk=job.get("chunk", 1 << 16))
-            for b in job["batch"]:
-                batches = [jax.device_put(x) for x in _retrieval_batches(cfg, job["users"], b, s_bucket, job["seed"])]
-                server = CompiledRetrieval(sm, corpus, [(b, s_bucket)], k)
-                timing = time_calls(lambda i: server(batches[i]), len(batches), job["warmup"], job["calls"], job["pipelined"])
-                idx = np.concatenate([np.asarray(server(x).top_k_indices) for x in batches])
-                if fmt == "f32":
-                    exact_idx[b] = idx
-                print(f"[retrieval] N={n} {fmt} B={b}", file=sys.stderr, flush=True)
-                records.append({
-                    "kind": "retrieval", "preset": job["preset"], "repeat": job["repeat"], "corpus_size": n,
-                    "format": fmt, "B": b, "S": cfg.history_len, "k": k, "chunk": corpus.chunk,
-                    "corpus_bytes": corpus.nbytes, "corpus_build_s": build_s,
-                    "compile_s": server.total_compile_s, **timing, **summarize(timing["times_ms"]),
-                    "users_per_s": b / (summarize(timing["times_ms"])["p50"] / 1e3),
-                    "recall_at_k_vs_f32": recall_at_k(exact_idx[b], idx) if b in exact_idx else None,
-                    "source_param_digest": sm.source_param_digest,
-                })  # fmt: skip
-                del server
-            del corpus
-    return records
-

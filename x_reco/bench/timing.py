@@ -1,4 +1,7 @@
-"""One benchmark process: timing and memory jobs (run by ``bench.py`` as ``python -m ... JOB.json OUT.json``).
+"""Timing and memory jobs of the benchmark, each run in a fresh worker process (``x_reco.bench.jobs``).
+
+``python -m x_reco.bench.timing JOB.json OUT.json`` runs one timing job given as JSON: the entry
+``x_reco.bench.compare`` uses when this tree is the older one of a before/after comparison.
 
 Timing follows inference spec §5.3: compile (lower + compile) and the first call are timed apart from
 steady state; >= 3 warm-ups; >= 100 synced calls cycling through pre-built, device-resident requests of
@@ -16,19 +19,90 @@ import math
 import re
 import sys
 import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
 
 import jax
 import numpy as np
 
+from x_reco.bench.jobs import execute
+from x_reco.bench.workload import bench_config, bench_source, synthetic_requests
 from x_reco.inference.cache import PrefixCache
 from x_reco.inference.engine import abstract_batch, aot_compile, make_score_fn, memory_analysis, to_device
 from x_reco.inference.params import ServingModel, bytes_by_dtype
 from x_reco.inference.quantize import W8_EXCLUDED, make_variant
 from x_reco.inference.requests import Bucket, RequestAssembler
-from x_reco.inference.workload import bench_config, bench_source, synthetic_requests
 
 S_BUCKETS = (128, 256, 512, 1024)
 N_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096)
+Shape = tuple[int, int, int]  # (B, S, N)
+Grid = tuple[tuple[str, tuple[Shape, ...]], ...]  # (variant, its shapes), in run order
+
+
+def as_grid(grid: Mapping[str, Iterable[Iterable[int]]] | Iterable[tuple[str, Iterable[Iterable[int]]]]) -> Grid:
+    """``{variant: [(B, S, N), ...]}`` (or its items) as an immutable, ordered grid."""
+    items = grid.items() if isinstance(grid, Mapping) else grid
+    return tuple((str(v), tuple(tuple(int(x) for x in shape) for shape in shapes)) for v, shapes in items)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingJob:
+    """Latency of some variants of one preset over their (B, S, N) shapes, in one process (spec §5.3).
+
+    ``grid`` may be given as a mapping ``{variant: [(B, S, N), ...]}``; it is stored as ``Grid``.
+    """
+
+    kind: ClassVar[str] = "timing"
+    preset: str
+    grid: Grid
+    repeat: int = 0
+    calls: int = 100
+    warmup: int = 3
+    users: int = 200
+    pipelined: int = 0
+    accounting_samples: int = 50
+    seed: int = 0
+    table_rows: int | None = None
+    source_cache: str | None = None
+    s_buckets: tuple[int, ...] = S_BUCKETS
+
+    def __post_init__(self):
+        object.__setattr__(self, "grid", as_grid(self.grid))
+        object.__setattr__(self, "s_buckets", tuple(self.s_buckets))
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return tuple(v for v, _ in self.grid)
+
+    def run(self) -> list[dict]:
+        return run_timing(self)
+
+    @classmethod
+    def from_dict(cls, job: dict[str, Any]) -> TimingJob:
+        """The JSON timing job that ``compare`` hands to both trees (the format workers have read since
+        the first one: ``kind`` and ``variants`` are implied here)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(job) - names - {"kind", "variants"}
+        if unknown or job.get("kind", "timing") != "timing":
+            raise ValueError(f"not a timing job: kind={job.get('kind')!r}, unknown keys {sorted(unknown)}")
+        return cls(**{k: v for k, v in job.items() if k in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryJob:
+    """Fresh-process peak device memory of one variant and one call (spec §5.5; None where unsupported)."""
+
+    kind: ClassVar[str] = "memory"
+    preset: str
+    variant: str
+    shape: Shape
+    seed: int = 0
+    table_rows: int | None = None
+    source_cache: str | None = None
+
+    def run(self) -> list[dict]:
+        return run_memory(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,10 +249,10 @@ def _drop_last(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return x
 
 
-def time_config(sm: ServingModel, params, spec: VariantSpec, b: int, s: int, n: int, job: dict) -> dict:
+def time_config(sm: ServingModel, params, spec: VariantSpec, b: int, s: int, n: int, job: TimingJob) -> dict:
     """One record: compile, first call, synced/pipelined timings, host time, memory, cache stats."""
-    wl = Workload(sm, b, s, n, job["users"], job["seed"], job.get("s_buckets", S_BUCKETS))
-    pipelined = job["pipelined"]
+    wl = Workload(sm, b, s, n, job.users, job.seed, job.s_buckets)
+    pipelined = job.pipelined
     cache_info = None
     if spec.path == "cached":
         cache = PrefixCache(sm, classes=(wl.bucket.history,), slots=wl.n_batches * b + b, precision=spec.precision,
@@ -187,31 +261,33 @@ def time_config(sm: ServingModel, params, spec: VariantSpec, b: int, s: int, n: 
         jax.block_until_ready([cache(h, d) for h, d in zip(wl.host, wl.device)])  # warm every user
         warm_s = time.perf_counter() - t0
         compile_s = cache.compile_s
-        timing = time_calls(lambda i: cache(wl.host[i], wl.device[i]), wl.n_batches, job["warmup"], job["calls"], pipelined)
+        timing = time_calls(lambda i: cache(wl.host[i], wl.device[i]), wl.n_batches, job.warmup, job.calls, pipelined)
         score_exe = next(exe for key, exe in cache.executables.items() if key[0] == "score")
         mem = memory_analysis(score_exe)
-        samples = job.get("accounting_samples", 50)
-        cache_info = {"stats": cache.summary(), "warm_s": warm_s, **_cache_accounting(cache, wl, samples)}
+        accounting = _cache_accounting(cache, wl, job.accounting_samples)
+        cache_info = {"stats": cache.summary(), "warm_s": warm_s, **accounting}
         del cache
     else:
         fn = make_score_fn(sm, "split" if spec.path == "split" else spec.path, spec.chunk)
         ctx = jax.default_matmul_precision(spec.precision) if spec.precision else contextlib.nullcontext()
         compiled, compile_s = aot_compile(fn, params, abstract_batch(wl.bucket, sm), precision=spec.precision)
         with ctx:
-            timing = time_calls(lambda i: compiled(params, wl.device[i]), wl.n_batches, job["warmup"], job["calls"], pipelined)
+            call = lambda i: compiled(params, wl.device[i])  # noqa: E731
+            timing = time_calls(call, wl.n_batches, job.warmup, job.calls, pipelined)
         mem = memory_analysis(compiled)
     stats = summarize(timing["times_ms"])
-    host = wl.host_times(min(job["calls"], 100))
+    host = wl.host_times(min(job.calls, 100))
     return {
-        "preset": job["preset"], "mode": sm.config.candidate_position_mode, "variant": spec.name,
+        "preset": job.preset, "mode": sm.config.candidate_position_mode, "variant": spec.name,
         "format": sm.variant, "path": spec.path, "chunk": spec.chunk, "compute_dtype": sm.compute_dtype,
-        "B": b, "S": s, "N": n, "repeat": job["repeat"], "bucket": wl.bucket.as_dict(),
+        "B": b, "S": s, "N": n, "repeat": job.repeat, "bucket": wl.bucket.as_dict(),
         "padding_waste": wl.padding_waste, "users": wl.n_batches * b, "compile_s": compile_s, **timing, **stats,
         "candidates_per_s": b * n / (stats["p50"] / 1e3), "host_ms": host,
         "end_to_end_p50_ms": stats["p50"] + host["p50"],
         "memory_analysis": mem, "device_memory_process": device_memory(),
         "param_bytes": bytes_by_dtype(sm.params), "kv_bytes_per_user": kv_bytes(sm, wl.bucket.history),
-        "cache": cache_info, "table_rows": list(sm.config.vocab_sizes), "source_param_digest": sm.source_param_digest, "config_digest": sm.config.digest(),
+        "cache": cache_info, "table_rows": list(sm.config.vocab_sizes), "source_param_digest": sm.source_param_digest,
+        "config_digest": sm.config.digest(),
         "w8_excluded": dict(W8_EXCLUDED) if "w8" in sm.variant else None,
     }  # fmt: skip
 
@@ -222,38 +298,38 @@ def kv_bytes(sm: ServingModel, s: int) -> int:
     return c.num_layers * 2 * c.num_kv_heads * c.key_size * (1 + s) * sm.cd.itemsize
 
 
-def run_timing(job: dict) -> list[dict]:
-    cfg = bench_config(job["preset"], job.get("table_rows"))
-    source = bench_source(cfg, root=job.get("source_cache"))
+def run_timing(job: TimingJob) -> list[dict]:
+    cfg = bench_config(job.preset, job.table_rows)
+    source = bench_source(cfg, root=job.source_cache)
     records = []
-    for name in job["variants"]:
+    for name, shapes in job.grid:
         spec = variant_spec(name)
         sm = build_variant(source, spec)
         params = to_device(sm.params)
-        for b, s, n in job["grid"][name]:
-            print(f"[{job['preset']} r{job['repeat']}] {name} B={b} S={s} N={n}", file=sys.stderr, flush=True)
+        for b, s, n in shapes:
+            print(f"[{job.preset} r{job.repeat}] {name} B={b} S={s} N={n}", file=sys.stderr, flush=True)
             records.append(time_config(sm, params, spec, b, s, n, job))
         del params, sm
         gc.collect()
     return records
 
 
-def run_memory(job: dict) -> list[dict]:
-    """Fresh-process peak device memory of one variant and one call (GPU; None where unsupported)."""
-    cfg = bench_config(job["preset"], job.get("table_rows"))
-    spec = variant_spec(job["variant"])
-    sm = build_variant(bench_source(cfg, root=job.get("source_cache")), spec)
+def run_memory(job: MemoryJob) -> list[dict]:
+    """Peak device memory before, with the params resident and after one call of ``job.shape``."""
+    cfg = bench_config(job.preset, job.table_rows)
+    spec = variant_spec(job.variant)
+    sm = build_variant(bench_source(cfg, root=job.source_cache), spec)
     before = device_memory()
     params = to_device(sm.params)
     jax.block_until_ready(params)
     resident = device_memory()
-    b, s, n = job["shape"]
-    wl = Workload(sm, b, s, n, users=b, seed=job["seed"])
+    b, s, n = job.shape
+    wl = Workload(sm, b, s, n, users=b, seed=job.seed)
     fn = make_score_fn(sm, spec.path if spec.path != "cached" else "split", spec.chunk)
     compiled, _ = aot_compile(fn, params, abstract_batch(wl.bucket, sm), precision=spec.precision)
     jax.block_until_ready(compiled(params, wl.device[0]))
     return [{
-        "kind": "memory", "preset": job["preset"], "variant": spec.name, "format": sm.variant, "B": b, "S": s, "N": n,
+        "kind": "memory", "preset": job.preset, "variant": spec.name, "format": sm.variant, "B": b, "S": s, "N": n,
         "before": before, "after_params": resident, "after_call": device_memory(),
         "memory_analysis": memory_analysis(compiled), "param_bytes": bytes_by_dtype(sm.params),
         "source_param_digest": sm.source_param_digest,
@@ -261,23 +337,9 @@ def run_memory(job: dict) -> list[dict]:
 
 
 def main(argv: list[str]) -> None:
-    job = json.loads(open(argv[0]).read())
-    from x_reco.inference import bench_quality, metadata
-
-    runners = {"timing": run_timing, "memory": run_memory, "quality": bench_quality.run_quality,
-               "retrieval": bench_quality.run_retrieval,
-               "metadata": lambda j: [metadata.collect(j.get("device_label"))]}  # fmt: skip
-    records = runners[job["kind"]](job)
-    with open(argv[1], "w") as f:
-        json.dump(records, f, default=_json_default)
-
-
-def _json_default(x):
-    if isinstance(x, (np.integer, np.floating)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serializable: {type(x)}")
+    """A JSON timing job in, its records as JSON out (the harness and the asset never write job files)."""
+    job = TimingJob.from_dict(json.loads(Path(argv[0]).read_text()))
+    Path(argv[1]).write_text(json.dumps(execute(job)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A small trained ranker for benchmark quality runs: re-hash engagement sequences to fewer table rows, train.
 
-``python -m x_reco.inference.trained --sequences NPZ --out DIR`` writes ``DIR/sequences.npz`` (the same
+``python -m x_reco.bench.trained --sequences NPZ --out DIR`` writes ``DIR/sequences.npz`` (the same
 examples, ids re-hashed with the same family, salt and namespace but ``--vocab-size`` rows per table)
 and ``DIR/run/model`` (a ``restore_checkpoint`` directory). With 10,000 rows an ``oss-mini`` checkpoint
 is about 19 MB, small enough to travel to a GPU machine; the full 100,000-row tables are 150 MB.
@@ -14,14 +14,13 @@ import json
 from pathlib import Path
 
 from x_reco.data.examples import EngagementSequences
+from x_reco.training.config import TrainConfig
+from x_reco.training.loop import train_ranker
 
 
 def train_quality_checkpoint(sequences: str | Path, out: str | Path, *, preset: str = "oss-mini",
                              vocab_size: int = 10_000, steps: int = 1000, seed: int = 0) -> Path:  # fmt: skip
     """Re-hash ``sequences`` and train a ranker on them; returns the checkpoint directory."""
-    from x_reco.training.config import TrainConfig
-    from x_reco.training.loop import train_ranker
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seqs = EngagementSequences.from_npz(sequences)
@@ -35,7 +34,7 @@ def train_quality_checkpoint(sequences: str | Path, out: str | Path, *, preset: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m x_reco.inference.trained", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m x_reco.bench.trained", description=__doc__.splitlines()[0])
     p.add_argument("--sequences", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--preset", default="oss-mini")

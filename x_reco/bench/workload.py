@@ -30,7 +30,7 @@ from x_reco.inference.params import (
     leaf_paths,
     state_from_arrays,
 )
-from x_reco.inference.requests import RawRequest
+from x_reco.inference.requests import Bucket, RawRequest, assemble_batch
 
 ENTITY_SEEDS = {"user": 1, "post": 2, "author": 3}
 TABLE_CHUNK = 1 << 18
@@ -146,7 +146,5 @@ def checkpoint_users(sequences: EngagementSequences, n_users: int = 200, n_candi
 
 def synthetic_user_batch(cfg: PhoenixConfig, n_users: int, history: int, candidates: int, seed: int = 0) -> RecsysBatch:
     """Hashed numpy batch of ``synthetic_requests`` users (every candidate valid), for quality runs."""
-    from x_reco.inference.requests import Bucket, assemble_batch
-
     reqs = synthetic_requests(cfg, n_users, history, candidates, seed)
     return assemble_batch(reqs, Bucket(n_users, history, candidates), cfg.hash_spec, cfg.num_history_actions)

@@ -1,4 +1,4 @@
-"""Serving the Phoenix models: compiled request path, split attention, prefix KV cache, INT8 variants, benchmark.
+"""Serving the Phoenix models: compiled request path, split attention, prefix KV cache, INT8 variants.
 
 Typical use::
 
@@ -8,7 +8,8 @@ Typical use::
     out, bucket = ranker_exe(host_batch)             # padded, one device_put, one executable call
 
 Every path runs the training model's own layers (``nnx.merge`` of its graph with the variant's
-state); there is no second implementation of the forward pass. The benchmark is ``python -m x_reco.inference.bench --out DIR`` (``bench.main``).
+state); there is no second implementation of the forward pass. The benchmark that measures these
+paths is ``x_reco.bench`` (``python -m x_reco.bench --out DIR``).
 """
 
 from x_reco.inference.cache import ExecutableCache, PrefixCache, key_context, prefix_key
@@ -21,7 +22,6 @@ from x_reco.inference.engine import (
     memory_analysis,
 )
 from x_reco.inference.params import ServingModel, ServingParams, bytes_by_dtype, serving_model
-from x_reco.inference.quality import quality_block
 from x_reco.inference.quantize import (
     W8_EXCLUDED,
     QTable,
@@ -61,7 +61,6 @@ __all__ = [
     "memory_analysis",
     "pad_batch",
     "prefix_key",
-    "quality_block",
     "quantize_tables_t8",
     "quantize_w8",
     "serving_model",

@@ -198,7 +198,7 @@ class RequestAssembler:
     def assemble_per_row(self, requests: Sequence[RawRequest], bucket: Bucket) -> RecsysBatch:
         """Reference path: the same batch built one row and one id list at a time (fresh arrays).
 
-        ``assemble`` must equal it exactly (tested); ``python -m x_reco.inference.bench_host`` times both.
+        ``assemble`` must equal it exactly (tested); ``python -m x_reco.bench.host`` times both.
         """
         if len(requests) > bucket.batch:
             raise ValueError(f"{len(requests)} requests do not fit bucket {bucket}")
