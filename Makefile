@@ -33,7 +33,9 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dg launch --job demo_job --partition $(DEMO_PARTITION)
 
+# lint-imports checks the layer contracts in pyproject.toml ([tool.importlinter]) before the tests run.
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q --durations=15
 
 test-slow: $(STAMP)
@@ -56,4 +58,4 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dg dev
 
 clean:
-	rm -rf $(VENV) .dagster_home .pytest_cache
+	rm -rf $(VENV) .dagster_home .pytest_cache .import_linter_cache
