@@ -33,6 +33,13 @@ def item_vectors(model: PhoenixRetrieval, seqs: EngagementSequences, chunk: int 
     return np.concatenate(parts)[:n]
 
 
+def catalogue_index(model: PhoenixRetrieval, seqs: EngagementSequences, param_version: str = "") -> dict:
+    """The candidate index of the catalogue: ``item_ids`` [N], unit ``vectors`` f32 [N, D], ``mask``
+    bool [N] (items with a post hash; padding rows have none) and the model's ``param_version``."""
+    return {"item_ids": seqs.catalogue.item_ids, "vectors": item_vectors(model, seqs).astype(np.float32),
+            "mask": seqs.catalogue.post_hashes[:, 0] != 0, "param_version": np.asarray(str(param_version))}
+
+
 def user_vectors(
     model: PhoenixRetrieval, seqs: EngagementSequences, rows: np.ndarray, batch_size: int = 256
 ) -> np.ndarray:

@@ -10,6 +10,12 @@ time-aware negatives and evaluation over the world's recency window. ``--set`` o
 fields (``model_overrides.<field>`` for model fields). Sequences use the default ``SequenceConfig``
 (S=32, C=16). Test-split metrics are printed; ``--out`` keeps checkpoints, plots and
 ``metrics.json`` (a temporary directory otherwise).
+
+Evaluation is the Dagster ``model_evaluation`` asset's: with ``--model both`` the exported checkpoints
+are restored, evaluated, and their logged validation metrics replayed (``x_reco.eval.checkpoints``);
+``--champions ROOT`` also updates ``ROOT/champions/<dataset>.json`` when that audit passes and the new
+models beat the champion (the file the Dagster asset updates when ROOT is its storage root).
+Without it no champion changes: a CLI run is an experiment, not a release.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from x_reco.data.examples import EngagementSequences, Split
+from x_reco.data.examples import EngagementSequences
 from x_reco.data.registry import TUNING_PARTITION
 from x_reco.training.config import TrainConfig
 from x_reco.training.presets import catalogue_window_s, default_train_config
@@ -67,6 +73,33 @@ def _summary(result) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _two_stage_weights() -> dict[str, Any]:
+    from x_reco.configs.weights import WeightSet
+
+    click_only = WeightSet("click-only", "diagnostic", MappingProxyType({"click": 1.0}))
+    return {"two_stage": WeightSet.published(), "two_stage_engagement_only": WeightSet.engagement_only(),
+            "two_stage_click_only": click_only}  # fmt: skip
+
+
+def _evaluate(results: dict, seqs: EngagementSequences, window: float | None, champion_file: Path | None):
+    """Test metrics from the library functions the Dagster ``model_evaluation`` asset calls: with both
+    models, ``evaluate_checkpoints`` on the exported checkpoints (replay audit, champion promotion
+    when ``champion_file`` is given); with one, ``evaluate_models`` on it. Returns the evaluation and
+    the audit summary."""
+    from x_reco.eval.checkpoints import evaluate_checkpoints
+    from x_reco.eval.report import evaluate_models
+
+    if len(results) < 2:
+        model = lambda kind: results[kind].model if kind in results else None  # noqa: E731
+        return evaluate_models(seqs, model("retriever"), model("ranker"), catalogue_window_s=window), {}
+    outcome = evaluate_checkpoints(
+        seqs, results["retriever"].checkpoint_path, results["ranker"].checkpoint_path, catalogue_window_s=window,
+        champion_file=champion_file, two_stage_weights=_two_stage_weights())
+    audit = {"beats_popularity": outcome.beats_popularity, "replay_max_abs_diff": outcome.replay_differences,
+             "replay_reproduces": outcome.replay_reproduces}  # fmt: skip
+    return outcome.evaluation, audit | ({"champion": outcome.champion} if champion_file else {})
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default=TUNING_PARTITION)
@@ -75,11 +108,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=None, help="run directory (kept); default: a temporary one")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override")
     ap.add_argument("--ranker-set", action="append", default=[], metavar="KEY=VALUE", help="ranker-only override")
+    ap.add_argument("--champions", type=Path, default=None, metavar="ROOT",
+                    help="storage root whose champions/<dataset>.json to update (needs --model both)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.champions and args.model != "both":
+        ap.error("--champions needs --model both (a champion is a retriever and a ranker)")
 
-    from x_reco.configs.weights import WeightSet
-    from x_reco.eval import evaluate_popularity, evaluate_ranker, evaluate_retrieval, two_stage
+    from x_reco.eval.champion import champion_path
     from x_reco.eval.plots import loss_curve_png, metric_bars_png
     from x_reco.training.loop import train_ranker, train_retriever
     from x_reco.training.progress import TqdmProgress
@@ -101,21 +137,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results[kind] = train(seqs, cfg, out_dir / kind, progress=bar)
         report[kind] = {"config": cfg.to_dict(), "training": _summary(results[kind])}
         (out_dir / f"{kind}_loss.png").write_bytes(loss_curve_png(results[kind].losses, f"{kind} loss"))
-    if "retriever" in results:
-        ret = evaluate_retrieval(results["retriever"].model, seqs, Split.TEST, catalogue_window_s=window)
-        pop = evaluate_popularity(seqs, Split.TEST, catalogue_window_s=window)
-        report["retriever"]["test"], report["popularity_test"] = ret, pop
+    champion_file = champion_path(args.champions, args.dataset) if args.champions else None
+    evaluation, audit = _evaluate(results, seqs, window, champion_file)
+    for kind in results:
+        report[kind]["test"] = evaluation.results[kind]
+    if "popularity" in evaluation.results:
+        report["popularity_test"] = evaluation.results["popularity"]
         keys = ["masked_hr@10", "masked_ndcg@10", "masked_mrr@10", "masked_hr@20", "masked_ndcg@20", "hr@10", "ndcg@10"]
-        (out_dir / "retrieval_metrics.png").write_bytes(metric_bars_png({"retriever": ret, "popularity": pop}, keys))
-    if "ranker" in results:
-        report["ranker"]["test"] = evaluate_ranker(results["ranker"].model, seqs, Split.TEST)
-    if len(results) == 2:
-        models = (results["retriever"].model, results["ranker"].model)
-        click_only = WeightSet("click-only", "diagnostic", MappingProxyType({"click": 1.0}))
-        for name, weights in (("", WeightSet.published()), ("_engagement_only", WeightSet.engagement_only()),
-                              ("_click_only", click_only)):  # fmt: skip
-            report[f"two_stage{name}_test"] = two_stage(*models, seqs, Split.TEST, weights=weights,
-                                                        catalogue_window_s=window)  # fmt: skip
+        (out_dir / "retrieval_metrics.png").write_bytes(metric_bars_png(evaluation.comparison(tuple(keys)), keys))
+    report.update({f"{name}_test": v for name, v in evaluation.results.items() if name.startswith("two_stage")})
+    if audit:
+        report["audit"] = audit
     report["total_s"] = round(time.perf_counter() - t0, 1)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(json.dumps(report, indent=2, default=str))
