@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import dagster as dg
 
 from x_reco.common.plotting import png_markdown
@@ -37,10 +34,6 @@ def check_result(result: SuiteResult, asset_key: str | None = None, check_name: 
         description=result.summary(),
         severity=dg.AssetCheckSeverity.ERROR,
     )
-
-
-def read_manifest(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def frame_markdown(df, max_rows: int = 40) -> str:

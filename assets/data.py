@@ -6,9 +6,8 @@ import json
 import dagster as dg
 import pandas as pd
 
-from assets.common import DATASETS, DUCKDB, NPZ, check_result, image, read_manifest
-from resources import DatasetSourcesResource, StorageResource
-from x_reco.common.atomic import write_json
+from assets.common import DATASETS, DUCKDB, NPZ, check_result, image
+from resources import DatasetSourcesResource
 from x_reco.data import quality, summary
 from x_reco.data.events import build_events
 from x_reco.data.item_features import item_features as build_item_features
@@ -36,7 +35,8 @@ class RawDataConfig(dg.Config):
 @dg.multi_asset(
     outs={
         "raw_interactions": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Canonical interactions"),
-        "raw_items": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Items with the dataset's columns"),
+        "raw_items": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"},
+                                 description="Items with the dataset's columns"),
         "raw_users": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Users"),
         "item_features": dg.AssetOut(
             io_manager_key=DUCKDB, kinds={"duckdb"},
@@ -45,14 +45,18 @@ class RawDataConfig(dg.Config):
             io_manager_key=DUCKDB, kinds={"duckdb"},
             description="Synthetic ground truth (archetypes, topics, true probabilities); "
                         "only diagnostics may read it. Empty for real datasets."),
+        "raw_manifest": dg.AssetOut(
+            kinds={"json"},
+            description="The source's manifest (checksums, counts, generator config and seeds, split cutoffs); "
+                        "events, training and evaluation read the synthetic world's clock and recency window "
+                        "from it"),
     },
     partitions_def=DATASETS,
     group_name="data",
     check_specs=RAW_CHECKS,
     pool="duckdb",
 )
-def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
-               sources: DatasetSourcesResource, storage: StorageResource):
+def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig, sources: DatasetSourcesResource):
     """Read one dataset partition into canonical tables and validate them."""
     partition = context.partition_key
     spec = dataset_spec(partition)
@@ -61,13 +65,14 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
         {"seed": config.synthetic_seed} if config.synthetic_seed >= 0 else {})
     context.log.info(f"reading {partition} from {source or 'the default source'}")
     raw = load_raw(partition, source, synthetic_config=synthetic if spec.generated else None)
-    write_json(storage.path("manifests", partition, "raw.json"), raw.manifest)
     n_users = len(raw.users)
+    manifest = _json_safe(raw.manifest)
+    yield dg.Output(manifest, output_name="raw_manifest", metadata={
+        "keys": len(manifest), "summary": dg.MetadataValue.json(
+            {k: v for k, v in manifest.items() if k != "calibration"})})  # the full manifest is the output
     yield dg.Output(raw.interactions, output_name="raw_interactions", metadata={
         "rows": len(raw.interactions), "users": raw.interactions["user_id"].nunique(),
         "items": raw.interactions["item_id"].nunique(),
-        "manifest": dg.MetadataValue.json(_json_safe(
-            {k: v for k, v in raw.manifest.items() if k != "calibration"})),  # full manifest on disk
     })
     yield dg.Output(raw.items, output_name="raw_items", metadata={"rows": len(raw.items)})
     yield dg.Output(raw.users, output_name="raw_users", metadata={"rows": n_users})
@@ -94,6 +99,7 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig,
 
 
 def _json_safe(obj):
+    """The manifest as the JSON IO manager stores it (numpy scalars and paths as strings)."""
     return json.loads(json.dumps(obj, default=str))
 
 
@@ -101,18 +107,17 @@ def _json_safe(obj):
     partitions_def=DATASETS,
     group_name="data",
     io_manager_key=DUCKDB,
-    ins={"raw_interactions": dg.AssetIn(), "raw_items": dg.AssetIn()},
+    ins={"raw_interactions": dg.AssetIn(), "raw_items": dg.AssetIn(), "raw_manifest": dg.AssetIn()},
     check_specs=[dg.AssetCheckSpec("gx_suite", asset="engagement_events", blocking=True,
                                    description="S3-S5: per-user order, split order, binary actions")],
     pool="duckdb",
     kinds={"duckdb", "pandas"},
 )
-def engagement_events(context: dg.AssetExecutionContext, storage: StorageResource,
-                      raw_interactions: pd.DataFrame, raw_items: pd.DataFrame):
+def engagement_events(context: dg.AssetExecutionContext, raw_interactions: pd.DataFrame,
+                      raw_items: pd.DataFrame, raw_manifest: dict):
     """One row per engagement with the 19 Phoenix action columns and its split."""
     partition = context.partition_key
-    manifest = read_manifest(storage.path("manifests", partition, "raw.json"))
-    raw = RawTables(partition, raw_interactions, raw_items, pd.DataFrame({"user_id": []}), manifest=manifest)
+    raw = RawTables(partition, raw_interactions, raw_items, pd.DataFrame({"user_id": []}), manifest=raw_manifest)
     events = build_events(raw)
     stats = summary.events_summary(events)
     yield dg.Output(events, metadata={

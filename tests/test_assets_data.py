@@ -1,14 +1,17 @@
 """The data group as Dagster runs it: a real materialization of MovieLens-100K (from the RecBole
-wheel) with tmp-dir resources passes every blocking check and reports the published counts, and a
-failed check blocks the downstream asset."""
+wheel) with tmp-dir resources passes every blocking check and reports the published counts, the
+source manifest is an asset stored by the JSON IO manager (no side file), and a failed check blocks
+the downstream asset."""
+
+import json
 
 import dagster as dg
 import numpy as np
 import pytest
 
 from assets import data as data_assets
-from tests.dagster_resources import tmp_resources
 from resources.io_managers import read_frame
+from tests.dagster_resources import tmp_resources
 
 
 def _resources(tmp_path):
@@ -32,6 +35,9 @@ def test_materialize_movielens_100k(ml100k):
     assert len(checks) == 6 and all(c.passed for c in checks), [c.description for c in checks if not c.passed]
     mats = {e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
             for e in result.get_asset_materialization_events()}
+    manifest = json.loads((tmp / "records" / "raw_manifest" / "movielens-100k.json").read_text())
+    assert manifest["source_format"] == "recbole" and mats["raw_manifest"]["keys"].value == len(manifest)
+    assert not (tmp / "manifests").exists()
     assert mats["raw_interactions"]["rows"].value == 100_000
     assert mats["raw_interactions"]["users"].value == 943
     assert mats["raw_items"]["rows"].value == 1_682
