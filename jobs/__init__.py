@@ -1,4 +1,9 @@
-"""Jobs and schedules: materialize groups of assets per dataset partition."""
+"""Jobs and schedules: materialize groups of assets per dataset partition.
+
+Every asset is partitioned by dataset except ``audit_toolkit`` (the same for every dataset): it has
+its own unpartitioned ``audit_job`` and stays out of ``research_job``, so that a backfill over datasets
+does not recompute it once per partition. ``demo_job`` (one partition) materializes it once as well.
+"""
 
 import dagster as dg
 
@@ -16,10 +21,18 @@ models_job = dg.define_asset_job(
     description="Retrain the retriever and ranker, rebuild the candidate index, evaluate, update the champion.",
 )
 
+AUDIT = dg.AssetSelection.assets("audit_toolkit")
+
 research_job = dg.define_asset_job(
     "research_job",
-    selection=dg.AssetSelection.groups("research"),
-    description="Stakeholder utilities, BT reward models and the Goodhart analyses.",
+    selection=dg.AssetSelection.groups("research") - AUDIT,
+    description="Stakeholder utilities, BT reward models and the Goodhart analyses E1-E3 of one dataset.",
+)
+
+audit_job = dg.define_asset_job(
+    "audit_job",
+    selection=AUDIT,
+    description="E4, the audit toolkit on the 18-action space (dataset-independent, not partitioned).",
 )
 
 demo_job = dg.define_asset_job(
@@ -40,5 +53,5 @@ def weekly_retrain(context: dg.ScheduleEvaluationContext):
                             partition_key=partition)
 
 
-JOBS = [data_job, models_job, research_job, demo_job]
+JOBS = [data_job, models_job, research_job, audit_job, demo_job]
 SCHEDULES = [weekly_retrain]

@@ -1,5 +1,7 @@
 """The one Definitions object loads (DOP's skipped definitions test went stale: ours runs by
-default), every asset is partitioned by dataset, and ground truth feeds no training asset."""
+default), every asset but the dataset-independent audit is partitioned by dataset, the raw manifest
+is an edge of the graph (it was a side file read with a silent default), and ground truth feeds no
+training asset."""
 
 import dagster as dg
 
@@ -17,11 +19,33 @@ def test_definitions_load_and_resolve():
     assert repo.get_job("data_job") is not None
 
 
-def test_every_asset_partitioned_by_dataset():
+UNPARTITIONED = {dg.AssetKey("audit_toolkit")}  # the 18-action audit is the same for every dataset
+
+
+def test_every_asset_partitioned_by_dataset_but_the_audit():
     graph = defs.get_repository_def().asset_graph
     for key in graph.get_all_asset_keys():
         pdef = graph.get(key).partitions_def
-        assert pdef is not None and "synthetic" in pdef.get_partition_keys(), key
+        if key in UNPARTITIONED:
+            assert pdef is None, key
+        else:
+            assert pdef is not None and "synthetic" in pdef.get_partition_keys(), key
+
+
+def test_partitioned_jobs_leave_the_audit_to_its_own_job():
+    repo = defs.get_repository_def()
+    research = repo.get_job("research_job").asset_layer.executable_asset_keys
+    audit = repo.get_job("audit_job")
+    assert dg.AssetKey("audit_toolkit") not in research and dg.AssetKey("preference_pairs") in research
+    assert audit.partitions_def is None
+    assert set(audit.asset_layer.executable_asset_keys) == UNPARTITIONED
+
+
+def test_manifest_readers_depend_on_the_raw_manifest_asset():
+    graph = defs.get_repository_def().asset_graph
+    manifest = dg.AssetKey("raw_manifest")
+    for name in ("engagement_events", "retriever_checkpoint", "model_evaluation"):
+        assert manifest in graph.get(dg.AssetKey(name)).parent_keys, name
 
 
 def _ancestors(graph, key):
