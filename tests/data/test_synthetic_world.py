@@ -37,15 +37,8 @@ TRUTH_ONLY = {"archetype", "topic", "b_u", "q_a", "q_p", "visit_rate", "post_rat
 
 
 @pytest.fixture(scope="module")
-def tiny_timed():
-    start = time.perf_counter()
-    world = generate_world(WorldConfig.tiny())
-    return world, time.perf_counter() - start
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_timed):
-    return tiny_timed[0]
+def tiny():
+    return generate_world(WorldConfig.tiny())
 
 
 def table_digest(df: pd.DataFrame) -> str:
@@ -63,10 +56,6 @@ def world_digests(world) -> dict[str, str]:
     manifest = json.dumps(world.manifest, sort_keys=True).encode()
     digests["manifest"] = hashlib.sha256(manifest).hexdigest()
     return digests
-
-
-def test_tiny_world_builds_in_under_ten_seconds(tiny_timed):
-    assert tiny_timed[1] < 10.0
 
 
 def test_same_config_is_byte_identical(tiny):
@@ -254,12 +243,16 @@ def test_config_rejects_bad_values(bad):
         WorldConfig.from_dict(bad)
 
 
+def test_small_preset_has_demo_size():
+    assert len(generate_world(WorldConfig.small()).impressions) > 10_000
+
+
+@pytest.mark.slow
 def test_small_preset_stays_demo_fast():
+    """Wall-clock claim (a few seconds on two idle cores): slow suite only, a loaded machine is not a failure."""
     start = time.perf_counter()
-    world = generate_world(WorldConfig.small())
-    elapsed = time.perf_counter() - start
-    assert elapsed < 30.0  # a few seconds on two idle cores; generous for a shared CI box
-    assert len(world.impressions) > 10_000
+    generate_world(WorldConfig.small())
+    assert time.perf_counter() - start < 30.0
 
 
 def test_structural_rules_suite_names_broken_rules():
