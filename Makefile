@@ -35,6 +35,8 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 # lint-imports checks the layer contracts in pyproject.toml ([tool.importlinter]) before the tests run.
 test: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q --durations=15
 

@@ -38,12 +38,5 @@ def check_result(result: SuiteResult, asset_key: str | None = None, check_name: 
 
 def frame_markdown(df, max_rows: int = 40) -> str:
     """A DataFrame as a markdown table (floats to 3 decimals), for asset metadata."""
-    def cell(v):
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-    head = df.head(max_rows)
-    lines = ["| " + " | ".join(map(str, head.columns)) + " |", "|" + "---|" * len(head.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in head.itertuples(index=False)]
-    if len(df) > max_rows:
-        lines.append(f"\n({len(df) - max_rows} more rows in the table)")
-    return "\n".join(lines)
+    text = df.head(max_rows).to_markdown(index=False, floatfmt=".3f")
+    return text + (f"\n\n({len(df) - max_rows} more rows in the table)" if len(df) > max_rows else "")

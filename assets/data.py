@@ -1,6 +1,5 @@
 """Data group: raw tables, engagement events and Phoenix engagement sequences per dataset."""
 
-
 import json
 
 import dagster as dg
@@ -17,39 +16,50 @@ from x_reco.data.tables import RawTables
 from x_reco.data.truth import truth_table
 
 RAW_CHECKS = [
-    dg.AssetCheckSpec("gx_suite", asset=name, blocking=True,
-                      description="GX expectations R1-R8 of the datasets spec")
+    dg.AssetCheckSpec("gx_suite", asset=name, blocking=True, description="GX expectations R1-R8 of the datasets spec")
     for name in ("raw_interactions", "raw_items", "raw_users")
-] + [dg.AssetCheckSpec("gx_suite", asset="item_features", blocking=True,
-                       description="S8: features in [0, 1], D columns, pool size of §8")]
+] + [
+    dg.AssetCheckSpec(
+        "gx_suite",
+        asset="item_features",
+        blocking=True,
+        description="S8: features in [0, 1], D columns, pool size of §8",
+    )
+]
 
 
 class RawDataConfig(dg.Config):
-    """Which source to read; for `synthetic`, the world preset and seed."""
+    """Which source to read; for `synthetic`, the world size and seed."""
 
-    synthetic_preset: str = "small"
-    synthetic_seed: int = -1  # -1: the preset's seed
+    synthetic_size: str = "small"
+    synthetic_seed: int = -1  # -1: the size's seed
     source_path: str = ""  # overrides DatasetSourcesResource for this run
 
 
 @dg.multi_asset(
     outs={
         "raw_interactions": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Canonical interactions"),
-        "raw_items": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"},
-                                 description="Items with the dataset's columns"),
+        "raw_items": dg.AssetOut(
+            io_manager_key=DUCKDB, kinds={"duckdb"}, description="Items with the dataset's columns"
+        ),
         "raw_users": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Users"),
         "item_features": dg.AssetOut(
-            io_manager_key=DUCKDB, kinds={"duckdb"},
-            description="D-dim item features in [0, 1] and the reward-modelling pool (datasets §8)"),
+            io_manager_key=DUCKDB,
+            kinds={"duckdb"},
+            description="D-dim item features in [0, 1] and the reward-modelling pool (datasets §8)",
+        ),
         "world_truth": dg.AssetOut(
-            io_manager_key=DUCKDB, kinds={"duckdb"},
+            io_manager_key=DUCKDB,
+            kinds={"duckdb"},
             description="Synthetic ground truth (archetypes, topics, true probabilities); "
-                        "only diagnostics may read it. Empty for real datasets."),
+            "only diagnostics may read it. Empty for real datasets.",
+        ),
         "raw_manifest": dg.AssetOut(
             kinds={"json"},
             description="The source's manifest (checksums, counts, generator config and seeds, split cutoffs); "
-                        "events, training and evaluation read the synthetic world's clock and recency window "
-                        "from it"),
+            "events, training and evaluation read the synthetic world's clock and recency window "
+            "from it",
+        ),
     },
     partitions_def=DATASETS,
     group_name="data",
@@ -61,41 +71,59 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig, sources
     partition = context.partition_key
     spec = dataset_spec(partition)
     source = config.source_path or sources.source_for(partition)
-    synthetic = {"preset": config.synthetic_preset} | (
-        {"seed": config.synthetic_seed} if config.synthetic_seed >= 0 else {})
+    synthetic = {"size": config.synthetic_size} | (
+        {"seed": config.synthetic_seed} if config.synthetic_seed >= 0 else {}
+    )
     context.log.info(f"reading {partition} from {source or 'the default source'}")
     raw = load_raw(partition, source, synthetic_config=synthetic if spec.generated else None)
     n_users = len(raw.users)
     manifest = _json_safe(raw.manifest)
-    yield dg.Output(manifest, output_name="raw_manifest", metadata={
-        "keys": len(manifest), "summary": dg.MetadataValue.json(
-            {k: v for k, v in manifest.items() if k != "calibration"})})  # the full manifest is the output
-    yield dg.Output(raw.interactions, output_name="raw_interactions", metadata={
-        "rows": len(raw.interactions), "users": raw.interactions["user_id"].nunique(),
-        "items": raw.interactions["item_id"].nunique(),
-    })
+    yield dg.Output(
+        manifest,
+        output_name="raw_manifest",
+        metadata={
+            "keys": len(manifest),
+            "summary": dg.MetadataValue.json({k: v for k, v in manifest.items() if k != "calibration"}),
+        },
+    )  # the full manifest is the output
+    yield dg.Output(
+        raw.interactions,
+        output_name="raw_interactions",
+        metadata={
+            "rows": len(raw.interactions),
+            "users": raw.interactions["user_id"].nunique(),
+            "items": raw.interactions["item_id"].nunique(),
+        },
+    )
     yield dg.Output(raw.items, output_name="raw_items", metadata={"rows": len(raw.items)})
     yield dg.Output(raw.users, output_name="raw_users", metadata={"rows": n_users})
     features = build_item_features(raw)
-    yield dg.Output(features, output_name="item_features", metadata={
-        "items": len(features), "pool": int(features["in_pool"].sum()),
-        "dims": sum(c.startswith("f_") for c in features.columns)})
+    yield dg.Output(
+        features,
+        output_name="item_features",
+        metadata={
+            "items": len(features),
+            "pool": int(features["in_pool"].sum()),
+            "dims": sum(c.startswith("f_") for c in features.columns),
+        },
+    )
     yield dg.Output(truth_table(raw), output_name="world_truth", metadata={"tables": len(raw.truth)})
     inter = quality.interactions_frame(partition, raw.interactions)
-    inter_result = quality.run_suite(inter, "raw_interactions",
-                                     quality.interactions_expectations(partition, n_users))
+    inter_result = quality.run_suite(inter, "raw_interactions", quality.interactions_expectations(partition, n_users))
     if spec.quality.structural_rules:
         inter_result = quality.merge_results(inter_result, quality.structural_rules_result(raw))
     yield check_result(inter_result, asset_key="raw_interactions")
-    yield check_result(quality.run_suite(raw.items, "raw_items", quality.items_expectations(partition)),
-                       asset_key="raw_items")
-    yield check_result(quality.run_suite(raw.users, "raw_users",
-                                         quality.users_expectations(partition, n_users)),
-                       asset_key="raw_users")
+    yield check_result(
+        quality.run_suite(raw.items, "raw_items", quality.items_expectations(partition)), asset_key="raw_items"
+    )
+    yield check_result(
+        quality.run_suite(raw.users, "raw_users", quality.users_expectations(partition, n_users)), asset_key="raw_users"
+    )
     feat_frame = features.assign(in_pool_int=features["in_pool"].astype(int))
-    yield check_result(quality.run_suite(feat_frame, "item_features",
-                                         quality.item_features_expectations(partition)),
-                       asset_key="item_features")
+    yield check_result(
+        quality.run_suite(feat_frame, "item_features", quality.item_features_expectations(partition)),
+        asset_key="item_features",
+    )
 
 
 def _json_safe(obj):
@@ -108,26 +136,39 @@ def _json_safe(obj):
     group_name="data",
     io_manager_key=DUCKDB,
     ins={"raw_interactions": dg.AssetIn(), "raw_items": dg.AssetIn(), "raw_manifest": dg.AssetIn()},
-    check_specs=[dg.AssetCheckSpec("gx_suite", asset="engagement_events", blocking=True,
-                                   description="S3-S5: per-user order, split order, binary actions")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "gx_suite",
+            asset="engagement_events",
+            blocking=True,
+            description="S3-S5: per-user order, split order, binary actions",
+        )
+    ],
     pool="duckdb",
     kinds={"duckdb", "pandas"},
 )
-def engagement_events(context: dg.AssetExecutionContext, raw_interactions: pd.DataFrame,
-                      raw_items: pd.DataFrame, raw_manifest: dict):
+def engagement_events(
+    context: dg.AssetExecutionContext, raw_interactions: pd.DataFrame, raw_items: pd.DataFrame, raw_manifest: dict
+):
     """One row per engagement with the 19 Phoenix action columns and its split."""
     partition = context.partition_key
     raw = RawTables(partition, raw_interactions, raw_items, pd.DataFrame({"user_id": []}), manifest=raw_manifest)
     events = build_events(raw)
     stats = summary.events_summary(events)
-    yield dg.Output(events, metadata={
-        "rows": stats["rows"], "users": stats["users"], "items": stats["items"],
-        **{f"split_{k}": v for k, v in stats["splits"].items()},
-        "actions": dg.MetadataValue.md(summary.actions_markdown(stats["actions"])),
-        "actions_plot": image(summary.actions_png(stats["actions"], f"{partition}: actions"), "actions"),
-    })
-    result = quality.run_suite(quality.events_frame(events, partition), "engagement_events",
-                               quality.events_expectations(partition))
+    yield dg.Output(
+        events,
+        metadata={
+            "rows": stats["rows"],
+            "users": stats["users"],
+            "items": stats["items"],
+            **{f"split_{k}": v for k, v in stats["splits"].items()},
+            "actions": dg.MetadataValue.md(summary.actions_markdown(stats["actions"])),
+            "actions_plot": image(summary.actions_png(stats["actions"], f"{partition}: actions"), "actions"),
+        },
+    )
+    result = quality.run_suite(
+        quality.events_frame(events, partition), "engagement_events", quality.events_expectations(partition)
+    )
     yield check_result(result)
 
 
@@ -144,31 +185,49 @@ class SequenceBuildConfig(dg.Config):
     partitions_def=DATASETS,
     group_name="data",
     io_manager_key=NPZ,
-    check_specs=[dg.AssetCheckSpec("gx_suite", asset="engagement_sequences", blocking=True,
-                                   description="S1-S7: padding, hash range, ordering, leave-last-out")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "gx_suite",
+            asset="engagement_sequences",
+            blocking=True,
+            description="S1-S7: padding, hash range, ordering, leave-last-out",
+        )
+    ],
     kinds={"numpy"},
 )
-def engagement_sequences(context: dg.AssetExecutionContext, config: SequenceBuildConfig,
-                         engagement_events: pd.DataFrame, raw_items: pd.DataFrame):
+def engagement_sequences(
+    context: dg.AssetExecutionContext,
+    config: SequenceBuildConfig,
+    engagement_events: pd.DataFrame,
+    raw_items: pd.DataFrame,
+):
     """Phoenix training and evaluation examples (arrays in one .npz per dataset)."""
     partition = context.partition_key
-    cfg = SequenceConfig(history_len=config.history_len, candidate_len=config.candidate_len,
-                         seed=config.seed, vocab_size=config.vocab_size)
+    cfg = SequenceConfig(
+        history_len=config.history_len,
+        candidate_len=config.candidate_len,
+        seed=config.seed,
+        vocab_size=config.vocab_size,
+    )
     spec = dataset_spec(partition)
     seqs = build_sequences(engagement_events, raw_items, partition, cfg)
     stats = summary.sequences_summary(seqs)
     quantiles = stats.pop("history_len_quantiles")
-    yield dg.Output(seqs, metadata={
-        **stats, **{f"history_len_{k}": v for k, v in quantiles.items()},
-        "history_plot": image(summary.history_png(seqs, f"{partition}: history length"), "history"),
-    })
+    yield dg.Output(
+        seqs,
+        metadata={
+            **stats,
+            **{f"history_len_{k}": v for k, v in quantiles.items()},
+            "history_plot": image(summary.history_png(seqs, f"{partition}: history length"), "history"),
+        },
+    )
     frame = quality.sequence_frame(seqs)
     per_event = spec.example_kind == ExampleKind.PER_EVENT
     exps = quality.sequence_expectations(cfg.history_len, cfg.vocab_size, per_event)
     result = quality.run_suite(frame, "engagement_sequences", exps)
     if spec.split_rule == SplitRule.LEAVE_LAST_OUT:
-        lloo = quality.run_suite(quality.leave_last_out_frame(seqs), "leave_last_out",
-                                 quality.leave_last_out_expectations())
+        lloo = quality.run_suite(
+            quality.leave_last_out_frame(seqs), "leave_last_out", quality.leave_last_out_expectations()
+        )
         result = quality.merge_results(result, lloo)
     yield check_result(result)
-

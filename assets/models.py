@@ -15,14 +15,14 @@ from x_reco.eval.plots import loss_curve_png, metric_bars_png
 from x_reco.eval.report import COMPARE_KEYS, REPLAY_TOLERANCE
 from x_reco.eval.retrieval import catalogue_index
 from x_reco.models.checkpoint import restore_checkpoint
+from x_reco.training.defaults import catalogue_window_s, default_train_config
 from x_reco.training.loop import train_ranker, train_retriever
-from x_reco.training.presets import catalogue_window_s, default_train_config
 from x_reco.training.progress import throttled
 from x_reco.training.record import run_name, train_record
 
 
 class ModelTrainConfig(dg.Config):
-    """Overrides of the partition's default TrainConfig (x_reco.training.presets); empty = default."""
+    """Overrides of the partition's default TrainConfig (x_reco.training.defaults); empty = default."""
 
     num_steps: int = 0
     seed: int = 0
@@ -40,8 +40,8 @@ def _train_config(config: ModelTrainConfig, partition: str, kind: str, window_s:
 def _log_progress(context, kind: str):
     def log(step, total, loss, examples_per_s, eta_s):
         eta = f"{eta_s:,.0f}s" if math.isfinite(eta_s) else "?"
-        context.log.info(f"{kind} step {step}/{total} loss {loss:.4f} "
-                         f"{examples_per_s:,.0f} examples/s ETA {eta}")
+        context.log.info(f"{kind} step {step}/{total} loss {loss:.4f} {examples_per_s:,.0f} examples/s ETA {eta}")
+
     return throttled(log, every_s=5.0)
 
 
@@ -49,27 +49,44 @@ def _checkpoint_asset(kind: str):
     name = f"{kind}_checkpoint"
     trainer = train_retriever if kind == "retriever" else train_ranker
 
-    @dg.asset(name=name, partitions_def=DATASETS, group_name="models", kinds={"jax", "orbax"},
-              ins={"engagement_sequences": dg.AssetIn(), "raw_manifest": dg.AssetIn()},
-              check_specs=[dg.AssetCheckSpec("finite_losses", asset=name, blocking=True,
-                                             description="every training loss is finite")],
-              description=f"Trained Phoenix {kind} (Orbax directory; the output is a small JSON record)")
-    def _asset(context: dg.AssetExecutionContext, config: ModelTrainConfig, storage: StorageResource,
-               engagement_sequences: EngagementSequences, raw_manifest: dict):
+    @dg.asset(
+        name=name,
+        partitions_def=DATASETS,
+        group_name="models",
+        kinds={"jax", "orbax"},
+        ins={"engagement_sequences": dg.AssetIn(), "raw_manifest": dg.AssetIn()},
+        check_specs=[
+            dg.AssetCheckSpec("finite_losses", asset=name, blocking=True, description="every training loss is finite")
+        ],
+        description=f"Trained Phoenix {kind} (Orbax directory; the output is a small JSON record)",
+    )
+    def _asset(
+        context: dg.AssetExecutionContext,
+        config: ModelTrainConfig,
+        storage: StorageResource,
+        engagement_sequences: EngagementSequences,
+        raw_manifest: dict,
+    ):
         partition = context.partition_key
         cfg = _train_config(config, partition, kind, catalogue_window_s(raw_manifest))
         run_dir = storage.path("checkpoints", partition, kind, run_name(cfg, engagement_sequences))
         context.log.info(f"training {kind} on {partition}: {cfg.num_steps} steps, preset {cfg.preset}, dir {run_dir}")
         result = trainer(engagement_sequences, cfg, run_dir, progress=_log_progress(context, kind))
         record = train_record(kind, partition, cfg, engagement_sequences, result)
-        yield dg.Output(record, metadata={
-            "checkpoint_path": dg.MetadataValue.path(record["path"]), "step": record["step"],
-            "selected_step": record["selected_step"], "final_loss": record["final_loss"],
-            "train_time_s": record["train_time_s"], "examples_per_s": record["examples_per_s"],
-            "config_digest": record["config_digest"],
-            "loss_curve": image(loss_curve_png(result.losses, f"{partition} {kind} loss"), "loss curve"),
-            **{f"val_{k}": v for k, v in record["val_metrics"].items() if v is not None},
-        })
+        yield dg.Output(
+            record,
+            metadata={
+                "checkpoint_path": dg.MetadataValue.path(record["path"]),
+                "step": record["step"],
+                "selected_step": record["selected_step"],
+                "final_loss": record["final_loss"],
+                "train_time_s": record["train_time_s"],
+                "examples_per_s": record["examples_per_s"],
+                "config_digest": record["config_digest"],
+                "loss_curve": image(loss_curve_png(result.losses, f"{partition} {kind} loss"), "loss curve"),
+                **{f"val_{k}": v for k, v in record["val_metrics"].items() if v is not None},
+            },
+        )
         yield dg.AssetCheckResult(passed=record["losses_finite"], metadata={"final_loss": record["final_loss"]})
 
     return _asset
@@ -80,45 +97,85 @@ ranker_checkpoint = _checkpoint_asset("ranker")
 
 
 @dg.asset(partitions_def=DATASETS, group_name="models", io_manager_key=NPZ, kinds={"jax", "numpy"})
-def candidate_index(context: dg.AssetExecutionContext, retriever_checkpoint: dict,
-                    engagement_sequences: EngagementSequences):
+def candidate_index(
+    context: dg.AssetExecutionContext, retriever_checkpoint: dict, engagement_sequences: EngagementSequences
+):
     """Unit corpus embeddings of every catalogue item from the retriever's candidate tower."""
     model, meta = restore_checkpoint(retriever_checkpoint["path"])
     t0 = time.perf_counter()
     index = catalogue_index(model, engagement_sequences, param_version=str(meta.get("param_version", "")))
-    return dg.Output(index, metadata={
-        "items": len(index["vectors"]), "dim": int(index["vectors"].shape[1]),
-        "seconds": time.perf_counter() - t0, "param_version": str(index["param_version"])})
+    return dg.Output(
+        index,
+        metadata={
+            "items": len(index["vectors"]),
+            "dim": int(index["vectors"].shape[1]),
+            "seconds": time.perf_counter() - t0,
+            "param_version": str(index["param_version"]),
+        },
+    )
 
 
-@dg.asset(partitions_def=DATASETS, group_name="models", io_manager_key=DUCKDB, pool="duckdb",
-          kinds={"jax", "duckdb"},
-          check_specs=[
-              dg.AssetCheckSpec("beats_popularity", asset="model_evaluation", blocking=True,
-                                description=f"retriever {PRIMARY_METRIC} above the popularity baseline"),
-              dg.AssetCheckSpec("restore_reproduces_validation", asset="model_evaluation", blocking=True,
-                                description="restored checkpoints reproduce the logged validation metrics"),
-          ])
-def model_evaluation(context: dg.AssetExecutionContext, storage: StorageResource, retriever_checkpoint: dict,
-                     ranker_checkpoint: dict, engagement_sequences: EngagementSequences, raw_manifest: dict):
+@dg.asset(
+    partitions_def=DATASETS,
+    group_name="models",
+    io_manager_key=DUCKDB,
+    pool="duckdb",
+    kinds={"jax", "duckdb"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "beats_popularity",
+            asset="model_evaluation",
+            blocking=True,
+            description=f"retriever {PRIMARY_METRIC} above the popularity baseline",
+        ),
+        dg.AssetCheckSpec(
+            "restore_reproduces_validation",
+            asset="model_evaluation",
+            blocking=True,
+            description="restored checkpoints reproduce the logged validation metrics",
+        ),
+    ],
+)
+def model_evaluation(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    retriever_checkpoint: dict,
+    ranker_checkpoint: dict,
+    engagement_sequences: EngagementSequences,
+    raw_manifest: dict,
+):
     """Test-split metrics of both models, the popularity baseline and the two-stage pipeline; when both
     checks pass, the dataset's champion record moves to these models if they beat it."""
     window = catalogue_window_s(raw_manifest)
     context.log.info(f"catalogue: {'posts of the last %.0f h' % (window / 3600) if window else 'every item'}")
     outcome = evaluate_checkpoints(
-        engagement_sequences, retriever_checkpoint["path"], ranker_checkpoint["path"], catalogue_window_s=window,
+        engagement_sequences,
+        retriever_checkpoint["path"],
+        ranker_checkpoint["path"],
+        catalogue_window_s=window,
         logged_val={"retriever": retriever_checkpoint["val_metrics"], "ranker": ranker_checkpoint["val_metrics"]},
-        champion_file=champion_path(storage.path(), context.partition_key))
+        champion_file=champion_path(storage.path(), context.partition_key),
+    )
     table = outcome.evaluation.table()
     yield dg.Output(table, metadata=_evaluation_metadata(outcome, table))
     evaluation = outcome.evaluation
-    yield dg.AssetCheckResult(check_name="beats_popularity", passed=outcome.beats_popularity, metadata={
-        "retriever": evaluation.primary("retriever"), "popularity": evaluation.primary("popularity"),
-        "catalogue": "time window" if window else "full"})
     yield dg.AssetCheckResult(
-        check_name="restore_reproduces_validation", passed=outcome.replay_reproduces,
-        metadata={"tolerance": REPLAY_TOLERANCE,
-                  **{f"max_abs_diff_{k}": v for k, v in outcome.replay_differences.items()}})
+        check_name="beats_popularity",
+        passed=outcome.beats_popularity,
+        metadata={
+            "retriever": evaluation.primary("retriever"),
+            "popularity": evaluation.primary("popularity"),
+            "catalogue": "time window" if window else "full",
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="restore_reproduces_validation",
+        passed=outcome.replay_reproduces,
+        metadata={
+            "tolerance": REPLAY_TOLERANCE,
+            **{f"max_abs_diff_{k}": v for k, v in outcome.replay_differences.items()},
+        },
+    )
 
 
 def _evaluation_metadata(outcome: EvaluationOutcome, table) -> dict:
@@ -128,6 +185,8 @@ def _evaluation_metadata(outcome: EvaluationOutcome, table) -> dict:
         "champion_promoted": champion["promoted"],
         **({"champion_metric": champion["metric"]} if math.isfinite(champion["metric"]) else {}),
         "metrics": dg.MetadataValue.md(frame_markdown(table, max_rows=80)),
-        "retrieval_plot": image(metric_bars_png(outcome.evaluation.comparison(), list(COMPARE_KEYS),
-                                                "test split, full catalogue"), "retrieval metrics"),
+        "retrieval_plot": image(
+            metric_bars_png(outcome.evaluation.comparison(), list(COMPARE_KEYS), "test split, full catalogue"),
+            "retrieval metrics",
+        ),
     }

@@ -27,29 +27,51 @@ def _table_md(df: pd.DataFrame, max_rows: int = 40) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame_markdown(df, max_rows))
 
 
-@dg.asset(partitions_def=DATASETS, group_name="research", io_manager_key=DUCKDB, pool="duckdb",
-          ins={"raw_interactions": dg.AssetIn(), "raw_items": dg.AssetIn(), "item_features": dg.AssetIn()},
-          kinds={"duckdb", "jax"})
-def stakeholder_utilities(context: dg.AssetExecutionContext, raw_interactions: pd.DataFrame,
-                          raw_items: pd.DataFrame, item_features: pd.DataFrame):
+@dg.asset(
+    partitions_def=DATASETS,
+    group_name="research",
+    io_manager_key=DUCKDB,
+    pool="duckdb",
+    ins={"raw_interactions": dg.AssetIn(), "raw_items": dg.AssetIn(), "item_features": dg.AssetIn()},
+    kinds={"duckdb", "jax"},
+)
+def stakeholder_utilities(
+    context: dg.AssetExecutionContext,
+    raw_interactions: pd.DataFrame,
+    raw_items: pd.DataFrame,
+    item_features: pd.DataFrame,
+):
     """Stakeholder weight vectors per dataset and their raw geometry (cosines, pool covariance)."""
     partition = context.partition_key
     raw = RawTables(partition, raw_interactions, raw_items, pd.DataFrame({"user_id": []}))
     result = api.stakeholder_utilities(raw, item_features, api.StakeholderConfig(partition=partition))
     tables = result.tables
-    return dg.Output(tables, metadata={
-        "stakeholders": len(tables["stakeholder_weights"]),
-        "weights": _table_md(tables["stakeholder_weights"][["stakeholder", "role", "norm"]]),
-        "raw_cosines": _table_md(tables["raw_cosines"]),
-    })
+    return dg.Output(
+        tables,
+        metadata={
+            "stakeholders": len(tables["stakeholder_weights"]),
+            "weights": _table_md(tables["stakeholder_weights"][["stakeholder", "role", "norm"]]),
+            "raw_cosines": _table_md(tables["raw_cosines"]),
+        },
+    )
 
 
-@dg.asset(partitions_def=DATASETS, group_name="research", io_manager_key=DUCKDB, pool="duckdb",
-          check_specs=[dg.AssetCheckSpec("labels_consistent", asset="preference_pairs", blocking=True,
-                                         description="preferred item has the higher noisy utility")],
-          kinds={"duckdb"})
-def preference_pairs(context: dg.AssetExecutionContext, item_features: pd.DataFrame,
-                     stakeholder_utilities: dict):
+@dg.asset(
+    partitions_def=DATASETS,
+    group_name="research",
+    io_manager_key=DUCKDB,
+    pool="duckdb",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "labels_consistent",
+            asset="preference_pairs",
+            blocking=True,
+            description="preferred item has the higher noisy utility",
+        )
+    ],
+    kinds={"duckdb"},
+)
+def preference_pairs(context: dg.AssetExecutionContext, item_features: pd.DataFrame, stakeholder_utilities: dict):
     """Preference pairs per stakeholder and seed from the true weights (80/20 train/held-out)."""
     weights = stakeholder_utilities["stakeholder_weights"]
     table = api.preference_pairs(item_features, weights, pairs_config(context.partition_key)).tables["preference_pairs"]
@@ -58,39 +80,87 @@ def preference_pairs(context: dg.AssetExecutionContext, item_features: pd.DataFr
     yield dg.AssetCheckResult(passed=agree == 1.0, metadata={"agreement": agree})
 
 
-@dg.asset(partitions_def=DATASETS, group_name="research", io_manager_key=DUCKDB, pool="duckdb",
-          check_specs=[dg.AssetCheckSpec("converged", asset="bt_reward_models", blocking=True,
-                                         description="finite losses, held-out accuracy above chance")],
-          kinds={"duckdb", "jax"})
-def bt_reward_models(context: dg.AssetExecutionContext, config: ResearchConfig, item_features: pd.DataFrame,
-                     stakeholder_utilities: dict):
+@dg.asset(
+    partitions_def=DATASETS,
+    group_name="research",
+    io_manager_key=DUCKDB,
+    pool="duckdb",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "converged",
+            asset="bt_reward_models",
+            blocking=True,
+            description="finite losses, held-out accuracy above chance",
+        )
+    ],
+    kinds={"duckdb", "jax"},
+)
+def bt_reward_models(
+    context: dg.AssetExecutionContext, config: ResearchConfig, item_features: pd.DataFrame, stakeholder_utilities: dict
+):
     """Linear Bradley-Terry reward models per stakeholder x loss x seed x training mode."""
-    result = run_analysis("bt_reward_models", item_features, stakeholder_utilities["stakeholder_weights"],
-                          partition=context.partition_key, protocols=config.protocols, scale=config.scale)
+    result = run_analysis(
+        "bt_reward_models",
+        item_features,
+        stakeholder_utilities["stakeholder_weights"],
+        partition=context.partition_key,
+        protocols=config.protocols,
+        scale=config.scale,
+    )
     tables = result.tables
     converged = checks.bt_convergence(tables["bt_runs"])
-    yield dg.Output(tables, metadata={
-        "runs": len(tables["bt_runs"]), "mean_heldout_accuracy": converged["mean_heldout_accuracy"],
-        "min_heldout_accuracy": converged["min_heldout_accuracy"], "cosines": _table_md(tables["cosines"]),
-    })
-    yield dg.AssetCheckResult(passed=converged["passed"], metadata={
-        k: converged[k] for k in ("finite_losses", "all_above_chance", "min_heldout_accuracy")})
+    yield dg.Output(
+        tables,
+        metadata={
+            "runs": len(tables["bt_runs"]),
+            "mean_heldout_accuracy": converged["mean_heldout_accuracy"],
+            "min_heldout_accuracy": converged["min_heldout_accuracy"],
+            "cosines": _table_md(tables["cosines"]),
+        },
+    )
+    yield dg.AssetCheckResult(
+        passed=converged["passed"],
+        metadata={k: converged[k] for k in ("finite_losses", "all_above_chance", "min_heldout_accuracy")},
+    )
 
 
-SUMMARY_TABLES = {"goodhart_direction": "direction_summary", "labels_not_loss": "labels_not_loss",
-                  "data_budget": "data_budget_summary"}
+SUMMARY_TABLES = {
+    "goodhart_direction": "direction_summary",
+    "labels_not_loss": "labels_not_loss",
+    "data_budget": "data_budget_summary",
+}
 
 
 def _analysis_asset(name: str, description: str):
-    @dg.asset(name=name, partitions_def=DATASETS, group_name="research", io_manager_key=DUCKDB, pool="duckdb",
-              description=description, kinds={"duckdb", "jax"},
-              check_specs=[dg.AssetCheckSpec("complete", asset=name, blocking=True,
-                                             description="every analysis table is present and non-empty")])
-    def _asset(context: dg.AssetExecutionContext, config: ResearchConfig, item_features: pd.DataFrame,
-               stakeholder_utilities: dict):
-        result = run_analysis(name, item_features, stakeholder_utilities["stakeholder_weights"],
-                              partition=context.partition_key, protocols=config.protocols, scale=config.scale,
-                              with_deviations=True)
+    @dg.asset(
+        name=name,
+        partitions_def=DATASETS,
+        group_name="research",
+        io_manager_key=DUCKDB,
+        pool="duckdb",
+        description=description,
+        kinds={"duckdb", "jax"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "complete", asset=name, blocking=True, description="every analysis table is present and non-empty"
+            )
+        ],
+    )
+    def _asset(
+        context: dg.AssetExecutionContext,
+        config: ResearchConfig,
+        item_features: pd.DataFrame,
+        stakeholder_utilities: dict,
+    ):
+        result = run_analysis(
+            name,
+            item_features,
+            stakeholder_utilities["stakeholder_weights"],
+            partition=context.partition_key,
+            protocols=config.protocols,
+            scale=config.scale,
+            with_deviations=True,
+        )
         tables = result.tables
         summary = {"summary": _table_md(tables[SUMMARY_TABLES[name]])} if SUMMARY_TABLES[name] in tables else {}
         meta = {f"{k}_rows": len(v) for k, v in tables.items()}
@@ -102,11 +172,12 @@ def _analysis_asset(name: str, description: str):
 
 
 goodhart_direction = _analysis_asset(
-    "goodhart_direction", "E1: directional Goodhart condition, three accuracies and the predictors")
+    "goodhart_direction", "E1: directional Goodhart condition, three accuracies and the predictors"
+)
 labels_not_loss = _analysis_asset(
-    "labels_not_loss", "E2: within-loss vs across-stakeholder cosines of learned reward vectors")
-data_budget = _analysis_asset(
-    "data_budget", "E3: regret recovery vs number of preference pairs, N50/N80")
+    "labels_not_loss", "E2: within-loss vs across-stakeholder cosines of learned reward vectors"
+)
+data_budget = _analysis_asset("data_budget", "E3: regret recovery vs number of preference pairs, N50/N80")
 
 
 @dg.asset(group_name="research", io_manager_key=DUCKDB, pool="duckdb", kinds={"duckdb"})
@@ -118,9 +189,12 @@ def audit_toolkit(context: dg.AssetExecutionContext):
     result = api.audit_toolkit(AuditConfig())
     audit = result.tables["audit"]
     thresholds = checks.audit_thresholds(audit)
-    return dg.Output({"audit": audit, "deviations": deviations_table()}, metadata={
-        "rows": len(audit),
-        "thresholds": _table_md(thresholds) if len(thresholds) else "see table",
-        "limitation": audit.attrs.get("limitation", ""),
-        **_figure_metadata(result.figures),
-    })
+    return dg.Output(
+        {"audit": audit, "deviations": deviations_table()},
+        metadata={
+            "rows": len(audit),
+            "thresholds": _table_md(thresholds) if len(thresholds) else "see table",
+            "limitation": audit.attrs.get("limitation", ""),
+            **_figure_metadata(result.figures),
+        },
+    )

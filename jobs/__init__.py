@@ -45,12 +45,15 @@ demo_job = dg.define_asset_job(
 RETRAIN_PARTITIONS = tuple(p for p in PARTITIONS if dataset_spec(p).scheduled_retrain)
 
 
-@dg.schedule(job=models_job, cron_schedule="0 3 * * 1", default_status=dg.DefaultScheduleStatus.STOPPED,
-             description="Weekly retraining; model_evaluation promotes a new champion only if it wins.")
+@dg.schedule(
+    job=models_job,
+    cron_schedule="0 3 * * 1",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Weekly retraining; model_evaluation promotes a new champion only if it wins.",
+)
 def weekly_retrain(context: dg.ScheduleEvaluationContext):
     for partition in RETRAIN_PARTITIONS:
-        yield dg.RunRequest(run_key=f"{partition}-{context.scheduled_execution_time:%Y%m%d}",
-                            partition_key=partition)
+        yield dg.RunRequest(run_key=f"{partition}-{context.scheduled_execution_time:%Y%m%d}", partition_key=partition)
 
 
 JOBS = [data_job, models_job, research_job, audit_job, demo_job]

@@ -83,7 +83,9 @@ def _select(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> pd.DataF
 def _table_names(con: duckdb.DuckDBPyConnection, schema: str, prefix: str) -> list[str]:
     rows = con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND starts_with(table_name, ?)"
-        " ORDER BY table_name", [schema, prefix]).fetchall()
+        " ORDER BY table_name",
+        [schema, prefix],
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -108,8 +110,9 @@ class DuckDBFrameIOManager(dg.ConfigurableIOManager):
                 raise TypeError(f"{context.asset_key}: expected a non-empty dict of DataFrames, bad keys {bad}")
             frames = {f"{table}__{name}": frame for name, frame in obj.items()}
             write_frames(self._db(), schema, frames, stale_prefix=f"{table}__")
-            context.add_output_metadata({"tables": ", ".join(f"{schema}.{n}" for n in frames),
-                                         "rows": sum(len(f) for f in obj.values())})
+            context.add_output_metadata(
+                {"tables": ", ".join(f"{schema}.{n}" for n in frames), "rows": sum(len(f) for f in obj.values())}
+            )
             return
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(f"{context.asset_key}: expected a pandas DataFrame, got {type(obj).__name__}")
@@ -134,8 +137,9 @@ class _NpzUPathIOManager(dg.UPathIOManager):
             context.add_output_metadata({"arrays": len(obj.to_arrays()), "bytes": os.path.getsize(str(path))})
             return
         if not isinstance(obj, dict):
-            raise TypeError(f"{context.asset_key}: expected EngagementSequences or a dict of numpy arrays, "
-                            f"got {type(obj).__name__}")
+            raise TypeError(
+                f"{context.asset_key}: expected EngagementSequences or a dict of numpy arrays, got {type(obj).__name__}"
+            )
         arrays = {k: np.asarray(v) for k, v in obj.items()}
         bad = [k for k, v in arrays.items() if v.dtype == object]
         if bad:
@@ -173,8 +177,9 @@ class _JsonUPathIOManager(dg.UPathIOManager):
         try:
             text = json.dumps(obj, indent=2, sort_keys=True)
         except TypeError as exc:
-            raise TypeError(f"{context.asset_key}: output is not JSON-serializable ({exc}); "
-                            "x-reco never pickles outputs") from exc
+            raise TypeError(
+                f"{context.asset_key}: output is not JSON-serializable ({exc}); x-reco never pickles outputs"
+            ) from exc
         with atomic_file(str(path), "w") as fh:
             fh.write(text + "\n")
 

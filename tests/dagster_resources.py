@@ -1,7 +1,6 @@
 """Dagster resources over a temporary storage root, shared by the asset tests."""
 
-from resources import (DatasetSourcesResource, DuckDBFrameIOManager, JsonIOManager, NpzIOManager,
-                       StorageResource)
+from resources import DatasetSourcesResource, DuckDBFrameIOManager, JsonIOManager, NpzIOManager, StorageResource
 
 
 def tmp_resources(root) -> dict:

@@ -33,8 +33,10 @@ def test_materialize_movielens_100k(ml100k):
     assert result.success
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 6 and all(c.passed for c in checks), [c.description for c in checks if not c.passed]
-    mats = {e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
-            for e in result.get_asset_materialization_events()}
+    mats = {
+        e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
     manifest = json.loads((tmp / "records" / "raw_manifest" / "movielens-100k.json").read_text())
     assert manifest["source_format"] == "recbole" and mats["raw_manifest"]["keys"].value == len(manifest)
     assert not (tmp / "manifests").exists()
@@ -64,8 +66,9 @@ def test_failed_check_blocks_downstream(tmp_path, monkeypatch):
         return ev
 
     monkeypatch.setattr(data_assets, "build_events", broken)
-    result = dg.materialize(DATA_ASSETS, resources=_resources(tmp_path), partition_key="movielens-100k",
-                            raise_on_error=False)
+    result = dg.materialize(
+        DATA_ASSETS, resources=_resources(tmp_path), partition_key="movielens-100k", raise_on_error=False
+    )
     failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
     assert [c.asset_key.path[-1] for c in failed] == ["engagement_events"]
     assert "unobserved_zero" in failed[0].metadata["failed"].value

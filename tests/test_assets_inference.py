@@ -19,13 +19,28 @@ def test_inference_benchmark_asset_tiny_grid(tmp_path):
     (tmp_path / "arrays" / "engagement_sequences").mkdir(parents=True)
     toy_seqs().to_npz(tmp_path / "arrays" / "engagement_sequences" / "synthetic.npz")  # loaded, then unused
     resources = tmp_resources(tmp_path)
-    config = {"grid": "reduced", "presets": ["tiny"], "repeats": 1, "calls": 5, "users": 8,
-              "retrieval": False, "trained_quality": False}
+    config = {
+        "grid": "reduced",
+        "presets": ["tiny"],
+        "repeats": 1,
+        "calls": 5,
+        "users": 8,
+        "retrieval": False,
+        "trained_quality": False,
+    }
     result = dg.materialize(
-        [inference.inference_benchmark, models.ranker_checkpoint, data_assets.engagement_sequences,
-         data_assets.engagement_events, data_assets.raw_tables],
-        selection=[inference.inference_benchmark], resources=resources, partition_key="synthetic",
-        run_config={"ops": {"inference_benchmark": {"config": config}}})
+        [
+            inference.inference_benchmark,
+            models.ranker_checkpoint,
+            data_assets.engagement_sequences,
+            data_assets.engagement_events,
+            data_assets.raw_tables,
+        ],
+        selection=[inference.inference_benchmark],
+        resources=resources,
+        partition_key="synthetic",
+        run_config={"ops": {"inference_benchmark": {"config": config}}},
+    )
     assert result.success
     meta = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
     assert (tmp_path / "bench" / "synthetic" / "raw.json").exists()

@@ -26,15 +26,32 @@ from x_reco.data.examples import EngagementSequences
 from x_reco.eval.champion import champion_path, read_champion
 from x_reco.eval.report import replay_validation
 from x_reco.models.checkpoint import restore_checkpoint, save_checkpoint
-from x_reco.models.retrieval import PhoenixRetrieval
+from x_reco.models.retriever import PhoenixRetriever
 
-TINY = json.dumps({
-    "model_overrides": {"emb_size": 16, "key_size": 8, "num_layers": 1, "num_q_heads": 2, "num_kv_heads": 1,
-                        "compute_dtype": "float32"},
-    "batch_size": 32, "warmup_steps": 2, "checkpoint_every": 0,
-})
-MODELS = [data_assets.raw_tables, data_assets.engagement_events, data_assets.engagement_sequences,
-          models.retriever_checkpoint, models.ranker_checkpoint, models.candidate_index, models.model_evaluation]
+TINY = json.dumps(
+    {
+        "model_overrides": {
+            "emb_size": 16,
+            "key_size": 8,
+            "num_layers": 1,
+            "num_q_heads": 2,
+            "num_kv_heads": 1,
+            "compute_dtype": "float32",
+        },
+        "batch_size": 32,
+        "warmup_steps": 2,
+        "checkpoint_every": 0,
+    }
+)
+MODELS = [
+    data_assets.raw_tables,
+    data_assets.engagement_events,
+    data_assets.engagement_sequences,
+    models.retriever_checkpoint,
+    models.ranker_checkpoint,
+    models.candidate_index,
+    models.model_evaluation,
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +59,18 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("models")
     train = {"config": {"num_steps": 12, "overrides_json": TINY}}
     result = dg.materialize(
-        MODELS, resources=tmp_resources(tmp), partition_key="synthetic", raise_on_error=False,
-        run_config={"ops": {"raw_tables": {"config": {"synthetic_preset": "small"}},
-                            "retriever_checkpoint": train, "ranker_checkpoint": train}})
+        MODELS,
+        resources=tmp_resources(tmp),
+        partition_key="synthetic",
+        raise_on_error=False,
+        run_config={
+            "ops": {
+                "raw_tables": {"config": {"synthetic_size": "small"}},
+                "retriever_checkpoint": train,
+                "ranker_checkpoint": train,
+            }
+        },
+    )
     return tmp, result
 
 
@@ -60,8 +86,12 @@ def inputs(run):
     tmp, _ = run
     record = lambda name: json.loads((tmp / "records" / name / "synthetic.json").read_text())  # noqa: E731
     seqs = EngagementSequences.from_npz(str(tmp / "arrays" / "engagement_sequences" / "synthetic.npz"))
-    return {"retriever_checkpoint": record("retriever_checkpoint"), "ranker_checkpoint": record("ranker_checkpoint"),
-            "engagement_sequences": seqs, "raw_manifest": record("raw_manifest")}
+    return {
+        "retriever_checkpoint": record("retriever_checkpoint"),
+        "ranker_checkpoint": record("ranker_checkpoint"),
+        "engagement_sequences": seqs,
+        "raw_manifest": record("raw_manifest"),
+    }
 
 
 def _evaluate(root, partition="synthetic", **inputs):
@@ -75,14 +105,19 @@ def _evaluate(root, partition="synthetic", **inputs):
 def test_models_group_materializes(run):
     tmp, result = run
     checks = {(c.asset_key.path[-1], c.check_name): c for c in result.get_asset_check_evaluations()}
-    for key in [("retriever_checkpoint", "finite_losses"), ("ranker_checkpoint", "finite_losses"),
-                ("model_evaluation", "restore_reproduces_validation")]:
+    for key in [
+        ("retriever_checkpoint", "finite_losses"),
+        ("ranker_checkpoint", "finite_losses"),
+        ("model_evaluation", "restore_reproduces_validation"),
+    ]:
         assert checks[key].passed, key
     beats = checks[("model_evaluation", "beats_popularity")]
     assert beats.passed == (beats.metadata["retriever"].value > beats.metadata["popularity"].value)
     assert beats.severity == dg.AssetCheckSeverity.ERROR and beats.metadata["catalogue"].value == "time window"
-    meta = {e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
-            for e in result.get_asset_materialization_events()}
+    meta = {
+        e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
     # Publish after the audit: the blocking check decides the run and the champion together.
     champion = read_champion(champion_path(tmp, "synthetic"))
     assert result.success == beats.passed == meta["model_evaluation"]["champion_promoted"].value
@@ -106,10 +141,17 @@ def test_missing_manifest_is_an_error_not_a_default(run, tmp_path):
     """With the sequences stored but no raw_manifest, training fails to load its input instead of
     silently training over the whole catalogue (what the side file's missing-means-{} did)."""
     resources = tmp_resources(tmp_path) | {"npz_io_manager": NpzIOManager(base_dir=str(run[0] / "arrays"))}
-    upstream = [dg.AssetSpec("engagement_sequences", partitions_def=DATASETS).with_io_manager_key(NPZ),
-                dg.AssetSpec("raw_manifest", partitions_def=DATASETS)]
-    result = dg.materialize([models.retriever_checkpoint, *upstream], resources=resources,
-                            partition_key="synthetic", raise_on_error=False, selection=[models.retriever_checkpoint])
+    upstream = [
+        dg.AssetSpec("engagement_sequences", partitions_def=DATASETS).with_io_manager_key(NPZ),
+        dg.AssetSpec("raw_manifest", partitions_def=DATASETS),
+    ]
+    result = dg.materialize(
+        [models.retriever_checkpoint, *upstream],
+        resources=resources,
+        partition_key="synthetic",
+        raise_on_error=False,
+        selection=[models.retriever_checkpoint],
+    )
     assert not result.success and not result.get_asset_materialization_events()
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "raw_manifest" in str(failure.event_specific_data.error)
@@ -127,8 +169,13 @@ def test_direct_call_promotes_into_an_empty_root(toy, tmp_path):
 def test_champion_not_promoted_when_worse(toy, tmp_path):
     path = champion_path(tmp_path, PARTITION)
     path.parent.mkdir(parents=True)
-    better = {"metric_name": models.PRIMARY_METRIC, "metric": 1.0, "retriever": "old", "ranker": "old",
-              "promoted_at": 0.0}
+    better = {
+        "metric_name": models.PRIMARY_METRIC,
+        "metric": 1.0,
+        "retriever": "old",
+        "ranker": "old",
+        "promoted_at": 0.0,
+    }
     path.write_text(json.dumps(better))
     output, checks = _evaluate(tmp_path, PARTITION, **toy)
     assert checks["beats_popularity"].passed  # a good model, just not better than the champion
@@ -151,7 +198,7 @@ def test_untrained_retriever_fails_beats_popularity(inputs, tmp_path):
     """A fresh retriever with truthfully logged validation metrics: the replay passes, the model
     loses to popularity, the blocking check fails and the champion stays absent."""
     trained, meta = restore_checkpoint(inputs["retriever_checkpoint"]["path"])
-    fresh = PhoenixRetrieval(trained.config, rngs=nnx.Rngs(params=123))
+    fresh = PhoenixRetriever(trained.config, rngs=nnx.Rngs(params=123))
     window = meta["extra"]["train_config"]["negative_window_s"]
     val = replay_validation(inputs["engagement_sequences"], fresh, retriever_window_s=window)["retriever"]
     logged = {k: (float(v) if np.isfinite(v) else None) for k, v in val.items()}

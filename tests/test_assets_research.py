@@ -12,16 +12,27 @@ from assets import research
 from resources.io_managers import read_frame
 from tests.dagster_resources import tmp_resources
 
-RESEARCH = [research.stakeholder_utilities, research.preference_pairs, research.bt_reward_models,
-            research.goodhart_direction, research.labels_not_loss, research.data_budget, research.audit_toolkit]
+RESEARCH = [
+    research.stakeholder_utilities,
+    research.preference_pairs,
+    research.bt_reward_models,
+    research.goodhart_direction,
+    research.labels_not_loss,
+    research.data_budget,
+    research.audit_toolkit,
+]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("research")
     resources = tmp_resources(tmp)
-    result = dg.materialize([data_assets.raw_tables, *RESEARCH], resources=resources, partition_key="synthetic",
-                            run_config={"ops": {"raw_tables": {"config": {"synthetic_preset": "tiny"}}}})
+    result = dg.materialize(
+        [data_assets.raw_tables, *RESEARCH],
+        resources=resources,
+        partition_key="synthetic",
+        run_config={"ops": {"raw_tables": {"config": {"synthetic_size": "tiny"}}}},
+    )
     return tmp, result
 
 
@@ -29,14 +40,24 @@ def test_research_group_materializes_with_checks(run):
     tmp, result = run
     assert result.success
     checks = {(c.asset_key.path[-1], c.check_name): c.passed for c in result.get_asset_check_evaluations()}
-    for key in [("bt_reward_models", "converged"), ("preference_pairs", "labels_consistent"),
-                ("goodhart_direction", "complete"), ("labels_not_loss", "complete"), ("data_budget", "complete")]:
+    for key in [
+        ("bt_reward_models", "converged"),
+        ("preference_pairs", "labels_consistent"),
+        ("goodhart_direction", "complete"),
+        ("labels_not_loss", "complete"),
+        ("data_budget", "complete"),
+    ]:
         assert checks[key], key
-    meta = {e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
-            for e in result.get_asset_materialization_events()}
+    meta = {
+        e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
     assert meta["bt_reward_models"]["min_heldout_accuracy"].value > 0.5
-    assert any("data:image/png;base64" in str(v.value) for k, v in meta["goodhart_direction"].items()
-               if k.endswith("goodhart_curves_synthetic_user"))
+    assert any(
+        "data:image/png;base64" in str(v.value)
+        for k, v in meta["goodhart_direction"].items()
+        if k.endswith("goodhart_curves_synthetic_user")
+    )
     db = str(tmp / "warehouse.duckdb")
     pairs = read_frame(db, "synthetic", "goodhart_direction__direction_pairs")
     assert set(pairs["protocol"]) == {"preprint", "corrected"}

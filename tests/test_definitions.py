@@ -62,7 +62,8 @@ def test_no_training_or_sequence_asset_depends_on_ground_truth():
     """Only assets in a `diagnostics` group may have the synthetic truth upstream (datasets §9.6)."""
     graph = defs.get_repository_def().asset_graph
     offenders = [
-        k.to_user_string() for k in graph.get_all_asset_keys()
+        k.to_user_string()
+        for k in graph.get_all_asset_keys()
         if TRUTH in _ancestors(graph, k) and graph.get(k).group_name != "diagnostics"
     ]
     assert not offenders, f"assets with ground truth upstream: {offenders}"

@@ -17,8 +17,10 @@ from resources import DuckDBFrameIOManager
 from resources.io_managers import read_frame, schema_for, write_frame
 
 TWO_DATASETS = dg.StaticPartitionsDefinition(["synthetic", "movielens-100k"])
-ITEMS = {"synthetic": pd.DataFrame({"item_id": ["1", "2"], "author_id": ["a", "b"]}),
-         "movielens-100k": pd.DataFrame({"item_id": ["7"], "title": ["Heat"], "genre_00": np.array([1], np.int8)})}
+ITEMS = {
+    "synthetic": pd.DataFrame({"item_id": ["1", "2"], "author_id": ["a", "b"]}),
+    "movielens-100k": pd.DataFrame({"item_id": ["7"], "title": ["Heat"], "genre_00": np.array([1], np.int8)}),
+}
 
 
 def test_duckdb_round_trip_and_schema_evolution(tmp_path):
@@ -49,6 +51,7 @@ def test_two_processes_write_one_duckdb_file(tmp_path):
 
 def test_partitions_with_different_columns_stay_apart(tmp_path):
     """Each dataset partition keeps its own columns, and a downstream asset loads its own partition."""
+
     @dg.asset(partitions_def=TWO_DATASETS)
     def raw_items(context) -> pd.DataFrame:
         return ITEMS[context.partition_key]
@@ -69,8 +72,12 @@ def test_failed_write_keeps_previous_tables(tmp_path):
     """All tables of a dict output are replaced in one transaction: if one cannot be written, none is."""
     db = str(tmp_path / "w.duckdb")
     unwritable = pd.DataFrame({"v": np.array([1j])})  # DuckDB has no complex type
-    tables = iter([{"a": pd.DataFrame({"v": [1, 2]}), "b": pd.DataFrame({"v": [3]})},
-                   {"a": pd.DataFrame({"v": [9]}), "b": unwritable}])
+    tables = iter(
+        [
+            {"a": pd.DataFrame({"v": [1, 2]}), "b": pd.DataFrame({"v": [3]})},
+            {"a": pd.DataFrame({"v": [9]}), "b": unwritable},
+        ]
+    )
 
     @dg.asset
     def analysis() -> dict:
@@ -168,8 +175,9 @@ def test_npz_io_manager_saves_and_loads_typed_sequences(tmp_path):
     want = seqs.to_arrays()
     assert all(v.tobytes() == want[k].tobytes() for k, v in loaded[0].to_arrays().items())
     np.savez(path, **{k: v for k, v in want.items() if k != "hist_ts"})
-    result = dg.materialize([engagement_sequences, consumer], selection=[consumer], resources=resources,
-                            raise_on_error=False)
+    result = dg.materialize(
+        [engagement_sequences, consumer], selection=[consumer], resources=resources, raise_on_error=False
+    )
     assert not result.success
     assert "missing field(s) ['hist_ts']" in str(result.failure_data_for_node("consumer").error)
 

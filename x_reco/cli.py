@@ -19,14 +19,15 @@ def _cmd_fetch(args) -> int:
     return 0
 
 
-def build_partition_sequences(partition: str, source: str | None, history_len: int = 32,
-                              candidate_len: int = 16, synthetic_preset: str = "small"):
+def build_partition_sequences(
+    partition: str, source: str | None, history_len: int = 32, candidate_len: int = 16, synthetic_size: str = "small"
+):
     """load -> events -> sequences for one partition, outside Dagster (notebooks, GPU machines)."""
     from x_reco.data.events import build_events
     from x_reco.data.registry import dataset_spec, load_raw
     from x_reco.data.sequences import SequenceConfig, build_sequences
 
-    synthetic = {"preset": synthetic_preset} if dataset_spec(partition).generated else None
+    synthetic = {"size": synthetic_size} if dataset_spec(partition).generated else None
     raw = load_raw(partition, source, synthetic_config=synthetic)
     events = build_events(raw)
     cfg = SequenceConfig(history_len=history_len, candidate_len=candidate_len)
@@ -37,8 +38,9 @@ def _cmd_sequences(args) -> int:
     from x_reco.data.summary import sequences_summary
 
     t0 = time.perf_counter()
-    seqs = build_partition_sequences(args.dataset, args.source, args.history_len, args.candidate_len,
-                                     args.synthetic_preset)
+    seqs = build_partition_sequences(
+        args.dataset, args.source, args.history_len, args.candidate_len, args.synthetic_size
+    )
     out = Path(args.out)
     seqs.to_npz(out)
     stats = sequences_summary(seqs) | {"seconds": round(time.perf_counter() - t0, 2), "path": str(out)}
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", default=None, help="archive or directory (default: the partition's default)")
     p.add_argument("--history-len", type=int, default=32)
     p.add_argument("--candidate-len", type=int, default=16)
-    p.add_argument("--synthetic-preset", default="small")
+    p.add_argument("--synthetic-size", default="small")
     p.add_argument("--out", default="sequences.npz")
     p.set_defaults(func=_cmd_sequences)
 

@@ -45,15 +45,42 @@ def test_source_is_deterministic_and_cached(tmp_path):
 @pytest.fixture(scope="module")
 def timing_records(tmp_path_factory):
     grid = {v: [(2, 11, 5)] for v in ("split", "cached", "w8+t8")}
-    job = TimingJob("tiny", grid, calls=4, warmup=3, users=6, pipelined=3, table_rows=97,
-                    source_cache=str(tmp_path_factory.mktemp("src")), s_buckets=(16,))  # fmt: skip
+    job = TimingJob(
+        "tiny",
+        grid,
+        calls=4,
+        warmup=3,
+        users=6,
+        pipelined=3,
+        table_rows=97,
+        source_cache=str(tmp_path_factory.mktemp("src")),
+        s_buckets=(16,),
+    )
     return run_timing(job)
 
 
 def test_worker_records_carry_the_protocol_fields(timing_records):
-    need = {"bucket", "padding_waste", "compile_s", "first_call_ms", "times_ms", "pipelined_ms", "p50", "p90", "p99",
-            "mean", "std", "candidates_per_s", "host_ms", "memory_analysis", "param_bytes", "kv_bytes_per_user",
-            "cache", "source_param_digest", "w8_excluded"}  # fmt: skip
+    need = {
+        "bucket",
+        "padding_waste",
+        "compile_s",
+        "first_call_ms",
+        "times_ms",
+        "pipelined_ms",
+        "p50",
+        "p90",
+        "p99",
+        "mean",
+        "std",
+        "candidates_per_s",
+        "host_ms",
+        "memory_analysis",
+        "param_bytes",
+        "kv_bytes_per_user",
+        "cache",
+        "source_param_digest",
+        "w8_excluded",
+    }
     for r in timing_records:
         assert need <= set(r) and len(r["times_ms"]) == 4
     assert len({r["source_param_digest"] for r in timing_records}) == 1
@@ -70,8 +97,12 @@ def test_report_flags_repeats_and_writes_files(timing_records, tmp_path):
     flags = {tuple(f["config"][:2]): f["flagged"] for f in report.repeat_flags(records)}
     assert flags[("tiny", "split")] and not flags[("tiny", "w8+t8")]
     meta = {"device_label": "test", "device_kind": "cpu", "utc": "now", "backend": "cpu", "git": {}}
-    raw = {"metadata": meta, "records": records, "repeat_flags": report.repeat_flags(records),
-           "caching_accounting": report.caching_accounting(records)}  # fmt: skip
+    raw = {
+        "metadata": meta,
+        "records": records,
+        "repeat_flags": report.repeat_flags(records),
+        "caching_accounting": report.caching_accounting(records),
+    }
     table = report.table_md(raw)
     assert "| tiny | split | 2 | 11 | 5 |" in table and "⚠" in table
     assert raw["caching_accounting"][0]["a_split_ms"] is not None
@@ -88,8 +119,20 @@ def test_grids_cover_the_issue_rows():
 
 
 def test_cli_options_plan_typed_jobs():
-    config, out = harness.parse(["--out", "x", "--no-timing", "--presets", "oss-mini", "large",
-                                 "--memory-presets", "large", "--table-rows", "large=1000"])  # fmt: skip
+    config, out = harness.parse(
+        [
+            "--out",
+            "x",
+            "--no-timing",
+            "--presets",
+            "oss-mini",
+            "large",
+            "--memory-presets",
+            "large",
+            "--table-rows",
+            "large=1000",
+        ]
+    )
     jobs = harness.make_jobs(config, "gpu")
     kinds = [j.kind for j in jobs]
     assert str(out) == "x" and "timing" not in kinds and kinds.count("memory") == 4 and kinds.count("retrieval") == 2
@@ -123,9 +166,28 @@ def test_each_job_runs_in_a_fresh_worker_and_failures_stay_with_their_job():
 
 @pytest.mark.slow
 def test_cli_end_to_end(tmp_path):
-    cmd = [sys.executable, "-m", "x_reco.bench", "--out", str(tmp_path), "--presets", "tiny", "--calls", "3",
-           "--users", "4", "--quality-users", "8", "--quality-candidates", "16", "--no-retrieval", "--repeats", "2",
-           "--source-cache", str(tmp_path / "src")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "x_reco.bench",
+        "--out",
+        str(tmp_path),
+        "--presets",
+        "tiny",
+        "--calls",
+        "3",
+        "--users",
+        "4",
+        "--quality-users",
+        "8",
+        "--quality-candidates",
+        "16",
+        "--no-retrieval",
+        "--repeats",
+        "2",
+        "--source-cache",
+        str(tmp_path / "src"),
+    ]
     subprocess.run(cmd, check=True)
     raw = json.loads((tmp_path / "raw.json").read_text())
     assert raw["schema_version"] == 1 and raw["metadata"]["versions"]["jax"]
@@ -157,8 +219,14 @@ def test_quality_on_a_trained_checkpoint_rehashes_trains_and_gates(tmp_path):
     """The checkpoint quality path: re-hash sequences to fewer rows, train, score every variant vs ref-f32."""
     toy_seqs().to_npz(tmp_path / "toy.npz")
     checkpoint = train_quality_checkpoint(tmp_path / "toy.npz", tmp_path / "q", preset="tiny", vocab_size=101, steps=4)
-    job = QualityJob.trained(checkpoint, tmp_path / "q" / "sequences.npz", users=6, candidates=9, users_per_call=3,
-                             variants=("split", "w8+t8"))  # fmt: skip
+    job = QualityJob.trained(
+        checkpoint,
+        tmp_path / "q" / "sequences.npz",
+        users=6,
+        candidates=9,
+        users_per_call=3,
+        variants=("split", "w8+t8"),
+    )
     records = run_quality(job)
     assert [r["variant"] for r in records] == ["split", "w8+t8"] and all(r["trained"] for r in records)
     assert len({r["source_param_digest"] for r in records}) == 1 and records[0]["param_version"]

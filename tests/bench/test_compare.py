@@ -22,8 +22,27 @@ def test_the_json_job_of_older_workers_is_a_timing_job():
 
 @pytest.mark.slow
 def test_compare_runs_both_sides(tmp_path):
-    raw = compare.main(["--before", str(ROOT), "--before-worker", "x_reco.bench.timing", "--out", str(tmp_path),
-                        "--preset", "tiny", "--shape", "1", "11", "5", "--rounds", "1", "--calls", "3",
-                        "--users", "4"])  # fmt: skip
+    raw = compare.main(
+        [
+            "--before",
+            str(ROOT),
+            "--before-worker",
+            "x_reco.bench.timing",
+            "--out",
+            str(tmp_path),
+            "--preset",
+            "tiny",
+            "--shape",
+            "1",
+            "11",
+            "5",
+            "--rounds",
+            "1",
+            "--calls",
+            "3",
+            "--users",
+            "4",
+        ]
+    )
     assert set(raw["rows"]["before"]) == set(raw["rows"]["after"]) == set(compare.VARIANTS)
     assert "| split |" in (tmp_path / "compare.md").read_text()

@@ -23,7 +23,9 @@ def test_guard_rejects_constant_outputs_like_the_upstream_zero_init_model():
     constant = np.zeros((3, 8))  # what the upstream zero init gives (phoenix spec §12 row 21 pins it)
     assert not non_vacuity(constant)["passed"]
     with pytest.raises(VacuousReference):
-        quality_block(np.zeros((3, 8, 19)), np.zeros((3, 8, 19)), np.zeros((3, 8)), np.zeros((3, 8)), ACTIONS, trained=False)
+        quality_block(
+            np.zeros((3, 8, 19)), np.zeros((3, 8, 19)), np.zeros((3, 8)), np.zeros((3, 8)), ACTIONS, trained=False
+        )
     b = random_batch(tiny(), 4, candidate_lengths=np.full(4, 5), seed=0)
     assert non_vacuity(model_logits(b)[:, :, 0])["passed"]  # the default init is not vacuous
 

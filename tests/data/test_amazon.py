@@ -27,41 +27,80 @@ RATINGS = [  # user, item, rating, timestamp (ms)
     ("AE3", "B004", "4.0", "1400000000000"),
 ]
 META = [
-    {"main_category": "Kindle Store", "title": "Book One", "average_rating": 4.5,
-     "rating_number": 1200, "features": [], "description": [], "price": 9.99, "images": [],
-     "videos": [], "store": "Jane Doe (Author)",
-     "categories": ["Kindle Store", "Kindle eBooks", "Romance"],
-     "details": {"Publisher": "X", "Print length": "320 pages"}, "parent_asin": "B001",
-     "bought_together": None},
-    {"main_category": "Kindle Store", "title": "Book Two", "average_rating": 3.1,
-     "rating_number": 12, "price": "from 0.99", "store": None, "categories": [],
-     "details": {"Print length": "1,024 pages"}, "parent_asin": "B002"},
-    {"main_category": None, "title": "Unrelated", "price": None, "parent_asin": "B999",
-     "details": {}},
-    {"main_category": "Kindle Store", "title": "Book Three", "average_rating": 2.0,
-     "rating_number": 3, "price": None, "store": "S", "categories": ["Kindle Store"],
-     "details": {}, "parent_asin": "B003"},
+    {
+        "main_category": "Kindle Store",
+        "title": "Book One",
+        "average_rating": 4.5,
+        "rating_number": 1200,
+        "features": [],
+        "description": [],
+        "price": 9.99,
+        "images": [],
+        "videos": [],
+        "store": "Jane Doe (Author)",
+        "categories": ["Kindle Store", "Kindle eBooks", "Romance"],
+        "details": {"Publisher": "X", "Print length": "320 pages"},
+        "parent_asin": "B001",
+        "bought_together": None,
+    },
+    {
+        "main_category": "Kindle Store",
+        "title": "Book Two",
+        "average_rating": 3.1,
+        "rating_number": 12,
+        "price": "from 0.99",
+        "store": None,
+        "categories": [],
+        "details": {"Print length": "1,024 pages"},
+        "parent_asin": "B002",
+    },
+    {"main_category": None, "title": "Unrelated", "price": None, "parent_asin": "B999", "details": {}},
+    {
+        "main_category": "Kindle Store",
+        "title": "Book Three",
+        "average_rating": 2.0,
+        "rating_number": 3,
+        "price": None,
+        "store": "S",
+        "categories": ["Kindle Store"],
+        "details": {},
+        "parent_asin": "B003",
+    },
 ]
 REVIEWS = [
-    {"rating": 5.0, "title": "Great", "text": "Loved it", "images": [], "asin": "B001X",
-     "parent_asin": "B001", "user_id": "AE1", "timestamp": 1588615855070, "helpful_vote": 0,
-     "verified_purchase": True},
-    {"rating": 4.0, "title": "", "text": "  ", "asin": "B002", "parent_asin": "B002",
-     "user_id": "AE1", "timestamp": 1588615855070},
+    {
+        "rating": 5.0,
+        "title": "Great",
+        "text": "Loved it",
+        "images": [],
+        "asin": "B001X",
+        "parent_asin": "B001",
+        "user_id": "AE1",
+        "timestamp": 1588615855070,
+        "helpful_vote": 0,
+        "verified_purchase": True,
+    },
+    {
+        "rating": 4.0,
+        "title": "",
+        "text": "  ",
+        "asin": "B002",
+        "parent_asin": "B002",
+        "user_id": "AE1",
+        "timestamp": 1588615855070,
+    },
 ]
 
 
 def _csv(rows) -> bytes:
-    return ("user_id,parent_asin,rating,timestamp\n" + "".join(",".join(r) + "\n" for r in rows)
-            ).encode()
+    return ("user_id,parent_asin,rating,timestamp\n" + "".join(",".join(r) + "\n" for r in rows)).encode()
 
 
 def _jsonl_gz(records) -> bytes:
     return gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode())
 
 
-def write_kindle(folder: Path, rows=RATINGS, *, gz: bool = False, meta=True,
-                 reviews=True) -> Path:
+def write_kindle(folder: Path, rows=RATINGS, *, gz: bool = False, meta=True, reviews=True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     data = _csv(rows)
     if gz:
@@ -77,8 +116,7 @@ def write_kindle(folder: Path, rows=RATINGS, *, gz: bool = False, meta=True,
 
 @pytest.fixture(scope="module")
 def kindle(tmp_path_factory):
-    return read_amazon_kindle(write_kindle(tmp_path_factory.mktemp("kindle")), top_items=3,
-                              min_user_reviews=2)
+    return read_amazon_kindle(write_kindle(tmp_path_factory.mktemp("kindle")), top_items=3, min_user_reviews=2)
 
 
 def test_subset_rule():
@@ -103,8 +141,17 @@ def test_interactions(kindle):
 def test_items_from_meta(kindle):
     items = kindle.items.set_index("item_id")
     assert kindle.items.columns.tolist() == [
-        "item_id", "title", "main_category", "categories", "price", "average_rating",
-        "rating_number", "store", "print_length_pages", "details"]
+        "item_id",
+        "title",
+        "main_category",
+        "categories",
+        "price",
+        "average_rating",
+        "rating_number",
+        "store",
+        "print_length_pages",
+        "details",
+    ]
     assert items.index.tolist() == ["B001", "B002", "B003"]
     assert items.loc["B001", "price"] == 9.99 and np.isnan(items.loc["B002", "price"])
     assert json.loads(items.loc["B001", "categories"])[-1] == "Romance"
@@ -119,15 +166,14 @@ def test_manifest(kindle):
     manifest = kindle.manifest
     assert manifest["five_core"]["rows"] == 7 and manifest["five_core"]["timestamp_unit"] == "ms"
     assert manifest["subset"]["interactions"] == 5 and manifest["subset"]["items"] == 3
-    assert manifest["ties"] == {"ratings_in_ties": 2, "tie_groups": 1,
-                                "users_latest_ts_shared": 0}
-    assert set(manifest["files"]) == {"Kindle_Store.csv", "meta_Kindle_Store.jsonl.gz",
-                                      "Kindle_Store.jsonl.gz"}
+    assert manifest["ties"] == {"ratings_in_ties": 2, "tie_groups": 1, "users_latest_ts_shared": 0}
+    assert set(manifest["files"]) == {"Kindle_Store.csv", "meta_Kindle_Store.jsonl.gz", "Kindle_Store.jsonl.gz"}
 
 
 def test_gzip_csv_without_side_files(tmp_path, kindle):
-    tables = read_amazon_kindle(write_kindle(tmp_path, gz=True, meta=False, reviews=False),
-                                top_items=3, min_user_reviews=2)
+    tables = read_amazon_kindle(
+        write_kindle(tmp_path, gz=True, meta=False, reviews=False), top_items=3, min_user_reviews=2
+    )
     cols = ["user_id", "item_id", "ts", "rating", "src_row"]
     pd.testing.assert_frame_equal(tables.interactions[cols], kindle.interactions[cols])
     assert tables.items["title"].isna().all() and tables.manifest["meta"]["items_without_meta"] == 3
@@ -163,8 +209,10 @@ def test_truncated_meta_gzip(tmp_path):
         read_amazon_kindle(folder, top_items=3, min_user_reviews=2)
 
 
-@pytest.mark.skipif(not os.environ.get("XRECO_SOURCE_AMAZON_KINDLE"),
-                    reason="set XRECO_SOURCE_AMAZON_KINDLE to the folder with Kindle_Store.csv(.gz)")
+@pytest.mark.skipif(
+    not os.environ.get("XRECO_SOURCE_AMAZON_KINDLE"),
+    reason="set XRECO_SOURCE_AMAZON_KINDLE to the folder with Kindle_Store.csv(.gz)",
+)
 def test_real_kindle():
     tables = read_amazon_kindle(os.environ["XRECO_SOURCE_AMAZON_KINDLE"])
     inter = tables.interactions

@@ -46,7 +46,9 @@ def test_digests_are_streamed_and_correct(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     assert file_digests(path, ("sha256", "md5")) == {
-        "sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "md5": hashlib.md5(data).hexdigest(),
+    }
     assert verify_checksum(path, hashlib.md5(data).hexdigest().upper(), "md5")
 
 
@@ -59,11 +61,18 @@ def test_checksum_mismatch_message(tmp_path):
     assert err.value.actual == hashlib.sha256(b"x").hexdigest()
 
 
-@pytest.mark.parametrize("entry, reason", [
-    ("../evil", "'..'"), ("a/../../evil", "'..'"), ("/etc/evil", "absolute"),
-    ("\\evil", "absolute"), ("C:/evil", "drive letter"), ("c:evil", "drive letter"),
-    ("a\\..\\evil", "'..'"),
-])
+@pytest.mark.parametrize(
+    "entry, reason",
+    [
+        ("../evil", "'..'"),
+        ("a/../../evil", "'..'"),
+        ("/etc/evil", "absolute"),
+        ("\\evil", "absolute"),
+        ("C:/evil", "drive letter"),
+        ("c:evil", "drive letter"),
+        ("a\\..\\evil", "'..'"),
+    ],
+)
 def test_unsafe_names(tmp_path, entry, reason):
     with pytest.raises(UnsafeArchiveEntryError, match=reason) as err:
         infos = [zipfile.ZipInfo("ok.txt"), zipfile.ZipInfo(entry)]
@@ -144,17 +153,18 @@ def test_decode_names_the_line():
 
 
 def test_literal_multi_char_separator():
-    frame = parse_delimited(b"1::a:b::x|y\n2::c::z\n", label="m.dat", sep="::",
-                            names=("id", "title", "genres"), encoding="latin-1")
+    frame = parse_delimited(
+        b"1::a:b::x|y\n2::c::z\n", label="m.dat", sep="::", names=("id", "title", "genres"), encoding="latin-1"
+    )
     assert frame.values.tolist() == [["1", "a:b", "x|y"], ["2", "c", "z"]]
     with pytest.raises(SchemaError, match=r"m\.dat, line 2, field 'genres'"):
-        parse_delimited(b"1::a::x\n2::c\n", label="m.dat", sep="::",
-                        names=("id", "title", "genres"), encoding="latin-1")
+        parse_delimited(
+            b"1::a::x\n2::c\n", label="m.dat", sep="::", names=("id", "title", "genres"), encoding="latin-1"
+        )
 
 
 def test_quotes_and_carriage_returns_are_data():
-    frame = parse_delimited(b'1\t"open\n2\tx\ry\n', label="f", sep="\t", names=("a", "b"),
-                            encoding="utf-8")
+    frame = parse_delimited(b'1\t"open\n2\tx\ry\n', label="f", sep="\t", names=("a", "b"), encoding="utf-8")
     assert frame["b"].tolist() == ['"open', "x\ry"]
 
 

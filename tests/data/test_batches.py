@@ -15,8 +15,16 @@ from x_reco.data.examples import Split
 from x_reco.eval.heldout import ineligible_mask
 from x_reco.models.losses import eligible_in_window
 
-FIELDS = ("user_hashes", "history_post_hashes", "history_author_hashes", "history_actions",
-          "history_product_surface", "candidate_post_hashes", "candidate_author_hashes", "candidate_product_surface")
+FIELDS = (
+    "user_hashes",
+    "history_post_hashes",
+    "history_author_hashes",
+    "history_actions",
+    "history_product_surface",
+    "candidate_post_hashes",
+    "candidate_author_hashes",
+    "candidate_product_surface",
+)
 
 
 def _reference_batch(a: dict, rows, batch_size=None) -> dict:
@@ -28,14 +36,17 @@ def _reference_batch(a: dict, rows, batch_size=None) -> dict:
         return np.concatenate([arr, np.zeros((pad,) + arr.shape[1:], dtype)]) if pad else arr
 
     return {
-        "user_hashes": take("user_hashes", np.int32), "history_post_hashes": take("hist_post_hashes", np.int32),
+        "user_hashes": take("user_hashes", np.int32),
+        "history_post_hashes": take("hist_post_hashes", np.int32),
         "history_author_hashes": take("hist_author_hashes", np.int32),
-        "history_actions": take("hist_actions", np.float32), "history_product_surface": take("hist_surface", np.int32),
+        "history_actions": take("hist_actions", np.float32),
+        "history_product_surface": take("hist_surface", np.int32),
         "candidate_post_hashes": take("cand_post_hashes", np.int32),
         "candidate_author_hashes": take("cand_author_hashes", np.int32),
-        "candidate_product_surface": np.broadcast_to(take("surface", np.int32)[:, None],
-                                                     (len(rows) + pad, a["cand_post_hashes"].shape[1])).copy(),
-    }  # fmt: skip
+        "candidate_product_surface": np.broadcast_to(
+            take("surface", np.int32)[:, None], (len(rows) + pad, a["cand_post_hashes"].shape[1])
+        ).copy(),
+    }
 
 
 def _reference_catalogue_batch(a: dict, rows, top_bk, batch_size) -> dict:

@@ -14,12 +14,39 @@ from x_reco.data.examples import EngagementSequences, SequencesFormatError, Spli
 from x_reco.data.sequences import SequenceConfig, build_sequences
 
 SPEC_KEYS = {
-    "example_id", "split", "user_idx", "request_ts", "surface", "hist_len", "hist_item_idx", "hist_author_idx",
-    "hist_ts", "hist_surface", "hist_actions", "cand_item_idx", "cand_actions", "cand_dwell_seconds",
-    "cand_exposed", "cand_sampled", "user_hashes", "hist_post_hashes", "hist_author_hashes", "cand_post_hashes",
-    "cand_author_hashes", "user_ids", "item_ids", "author_ids", "item_author_idx", "item_created_ts",
-    "item_post_hashes", "item_author_hashes", "observed_mask", "partition", "config_json", "hash_spec_json",
-}  # fmt: skip
+    "example_id",
+    "split",
+    "user_idx",
+    "request_ts",
+    "surface",
+    "hist_len",
+    "hist_item_idx",
+    "hist_author_idx",
+    "hist_ts",
+    "hist_surface",
+    "hist_actions",
+    "cand_item_idx",
+    "cand_actions",
+    "cand_dwell_seconds",
+    "cand_exposed",
+    "cand_sampled",
+    "user_hashes",
+    "hist_post_hashes",
+    "hist_author_hashes",
+    "cand_post_hashes",
+    "cand_author_hashes",
+    "user_ids",
+    "item_ids",
+    "author_ids",
+    "item_author_idx",
+    "item_created_ts",
+    "item_post_hashes",
+    "item_author_hashes",
+    "observed_mask",
+    "partition",
+    "config_json",
+    "hash_spec_json",
+}
 
 
 def _assert_equal(a: EngagementSequences, b: EngagementSequences):
@@ -53,14 +80,17 @@ def test_npz_round_trip_is_equal_and_keeps_the_spec_keys(tmp_path):
     _assert_equal(EngagementSequences.from_npz(path), seqs)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda a: a.pop("cand_sampled"), r"missing field\(s\) \['cand_sampled'\]"),
-    (lambda a: a.update(hist_ts=a["hist_ts"][:, :3]), r"field 'hist_ts' has shape \(672, 3\): axis S is 3, but 7"),
-    (lambda a: a.update(cand_actions=a["cand_actions"][..., :18]), r"'cand_actions'.*axis A is 18, but 19"),
-    (lambda a: a.update(user_idx=a["user_idx"][:, None]), r"field 'user_idx' has shape \(672, 1\).*expected \[E\]"),
-    (lambda a: a.update(item_ids=np.arange(64)), r"field 'item_ids'.*of kind 'U'"),
-    (lambda a: a.update(config_json=np.asarray('{"history_len": 7, "colour": 1}')), r"unknown SequenceConfig keys"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a.pop("cand_sampled"), r"missing field\(s\) \['cand_sampled'\]"),
+        (lambda a: a.update(hist_ts=a["hist_ts"][:, :3]), r"field 'hist_ts' has shape \(672, 3\): axis S is 3, but 7"),
+        (lambda a: a.update(cand_actions=a["cand_actions"][..., :18]), r"'cand_actions'.*axis A is 18, but 19"),
+        (lambda a: a.update(user_idx=a["user_idx"][:, None]), r"field 'user_idx' has shape \(672, 1\).*expected \[E\]"),
+        (lambda a: a.update(item_ids=np.arange(64)), r"field 'item_ids'.*of kind 'U'"),
+        (lambda a: a.update(config_json=np.asarray('{"history_len": 7, "colour": 1}')), r"unknown SequenceConfig keys"),
+    ],
+)
 def test_bad_file_names_the_file_and_field(tmp_path, change, message):
     arrays = {k: v.copy() for k, v in toy_seqs().to_arrays().items()}
     change(arrays)
@@ -86,8 +116,9 @@ def test_rehash_equals_a_fresh_build_with_the_new_spec():
     spec = dataclasses.replace(seqs.hash_spec, vocab_sizes=(97,) * 3)
     rehashed = seqs.rehash(spec)
     raw = toy_raw()
-    fresh = build_sequences(build_events(raw), raw.items, PARTITION,
-                            SequenceConfig(history_len=7, candidate_len=5, vocab_size=97))
+    fresh = build_sequences(
+        build_events(raw), raw.items, PARTITION, SequenceConfig(history_len=7, candidate_len=5, vocab_size=97)
+    )
     _assert_equal(rehashed, fresh)
     assert rehashed.hash_spec == spec and rehashed.config.vocab_size == 97
     assert rehashed.catalogue.post_hashes.max() < 97 < seqs.catalogue.post_hashes.max()

@@ -48,10 +48,18 @@ def _utc(*args) -> int:
 
 def mind_files(**overrides: bytes) -> dict[str, dict[str, bytes]]:
     files = {
-        "train": {"behaviors.tsv": BEHAVIORS_TRAIN.encode(), "news.tsv": NEWS_TRAIN.encode(),
-                  "entity_embedding.vec": b"Q80976\t0.1\t0.2\n", "relation_embedding.vec": b""},
-        "dev": {"behaviors.tsv": BEHAVIORS_DEV.encode(), "news.tsv": NEWS_DEV.encode(),
-                "entity_embedding.vec": b"", "relation_embedding.vec": b""},
+        "train": {
+            "behaviors.tsv": BEHAVIORS_TRAIN.encode(),
+            "news.tsv": NEWS_TRAIN.encode(),
+            "entity_embedding.vec": b"Q80976\t0.1\t0.2\n",
+            "relation_embedding.vec": b"",
+        },
+        "dev": {
+            "behaviors.tsv": BEHAVIORS_DEV.encode(),
+            "news.tsv": NEWS_DEV.encode(),
+            "entity_embedding.vec": b"",
+            "relation_embedding.vec": b"",
+        },
     }
     for key, data in overrides.items():
         split, name = key.split("__")
@@ -97,15 +105,18 @@ def test_one_interaction_per_impression_token(mind):
 
 def test_times_are_naive_utc(mind):
     ts = mind.extra["behaviors"]["ts"].tolist()
-    assert ts == [_utc(2019, 11, 11, 9, 5, 58), _utc(2019, 11, 12, 18, 11, 30),
-                  _utc(2019, 11, 13, 0, 0, 1), _utc(2019, 11, 15, 8, 55, 22)]
+    assert ts == [
+        _utc(2019, 11, 11, 9, 5, 58),
+        _utc(2019, 11, 12, 18, 11, 30),
+        _utc(2019, 11, 13, 0, 0, 1),
+        _utc(2019, 11, 15, 8, 55, 22),
+    ]
     assert mind.interactions["ts"].dtype == np.int64
 
 
 def test_behaviors_table(mind):
     behaviors = mind.extra["behaviors"]
-    assert behaviors.columns.tolist() == ["impression_id", "user_id", "ts", "history", "file",
-                                          "src_row"]
+    assert behaviors.columns.tolist() == ["impression_id", "user_id", "ts", "history", "file", "src_row"]
     assert behaviors["history"].tolist() == ["N55528 N19639", "", "N19639", "N55528"]
     assert behaviors["file"].tolist() == ["train", "train", "train", "dev"]
     assert behaviors["src_row"].tolist() == [0, 1, 2, 0]
@@ -113,8 +124,15 @@ def test_behaviors_table(mind):
 
 def test_news_union_keeps_quotes_and_dedups(mind):
     items = mind.items
-    assert items.columns.tolist() == ["item_id", "category", "subcategory", "title", "abstract",
-                                      "title_entities", "abstract_entities"]
+    assert items.columns.tolist() == [
+        "item_id",
+        "category",
+        "subcategory",
+        "title",
+        "abstract",
+        "title_entities",
+        "abstract_entities",
+    ]
     assert items["item_id"].tolist() == ["N55528", "N19639", "N61837", "N11111"]
     titles = items.set_index("item_id")["title"]
     assert titles["N19639"] == '"Biggest Loser" star\'s 5 rules'
@@ -125,8 +143,14 @@ def test_news_union_keeps_quotes_and_dedups(mind):
 def test_users_and_manifest(mind):
     assert mind.users["user_id"].tolist() == ["U13740", "U55555", "U91836"]
     counts = mind.manifest["counts"]
-    assert counts == {"news": 4, "users": 3, "impressions": 4, "impression_tokens": 8,
-                      "items_with_5_train_tokens": 0, "tokens_unknown_item": 0}
+    assert counts == {
+        "news": 4,
+        "users": 3,
+        "impressions": 4,
+        "impression_tokens": 8,
+        "items_with_5_train_tokens": 0,
+        "tokens_unknown_item": 0,
+    }
     train = mind.manifest["splits"]["train"]
     assert train["impressions"] == 3 and train["impression_tokens"] == 6 and train["clicks"] == 2
     assert len(train["archive"]["sha256"]) == 64 and train["md5_matches_third_party"] is False
@@ -167,8 +191,10 @@ def test_missing_dev_archive(tmp_path):
         read_mind_small(write_mind(tmp_path, files))
 
 
-@pytest.mark.skipif(not os.environ.get("XRECO_SOURCE_MIND_SMALL"),
-                    reason="set XRECO_SOURCE_MIND_SMALL to the folder with MINDsmall_{train,dev}.zip")
+@pytest.mark.skipif(
+    not os.environ.get("XRECO_SOURCE_MIND_SMALL"),
+    reason="set XRECO_SOURCE_MIND_SMALL to the folder with MINDsmall_{train,dev}.zip",
+)
 def test_real_mind_small():
     tables = read_mind_small(os.environ["XRECO_SOURCE_MIND_SMALL"])
     splits = tables.manifest["splits"]

@@ -25,10 +25,25 @@ from x_reco.data.registry import load_raw
 from x_reco.data.tables import INTERACTION_COLUMNS
 
 GENRE_TOTALS = {
-    "Drama": 725, "Comedy": 505, "Action": 251, "Thriller": 251, "Romance": 247, "Adventure": 135,
-    "Children's": 122, "Crime": 109, "Sci-Fi": 101, "Horror": 92, "War": 71, "Mystery": 61,
-    "Musical": 56, "Documentary": 50, "Animation": 42, "Western": 27, "Film-Noir": 24,
-    "Fantasy": 22, "unknown": 2,
+    "Drama": 725,
+    "Comedy": 505,
+    "Action": 251,
+    "Thriller": 251,
+    "Romance": 247,
+    "Adventure": 135,
+    "Children's": 122,
+    "Crime": 109,
+    "Sci-Fi": 101,
+    "Horror": 92,
+    "War": 71,
+    "Mystery": 61,
+    "Musical": 56,
+    "Documentary": 50,
+    "Animation": 42,
+    "Western": 27,
+    "Film-Noir": 24,
+    "Fantasy": 22,
+    "unknown": 2,
 }
 RECBOLE_SHA256 = {
     "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
@@ -138,7 +153,10 @@ def test_recbole_copy_genre_totals(recbole_tables):
 
 def test_recbole_copy_tie_statistics(recbole_tables):
     assert recbole_tables.manifest["ties"] == {
-        "ratings_in_ties": 75_772, "tie_groups": 25_211, "users_latest_ts_shared": 415}
+        "ratings_in_ties": 75_772,
+        "tie_groups": 25_211,
+        "users_latest_ts_shared": 415,
+    }
 
 
 def test_recbole_manifest_pins_source_files(recbole_tables):
@@ -159,8 +177,7 @@ def test_canonical_schema(recbole_tables):
     items = recbole_tables.items
     assert list(items.columns) == ["item_id", "title", "year", *GENRE_COLUMNS]
     assert (items[list(GENRE_COLUMNS)].dtypes == np.int8).all()
-    assert list(recbole_tables.users.columns) == ["user_id", "age", "gender", "occupation",
-                                                  "zip_code"]
+    assert list(recbole_tables.users.columns) == ["user_id", "age", "gender", "occupation", "zip_code"]
 
 
 def test_recbole_quirks_are_kept(recbole_tables):
@@ -183,12 +200,17 @@ def test_ua_split_follows_allbut(recbole_tables):
 
 
 def test_allbut_split_on_a_tiny_frame():
-    inter = pd.DataFrame({"user_id": ["2", "1", "2", "1", "2"],
-                          "item_id": ["5", "3", "4", "9", "1"],
-                          "rating": 3.0, "ts": [5, 4, 3, 2, 1], "src_row": range(5)})
+    inter = pd.DataFrame(
+        {
+            "user_id": ["2", "1", "2", "1", "2"],
+            "item_id": ["5", "3", "4", "9", "1"],
+            "rating": 3.0,
+            "ts": [5, 4, 3, 2, 1],
+            "src_row": range(5),
+        }
+    )
     base, test = allbut_split(inter, start=1, stop=2)
-    assert list(zip(test["user_id"], test["item_id"])) == [("1", "3"), ("1", "9"), ("2", "4"),
-                                                           ("2", "5")]
+    assert list(zip(test["user_id"], test["item_id"])) == [("1", "3"), ("1", "9"), ("2", "4"), ("2", "5")]
     assert list(base["item_id"]) == ["1"]
 
 
@@ -236,8 +258,10 @@ def test_load_raw_defaults_to_the_recbole_copy():
     assert tables.partition == "movielens-100k" and len(tables.interactions) == 100_000
 
 
-@pytest.mark.skipif(not os.environ.get("XRECO_SOURCE_MOVIELENS_100K"),
-                    reason="set XRECO_SOURCE_MOVIELENS_100K to the GroupLens ml-100k.zip to run")
+@pytest.mark.skipif(
+    not os.environ.get("XRECO_SOURCE_MOVIELENS_100K"),
+    reason="set XRECO_SOURCE_MOVIELENS_100K to the GroupLens ml-100k.zip to run",
+)
 def test_real_grouplens_archive(recbole_tables):
     tables = read_movielens_100k(os.environ["XRECO_SOURCE_MOVIELENS_100K"])  # pinned SHA-256 verified
     assert _tie_broken(tables.interactions) == _tie_broken(recbole_tables.interactions)
@@ -249,12 +273,11 @@ def test_real_grouplens_archive(recbole_tables):
 
 
 ML1M_MEMBERS = {
-    "ratings.dat": b"1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n"
-                   b"2::2355::2::978298413\n",
+    "ratings.dat": b"1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n2::2355::2::978298413\n",
     "movies.dat": "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
-                  "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
-                  "2355::Misérables, Les (1995)::Drama|Musical\n"
-                  "3952::Contender, The (2000)::Drama|Thriller\n".encode("latin-1"),
+    "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+    "2355::Misérables, Les (1995)::Drama|Musical\n"
+    "3952::Contender, The (2000)::Drama|Thriller\n".encode("latin-1"),
     "users.dat": b"1::F::1::10::48067\n2::M::56::16::70072\n",
 }
 
@@ -270,11 +293,15 @@ def test_ml1m_zip(tmp_path):
     items = tables.items.set_index("item_id")
     assert items.loc["2355", "title"] == "Misérables, Les" and items.loc["2355", "year"] == "1995"
     flags = items.loc["661", list(GENRE_COLUMNS)].to_numpy()
-    assert flags.tolist() == [1 if g in ("Animation", "Children's", "Musical") else 0
-                              for g in ML_GENRES]
+    assert flags.tolist() == [1 if g in ("Animation", "Children's", "Musical") else 0 for g in ML_GENRES]
     assert (items[GENRE_COLUMNS[0]] == 0).all()  # slot 0 ("unknown") is never set in ML-1M
     assert tables.users.to_dict("records")[1] == {
-        "user_id": "2", "age": 56, "gender": "M", "occupation": "16", "zip_code": "70072"}
+        "user_id": "2",
+        "age": 56,
+        "gender": "M",
+        "occupation": "16",
+        "zip_code": "70072",
+    }
     assert tables.manifest["ties"]["tie_groups"] == 1
 
 
@@ -284,27 +311,33 @@ def test_ml1m_recbole_atomic_matches_grouplens(tmp_path):
     (folder / "ml-1m.inter").write_text(
         "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
         "1\t1193\t5\t978300760\n1\t661\t3\t978302109\n2\t1193\t4\t978298413\n"
-        "2\t2355\t2\t978298413\n", encoding="utf-8")
+        "2\t2355\t2\t978298413\n",
+        encoding="utf-8",
+    )
     (folder / "ml-1m.item").write_text(
         "item_id:token\tmovie_title:token_seq\trelease_year:token\tgenre:token_seq\n"
         "1193\tOne Flew Over the Cuckoo's Nest\t1975\tDrama\n"
         "661\tJames and the Giant Peach\t1996\tAnimation Children's Musical\n"
         "2355\tMisérables, Les\t1995\tDrama Musical\n3952\tContender, The\t2000\tDrama Thriller\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     (folder / "ml-1m.user").write_text(
         "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
-        "1\t1\tF\t10\t48067\n2\t56\tM\t16\t70072\n", encoding="utf-8")
+        "1\t1\tF\t10\t48067\n2\t56\tM\t16\t70072\n",
+        encoding="utf-8",
+    )
     atomic = read_movielens_1m(folder)
-    grouplens = read_movielens_1m(write_zip(tmp_path / "ml-1m.zip", ML1M_MEMBERS, "ml-1m/"),
-                                  sha256=None)
+    grouplens = read_movielens_1m(write_zip(tmp_path / "ml-1m.zip", ML1M_MEMBERS, "ml-1m/"), sha256=None)
     cols = ["user_id", "item_id", "ts", "rating", "src_row"]
     pd.testing.assert_frame_equal(atomic.interactions[cols], grouplens.interactions[cols])
     pd.testing.assert_frame_equal(atomic.items, grouplens.items)
     pd.testing.assert_frame_equal(atomic.users, grouplens.users)
 
 
-@pytest.mark.skipif(not os.environ.get("XRECO_SOURCE_MOVIELENS_1M"),
-                    reason="set XRECO_SOURCE_MOVIELENS_1M to ml-1m.zip or its folder to run")
+@pytest.mark.skipif(
+    not os.environ.get("XRECO_SOURCE_MOVIELENS_1M"),
+    reason="set XRECO_SOURCE_MOVIELENS_1M to ml-1m.zip or its folder to run",
+)
 def test_real_ml1m():
     tables = read_movielens_1m(os.environ["XRECO_SOURCE_MOVIELENS_1M"])
     inter = tables.interactions

@@ -38,14 +38,21 @@ def _write(folder: Path, files: dict[str, str]) -> Path:
 
 def test_header_types():
     assert parse_header("a:token\tb:token_seq\tc:float\td:float_seq", "f") == {
-        "a": "token", "b": "token_seq", "c": "float", "d": "float_seq"}
+        "a": "token",
+        "b": "token_seq",
+        "c": "float",
+        "d": "float_seq",
+    }
 
 
-@pytest.mark.parametrize("header, field", [
-    ("user_id\titem_id", "user_id"),
-    ("user_id:token\titem_id:int", "item_id:int"),
-    ("user_id:token\t:token", ":token"),
-])
+@pytest.mark.parametrize(
+    "header, field",
+    [
+        ("user_id\titem_id", "user_id"),
+        ("user_id:token\titem_id:int", "item_id:int"),
+        ("user_id:token\t:token", ":token"),
+    ],
+)
 def test_header_without_valid_type(header, field):
     with pytest.raises(SchemaError) as err:
         read_atomic(f"{header}\n1\t2\n".encode(), "x.inter")
@@ -107,11 +114,13 @@ def test_bom_and_crlf_are_tolerated():
 
 
 def test_generic_directory_and_registry(tmp_path):
-    folder = _write(tmp_path / "mind", {
-        "mind.inter": INTER,
-        "mind.item": "item_id:token\tcategory:token\ttitle:token_seq\n"
-                     "N1\tnews\tA \"quote\nN2\tx\tB\n",
-    })
+    folder = _write(
+        tmp_path / "mind",
+        {
+            "mind.inter": INTER,
+            "mind.item": 'item_id:token\tcategory:token\ttitle:token_seq\nN1\tnews\tA "quote\nN2\tx\tB\n',
+        },
+    )
     assert find_atomic_dir(folder) == (folder, "mind")
     tables = read_recbole_raw("mind-small", folder)
     assert tables.items.columns.tolist() == ["item_id", "category", "title"]

@@ -21,15 +21,20 @@ from x_reco.data.registry import (
     SplitRule,
     dataset_spec,
     load_raw,
-)  # fmt: skip
+)
 from x_reco.reward.stakeholders import _FAMILIES
-from x_reco.training.presets import BUDGETS
+from x_reco.training.defaults import BUDGETS
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCANNED = ("x_reco", "assets", "resources", "jobs", "definitions")
 # Modules allowed to spell partition names: the registry and the readers that build RawTables.
-ALLOWED = {"x_reco/data/registry.py", "x_reco/data/movielens.py", "x_reco/data/mind.py", "x_reco/data/amazon.py",
-           "x_reco/data/recbole.py"}
+ALLOWED = {
+    "x_reco/data/registry.py",
+    "x_reco/data/movielens.py",
+    "x_reco/data/mind.py",
+    "x_reco/data/amazon.py",
+    "x_reco/data/recbole.py",
+}
 ALLOWED_DIRS = ("x_reco/data/synthetic/",)
 # Literal uses that are not branches, with the reason they stay.
 ALLOWED_LITERALS = {("x_reco/features/hashing.py", "synthetic"): "HashSpec's default namespace (stored hashes)"}
@@ -58,8 +63,11 @@ def test_every_partition_has_a_complete_record():
 
 def test_records_keep_the_former_tables():
     kinds = {n: dataset_spec(n).example_kind for n in PARTITIONS}
-    assert {n for n, k in kinds.items() if k == ExampleKind.PER_EVENT} == {"movielens-100k", "movielens-1m",
-                                                                           "amazon-kindle"}
+    assert {n for n, k in kinds.items() if k == ExampleKind.PER_EVENT} == {
+        "movielens-100k",
+        "movielens-1m",
+        "amazon-kindle",
+    }
     assert dataset_spec("synthetic").observed_actions == ACTIONS
     assert dataset_spec("mind-small").observed_actions == ("click",)
     assert dataset_spec("movielens-1m").quality.counts == (1_000_209, 6_040, 3_883)
@@ -69,8 +77,9 @@ def test_records_keep_the_former_tables():
 
 
 def test_serving_profiles_follow_the_pipeline_spec():
-    syn, ml, mind, kindle = (dataset_spec(n).serving for n in ("synthetic", "movielens-100k", "mind-small",
-                                                                "amazon-kindle"))
+    syn, ml, mind, kindle = (
+        dataset_spec(n).serving for n in ("synthetic", "movielens-100k", "mind-small", "amazon-kindle")
+    )
     assert syn.in_network and syn.out_of_network and syn.author_diversity and syn.diversity_key == "author_id"
     for profile in (ml, mind):
         assert not profile.in_network and profile.out_of_network and not profile.author_diversity
@@ -102,7 +111,8 @@ def _branches(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
         if isinstance(node, ast.Subscript):
             return isinstance(node.slice, ast.Constant) and node.slice.value in PARTITION_NAMES
         return (isinstance(node, ast.Name) and node.id in PARTITION_NAMES) or (
-            isinstance(node, ast.Attribute) and node.attr in PARTITION_NAMES)
+            isinstance(node, ast.Attribute) and node.attr in PARTITION_NAMES
+        )
 
     def is_name_table(node) -> bool:  # a literal, a literal collection or a CONSTANT (not another variable)
         name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
@@ -110,8 +120,9 @@ def _branches(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
 
     out = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
-                                                 for op in node.ops):
+        if isinstance(node, ast.Compare) and any(
+            isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops
+        ):
             operands = (node.left, *node.comparators)
             if any(map(is_partition, operands)) and any(is_name_table(x) for x in operands if not is_partition(x)):
                 out.append((node.lineno, "compares a partition variable with names"))
@@ -135,7 +146,8 @@ def test_no_partition_name_branches_outside_the_registry():
                 if (rel, literal) not in ALLOWED_LITERALS:
                     offenders.append(f"{rel}:{line}: {why}")
     assert not offenders, "ask the dataset's record (x_reco.data.registry.dataset_spec) instead:\n" + "\n".join(
-        offenders)
+        offenders
+    )
 
 
 def test_the_scan_catches_the_former_branches():
@@ -145,7 +157,7 @@ def test_the_scan_catches_the_former_branches():
         'ok = raw.partition.startswith("movielens")\n'
         'smoke = context.partition_key != "x"\n'
         'RETRAIN = ("synthetic", "movielens-100k")\n'
-        'same = raw.partition == partition\n'  # a consistency check, not a branch
+        "same = raw.partition == partition\n"  # a consistency check, not a branch
     )
     lines = sorted({line for line, _ in _branches(ast.parse(former), set(PARTITIONS))})
     assert lines == [1, 3, 5, 6, 7]

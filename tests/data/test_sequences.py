@@ -64,9 +64,12 @@ def test_history_strictly_before_request_and_padded_at_end(ml):
         user = seqs.catalogue.user_ids[ex.user_idx[e]]
         g = events[events["user_id"] == user].reset_index(drop=True)
         target = item_ids[cand.item_idx[e][cand.item_idx[e] >= 0]]
-        pos = int(np.flatnonzero(g["item_id"].isin(target) & (g["split"].map(
-            {"train": 0, "val": 1, "test": 2}) == ex.split[e]))[0])
-        expected = list(g["item_id"].iloc[max(0, pos - S):pos])
+        pos = int(
+            np.flatnonzero(
+                g["item_id"].isin(target) & (g["split"].map({"train": 0, "val": 1, "test": 2}) == ex.split[e])
+            )[0]
+        )
+        expected = list(g["item_id"].iloc[max(0, pos - S) : pos])
         L = hist.length[e]
         got = list(item_ids[hist.item_idx[e][:L]])
         assert got == expected
@@ -98,15 +101,17 @@ def test_candidates_negatives_and_shuffle(ml):
 
 def test_deterministic(ml):
     raw, events, seqs = ml
-    again = build_sequences(build_events(raw), raw.items, "movielens-100k",
-                            SequenceConfig(history_len=S, candidate_len=C)).to_arrays()
+    again = build_sequences(
+        build_events(raw), raw.items, "movielens-100k", SequenceConfig(history_len=S, candidate_len=C)
+    ).to_arrays()
     first = seqs.to_arrays()
     assert first.keys() == again.keys()
     for k in first:
         assert first[k].dtype == again[k].dtype, k
         assert first[k].tobytes() == again[k].tobytes(), k  # byte-identical, NaNs included
-    other_seed = build_sequences(events, raw.items, "movielens-100k",
-                                 SequenceConfig(history_len=S, candidate_len=C, seed=1))
+    other_seed = build_sequences(
+        events, raw.items, "movielens-100k", SequenceConfig(history_len=S, candidate_len=C, seed=1)
+    )
     assert not np.array_equal(other_seed.candidates.item_idx, seqs.candidates.item_idx)
 
 
@@ -136,9 +141,19 @@ def _visit_raw() -> RawTables:
                 if rng.random() < 0.4:
                     acts["dwell"] = 1
                     acts["favorite"] = int(rng.random() < 0.5)
-                rows.append({"user_id": f"u{u}", "item_id": f"p{u}{v}{p}", "author_id": f"a{p % 3}",
-                             "ts": t0 + v * 86_400 * 3 + u * 100 + p, "visit_id": f"v{u}{v}",
-                             "surface": v % 3, "position": p, "dwell_seconds": 1.0, **acts})
+                rows.append(
+                    {
+                        "user_id": f"u{u}",
+                        "item_id": f"p{u}{v}{p}",
+                        "author_id": f"a{p % 3}",
+                        "ts": t0 + v * 86_400 * 3 + u * 100 + p,
+                        "visit_id": f"v{u}{v}",
+                        "surface": v % 3,
+                        "position": p,
+                        "dwell_seconds": 1.0,
+                        **acts,
+                    }
+                )
     df = pd.DataFrame(rows).sort_values(["ts", "user_id", "position"]).reset_index(drop=True)
     df["src_row"] = np.arange(len(df))
     items = pd.DataFrame({"item_id": df["item_id"], "author_id": df["author_id"]})

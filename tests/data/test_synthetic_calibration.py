@@ -38,8 +38,9 @@ CHECKED = ("favorite", "repost", "reply", "click", "dwell", "block_author")
 
 def labelled(world) -> pd.DataFrame:
     """Impressions with the truth archetype and topic (diagnostics only)."""
-    return (world.impressions.merge(world.truth_users[["user_id", "archetype"]], on="user_id")
-            .merge(world.truth_posts[["post_id", "topic"]], on="post_id"))
+    return world.impressions.merge(world.truth_users[["user_id", "archetype"]], on="user_id").merge(
+        world.truth_posts[["post_id", "topic"]], on="post_id"
+    )
 
 
 def cell(imp: pd.DataFrame, archetype: str, topic: str) -> pd.DataFrame:
@@ -107,11 +108,17 @@ def test_calibration_targets_on_the_default_world_without_personalization():
 
 
 def _exposures(n: int, rng: np.random.Generator, **overrides) -> Exposures:
-    fields = dict(archetype=rng.integers(0, 6, n), topic=rng.integers(0, 6, n),
-                  b_u=rng.normal(0, 0.5, n), taste_dev=rng.normal(0, 0.15, n),
-                  quality=rng.normal(0, 0.7, n), followed=rng.random(n) < 0.5,
-                  position=rng.integers(0, 10, n), media=rng.integers(0, 4, n),
-                  is_quote=rng.random(n) < 0.1)
+    fields = dict(
+        archetype=rng.integers(0, 6, n),
+        topic=rng.integers(0, 6, n),
+        b_u=rng.normal(0, 0.5, n),
+        taste_dev=rng.normal(0, 0.15, n),
+        quality=rng.normal(0, 0.7, n),
+        followed=rng.random(n) < 0.5,
+        position=rng.integers(0, 10, n),
+        media=rng.integers(0, 4, n),
+        is_quote=rng.random(n) < 0.1,
+    )
     fields.update(overrides)
     return Exposures(**fields)
 
@@ -133,8 +140,16 @@ def test_latent_marginals_equal_the_personalised_rates():
     rng = np.random.default_rng(5)
     n = 200_003
     zeros = np.zeros(n)
-    exp = _exposures(n, rng, b_u=zeros, taste_dev=zeros, quality=zeros,
-                     followed=np.zeros(n, bool), position=np.zeros(n, int), media=np.zeros(n, int))
+    exp = _exposures(
+        n,
+        rng,
+        b_u=zeros,
+        taste_dev=zeros,
+        quality=zeros,
+        followed=np.zeros(n, bool),
+        position=np.zeros(n, int),
+        media=np.zeros(n, int),
+    )
     probs = np.linspace(0.01, 0.7, len(LATENT_ACTIONS))
     base = np.broadcast_to(np.log(probs / (1 - probs)), (6, 6, len(probs)))
     fires = base[exp.archetype, exp.topic] > firing_keys(exp, draw_noise(rng, n))

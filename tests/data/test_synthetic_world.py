@@ -79,7 +79,7 @@ def test_changing_num_days_does_not_reshuffle_users_authors_or_early_posts(tiny)
         pd.testing.assert_frame_equal(getattr(short, name), getattr(tiny, name))
     # Posts come day by day from their own seed children, so the first three days are kept.
     pd.testing.assert_frame_equal(short.posts, tiny.posts.iloc[: len(short.posts)])
-    later = tiny.posts["created_ts"].iloc[len(short.posts):]
+    later = tiny.posts["created_ts"].iloc[len(short.posts) :]
     assert len(later) > 0 and (later >= CLOCK_START_TS + 3 * 86_400).all()
 
 
@@ -106,16 +106,19 @@ def test_ids_are_strings_and_unique(tiny):
     assert tiny.users["user_id"].iloc[0] == "u0001"
     assert tiny.authors["author_id"].iloc[0] == "a001"
     assert tiny.posts["post_id"].iloc[0] == "p000001"
-    for name, col in (("users", "user_id"), ("authors", "author_id"), ("posts", "post_id"),
-                      ("impressions", "impression_id")):
+    for name, col in (
+        ("users", "user_id"),
+        ("authors", "author_id"),
+        ("posts", "post_id"),
+        ("impressions", "impression_id"),
+    ):
         ids = getattr(tiny, name)[col]
         assert ids.map(type).eq(str).all() and ids.is_unique
 
 
 def test_every_structural_rule_holds_on_every_impression(tiny):
     cfg = WorldConfig.tiny()
-    counts = structural_violations(tiny.impressions, tiny.posts, tiny.follows,
-                                   cfg.dwell_short_s, cfg.dwell_long_s)
+    counts = structural_violations(tiny.impressions, tiny.posts, tiny.follows, cfg.dwell_short_s, cfg.dwell_long_s)
     assert counts == dict.fromkeys(counts, 0)
     assert len(counts) >= 14
 
@@ -127,10 +130,14 @@ def test_rule_checker_catches_each_kind_of_violation(tiny):
     row = imp.index[(imp["dwell"] == 0) & ~imp["post_id"].isin(photo)][0]
     imp.loc[row, ["favorite", "photo_expand", "share_via_dm", "block_author"]] = 1
     imp = pd.concat([imp, imp.iloc[[0]]], ignore_index=True)  # the same post shown twice
-    counts = structural_violations(imp, tiny.posts, tiny.follows, cfg.dwell_short_s,
-                                   cfg.dwell_long_s)
-    for rule in ("positive_without_dwell", "positive_with_negative", "photo_expand_not_photo",
-                 "share_subtype_without_share", "repeated_post"):
+    counts = structural_violations(imp, tiny.posts, tiny.follows, cfg.dwell_short_s, cfg.dwell_long_s)
+    for rule in (
+        "positive_without_dwell",
+        "positive_with_negative",
+        "photo_expand_not_photo",
+        "share_subtype_without_share",
+        "repeated_post",
+    ):
         assert counts[rule] >= 1, rule
 
 
@@ -181,8 +188,9 @@ def test_follow_actions_become_follow_edges(tiny):
     imp = tiny.impressions.merge(tiny.posts[["post_id", "author_id"]], on="post_id")
     follows = imp.loc[imp["follow_author"] == 1, ["user_id", "author_id", "ts"]]
     assert len(follows) > 0
-    edges = follows.merge(tiny.follows, left_on=["user_id", "author_id", "ts"],
-                          right_on=["user_id", "author_id", "since_ts"])
+    edges = follows.merge(
+        tiny.follows, left_on=["user_id", "author_id", "ts"], right_on=["user_id", "author_id", "since_ts"]
+    )
     assert len(edges) == len(follows)
     assert not tiny.follows.duplicated(["user_id", "author_id"]).any()
 
@@ -190,8 +198,7 @@ def test_follow_actions_become_follow_edges(tiny):
 def test_manifest_records_config_seeds_and_calibration(tiny):
     m = tiny.manifest
     assert WorldConfig.from_dict(m["config"]) == WorldConfig.tiny()
-    assert set(m["seeds"]["children"]) == {"users", "authors", "posts", "exposure", "engagement",
-                                           "calibration"}
+    assert set(m["seeds"]["children"]) == {"users", "authors", "posts", "exposure", "engagement", "calibration"}
     cal = m["calibration"]
     assert len(cal["thresholds"]) == 6 and all(len(v) == 6 for v in cal["thresholds"].values())
     assert cal["max_abs_error"] <= WorldConfig.tiny().calibration_tol
@@ -200,7 +207,7 @@ def test_manifest_records_config_seeds_and_calibration(tiny):
 
 
 def test_generate_world_tables_maps_to_the_canonical_raw_tables(tiny):
-    raw = generate_world_tables({"preset": "tiny"})
+    raw = generate_world_tables({"size": "tiny"})
     inter = raw.interactions
     assert raw.partition == "synthetic"
     assert tuple(inter.columns) == INTERACTION_COLUMNS + INTERACTION_EXTRA_COLUMNS
@@ -210,7 +217,8 @@ def test_generate_world_tables_maps_to_the_canonical_raw_tables(tiny):
     assert inter["rating"].isna().all() and inter["label"].isna().all()
     assert str(inter["label"].dtype) == "Int8" and (inter["src_file"] == "impressions").all()
     assert inter[["ts", "user_id", "position"]].equals(
-        inter.sort_values(["ts", "user_id", "position"])[["ts", "user_id", "position"]])
+        inter.sort_values(["ts", "user_id", "position"])[["ts", "user_id", "position"]]
+    )
     assert (inter["item_id"] == tiny.impressions["post_id"]).all()
     assert list(raw.items.columns) == ["item_id", *POST_COLUMNS]
     assert list(raw.users.columns) == ["user_id", "created_ts"]
@@ -219,36 +227,44 @@ def test_generate_world_tables_maps_to_the_canonical_raw_tables(tiny):
     assert raw.manifest["config"] == tiny.manifest["config"]
 
 
-def test_config_presets_and_overrides():
+def test_config_sizes_and_overrides():
     assert resolve_config(None) == WorldConfig.small()
     assert WorldConfig.default() == WorldConfig()
     tiny = WorldConfig.tiny()
     assert (tiny.seed, tiny.num_users, tiny.num_authors, tiny.num_days) == (0, 60, 12, 5)
     sizes = [WorldConfig.large(), WorldConfig.default(), WorldConfig.small(), tiny]
     assert [c.num_users for c in sizes] == sorted((c.num_users for c in sizes), reverse=True)
-    cfg = WorldConfig.from_dict({"preset": "tiny", "num_days": 7, "split": [0.6, 0.2, 0.2]})
+    cfg = WorldConfig.from_dict({"size": "tiny", "num_days": 7, "split": [0.6, 0.2, 0.2]})
     assert cfg.num_days == 7 and cfg.split == (0.6, 0.2, 0.2) and cfg.num_users == 60
     rates = dict(zip(ARCHETYPES, (1, 2, 3, 4, 5, 6), strict=True))
     assert WorldConfig.from_dict({"visits_per_day": rates}).visits_per_day == (1, 2, 3, 4, 5, 6)
     assert WorldConfig.from_dict(WorldConfig.small().to_dict()) == WorldConfig.small()
 
 
-@pytest.mark.parametrize("bad", [
-    {"num_userz": 3}, {"preset": "huge"}, {"num_users": 0}, {"surface_probs": [0.5, 0.5, 0.5]},
-    {"split": [0.9, 0.1]}, {"dwell_short_s": 20.0}, {"in_network_share": 1.5},
-    {"visits_per_day": {"lurker": 1.0}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"num_userz": 3},
+        {"size": "huge"},
+        {"num_users": 0},
+        {"surface_probs": [0.5, 0.5, 0.5]},
+        {"split": [0.9, 0.1]},
+        {"dwell_short_s": 20.0},
+        {"in_network_share": 1.5},
+        {"visits_per_day": {"lurker": 1.0}},
+    ],
+)
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         WorldConfig.from_dict(bad)
 
 
-def test_small_preset_has_demo_size():
+def test_small_world_has_demo_size():
     assert len(generate_world(WorldConfig.small()).impressions) > 10_000
 
 
 @pytest.mark.slow
-def test_small_preset_stays_demo_fast():
+def test_small_world_stays_demo_fast():
     """Wall-clock claim (a few seconds on two idle cores): slow suite only, a loaded machine is not a failure."""
     start = time.perf_counter()
     generate_world(WorldConfig.small())
@@ -261,7 +277,7 @@ def test_structural_rules_suite_names_broken_rules():
     from x_reco.data import quality
     from x_reco.data.registry import load_raw
 
-    raw = load_raw("synthetic", synthetic_config={"preset": "tiny"})
+    raw = load_raw("synthetic", synthetic_config={"size": "tiny"})
     assert quality.structural_rules_result(raw).success
     raw.interactions.loc[raw.interactions.index[:3], ["favorite", "block_author"]] = 1
     result = quality.structural_rules_result(raw)

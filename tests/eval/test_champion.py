@@ -11,8 +11,14 @@ def test_first_promotion_then_only_strictly_better(tmp_path):
     path = champion_path(tmp_path, "synthetic")
     assert path == tmp_path / "champions" / "synthetic.json" and read_champion(path) is None
     first = promote_champion(path, 0.2, "r1", "k1", now=1.0)
-    assert first == {"promoted": True, "metric_name": PRIMARY_METRIC, "metric": 0.2, "retriever": "r1",
-                     "ranker": "k1", "promoted_at": 1.0}
+    assert first == {
+        "promoted": True,
+        "metric_name": PRIMARY_METRIC,
+        "metric": 0.2,
+        "retriever": "r1",
+        "ranker": "k1",
+        "promoted_at": 1.0,
+    }
     stored = path.read_text()
     for metric in (0.1, 0.2, math.nan):
         kept = promote_champion(path, metric, "r2", "k2", now=2.0)

@@ -20,8 +20,13 @@ def records(tmp_path_factory):
 
 
 def _evaluate(records, champion_file=None, **kwargs):
-    return evaluate_checkpoints(toy_seqs(), records["retriever_checkpoint"]["path"],
-                                records["ranker_checkpoint"]["path"], champion_file=champion_file, **kwargs)
+    return evaluate_checkpoints(
+        toy_seqs(),
+        records["retriever_checkpoint"]["path"],
+        records["ranker_checkpoint"]["path"],
+        champion_file=champion_file,
+        **kwargs,
+    )
 
 
 def test_trained_models_pass_the_audit_and_are_promoted(records, tmp_path):
@@ -45,8 +50,11 @@ def test_no_champion_file_changes_nothing(records, tmp_path):
 def test_better_champion_stays(records, tmp_path):
     path = champion_path(tmp_path, PARTITION)
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"metric_name": "masked_ndcg@10", "metric": 1.0, "retriever": "a", "ranker": "a",
-                                "promoted_at": 0.0}))
+    path.write_text(
+        json.dumps(
+            {"metric_name": "masked_ndcg@10", "metric": 1.0, "retriever": "a", "ranker": "a", "promoted_at": 0.0}
+        )
+    )
     before = path.read_text()
     outcome = _evaluate(records, path)
     assert outcome.audit_passed and not outcome.champion["promoted"] and path.read_text() == before

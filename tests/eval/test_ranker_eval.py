@@ -16,14 +16,14 @@ from x_reco.eval.heldout import interacted, with_sampled_negatives
 from x_reco.eval.metrics import auc, log_loss
 from x_reco.eval.ranker import evaluate_ranker, ranker_logits, two_stage
 from x_reco.eval.retrieval import evaluate_retrieval
-from x_reco.models import PhoenixRanker, PhoenixRetrieval
+from x_reco.models import PhoenixRanker, PhoenixRetriever
 from x_reco.training.config import model_config_for
 
 
 @pytest.fixture(scope="module")
 def models():
     mcfg = model_config_for(tiny_cfg(), toy_seqs())
-    return PhoenixRetrieval(mcfg, rngs=nnx.Rngs(params=1)), PhoenixRanker(mcfg, rngs=nnx.Rngs(params=2))
+    return PhoenixRetriever(mcfg, rngs=nnx.Rngs(params=1)), PhoenixRanker(mcfg, rngs=nnx.Rngs(params=2))
 
 
 def test_sampled_negatives_are_unseen_and_unlabelled():

@@ -10,9 +10,13 @@ from x_reco.eval.report import ModelEvaluation, replay_differences, replay_repro
 
 
 def _evaluation(ours: float, base: float) -> ModelEvaluation:
-    return ModelEvaluation({"retriever": {"masked_ndcg@10": ours, "hr@10": 0.5, "num_targets": 7.0},
-                            "popularity": {"masked_ndcg@10": base, "hr@10": math.nan},
-                            "ranker": {"click_auc": 0.7, "loss": 0.3}})
+    return ModelEvaluation(
+        {
+            "retriever": {"masked_ndcg@10": ours, "hr@10": 0.5, "num_targets": 7.0},
+            "popularity": {"masked_ndcg@10": base, "hr@10": math.nan},
+            "ranker": {"click_auc": 0.7, "loss": 0.3},
+        }
+    )
 
 
 def test_beats_popularity_is_strict():
@@ -26,8 +30,13 @@ def test_table_numeric_and_comparison():
     ev = _evaluation(0.3, 0.2)
     table = ev.table()
     assert list(table.columns) == ["model", "metric", "value"] and len(table) == 7
-    assert ev.numeric() == {"retriever_masked_ndcg@10": 0.3, "retriever_hr@10": 0.5, "popularity_masked_ndcg@10": 0.2,
-                            "ranker_click_auc": 0.7, "ranker_loss": 0.3}
+    assert ev.numeric() == {
+        "retriever_masked_ndcg@10": 0.3,
+        "retriever_hr@10": 0.5,
+        "popularity_masked_ndcg@10": 0.2,
+        "ranker_click_auc": 0.7,
+        "ranker_loss": 0.3,
+    }
     cmp = ev.comparison(("hr@10", "mrr@10"))
     assert cmp["retriever"]["hr@10"] == 0.5 and math.isnan(cmp["popularity"]["mrr@10"]) and "ranker" not in cmp
 

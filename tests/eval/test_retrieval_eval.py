@@ -1,5 +1,5 @@
 """Retrieval evaluation is full-catalogue leave-one-out ranking: its HR@10 equals the fraction of
-targets inside the model's own exact top-10 (``PhoenixRetrieval.__call__``), per-row masking of seen
+targets inside the model's own exact top-10 (``PhoenixRetriever.__call__``), per-row masking of seen
 items only ever improves a target's rank, and the popularity baseline matches a brute-force count."""
 
 import numpy as np
@@ -14,14 +14,14 @@ from x_reco.eval.retrieval import (
     evaluate_retrieval,
     item_vectors,
     popularity_scores,
-)  # fmt: skip
-from x_reco.models import PhoenixRetrieval
+)
+from x_reco.models import PhoenixRetriever
 from x_reco.training.config import model_config_for
 
 
 @pytest.fixture(scope="module")
 def model():
-    return PhoenixRetrieval(model_config_for(tiny_cfg(), toy_seqs()), rngs=nnx.Rngs(params=3))
+    return PhoenixRetriever(model_config_for(tiny_cfg(), toy_seqs()), rngs=nnx.Rngs(params=3))
 
 
 def test_hr10_equals_membership_in_exact_top10(model):

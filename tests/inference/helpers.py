@@ -44,8 +44,13 @@ def variant(name: str, compute_dtype: str = "float32", mode: str = "shared") -> 
 
 
 @functools.cache
-def score_fn(name: str = "f32", compute_dtype: str = "float32", path: str = "split", chunk: int | None = None,
-             mode: str = "shared"):  # fmt: skip
+def score_fn(
+    name: str = "f32",
+    compute_dtype: str = "float32",
+    path: str = "split",
+    chunk: int | None = None,
+    mode: str = "shared",
+):
     sm = variant(name, compute_dtype, mode)
     fn = jax.jit(make_score_fn(sm, path, chunk))
     return lambda batch: fn(sm.params, batch)

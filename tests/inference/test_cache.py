@@ -9,9 +9,9 @@ error), a key that ignored actions / surfaces / authors / parameter version, and
 import numpy as np
 import pytest
 
+from tests.inference.helpers import F32_TOL, batch, edit, model_logits, source, truncate_history, valid_candidates
 from x_reco.inference.cache import ExecutableCache, PrefixCache, key_context, prefix_key
 from x_reco.inference.requests import Bucket, pad_batch
-from tests.inference.helpers import F32_TOL, batch, edit, model_logits, source, truncate_history, valid_candidates
 
 S = 11  # tiny history_len = the capacity class
 EXECUTABLES = ExecutableCache(maxsize=64)  # the caches below share compiled steps (same model and shapes)
@@ -46,7 +46,9 @@ def test_incremental_append_equals_full_encode():
     cache = _cache(slots=8, append_chunk=3)  # several append rounds for long appends
     cache(truncate_history(b, np.maximum(lengths - 5, 0)))
     _check(cache(b), b)
-    assert cache.stats.appends >= 3 and cache.stats.appended_events == int((lengths - np.maximum(lengths - 5, 0))[lengths > 0].sum())
+    assert cache.stats.appends >= 3 and cache.stats.appended_events == int(
+        (lengths - np.maximum(lengths - 5, 0))[lengths > 0].sum()
+    )
 
 
 def test_capacity_class_move_is_exact():
@@ -66,15 +68,26 @@ def _one_bit(b, field, index, value):
 
 @pytest.mark.parametrize(
     "field,index,value",
-    [("history_actions", (0, 2, 4), None), ("history_product_surface", (0, 3), None),
-     ("history_author_hashes", (0, 1, 0), None), ("history_post_hashes", (0, 0, 1), None), ("user_hashes", (0, 1), None)],
-)  # fmt: skip
+    [
+        ("history_actions", (0, 2, 4), None),
+        ("history_product_surface", (0, 3), None),
+        ("history_author_hashes", (0, 1, 0), None),
+        ("history_post_hashes", (0, 0, 1), None),
+        ("user_hashes", (0, 1), None),
+    ],
+)
 def test_key_changes_on_any_single_prefix_input(field, index, value):
     b = batch(seed=16, b=2)
     ctx = key_context(source())
     length = int((np.asarray(b.history_post_hashes)[0, :, 0] != 0).sum())
     old = np.asarray(getattr(b, field))[index]
-    new = (1.0 - old) if field == "history_actions" else (old % 5) + 1 if field != "history_product_surface" else (old + 1) % 7
+    new = (
+        (1.0 - old)
+        if field == "history_actions"
+        else (old % 5) + 1
+        if field != "history_product_surface"
+        else (old + 1) % 7
+    )
     changed = _one_bit(b, field, index, new)
     assert prefix_key(ctx, b, 0, length) != prefix_key(ctx, changed, 0, length)
     cache = _cache(slots=4)

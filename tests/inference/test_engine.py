@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.inference.helpers import F32_TOL, model_logits, source, tiny, valid_candidates
 from x_reco.configs.weights import WeightSet
 from x_reco.features.hashing import Hasher
 from x_reco.inference.engine import CompileCounter, CompiledRanker
 from x_reco.inference.requests import Bucket, BucketSet, RawRequest, RequestAssembler, assemble_batch, empty_batch
 from x_reco.models import weighted_score
 from x_reco.models.testing import random_batch
-from tests.inference.helpers import F32_TOL, model_logits, source, tiny, valid_candidates
 
 BUCKET = Bucket(4, 16, 8)
 
@@ -78,10 +78,15 @@ def test_bucket_selection_and_reference_mode_needs_exact_history():
 def test_assembler_hashes_and_pads_positionally():
     cfg = tiny()
     req = RawRequest(
-        user_id="u1", history_post_ids=["p1", "p2"], history_author_ids=["a1", "a2"],
-        history_actions=np.eye(2, cfg.num_history_actions, dtype=np.float32), history_surface=np.array([3, 0]),
-        candidate_post_ids=["p3"], candidate_author_ids=["a1"], candidate_surface=np.array([2]),
-    )  # fmt: skip
+        user_id="u1",
+        history_post_ids=["p1", "p2"],
+        history_author_ids=["a1", "a2"],
+        history_actions=np.eye(2, cfg.num_history_actions, dtype=np.float32),
+        history_surface=np.array([3, 0]),
+        candidate_post_ids=["p3"],
+        candidate_author_ids=["a1"],
+        candidate_surface=np.array([2]),
+    )
     batch = assemble_batch([req], Bucket(2, 4, 3), cfg.hash_spec, cfg.num_history_actions)
     hasher = Hasher(cfg.hash_spec)
     assert np.array_equal(batch.user_hashes[0], hasher.hash_ids("user", ["u1"])[0])
@@ -97,9 +102,16 @@ def test_assembler_reuses_buffers_and_vectorizes_numeric_ids():
     cfg = tiny()
     spec = dataclasses.replace(cfg.hash_spec, family="splitmix64")
     asm = RequestAssembler(spec, cfg.num_history_actions)
-    req = RawRequest(np.uint64(7), np.array([1, 2], np.uint64), np.array([5, 6], np.uint64),
-                     np.zeros((2, cfg.num_history_actions), np.float32), np.array([1, 1]),
-                     np.array([9], np.uint64), np.array([5], np.uint64), np.array([0]))  # fmt: skip
+    req = RawRequest(
+        np.uint64(7),
+        np.array([1, 2], np.uint64),
+        np.array([5, 6], np.uint64),
+        np.zeros((2, cfg.num_history_actions), np.float32),
+        np.array([1, 1]),
+        np.array([9], np.uint64),
+        np.array([5], np.uint64),
+        np.array([0]),
+    )
     first = asm.assemble([req], BUCKET)
     again = asm.assemble([req], BUCKET)
     assert first is again and np.array_equal(again.history_post_hashes[0, :2], asm.hasher.hash_ids("post", [1, 2]))
@@ -122,22 +134,29 @@ def test_batched_assembly_equals_hashing_each_row(family):
         return rng.integers(1, 2**40, n).astype(np.uint64)
 
     def request(user, length, n):
-        return RawRequest(user, ids(length, "p"), ids(length, "a"),
-                          (rng.random((length, a)) < 0.3).astype(np.float32), rng.integers(0, 3, length),
-                          ids(n, "p"), ids(n, "a"), rng.integers(0, 3, n))  # fmt: skip
+        return RawRequest(
+            user,
+            ids(length, "p"),
+            ids(length, "a"),
+            (rng.random((length, a)) < 0.3).astype(np.float32),
+            rng.integers(0, 3, length),
+            ids(n, "p"),
+            ids(n, "a"),
+            rng.integers(0, 3, n),
+        )
 
     reqs = [request(np.uint64(5), 3, 2), request(None, 0, 4), request(np.uint64(9), 4, 0), request(np.uint64(2), 1, 1)]
     bucket = Bucket(5, 4, 4)
     got = RequestAssembler(spec, a).assemble(reqs, bucket)
     hasher, want = Hasher(spec), empty_batch(bucket, tuple(spec.num_hashes), a)
     for row, r in enumerate(reqs):
-        l, n = r.history_len, r.num_candidates
+        h, n = r.history_len, r.num_candidates
         if r.user_id is not None:
             want.user_hashes[row] = hasher.hash_ids("user", [r.user_id])[0]
-        want.history_post_hashes[row, :l] = hasher.hash_ids("post", list(r.history_post_ids))
-        want.history_author_hashes[row, :l] = hasher.hash_ids("author", list(r.history_author_ids))
-        want.history_actions[row, :l] = r.history_actions
-        want.history_product_surface[row, :l] = r.history_surface
+        want.history_post_hashes[row, :h] = hasher.hash_ids("post", list(r.history_post_ids))
+        want.history_author_hashes[row, :h] = hasher.hash_ids("author", list(r.history_author_ids))
+        want.history_actions[row, :h] = r.history_actions
+        want.history_product_surface[row, :h] = r.history_surface
         want.candidate_post_hashes[row, :n] = hasher.hash_ids("post", list(r.candidate_post_ids))
         want.candidate_author_hashes[row, :n] = hasher.hash_ids("author", list(r.candidate_author_ids))
         want.candidate_product_surface[row, :n] = r.candidate_surface
@@ -145,14 +164,16 @@ def test_batched_assembly_equals_hashing_each_row(family):
     for field in dataclasses.fields(want):
         assert np.array_equal(getattr(got, field.name), getattr(want, field.name)), field.name
         assert np.array_equal(getattr(reference, field.name), getattr(want, field.name)), field.name
-    assert got.history_post_hashes[0, :3].all() and not got.history_post_hashes[1].any() and not got.user_hashes[1].any()
+    assert (
+        got.history_post_hashes[0, :3].all() and not got.history_post_hashes[1].any() and not got.user_hashes[1].any()
+    )
     with pytest.raises(ValueError, match="request 1"):
         RequestAssembler(spec, a).assemble([reqs[0], request(None, 5, 1)], bucket)
 
 
 def test_serving_model_is_the_trained_model_and_scores_with_its_weights():
-    from x_reco.inference.engine import aot_compile, make_score_fn
     from tests.inference.helpers import ranker
+    from x_reco.inference.engine import aot_compile, make_score_fn
 
     sm = source()
     model_leaves = jax.tree.leaves(nnx.state(ranker()))

@@ -7,10 +7,10 @@ import jax
 import numpy as np
 import pytest
 
+from tests.inference.helpers import BF16_PROB_TOL, F32_TOL, batch, logits, model_logits, source, valid_candidates
 from x_reco.bench.jobs import run_isolated
 from x_reco.bench.timing import MemoryJob
 from x_reco.inference.cache import PrefixCache
-from tests.inference.helpers import BF16_PROB_TOL, F32_TOL, batch, logits, model_logits, source, valid_candidates
 
 pytestmark = [
     pytest.mark.gpu,

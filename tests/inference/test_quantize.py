@@ -13,18 +13,24 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.inference.helpers import batch, source, tiny, variant
 from x_reco.bench.quality_metrics import quality_block
 from x_reco.inference.engine import aot_compile, make_score_fn, memory_analysis
 from x_reco.inference.params import bytes_by_dtype, digests, leaf_paths, map_state, serving_model
 from x_reco.inference.quantize import W8_EXCLUDED, excluded_reason, make_variant, quantize_table, quantize_weight
 from x_reco.layers.quant import QTable, QWeight, dense, gather_rows, linear
-from x_reco.models import PhoenixRanker, PhoenixRetrieval
+from x_reco.models import PhoenixRanker, PhoenixRetriever
 from x_reco.models.testing import random_batch
-from tests.inference.helpers import batch, source, tiny, variant
 
 VARIANTS = ("bf16w", "w8", "t8", "w8+t8")
 # Stated before measuring (tiny preset, random init, f32 compute, 8 users x 64 candidates).
-BOUNDS = {"logit_max_abs": 0.25, "tau_weighted_median": 0.9, "top1_exact": 0.75, "top3_overlap": 0.8, "top10_overlap": 0.85}
+BOUNDS = {
+    "logit_max_abs": 0.25,
+    "tau_weighted_median": 0.9,
+    "top1_exact": 0.75,
+    "top3_overlap": 0.8,
+    "top10_overlap": 0.85,
+}
 
 
 def _weights():
@@ -70,12 +76,19 @@ def test_t8_rows_round_trip_and_padding_row_is_exactly_zero():
 
 def test_w8_coverage_is_exact():
     sm = make_variant(source(), "w8")
-    two_d = {p.rsplit("/", 1)[0] if p.endswith(("/q", "/scale")) else p
-             for p, leaf in leaf_paths(source().params) if len(leaf.shape) >= 2}  # fmt: skip
+    two_d = {
+        p.rsplit("/", 1)[0] if p.endswith(("/q", "/scale")) else p
+        for p, leaf in leaf_paths(source().params)
+        if len(leaf.shape) >= 2
+    }
     quantized, excluded = set(sm.quantized), {p for p, _ in sm.excluded}
     assert quantized | excluded == two_d and not quantized & excluded
-    trunk = {f"layers/{i}/{blk}/{w}" for i in range(2) for blk, ws in
-             (("attn", ("wq", "wk", "wv", "wo")), ("ffn", ("w_gate", "w_up", "w_down"))) for w in ws}  # fmt: skip
+    trunk = {
+        f"layers/{i}/{blk}/{w}"
+        for i in range(2)
+        for blk, ws in (("attn", ("wq", "wk", "wv", "wo")), ("ffn", ("w_gate", "w_up", "w_down")))
+        for w in ws
+    }
     assert trunk | {"embed/user_proj", "embed/history_proj", "embed/candidate_proj"} == quantized
     assert all(reason for _, reason in sm.excluded) and "head/unembed" in excluded
     for path, leaf in leaf_paths(sm.params):
@@ -85,7 +98,7 @@ def test_w8_coverage_is_exact():
 
 def test_every_w8_exclusion_names_a_real_parameter():
     ranker_paths = [p for p, _ in leaf_paths(source().params)]
-    retrieval = serving_model(PhoenixRetrieval(tiny(), rngs=nnx.Rngs(params=0)))
+    retrieval = serving_model(PhoenixRetriever(tiny(), rngs=nnx.Rngs(params=0)))
     paths = ranker_paths + [p for p, _ in leaf_paths(retrieval.params)]
     for pattern in W8_EXCLUDED:  # a renamed layer would leave a stale pattern and silently quantize it
         assert any(excluded_reason(p) == W8_EXCLUDED[pattern] for p in paths), pattern
@@ -93,7 +106,10 @@ def test_every_w8_exclusion_names_a_real_parameter():
 
 def test_scope_is_the_same_for_bf16w_and_w8():
     assert variant("bf16w").quantized == variant("w8").quantized
-    assert bytes_by_dtype(variant("w8").params)["weights"]["int8"] * 2 == bytes_by_dtype(variant("bf16w").params)["weights"]["bfloat16"]
+    assert (
+        bytes_by_dtype(variant("w8").params)["weights"]["int8"] * 2
+        == bytes_by_dtype(variant("bf16w").params)["weights"]["bfloat16"]
+    )
 
 
 def test_every_variant_reports_the_source_digest():

@@ -8,16 +8,20 @@ import jax
 import numpy as np
 from flax import nnx
 
+from tests.inference.helpers import tiny
 from x_reco.inference.params import serving_model
 from x_reco.inference.requests import Bucket, pad_batch
 from x_reco.inference.retrieval import (
-    CompiledRetrieval, build_corpus_vectors, make_corpus, recall_at_k, top_k_chunked,
-)  # fmt: skip
-from x_reco.models import PhoenixRetrieval, top_k
+    CompiledRetrieval,
+    build_corpus_vectors,
+    make_corpus,
+    recall_at_k,
+    top_k_chunked,
+)
+from x_reco.models import PhoenixRetriever, top_k
 from x_reco.models.testing import random_batch
-from tests.inference.helpers import tiny
 
-_model = PhoenixRetrieval(tiny(), rngs=nnx.Rngs(params=1))
+_model = PhoenixRetriever(tiny(), rngs=nnx.Rngs(params=1))
 _sm = serving_model(_model)
 
 

@@ -1,6 +1,6 @@
-"""Serving paths equal the committed model (inference spec §5.7); they run its own methods on its state: split == dense on padded histories and
-padded candidates, chunked == one pass for c in {1, 7, 64}, S and N bucket padding change nothing,
-jitted/AOT == eager; and the split candidate pass never forms the N x N block.
+"""Serving paths equal the committed model (inference spec §5.7); they run its own methods on its state:
+split == dense on padded histories and padded candidates, chunked == one pass for c in {1, 7, 64}, S and N
+bucket padding change nothing, jitted/AOT == eager; and the split candidate pass never forms the N x N block.
 
 Guards the fork's pitfalls: optimized paths compared against a differently initialized module, and
 "split" attention that still materializes the candidate x candidate block.
@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from x_reco.inference.engine import aot_compile, make_score_fn
 from tests.inference.helpers import (
     BF16_PROB_TOL,
     F32_TOL,
@@ -21,9 +20,9 @@ from tests.inference.helpers import (
     pad,
     ranker,
     source,
-    tiny,
     valid_candidates,
 )
+from x_reco.inference.engine import aot_compile, make_score_fn
 
 
 def _masked_max(a, b, mask):

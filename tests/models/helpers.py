@@ -11,7 +11,7 @@ from flax import nnx
 
 from x_reco.common.types import RecsysBatch
 from x_reco.configs import PhoenixConfig
-from x_reco.models import PhoenixRanker, PhoenixRetrieval
+from x_reco.models import PhoenixRanker, PhoenixRetriever
 from x_reco.models.masks import ranker_dense_mask, ranker_positions
 from x_reco.models.testing import random_batch
 from x_reco.models.trunk import run_layers
@@ -31,8 +31,8 @@ def ranker(mode: str = "shared", dtype: str = "float32", init: str = "xavier") -
 
 
 @functools.cache
-def retrieval(dtype: str = "float32") -> PhoenixRetrieval:
-    return PhoenixRetrieval(tiny(dtype=dtype), rngs=nnx.Rngs(params=1))
+def retrieval(dtype: str = "float32") -> PhoenixRetriever:
+    return PhoenixRetriever(tiny(dtype=dtype), rngs=nnx.Rngs(params=1))
 
 
 def batch(seed: int = 0, **kw) -> RecsysBatch:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.models.helpers import batch, logits, ranker, retrieval, tiny, user_rep
 from x_reco.layers import HashTable
 from x_reco.models import param_digest
 from x_reco.models.checkpoint import read_metadata, restore_checkpoint, save_checkpoint
-from tests.models.helpers import batch, logits, ranker, retrieval, tiny, user_rep
 
 
 def test_ranker_round_trip_identical(tmp_path):
@@ -39,7 +39,7 @@ def test_retrieval_round_trip_identical(tmp_path):
     model, b = retrieval(), batch()
     save_checkpoint(tmp_path / "r", model)
     restored, meta = restore_checkpoint(tmp_path / "r")
-    assert meta["model_kind"] == "retrieval"
+    assert meta["model_kind"] == "retriever"
     u = user_rep(model, b)
     assert np.array_equal(u, user_rep(restored, b)) and np.abs(u[0] - u[2]).max() > 1e-3
 

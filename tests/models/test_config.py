@@ -36,7 +36,11 @@ def test_presets_match_spec_table(name, d, layers, hq, hkv, dk, f, hashes, rows,
     assert (cfg.history_len, cfg.candidate_len, cfg.attn_output_multiplier) == (s, c, 0.125)
     assert cfg.history_action_names == cfg.output_action_names == ACTIONS
     assert (cfg.candidate_position_mode, cfg.compute_dtype, cfg.param_dtype, cfg.logits_dtype, cfg.init) == (
-        "shared", "bfloat16", "float32", "float32", "xavier"
+        "shared",
+        "bfloat16",
+        "float32",
+        "float32",
+        "xavier",
     )
     assert (cfg.hash_spec.num_hashes, cfg.hash_spec.vocab_sizes) == (hashes, rows)
     assert PhoenixConfig.preset(name.replace("-", "_")) == cfg

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from x_reco.features.hashing import HashSpec, Hasher, mix64, mix64_int, splitmix64_hashes
+from x_reco.features.hashing import Hasher, HashSpec, mix64, mix64_int, splitmix64_hashes
 
 _M64 = (1 << 64) - 1
 
@@ -41,8 +41,12 @@ def test_golden_values():
 
 def test_vectorized_equals_big_int_oracle():
     rng = np.random.default_rng(0)
-    ids = np.concatenate([rng.integers(0, 2**63, 200, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
-                          np.asarray([0, 1, 2**64 - 1], np.uint64)])  # fmt: skip
+    ids = np.concatenate(
+        [
+            rng.integers(0, 2**63, 200, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
+            np.asarray([0, 1, 2**64 - 1], np.uint64),
+        ]
+    )
     for entity, code in (("user", 1), ("post", 2), ("author", 3)):
         got = splitmix64_hashes(ids, entity, 3, 211, seed=7)
         assert np.array_equal(got, oracle(ids.tolist(), code, 3, 211, seed=7))
@@ -73,8 +77,14 @@ def test_identical_across_processes():
     )
     root = pathlib.Path(__file__).resolve().parents[2]
     runs = [
-        subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
-                       env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin"}).stdout  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin"},
+        ).stdout
         for seed in (1, 2)
     ]
     assert json.loads(runs[0]) == json.loads(runs[1])

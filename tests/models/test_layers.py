@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.models.helpers import tiny
 from x_reco.layers import (
     Attention,
     EmbeddingAssembly,
@@ -24,7 +25,6 @@ from x_reco.layers import (
 )
 from x_reco.models import PhoenixRanker
 from x_reco.models.masks import prefix_mask
-from tests.models.helpers import tiny
 
 
 # -- row 4: RMSNorm ---------------------------------------------------------------------------
@@ -137,8 +137,10 @@ def test_block_reduce_concat_hash_major_then_project(assembly):
     user = rng.standard_normal((2, 2, 32)).astype(np.float32)
     np.testing.assert_allclose(
         np.asarray(assembly.user_tokens(jnp.asarray(user)))[:, 0],
-        np.concatenate([user[:, 0], user[:, 1]], -1) @ np.asarray(assembly.user_proj[...]), rtol=1e-5, atol=1e-5,
-    )  # fmt: skip
+        np.concatenate([user[:, 0], user[:, 1]], -1) @ np.asarray(assembly.user_proj[...]),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     post, author = rng.standard_normal((2, 4, 3, 32)), rng.standard_normal((2, 4, 1, 32))
     actions = (rng.random((2, 4, 19)) < 0.3).astype(np.float32)
     surface = rng.integers(0, 7, (2, 4))

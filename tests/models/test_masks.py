@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.models.helpers import batch, edit, prefix_hidden, ranker
 from x_reco.models.masks import (
     append_mask,
     candidate_positions,
@@ -18,7 +19,6 @@ from x_reco.models.masks import (
     ranker_dense_mask,
     ranker_positions,
 )
-from tests.models.helpers import batch, edit, prefix_hidden, ranker
 
 SPEC_6X6 = ["100000", "110000", "111000", "111100", "111010", "111001"]
 
@@ -72,8 +72,11 @@ def test_user_token_output_ignores_history_in_model():
     """Row 2 at model level: rewriting every history slot leaves the user token's trunk output unchanged."""
     model, b = ranker(), batch()
     rng = np.random.default_rng(7)
-    other = edit(b, history_actions=1 - np.asarray(b.history_actions),
-                 history_product_surface=rng.integers(0, 7, np.shape(b.history_product_surface)))  # fmt: skip
+    other = edit(
+        b,
+        history_actions=1 - np.asarray(b.history_actions),
+        history_product_surface=rng.integers(0, 7, np.shape(b.history_product_surface)),
+    )
 
     h0, h1 = prefix_hidden(model, b), prefix_hidden(model, other)
     u0, u1 = h0[:, 0], h1[:, 0]

@@ -55,8 +55,16 @@ def attention(layer, x, pos, mask, hq, hkv, dk, mult):  # mask [B, T, T] bool
 def trunk(model, x, pos, mask):
     c = model.config
     for layer in model.layers:
-        a = attention(layer, rms(x, arr(layer.norm_pre_attn.scale)), pos, mask, c.num_q_heads, c.num_kv_heads,
-                      c.key_size, c.attn_output_multiplier)  # fmt: skip
+        a = attention(
+            layer,
+            rms(x, arr(layer.norm_pre_attn.scale)),
+            pos,
+            mask,
+            c.num_q_heads,
+            c.num_kv_heads,
+            c.key_size,
+            c.attn_output_multiplier,
+        )
         x = x + rms(a, arr(layer.norm_post_attn.scale))
         f = layer.ffn
         h = rms(x, arr(layer.norm_pre_ffn.scale))
@@ -75,8 +83,15 @@ def prefix_tokens(model, b):
     acts = np.asarray(b.history_actions, np.float64)
     act = ((2 * acts - 1) @ arr(e.action_proj)) * acts.any(-1, keepdims=True)
     surf = arr(e.surface_table)[b.history_product_surface]
-    hist = np.concatenate([lookup(tab.post, b.history_post_hashes).reshape(bsz, s, -1),
-                           lookup(tab.author, b.history_author_hashes).reshape(bsz, s, -1), act, surf], -1)  # fmt: skip
+    hist = np.concatenate(
+        [
+            lookup(tab.post, b.history_post_hashes).reshape(bsz, s, -1),
+            lookup(tab.author, b.history_author_hashes).reshape(bsz, s, -1),
+            act,
+            surf,
+        ],
+        -1,
+    )
     valid = np.concatenate([b.user_hashes[:, :1] != 0, b.history_post_hashes[:, :, 0] != 0], 1)
     return np.concatenate([user, hist @ arr(e.history_proj)], 1), valid
 
@@ -86,9 +101,14 @@ def numpy_ranker_logits(model, b):
     prefix, pvalid = prefix_tokens(model, b)
     e, tab = model.embed, model.tables
     bsz, c = b.candidate_post_hashes.shape[:2]
-    cand = np.concatenate([lookup(tab.post, b.candidate_post_hashes).reshape(bsz, c, -1),
-                           lookup(tab.author, b.candidate_author_hashes).reshape(bsz, c, -1),
-                           arr(e.surface_table)[b.candidate_product_surface]], -1) @ arr(e.candidate_proj)  # fmt: skip
+    cand = np.concatenate(
+        [
+            lookup(tab.post, b.candidate_post_hashes).reshape(bsz, c, -1),
+            lookup(tab.author, b.candidate_author_hashes).reshape(bsz, c, -1),
+            arr(e.surface_table)[b.candidate_product_surface],
+        ],
+        -1,
+    ) @ arr(e.candidate_proj)
     x = np.concatenate([prefix, cand], 1)
     valid = np.concatenate([pvalid, b.candidate_post_hashes[:, :, 0] != 0], 1)
     o, t = prefix.shape[1], x.shape[1]

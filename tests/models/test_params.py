@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from x_reco.configs import PhoenixConfig
-from x_reco.models import PhoenixRanker, PhoenixRetrieval, count_params, count_table_elements
-from x_reco.models.testing import random_batch
 from tests.models.helpers import F32_TOL, batch, logits, ranker, retrieval, user_rep
+from x_reco.configs import PhoenixConfig
+from x_reco.models import PhoenixRanker, PhoenixRetriever, count_params, count_table_elements
+from x_reco.models.testing import random_batch
 
 COUNTS = {  # preset: (per layer, ranker, retrieval, table elements)
     "tiny": (7_808, 30_400, 34_880, (101 + 211 + 53) * 32),
@@ -36,7 +36,7 @@ def size(variable) -> int:
 def test_parameter_counts_exact(name):
     per_layer, n_ranker, n_retrieval, n_tables = COUNTS[name]
     cfg = PhoenixConfig.preset(name)
-    r, q = abstract(PhoenixRanker, cfg), abstract(PhoenixRetrieval, cfg)
+    r, q = abstract(PhoenixRanker, cfg), abstract(PhoenixRetriever, cfg)
     assert count_params(r.layers[0]) == per_layer
     assert count_params(r) == n_ranker
     assert count_params(q) == n_retrieval
@@ -46,13 +46,19 @@ def test_parameter_counts_exact(name):
 def test_reference_mini_breakdown():
     r = abstract(PhoenixRanker, PhoenixConfig.reference_mini())
     e, layer = r.embed, r.layers[0]
-    got = [size(e.surface_table), size(e.action_proj), size(e.user_proj), size(e.history_proj),
-           size(e.candidate_proj), size(r.head.unembed)]  # fmt: skip
+    got = [
+        size(e.surface_table),
+        size(e.action_proj),
+        size(e.user_proj),
+        size(e.history_proj),
+        size(e.candidate_proj),
+        size(r.head.unembed),
+    ]
     assert got == [2_048, 2_432, 32_768, 98_304, 81_920, 2_432] and sum(got) == 219_904
     assert count_params(layer.attn) == 65_536 and count_params(layer.ffn) == 67_584
     norms = (layer.norm_pre_attn, layer.norm_post_attn, layer.norm_pre_ffn, layer.norm_post_ffn)
     assert sum(count_params(n) for n in norms) == 512 and count_params(r.final_norm) == 128
-    q = abstract(PhoenixRetrieval, PhoenixConfig.reference_mini())
+    q = abstract(PhoenixRetriever, PhoenixConfig.reference_mini())
     assert q.embed.candidate_proj is None
     assert [size(q.cand_tower.w1), size(q.cand_tower.w2)] == [4 * 128 * 256, 256 * 128]
 

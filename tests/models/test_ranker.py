@@ -12,9 +12,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from x_reco.common.types import RankerOutput
-from x_reco.models import weighted_score
-from x_reco.models.testing import random_embeddings
 from tests.models.helpers import (
     BF16_TOL,
     F32_TOL,
@@ -30,6 +27,9 @@ from tests.models.helpers import (
     take_rows,
     tiny,
 )
+from x_reco.common.types import RankerOutput
+from x_reco.models import weighted_score
+from x_reco.models.testing import random_embeddings
 
 MODES = ("shared", "reference")
 DTYPES = (("float32", F32_TOL), ("bfloat16", BF16_TOL))
@@ -57,8 +57,10 @@ def test_candidate_isolation_exact(mode, dtype):
 
 
 # -- row 8 --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("mode,dtype,tol", [("shared", "float32", F32_TOL), ("reference", "float32", F32_TOL),
-                                            ("shared", "bfloat16", BF16_TOL)])  # fmt: skip
+@pytest.mark.parametrize(
+    "mode,dtype,tol",
+    [("shared", "float32", F32_TOL), ("reference", "float32", F32_TOL), ("shared", "bfloat16", BF16_TOL)],
+)
 def test_single_candidate_and_padded_slate(mode, dtype, tol):
     model, b = ranker(mode, dtype), batch()
     base = logits(model, b)
@@ -212,8 +214,10 @@ def test_cached_prefix_then_candidate_chunks_equal_dense(mode):
     def split(model, b):
         t = model.tokens(b)
         prefix = model.encode_prefix(t.prefix_bpd, t.prefix_valid_bp)
-        outs = [model.score_with_prefix(prefix, t.candidates_bcd[:, i:j], t.candidate_valid_bc[:, i:j], i)
-                for i, j in ((0, 3), (3, 5))]  # fmt: skip
+        outs = [
+            model.score_with_prefix(prefix, t.candidates_bcd[:, i:j], t.candidate_valid_bc[:, i:j], i)
+            for i, j in ((0, 3), (3, 5))
+        ]
         return jnp.concatenate([o.logits_bca for o in outs], axis=1)
 
     np.testing.assert_allclose(np.asarray(split(model, b)), logits(model, b), atol=F32_TOL, rtol=0)
@@ -232,8 +236,9 @@ def test_score_with_prefix_never_forms_the_candidate_block():
     def split(state, b):
         m = nnx.merge(graphdef, state)
         t = m.tokens(b)
-        return m.score_with_prefix(m.encode_prefix(t.prefix_bpd, t.prefix_valid_bp), t.candidates_bcd,
-                                   t.candidate_valid_bc).logits_bca
+        return m.score_with_prefix(
+            m.encode_prefix(t.prefix_bpd, t.prefix_valid_bp), t.candidates_bcd, t.candidate_valid_bc
+        ).logits_bca
 
     def dense(state, b):
         return nnx.merge(graphdef, state)(b).logits_bca
@@ -265,15 +270,20 @@ def test_append_prefix_equals_full_prefix_encode():
         t = model.tokens(b)
         full = model.encode_prefix(t.prefix_bpd, t.prefix_valid_bp)
         head_valid = t.prefix_valid_bp & (jnp.arange(t.prefix_valid_bp.shape[1]) < 6)[None, :]
-        grown = model.append_prefix(model.encode_prefix(t.prefix_bpd, head_valid), t.prefix_bpd[:, 6:],
-                                    t.prefix_valid_bp[:, 6:])  # fmt: skip
+        grown = model.append_prefix(
+            model.encode_prefix(t.prefix_bpd, head_valid), t.prefix_bpd[:, 6:], t.prefix_valid_bp[:, 6:]
+        )
         return full, grown
 
     full, grown = both(model, b)
     valid = np.asarray(full.prefix_valid_bp)
     assert valid[0, 6:].all()  # row 0 has a full history: the append really writes
-    np.testing.assert_allclose(np.asarray(grown.k_lbpkd)[:, valid], np.asarray(full.k_lbpkd)[:, valid], atol=F32_TOL, rtol=0)
-    np.testing.assert_allclose(np.asarray(grown.v_lbpkd)[:, valid], np.asarray(full.v_lbpkd)[:, valid], atol=F32_TOL, rtol=0)
+    np.testing.assert_allclose(
+        np.asarray(grown.k_lbpkd)[:, valid], np.asarray(full.k_lbpkd)[:, valid], atol=F32_TOL, rtol=0
+    )
+    np.testing.assert_allclose(
+        np.asarray(grown.v_lbpkd)[:, valid], np.asarray(full.v_lbpkd)[:, valid], atol=F32_TOL, rtol=0
+    )
     assert full.k_lbpkd.shape == (2, 3, 12, 2, 8)  # [L, B, P, Hkv, dk]
     assert np.array_equal(np.asarray(grown.prefix_valid_bp), valid)
 

@@ -4,15 +4,14 @@ retrieval losses, and still zero after an optimizer step.
 Guards: padding slots silently training row 0 into a shared "missing id" embedding.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from flax import nnx
 
-from x_reco.layers import HashTable
 from tests.models.helpers import batch, ranker, retrieval
+from x_reco.layers import HashTable
 
 
 def ranker_loss(model, b, labels):
@@ -29,7 +28,7 @@ def retrieval_loss(model, b, labels):
     return optax.softmax_cross_entropy_with_integer_labels((u @ c.T) / 0.05, jnp.arange(u.shape[0])).mean()
 
 
-@pytest.mark.parametrize("which", ["ranker", "retrieval"])
+@pytest.mark.parametrize("which", ["ranker", "retriever"])
 def test_row0_zero_gradient_and_stays_zero(which):
     model = ranker() if which == "ranker" else retrieval()
     loss_fn = ranker_loss if which == "ranker" else retrieval_loss

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
+from tests.models.helpers import edit, pad_history, tiny
 from x_reco.common.types import RecsysBatch, history_lengths, validate_batch
 from x_reco.configs import PhoenixConfig
 from x_reco.models.testing import random_batch, random_embeddings
-from tests.models.helpers import edit, pad_history, tiny
 
 
 def test_random_batch_is_valid_with_empty_and_full_rows():

@@ -45,7 +45,8 @@ def test_stakeholders_pairs_and_models(synthetic):
     assert set(runs["loss"]) == {"bt", "margin_m0.5", "calibrated_leaky_l1"}
     assert runs["heldout_acc"].min() > 0.6 and runs["heldout_acc"].mean() > 0.85 and len(runs) == 3 * 3 * 2
     assert {"raw_cos", "trained_cos", "trained_cos_sd", "cov_pool", "corr_pool", "disagreement"} <= set(
-        models["cosines"].columns)
+        models["cosines"].columns
+    )
 
 
 @pytest.mark.parametrize("protocol", ["parity", "corrected"])
@@ -64,8 +65,9 @@ def test_goodhart_direction_smoke(synthetic, protocol):
     assert set(out.tables["temperature_sweep"]["temperature"]) == set(cfg.temperatures)
     curves = out.tables["goodhart_curves"]
     assert set(curves["sweep"]) == {"n", "sigma"} and (curves.loc[curves["n_pairs"] == 25, "pct_change"] == 0).all()
-    assert {"goodhart_curves_synthetic_user.png", "direction_scatter_softmax_T1.png",
-            "temperature_sweep.png"} <= set(out.figures)
+    assert {"goodhart_curves_synthetic_user.png", "direction_scatter_softmax_T1.png", "temperature_sweep.png"} <= set(
+        out.figures
+    )
     assert all(png.startswith(PNG) for png in out.figures.values())
 
 
@@ -102,7 +104,14 @@ def test_audit_toolkit():
     out = R.audit_toolkit(R.AuditConfig.smoke())
     audit = out.tables["audit"]
     assert audit.loc[audit["kind"] == "threshold", "threshold"].round(4).tolist() == [
-        1.25, 0.625, 0.4167, 0.3125, 0.25, 0.1562, 0.125]
+        1.25,
+        0.625,
+        0.4167,
+        0.3125,
+        0.25,
+        0.1562,
+        0.125,
+    ]
     assert "covariance" in audit.attrs["limitation"] and out.figures["audit_threshold.png"].startswith(PNG)
 
 

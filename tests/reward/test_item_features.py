@@ -72,9 +72,14 @@ def test_synthetic_content_pool():
     rng = np.random.default_rng(42)  # the reference's draw order: all topics first, then 18 uniforms per item
     np.testing.assert_array_equal(topic, rng.integers(0, 6, 500))
     neg = {14: 1, 15: 1, 16: 1, 17: 1}  # the spec's factor table, action index -> multiplier
-    factors = [{0: 1.5, 2: 1.3, **{k: 0.3 for k in neg}}, {0: 1.2, 1: 1.4},
-               {0: 1.3, 2: 1.8, 1: 2.0, 15: 2.5, 17: 2.0}, {0: 1.3, 2: 1.8, 1: 2.0, 15: 2.5, 17: 2.0},
-               {0: 1.8, 7: 1.5, **{k: 0.2 for k in neg}}, {13: 1.3, 1: 1.2}]
+    factors = [
+        {0: 1.5, 2: 1.3, **{k: 0.3 for k in neg}},
+        {0: 1.2, 1: 1.4},
+        {0: 1.3, 2: 1.8, 1: 2.0, 15: 2.5, 17: 2.0},
+        {0: 1.3, 2: 1.8, 1: 2.0, 15: 2.5, 17: 2.0},
+        {0: 1.8, 7: 1.5, **{k: 0.2 for k in neg}},
+        {13: 1.3, 1: 1.2},
+    ]
     for i in range(3):
         probs = rng.uniform(0.05, 0.3, 18)
         for a, f in factors[topic[i]].items():
@@ -91,19 +96,50 @@ def test_synthetic_content_pool():
 
 def _mind_raw():
     cats = ["news"] * 6 + ["sports"] * 4 + ["tv"] * 3 + ["kids"] * 2 + ["weird"]
-    subs = ["newspolitics", "newscrime", "newsworld", "newsus", "newspolitics", "newsus",
-            "football", "football", "golf", "golf", "tvnews", "tvnews", "tvgossip", "kidsa", "kidsa", "odd"]
+    subs = [
+        "newspolitics",
+        "newscrime",
+        "newsworld",
+        "newsus",
+        "newspolitics",
+        "newsus",
+        "football",
+        "football",
+        "golf",
+        "golf",
+        "tvnews",
+        "tvnews",
+        "tvgossip",
+        "kidsa",
+        "kidsa",
+        "odd",
+    ]
     n = len(cats)
-    items = pd.DataFrame({
-        "item_id": [f"N{i + 1}" for i in range(n)], "category": cats, "subcategory": subs,
-        "title": ["a b c d"] * (n - 1) + ["a " * 40], "abstract": [""] * n,
-        "title_entities": [json.dumps([{"Label": "x"}] * (i % 3)) for i in range(n)],
-        "abstract_entities": ["[]"] * n})
+    items = pd.DataFrame(
+        {
+            "item_id": [f"N{i + 1}" for i in range(n)],
+            "category": cats,
+            "subcategory": subs,
+            "title": ["a b c d"] * (n - 1) + ["a " * 40],
+            "abstract": [""] * n,
+            "title_entities": [json.dumps([{"Label": "x"}] * (i % 3)) for i in range(n)],
+            "abstract_entities": ["[]"] * n,
+        }
+    )
     rows = [(f"N{i % n + 1}", int(i % 5 == 0), "train/behaviors.tsv") for i in range(120)]
     rows += [("N1", 1, "dev/behaviors.tsv")] * 50
-    inter = pd.DataFrame({"user_id": "U1", "item_id": [r[0] for r in rows], "ts": 0, "rating": np.nan,
-                          "label": pd.array([r[1] for r in rows], dtype="Int8"), "impression_id": "1",
-                          "src_file": [r[2] for r in rows], "src_row": np.arange(len(rows))})
+    inter = pd.DataFrame(
+        {
+            "user_id": "U1",
+            "item_id": [r[0] for r in rows],
+            "ts": 0,
+            "rating": np.nan,
+            "label": pd.array([r[1] for r in rows], dtype="Int8"),
+            "impression_id": "1",
+            "src_file": [r[2] for r in rows],
+            "src_row": np.arange(len(rows)),
+        }
+    )
     return RawTables("mind-small", inter, items, pd.DataFrame({"user_id": ["U1"]}))
 
 
@@ -126,17 +162,30 @@ def test_mind_features_and_stakeholders():
 def _kindle_raw():
     genres = ["Romance"] * 5 + ["Mystery"] * 3 + ["SciFi"] * 2 + ["Poetry"]
     n = len(genres)
-    items = pd.DataFrame({
-        "item_id": [f"B{i:03d}" for i in range(n)], "main_category": "Kindle Store",
-        "categories": [json.dumps(["Kindle Store", "Kindle eBooks", g, "sub"]) for g in genres],
-        "price": [0.0, 4.99, 5.0, 15.0, 15.01, 2.0, None, 9.0, 1.0, 30.0, 3.0],
-        "average_rating": [2.5, 3.0, 4.0, 4.9, 3.9, 1.0, 4.2, 4.4, 3.3, 4.6, 5.0],
-        "rating_number": pd.array([10, 50, 499, 500, 3, 1000, 20, 60, 70, None, 5], dtype="Int64"),
-        "print_length_pages": pd.array([100, 200, 350, None, 199, 20, 400, 500, 150, 90, 300], dtype="Int64")})
+    items = pd.DataFrame(
+        {
+            "item_id": [f"B{i:03d}" for i in range(n)],
+            "main_category": "Kindle Store",
+            "categories": [json.dumps(["Kindle Store", "Kindle eBooks", g, "sub"]) for g in genres],
+            "price": [0.0, 4.99, 5.0, 15.0, 15.01, 2.0, None, 9.0, 1.0, 30.0, 3.0],
+            "average_rating": [2.5, 3.0, 4.0, 4.9, 3.9, 1.0, 4.2, 4.4, 3.3, 4.6, 5.0],
+            "rating_number": pd.array([10, 50, 499, 500, 3, 1000, 20, 60, 70, None, 5], dtype="Int64"),
+            "print_length_pages": pd.array([100, 200, 350, None, 199, 20, 400, 500, 150, 90, 300], dtype="Int64"),
+        }
+    )
     rows = [(f"B{i % n:03d}", float(1 + i % 5), i) for i in range(80)]
-    inter = pd.DataFrame({"user_id": [f"U{i % 7}" for i in range(80)], "item_id": [r[0] for r in rows],
-                          "ts": [r[2] for r in rows], "rating": [r[1] for r in rows], "label": pd.NA,
-                          "impression_id": None, "src_file": "Kindle_Store.csv", "src_row": np.arange(80)})
+    inter = pd.DataFrame(
+        {
+            "user_id": [f"U{i % 7}" for i in range(80)],
+            "item_id": [r[0] for r in rows],
+            "ts": [r[2] for r in rows],
+            "rating": [r[1] for r in rows],
+            "label": pd.NA,
+            "impression_id": None,
+            "src_file": "Kindle_Store.csv",
+            "src_row": np.arange(80),
+        }
+    )
     return RawTables("amazon-kindle", inter, items, pd.DataFrame({"user_id": [f"U{i}" for i in range(7)]}))
 
 

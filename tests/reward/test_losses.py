@@ -47,8 +47,9 @@ def _reference(spec: LossSpec, w, xp, xr, ep, er, mask):
     if spec.kind == "calibrated":
         base += spec.lam * (np.mean((sig(rp) - ep[keep]) ** 2) + np.mean((sig(rr) - er[keep]) ** 2))
     if spec.kind == "constrained":
-        c = {"user": np.mean(np.maximum(0.0, w[NEG_IDX] + 0.1)), "society": max(0.0, 0.3 - np.std(w)),
-             "platform": 0.0}[spec.constraint]
+        c = {"user": np.mean(np.maximum(0.0, w[NEG_IDX] + 0.1)), "society": max(0.0, 0.3 - np.std(w)), "platform": 0.0}[
+            spec.constraint
+        ]
         base += spec.lam * c
     return base + L2 * np.sum(w**2)
 
@@ -57,14 +58,26 @@ def _reference(spec: LossSpec, w, xp, xr, ep, er, mask):
 def test_loss_value_and_finite_difference_gradient(spec):
     w, xp, xr, ep, er, mask = _batch()
     with jax.enable_x64(True):
+
         def f(wv):
-            return minibatch_loss(spec.kind, wv, jnp.asarray(xp), jnp.asarray(xr), jnp.asarray(ep),
-                                  jnp.asarray(er), jnp.asarray(mask), jnp.asarray(spec.hyper(), jnp.float64), L2)
+            return minibatch_loss(
+                spec.kind,
+                wv,
+                jnp.asarray(xp),
+                jnp.asarray(xr),
+                jnp.asarray(ep),
+                jnp.asarray(er),
+                jnp.asarray(mask),
+                jnp.asarray(spec.hyper(), jnp.float64),
+                L2,
+            )
+
         value = float(f(jnp.asarray(w)))
         grad = np.asarray(jax.grad(f)(jnp.asarray(w)))
         eps = 1e-6
-        numeric = np.array([(float(f(jnp.asarray(w + eps * e))) - float(f(jnp.asarray(w - eps * e)))) / (2 * eps)
-                            for e in np.eye(D)])
+        numeric = np.array(
+            [(float(f(jnp.asarray(w + eps * e))) - float(f(jnp.asarray(w - eps * e)))) / (2 * eps) for e in np.eye(D)]
+        )
     # hyperparameters travel as float32 (the trainer's dtype), hence rel 1e-6 rather than 1e-12
     assert value == pytest.approx(_reference(spec, w, xp, xr, ep, er, mask), rel=1e-6)
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)

@@ -43,7 +43,8 @@ def test_pair_stream_prefix_and_stakeholder_independence(pool):
     assert (long[0][0], long[1][0]) == tuple(first) and long[2][0] == rng.normal(0.0, 0.05)
     a, b = make_pairs(x, st["user"], 200, 3), make_pairs(x, st["society"], 200, 3)
     same_items = {frozenset(p) for p in zip(a.pref_train, a.rej_train)} == {
-        frozenset(p) for p in zip(b.pref_train, b.rej_train)}
+        frozenset(p) for p in zip(b.pref_train, b.rej_train)
+    }
     assert same_items  # same item pairs, only the labels differ
 
 
@@ -89,7 +90,7 @@ def _reference_fit(xp, xr, epochs):
     for _ in range(epochs):
         perm = rng.permutation(len(xp))
         for i in range(0, len(xp), 64):
-            b = perm[i:i + 64]
+            b = perm[i : i + 64]
             updates, state = opt.update(grad(w, jnp.asarray(xp[b]), jnp.asarray(xr[b])), state, w)
             w = optax.apply_updates(w, updates)
     return np.asarray(w)

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from x_reco.reward.selection import (
-    DELTAS, TEMPERATURES, greedy_sets, set_utilities, softmax_local_cov, softmax_utilities, upper_tail_cov,
+    DELTAS,
+    TEMPERATURES,
+    greedy_sets,
+    set_utilities,
+    softmax_local_cov,
+    softmax_utilities,
+    upper_tail_cov,
 )
 
 M, H = 97, 3
@@ -47,12 +53,14 @@ def test_greedy_matches_a_plain_loop(pool):
     for b in range(scores.shape[0]):
         chosen, counts = [], np.zeros(6)
         for _ in range(10):
-            adj = [(1 - delta) * scores[b, c] + delta / (counts[topics[c]] + 1) if c not in chosen else -np.inf
-                   for c in range(M)]
+            adj = [
+                (1 - delta) * scores[b, c] + delta / (counts[topics[c]] + 1) if c not in chosen else -np.inf
+                for c in range(M)
+            ]
             c = int(np.argmax(adj))
             chosen.append(c)
             counts[topics[c]] += 1
-        np.testing.assert_array_equal(greedy_sets(scores[b:b + 1], topics, (delta,))[0, 0], chosen)
+        np.testing.assert_array_equal(greedy_sets(scores[b : b + 1], topics, (delta,))[0, 0], chosen)
 
 
 def test_softmax_limits(pool):

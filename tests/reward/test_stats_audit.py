@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from x_reco.reward.audit import (
-    AuditConfig, closed_form_cos, platform_vector, run_audit, threshold, threshold_by_root,
+    AuditConfig,
+    closed_form_cos,
+    platform_vector,
+    run_audit,
+    threshold,
+    threshold_by_root,
 )
 from x_reco.reward.stakeholders import SYNTHETIC_ALPHAS, alpha_weights, cosine
 from x_reco.reward.stats import censored_label, crossing_n, medians, wilson
@@ -46,16 +51,19 @@ def test_wilson_interval():
     assert wilson(6, 6)[1] == 1.0 and all(math.isnan(v) for v in wilson(0, 0))
 
 
-@pytest.mark.parametrize("x, nu, expected_society, expected_user", [
-    (1.0, 1.0, -0.312, 0.079),  # pure engagement: all 18 weights +1
-    (0.5, 1.0, -0.093, None),
-    (-0.3, 0.0, 0.510, None),  # 2023 Phoenix
-    (-0.1, 0.5, 0.294, None),
-    (-0.3, 0.5, 0.428, None),
-    (-1.0, 0.0, 0.843, None),  # user-aligned
-    (-2.0, 0.0, 0.972, None),  # safety-first
-    (0.0, 0.0, 0.269, None),  # what "alpha = 0" gives with nu = 0
-])
+@pytest.mark.parametrize(
+    "x, nu, expected_society, expected_user",
+    [
+        (1.0, 1.0, -0.312, 0.079),  # pure engagement: all 18 weights +1
+        (0.5, 1.0, -0.093, None),
+        (-0.3, 0.0, 0.510, None),  # 2023 Phoenix
+        (-0.1, 0.5, 0.294, None),
+        (-0.3, 0.5, 0.428, None),
+        (-1.0, 0.0, 0.843, None),  # user-aligned
+        (-2.0, 0.0, 0.972, None),  # safety-first
+        (0.0, 0.0, 0.269, None),  # what "alpha = 0" gives with nu = 0
+    ],
+)
 def test_audit_scenarios_to_three_decimals(x, nu, expected_society, expected_user):
     p = platform_vector(x, nu)
     assert round(cosine(p, alpha_weights(4.0)), 3) == expected_society

@@ -58,7 +58,14 @@ def with_catalogue(seqs: EngagementSequences, **changes) -> EngagementSequences:
 
 def tiny_cfg(**overrides) -> TrainConfig:
     base = dict(
-        preset="tiny", model_overrides={"compute_dtype": "float32"}, batch_size=16, num_steps=12,
-        warmup_steps=2, learning_rate=3e-3, eval_every=0, checkpoint_every=5, keep_checkpoints=2,
-    )  # fmt: skip
+        preset="tiny",
+        model_overrides={"compute_dtype": "float32"},
+        batch_size=16,
+        num_steps=12,
+        warmup_steps=2,
+        learning_rate=3e-3,
+        eval_every=0,
+        checkpoint_every=5,
+        keep_checkpoints=2,
+    )
     return TrainConfig(**{**base, **overrides})

@@ -61,7 +61,7 @@ def test_softmax_switch_by_catalogue_size():
 
 
 def test_partition_defaults_window_and_selection():
-    from x_reco.training.presets import TUNED, catalogue_window_s, default_train_config
+    from x_reco.training.defaults import TUNED, catalogue_window_s, default_train_config
 
     assert catalogue_window_s({"config": {"recency_hours": 48.0}}) == 48 * 3600  # a generated world
     assert catalogue_window_s({"counts": {"interactions": 100_000}, "ts_min": 0}) is None  # a real source

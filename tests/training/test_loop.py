@@ -151,8 +151,9 @@ def test_time_aware_negatives(loss, tmp_path):
     changes XLA's fusion); a short
     window trains on fewer negatives (lower loss) and validates on the windowed catalogue."""
     seqs = toy_seqs()
-    seqs = with_catalogue(seqs, item_created_ts=np.full_like(seqs.catalogue.item_created_ts,
-                                                             seqs.examples.request_ts.min()))
+    seqs = with_catalogue(
+        seqs, item_created_ts=np.full_like(seqs.catalogue.item_created_ts, seqs.examples.request_ts.min())
+    )
     cfg = tiny_cfg(num_steps=6, checkpoint_every=0, retrieval_loss=loss)
     blind = train_retriever(seqs, cfg, tmp_path / "blind")
     everything = train_retriever(seqs, cfg.replace(negative_window_s=1e9), tmp_path / "all")
@@ -168,8 +169,9 @@ def test_time_aware_negatives(loss, tmp_path):
 
 
 def test_select_best_exports_the_validation_best_and_resumes_to_it(tmp_path):
-    cfg = tiny_cfg(num_steps=40, checkpoint_every=10, eval_every=5, select_best=True, learning_rate=3e-2,
-                   warmup_steps=2)  # fmt: skip
+    cfg = tiny_cfg(
+        num_steps=40, checkpoint_every=10, eval_every=5, select_best=True, learning_rate=3e-2, warmup_steps=2
+    )
     whole = train_retriever(toy_seqs(), cfg, tmp_path / "whole")
     scores = [e["masked_ndcg@10"] for e in whole.eval_history]
     best = whole.eval_history[int(np.argmax(scores))]["step"]  # first maximum: ties keep the earlier step

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.training.helpers import tiny_cfg
 from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.layers.embed import gather_rows
-from x_reco.models import PhoenixRetrieval
+from x_reco.models import PhoenixRetriever
 from x_reco.models.testing import random_batch
 from x_reco.training.optim import TRAINABLE, learning_rate_schedule, make_optimizer, param_labels
-from tests.training.helpers import tiny_cfg
 
 
 def model():
-    return PhoenixRetrieval(PhoenixConfig.tiny(compute_dtype="float32"), rngs=nnx.Rngs(params=0))
+    return PhoenixRetriever(PhoenixConfig.tiny(compute_dtype="float32"), rngs=nnx.Rngs(params=0))
 
 
 def test_labels_split_tables_norms_and_matrices():

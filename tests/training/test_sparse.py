@@ -40,9 +40,15 @@ def _lowered_step(table_optimizer: str, vocab: int) -> tuple[str, int]:
     cfg = tiny_cfg(table_optimizer=table_optimizer)
     rows, items = seqs.retrieval_pairs("train")
     n = seqs.num_items
-    task = loop._Task("retrieval", loop.PhoenixRetrieval, len(rows),
-                      lambda pos: loop.retrieval_batch(seqs, rows[pos], items[pos], 16),
-                      ("sampled_softmax", 0.05, None), (np.zeros(n, np.float32), np.zeros(n, np.int32)), None)  # fmt: skip
+    task = loop._Task(
+        "retriever",
+        loop.PhoenixRetriever,
+        len(rows),
+        lambda pos: loop.retrieval_batch(seqs, rows[pos], items[pos], 16),
+        ("sampled_softmax", 0.05, None),
+        (np.zeros(n, np.float32), np.zeros(n, np.int32)),
+        None,
+    )
     mc = model_config_for(cfg, seqs)
     graphdef, state = nnx.split(loop._build(task, mc, cfg))
     step = loop._train_step(graphdef, task, cfg, mc, data_parallel())

@@ -32,9 +32,21 @@ VARIANTS = ("dense", "split", "cached", "w8+t8")
 def timing_job(preset: str, shape: tuple[int, int, int], calls: int, users: int, source_cache: str) -> dict:
     """The timing job both trees run, in the JSON form older trees' workers read (``TimingJob.from_dict``)."""
     grid = {v: [list(shape)] for v in VARIANTS}
-    return {"kind": "timing", "preset": preset, "repeat": 0, "grid": grid, "variants": list(VARIANTS),
-            "calls": calls, "warmup": 3, "users": users, "pipelined": 0, "seed": 0, "accounting_samples": 3,
-            "table_rows": None, "source_cache": source_cache}  # fmt: skip
+    return {
+        "kind": "timing",
+        "preset": preset,
+        "repeat": 0,
+        "grid": grid,
+        "variants": list(VARIANTS),
+        "calls": calls,
+        "warmup": 3,
+        "users": users,
+        "pipelined": 0,
+        "seed": 0,
+        "accounting_samples": 3,
+        "table_rows": None,
+        "source_cache": source_cache,
+    }
 
 
 def run_before(tree: Path, module: str, job: dict, folder: Path, tag: str) -> list[dict]:
@@ -48,8 +60,10 @@ def run_before(tree: Path, module: str, job: dict, folder: Path, tag: str) -> li
 
 def summary_table(rows: dict[str, dict[str, list[dict]]]) -> str:
     """Markdown: per variant, median over rounds of per-process p50 / p99 before and after, and the ratio."""
-    lines = ["| variant | before p50 ms | after p50 ms | after / before | before p99 ms | after p99 ms |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| variant | before p50 ms | after p50 ms | after / before | before p99 ms | after p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
     for variant in VARIANTS:
         before = [r for r in rows["before"].get(variant, [])]
         after = [r for r in rows["after"].get(variant, [])]
@@ -72,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--calls", type=int, default=100)
     p.add_argument("--users", type=int, default=200)
     args = p.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the before side runs with the older tree as its working directory
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, list[dict]]] = {"before": {}, "after": {}}
     t0 = time.perf_counter()
@@ -88,8 +102,12 @@ def main(argv: list[str] | None = None) -> dict:
                 rows[side].setdefault(rec["variant"], []).append(stats)
             print(f"[round {r}] {side} done at {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     table = summary_table(rows)
-    raw = {"command": [sys.executable, "-m", "x_reco.bench.compare", *(argv or sys.argv[1:])],
-           "settings": vars(args), "rows": rows, "wall_s": time.perf_counter() - t0}  # fmt: skip
+    raw = {
+        "command": [sys.executable, "-m", "x_reco.bench.compare", *(argv or sys.argv[1:])],
+        "settings": vars(args),
+        "rows": rows,
+        "wall_s": time.perf_counter() - t0,
+    }
     (out / "compare.json").write_text(json.dumps(raw, indent=1))
     (out / "compare.md").write_text(table)
     print(table)

@@ -94,8 +94,9 @@ def grid_for(preset: str, grid: str) -> dict[str, list[list[int]]]:
         ns, ss, bs = (64, 128, 256, 500, 1024, 2048, 4096), (128, 256, 512, 1024), (1, 16, 64)
         main = [(b, si, n) for b in bs for si in ss for n in ns]
         sub = [(b, si, n) for b in bs for si in (128, 512) for n in (64, 500, 2048)]
-        return _grid({"ref-f32": [(1, s, 500)], "dense": main, "split": main, "chunked-256": sub,
-                      **{v: sub for v in OTHER}})  # fmt: skip
+        return _grid(
+            {"ref-f32": [(1, s, 500)], "dense": main, "split": main, "chunked-256": sub, **{v: sub for v in OTHER}}
+        )
     if grid == "issue":
         n = 500 if preset != "large" else 2048
         rows = {v: [(1, s, n)] for v in ("dense", "split", "cached", "w8+t8")}
@@ -105,9 +106,12 @@ def grid_for(preset: str, grid: str) -> dict[str, list[list[int]]]:
         return _grid(rows)
     if preset == "large":  # reduced CPU grid: one short-history point per path
         return _grid({"dense": [(1, 128, 64)], "split": [(1, 128, 64)]})
-    rows = {"ref-f32": [(1, s, 500)], "dense": [(1, s, 64), (1, s, 500)],
-            "split": [(1, s, 64), (1, s, 500), (1, s, 2048), (16, s, 64), (1, 512, 64)],
-            **{v: [(1, s, 500)] for v in OTHER}}  # fmt: skip
+    rows = {
+        "ref-f32": [(1, s, 500)],
+        "dense": [(1, s, 64), (1, s, 500)],
+        "split": [(1, s, 64), (1, s, 500), (1, s, 2048), (16, s, 64), (1, 512, 64)],
+        **{v: [(1, s, 500)] for v in OTHER},
+    }
     rows["dense"].append((1, 512, 64))
     return _grid(rows)
 
@@ -125,10 +129,20 @@ def parse(argv: list[str] | None = None) -> tuple[BenchConfig, Path]:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--users", type=int, default=200)
     p.add_argument("--pipelined", type=int, default=None, help="back-to-back calls (default 200 on GPU, 0 on CPU)")
-    p.add_argument("--preset-calls", nargs="*", default=[], metavar="PRESET=CALLS",
-                   help="override --calls/--users for a preset (e.g. large=10 on CPU)")  # fmt: skip
-    p.add_argument("--table-rows", nargs="*", default=None, metavar="PRESET=ROWS",
-                   help="hash-table rows per preset (default: full on GPU; large=100000 on CPU)")  # fmt: skip
+    p.add_argument(
+        "--preset-calls",
+        nargs="*",
+        default=[],
+        metavar="PRESET=CALLS",
+        help="override --calls/--users for a preset (e.g. large=10 on CPU)",
+    )
+    p.add_argument(
+        "--table-rows",
+        nargs="*",
+        default=None,
+        metavar="PRESET=ROWS",
+        help="hash-table rows per preset (default: full on GPU; large=100000 on CPU)",
+    )
     p.add_argument("--checkpoint", default=None, help="trained ranker checkpoint (restore_checkpoint)")
     p.add_argument("--sequences", default=None, help="engagement sequences .npz for --checkpoint")
     p.add_argument("--quality-users", type=int, default=200)
@@ -147,14 +161,30 @@ def parse(argv: list[str] | None = None) -> tuple[BenchConfig, Path]:
         p.error("--checkpoint and --sequences go together")
     tup = lambda x: None if x is None else tuple(x)  # noqa: E731
     config = BenchConfig(
-        grid="full" if a.full else a.grid, presets=tuple(a.presets), device_label=a.device_label, repeats=a.repeats,
-        calls=a.calls, warmup=a.warmup, users=a.users, pipelined=a.pipelined, preset_calls=_kv(a.preset_calls),
-        table_rows=None if a.table_rows is None else _kv(a.table_rows), checkpoint=a.checkpoint, sequences=a.sequences,
-        quality_users=a.quality_users, quality_candidates=a.quality_candidates, quality=not a.no_quality,
-        retrieval=not a.no_retrieval, timing=not a.no_timing, corpus_sizes=tup(a.corpus_sizes),
-        retrieval_batch=tup(a.retrieval_batch), corpus_formats=tup(a.corpus_formats), source_cache=a.source_cache,
-        memory_presets=tuple(a.memory_presets), seed=a.seed,
-    )  # fmt: skip
+        grid="full" if a.full else a.grid,
+        presets=tuple(a.presets),
+        device_label=a.device_label,
+        repeats=a.repeats,
+        calls=a.calls,
+        warmup=a.warmup,
+        users=a.users,
+        pipelined=a.pipelined,
+        preset_calls=_kv(a.preset_calls),
+        table_rows=None if a.table_rows is None else _kv(a.table_rows),
+        checkpoint=a.checkpoint,
+        sequences=a.sequences,
+        quality_users=a.quality_users,
+        quality_candidates=a.quality_candidates,
+        quality=not a.no_quality,
+        retrieval=not a.no_retrieval,
+        timing=not a.no_timing,
+        corpus_sizes=tup(a.corpus_sizes),
+        retrieval_batch=tup(a.retrieval_batch),
+        corpus_formats=tup(a.corpus_formats),
+        source_cache=a.source_cache,
+        memory_presets=tuple(a.memory_presets),
+        seed=a.seed,
+    )
     return config, Path(a.out)
 
 
@@ -172,10 +202,21 @@ def _timing_jobs(config: BenchConfig, gpu: bool, rows: Mapping[str, int], pipeli
             if not gpu and preset == "large":  # batched `large` rows take minutes per call on a small CPU
                 grid = {v: [x for x in shapes if x[0] == 1] for v, shapes in grid.items()}
             users = min(config.users, max(n_calls + config.warmup + 1, 1)) if preset in calls else config.users
-            jobs.append(TimingJob(
-                preset, grid, repeat=repeat, calls=n_calls, warmup=config.warmup, users=users, pipelined=pipelined,
-                accounting_samples=3 if preset in calls else 50, seed=config.seed, table_rows=rows.get(preset),
-                source_cache=config.source_cache))  # fmt: skip
+            jobs.append(
+                TimingJob(
+                    preset,
+                    grid,
+                    repeat=repeat,
+                    calls=n_calls,
+                    warmup=config.warmup,
+                    users=users,
+                    pipelined=pipelined,
+                    accounting_samples=3 if preset in calls else 50,
+                    seed=config.seed,
+                    table_rows=rows.get(preset),
+                    source_cache=config.source_cache,
+                )
+            )
     return jobs
 
 
@@ -183,8 +224,9 @@ def _quality_jobs(config: BenchConfig, rows: Mapping[str, int]) -> list[QualityJ
     common = {"users": config.quality_users, "candidates": config.quality_candidates, "seed": config.seed}
     jobs = []
     if "oss-mini" in config.presets:
-        jobs.append(QualityJob(preset="oss-mini", table_rows=rows.get("oss-mini"), source_cache=config.source_cache,
-                               **common))  # fmt: skip
+        jobs.append(
+            QualityJob(preset="oss-mini", table_rows=rows.get("oss-mini"), source_cache=config.source_cache, **common)
+        )
     if config.checkpoint:
         jobs.append(QualityJob.trained(config.checkpoint, config.sequences, **common))
     return jobs
@@ -200,21 +242,41 @@ def make_jobs(config: BenchConfig, backend: str) -> list[Job]:
     if gpu:
         for preset in [p for p in config.presets if p in config.memory_presets]:
             shape = (1, PRESET_S.get(preset, 127), 2048 if preset == "large" else 500)
-            jobs += [MemoryJob(preset, variant, shape, seed=config.seed, table_rows=rows.get(preset),
-                               source_cache=config.source_cache)
-                     for variant in ("split", "bf16w", "w8", "w8+t8")]  # fmt: skip
+            jobs += [
+                MemoryJob(
+                    preset,
+                    variant,
+                    shape,
+                    seed=config.seed,
+                    table_rows=rows.get(preset),
+                    source_cache=config.source_cache,
+                )
+                for variant in ("split", "bf16w", "w8", "w8+t8")
+            ]
     if config.quality:
         jobs += _quality_jobs(config, rows)
     if config.retrieval:
         reduced_cpu = config.grid == "reduced" and not gpu  # bf16 matmuls are emulated (slow) on CPU
         sizes = config.corpus_sizes or {"full": (537_000, 1_000_000, 4_000_000), "issue": (537_000, 1_000_000)}.get(
-            config.grid, (1_000_000,))
+            config.grid, (1_000_000,)
+        )
         formats = config.corpus_formats or (("int8",) if reduced_cpu else ("bf16", "int8"))
-        jobs += [RetrievalJob("oss-mini", corpus_sizes=tuple(sizes), formats=formats, repeat=repeat,
-                              batch=config.retrieval_batch or ((1,) if not gpu else (1, 16)), calls=config.calls,
-                              warmup=config.warmup, pipelined=pipelined, seed=config.seed,
-                              table_rows=rows.get("oss-mini"), source_cache=config.source_cache)
-                 for repeat in range(config.repeats)]  # fmt: skip
+        jobs += [
+            RetrievalJob(
+                "oss-mini",
+                corpus_sizes=tuple(sizes),
+                formats=formats,
+                repeat=repeat,
+                batch=config.retrieval_batch or ((1,) if not gpu else (1, 16)),
+                calls=config.calls,
+                warmup=config.warmup,
+                pipelined=pipelined,
+                seed=config.seed,
+                table_rows=rows.get("oss-mini"),
+                source_cache=config.source_cache,
+            )
+            for repeat in range(config.repeats)
+        ]
     return jobs
 
 
@@ -239,8 +301,13 @@ def _run_all(config: BenchConfig, out: Path) -> tuple[dict, list[dict], list[dic
     for _, records, log in run_jobs(make_jobs(config, backend)):
         logs.append(log)
         all_records += records
-        partial = {"schema_version": SCHEMA_VERSION, "partial": True, "metadata": metadata, "jobs": logs,
-                   "records": all_records}  # fmt: skip
+        partial = {
+            "schema_version": SCHEMA_VERSION,
+            "partial": True,
+            "metadata": metadata,
+            "jobs": logs,
+            "records": all_records,
+        }
         (out / "raw.json").write_text(json.dumps(partial, default=str))  # survives an interrupted run
     return metadata, logs, all_records, backend
 
@@ -261,11 +328,16 @@ def run_benchmark(config: BenchConfig, out: str | Path, *, command: list[str] | 
     timing = [r for r in records if r.get("kind", "timing") == "timing"]
     raw = {
         "schema_version": SCHEMA_VERSION,
-        "metadata": {**metadata, "command": command, "settings": config.settings(), "backend_detected": backend,
-                     "wall_s": time.perf_counter() - t0,
-                     "bucket_scheme": {"S": [128, 256, 512, 1024], "N": "next power of two >= 64", "B": "exact"},
-                     "table_rows_note": "tables of a preset listed in settings.table_rows use fewer rows than the "
-                     "preset (CPU memory); per-call compute changes only in the gathers"},  # fmt: skip
+        "metadata": {
+            **metadata,
+            "command": command,
+            "settings": config.settings(),
+            "backend_detected": backend,
+            "wall_s": time.perf_counter() - t0,
+            "bucket_scheme": {"S": [128, 256, 512, 1024], "N": "next power of two >= 64", "B": "exact"},
+            "table_rows_note": "tables of a preset listed in settings.table_rows use fewer rows than the "
+            "preset (CPU memory); per-call compute changes only in the gathers",
+        },
         "jobs": logs,
         "records": records,
         "repeat_flags": report.repeat_flags(timing),
@@ -273,8 +345,11 @@ def run_benchmark(config: BenchConfig, out: str | Path, *, command: list[str] | 
     }
     (out / "raw.json").write_text(json.dumps(raw, indent=1, default=str))
     (out / "table.md").write_text(report.table_md(raw))
-    raw["paths"] = {"raw_json": str(out / "raw.json"), "table_md": str(out / "table.md"),
-                    "plots": report.plots(raw, out)}  # fmt: skip
+    raw["paths"] = {
+        "raw_json": str(out / "raw.json"),
+        "table_md": str(out / "table.md"),
+        "plots": report.plots(raw, out),
+    }
     raw["headline"] = report.headline(raw)
     return raw
 

@@ -27,8 +27,9 @@ def measure(preset: str, batch: int, history: int, candidates: int, calls: int, 
     bucket = bucket_for(batch, history, candidates)
     asm = RequestAssembler(cfg.hash_spec, cfg.num_history_actions)
     batched, reference = asm.assemble(reqs, bucket, reuse=False), asm.assemble_per_row(reqs, bucket)
-    identical = all(np.array_equal(getattr(batched, f.name), getattr(reference, f.name))
-                    for f in dataclasses.fields(batched))  # fmt: skip
+    identical = all(
+        np.array_equal(getattr(batched, f.name), getattr(reference, f.name)) for f in dataclasses.fields(batched)
+    )
     times = {"batched": [], "per_row": []}
     for i in range(calls):
         order = ("batched", "per_row") if i % 2 == 0 else ("per_row", "batched")
@@ -37,17 +38,29 @@ def measure(preset: str, batch: int, history: int, candidates: int, calls: int, 
             asm.assemble(reqs, bucket) if name == "batched" else asm.assemble_per_row(reqs, bucket)
             times[name].append((time.perf_counter() - t0) * 1e3)
     stats = {k: {"p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90))} for k, v in times.items()}
-    return {"preset": preset, "B": batch, "S": history, "N": candidates, "calls": calls, "identical": identical,
-            "ms": stats, "speedup_p50": stats["per_row"]["p50"] / stats["batched"]["p50"]}  # fmt: skip
+    return {
+        "preset": preset,
+        "B": batch,
+        "S": history,
+        "N": candidates,
+        "calls": calls,
+        "identical": identical,
+        "ms": stats,
+        "speedup_p50": stats["per_row"]["p50"] / stats["batched"]["p50"],
+    }
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| preset | B | S | N | per-row p50 / p90 ms | batched p50 / p90 ms | speed-up (p50) | identical |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| preset | B | S | N | per-row p50 / p90 ms | batched p50 / p90 ms | speed-up (p50) | identical |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         pr, ba = r["ms"]["per_row"], r["ms"]["batched"]
-        lines.append(f"| {r['preset']} | {r['B']} | {r['S']} | {r['N']} | {pr['p50']:.3f} / {pr['p90']:.3f} | "
-                     f"{ba['p50']:.3f} / {ba['p90']:.3f} | {r['speedup_p50']:.1f}x | {r['identical']} |")  # fmt: skip
+        lines.append(
+            f"| {r['preset']} | {r['B']} | {r['S']} | {r['N']} | {pr['p50']:.3f} / {pr['p90']:.3f} | "
+            f"{ba['p50']:.3f} / {ba['p90']:.3f} | {r['speedup_p50']:.1f}x | {r['identical']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -48,9 +48,15 @@ def _pool() -> ProcessPoolExecutor:
 
 
 def job_log(job: Job, index: int, wall_s: float, error: str | None) -> dict:
-    return {"index": index, "kind": job.kind, "preset": getattr(job, "preset", None),
-            "repeat": getattr(job, "repeat", None), "variant": getattr(job, "variant", None),
-            "error": error, "wall_s": wall_s}  # fmt: skip
+    return {
+        "index": index,
+        "kind": job.kind,
+        "preset": getattr(job, "preset", None),
+        "repeat": getattr(job, "repeat", None),
+        "variant": getattr(job, "variant", None),
+        "error": error,
+        "wall_s": wall_s,
+    }
 
 
 def run_jobs(jobs: Iterable[Job]) -> Iterator[tuple[Job, list[dict], dict]]:

@@ -14,10 +14,27 @@ from typing import ClassVar
 
 import jax
 
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy", "jax-cuda13-plugin",
-            "jax-cuda12-plugin")  # fmt: skip
-ENV_VARS = ("XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL",
-            "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION", "JAX_DEFAULT_MATMUL_PRECISION")  # fmt: skip
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "numpy",
+    "scipy",
+    "jax-cuda13-plugin",
+    "jax-cuda12-plugin",
+)
+ENV_VARS = (
+    "XLA_FLAGS",
+    "JAX_PLATFORMS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "XLA_PYTHON_CLIENT_PREALLOCATE",
+    "XLA_PYTHON_CLIENT_MEM_FRACTION",
+    "JAX_DEFAULT_MATMUL_PRECISION",
+)
 
 
 def _run(cmd: list[str], cwd: str | None = None) -> str | None:
@@ -48,8 +65,12 @@ def _cpu() -> dict:
     except OSError:
         pass
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {"model": model or platform.processor(), "logical_cores": os.cpu_count(), "usable_cores": affinity,
-            "machine": platform.machine()}  # fmt: skip
+    return {
+        "model": model or platform.processor(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": affinity,
+        "machine": platform.machine(),
+    }
 
 
 def _gpu() -> dict | None:
@@ -57,7 +78,9 @@ def _gpu() -> dict | None:
     text = _run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"])
     if not text:
         return None
-    info = {"nvidia_smi": [dict(zip(query.split(","), (v.strip() for v in line.split(",")))) for line in text.splitlines()]}
+    info = {
+        "nvidia_smi": [dict(zip(query.split(","), (v.strip() for v in line.split(",")))) for line in text.splitlines()]
+    }
     try:
         from jax._src.lib import cuda_versions  # type: ignore[attr-defined]
 
@@ -80,7 +103,7 @@ def collect(device_label: str | None = None) -> dict:
     devices = jax.devices()
     root = Path(__file__).resolve().parents[2]
     return {
-        "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device_label": device_label,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in devices],

@@ -55,15 +55,32 @@ class QualityJob:
             raise ValueError("a checkpoint quality job needs hash_spec and batch (use QualityJob.trained)")
 
     @classmethod
-    def trained(cls, checkpoint: str | Path, sequences: EngagementSequences | str | Path, *, users: int = 200,
-                candidates: int = 1000, seed: int = 0, **kwargs) -> QualityJob:  # fmt: skip
+    def trained(
+        cls,
+        checkpoint: str | Path,
+        sequences: EngagementSequences | str | Path,
+        *,
+        users: int = 200,
+        candidates: int = 1000,
+        seed: int = 0,
+        **kwargs,
+    ) -> QualityJob:
         """A checkpoint job whose users (one per distinct user, ``checkpoint_users``) come from ``sequences``,
         an ``EngagementSequences`` value or its ``.npz`` path."""
         label = None if isinstance(sequences, EngagementSequences) else str(sequences)
         seqs = sequences if isinstance(sequences, EngagementSequences) else EngagementSequences.from_npz(sequences)
         batch = checkpoint_users(seqs, users, candidates, seed=seed)
-        return cls(preset=None, users=users, candidates=candidates, seed=seed, checkpoint=str(checkpoint),
-                   hash_spec=seqs.hash_spec, batch=batch, sequences=label, **kwargs)  # fmt: skip
+        return cls(
+            preset=None,
+            users=users,
+            candidates=candidates,
+            seed=seed,
+            checkpoint=str(checkpoint),
+            hash_spec=seqs.hash_spec,
+            batch=batch,
+            sequences=label,
+            **kwargs,
+        )
 
     def run(self) -> list[dict]:
         return run_quality(self)
@@ -96,8 +113,13 @@ def _source(job: QualityJob) -> tuple[ServingModel, RecsysBatch, dict]:
         with jax.default_device(jax.devices("cpu")[0]):
             source = serving_model(model, param_version=meta["param_version"])
         source = source.replace(state=jax.tree.map(np.asarray, source.state))
-        info = {"trained": True, "checkpoint": job.checkpoint, "sequences": job.sequences,
-                "step": meta.get("step"), "param_version": meta.get("param_version")}  # fmt: skip
+        info = {
+            "trained": True,
+            "checkpoint": job.checkpoint,
+            "sequences": job.sequences,
+            "step": meta.get("step"),
+            "param_version": meta.get("param_version"),
+        }
         return source, job.batch, info
     cfg = bench_config(job.preset, job.table_rows)
     source = bench_source(cfg, root=job.source_cache)
@@ -118,17 +140,29 @@ def run_quality(job: QualityJob) -> list[dict]:
         t0 = time.perf_counter()
         logits, score, mem = score_users(sm, spec, batch, job.users_per_call)
         try:
-            block = quality_block(ref_logits, logits, ref_score, score, sm.config.output_action_names,
-                                  trained=info["trained"])  # fmt: skip
+            block = quality_block(
+                ref_logits, logits, ref_score, score, sm.config.output_action_names, trained=info["trained"]
+            )
         except VacuousReference as err:
             block = {"aborted": str(err)}
         print(f"[quality] {name}: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
-        records.append({
-            "kind": "quality", "variant": name, "format": sm.variant, **info,
-            "source_param_digest": sm.source_param_digest, "config_digest": sm.config.digest(),
-            "S": batch.num_history, "N": batch.num_candidates, "quality": block,
-            "param_bytes": bytes_by_dtype(sm.params), "bytes_total": total_bytes(sm.params),
-            "bytes_ratio_vs_f32": total_bytes(sm.params) / f32_bytes, "memory_analysis": mem,
-            "quantized": list(sm.quantized), "excluded": [list(e) for e in sm.excluded],
-        })  # fmt: skip
+        records.append(
+            {
+                "kind": "quality",
+                "variant": name,
+                "format": sm.variant,
+                **info,
+                "source_param_digest": sm.source_param_digest,
+                "config_digest": sm.config.digest(),
+                "S": batch.num_history,
+                "N": batch.num_candidates,
+                "quality": block,
+                "param_bytes": bytes_by_dtype(sm.params),
+                "bytes_total": total_bytes(sm.params),
+                "bytes_ratio_vs_f32": total_bytes(sm.params) / f32_bytes,
+                "memory_analysis": mem,
+                "quantized": list(sm.quantized),
+                "excluded": [list(e) for e in sm.excluded],
+            }
+        )
     return records

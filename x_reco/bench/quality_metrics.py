@@ -27,8 +27,12 @@ def non_vacuity(ref_fav_logits_un: np.ndarray, min_std: float = 1e-3, min_share:
     std_ok = ref_fav_logits_un.std(axis=1) > min_std
     distinct_ok = np.array([len(np.unique(row)) >= n / 2 for row in ref_fav_logits_un])
     share = float(np.mean(std_ok & distinct_ok))
-    return {"share_ok": share, "min_share": min_share, "passed": share >= min_share,
-            "median_std": float(np.median(ref_fav_logits_un.std(axis=1)))}  # fmt: skip
+    return {
+        "share_ok": share,
+        "min_share": min_share,
+        "passed": share >= min_share,
+        "median_std": float(np.median(ref_fav_logits_un.std(axis=1))),
+    }
 
 
 def _topk(x_un: np.ndarray, k: int) -> np.ndarray:
@@ -84,10 +88,13 @@ def quality_block(
         "logits": {"max_abs": float(dl.max()), "mean_abs": float(dl.mean())},
         "probs": {"max_abs": float(dp.max()), "mean_abs": float(dp.mean())},
         "per_action": {
-            name: {"logit_max_abs": float(dl[..., a].max()), "prob_max_abs": float(dp[..., a].max()),
-                   "prob_mean_abs": float(dp[..., a].mean())}
+            name: {
+                "logit_max_abs": float(dl[..., a].max()),
+                "prob_max_abs": float(dp[..., a].max()),
+                "prob_mean_abs": float(dp[..., a].mean()),
+            }
             for a, name in enumerate(action_names)
-        },  # fmt: skip
+        },
         "kendall_tau": {
             "favorite": tau_stats(ref_logits[:, :, favorite], var_logits[:, :, favorite]),
             "weighted": tau_stats(ref_score, var_score),
@@ -97,8 +104,10 @@ def quality_block(
     for n in TOP_NS:
         if n > ref_logits.shape[1]:
             continue
-        for target, (r, v) in {"favorite": (ref_logits[:, :n, favorite], var_logits[:, :n, favorite]),
-                               "weighted": (ref_score[:, :n], var_score[:, :n])}.items():  # fmt: skip
+        for target, (r, v) in {
+            "favorite": (ref_logits[:, :n, favorite], var_logits[:, :n, favorite]),
+            "weighted": (ref_score[:, :n], var_score[:, :n]),
+        }.items():
             for k in TOP_KS:
                 block["topk"][f"{target}@{k}/N{n}"] = topk_agreement(r, v, k)
     block["gates"] = gate(block) if trained else {"applied": False}
@@ -113,5 +122,9 @@ def gate(block: dict) -> dict:
         "median_tau_weighted": block["kendall_tau"]["weighted"]["median"] >= GATES["median_tau_weighted_min"],
         "top10_overlap_at_1000": None if top10 is None else top10["overlap"] >= GATES["top10_overlap_at_1000_min"],
     }
-    return {"applied": True, "thresholds": GATES, "checks": checks,
-            "passed": all(v for v in checks.values() if v is not None)}  # fmt: skip
+    return {
+        "applied": True,
+        "thresholds": GATES,
+        "checks": checks,
+        "passed": all(v for v in checks.values() if v is not None),
+    }

@@ -88,13 +88,25 @@ def caching_accounting(records: list[dict]) -> list[dict]:
             continue
         base = (r["preset"], r["B"], r["S"], r["N"])
         split = index.get(base + ("split", r["repeat"]))
-        chunked = {v: index[base + (v, r["repeat"])]["p50"] for (*b, v, rep) in index if tuple(b) == base
-                   and rep == r["repeat"] and v.startswith("chunked-")}  # fmt: skip
+        chunked = {
+            v: index[base + (v, r["repeat"])]["p50"]
+            for (*b, v, rep) in index
+            if tuple(b) == base and rep == r["repeat"] and v.startswith("chunked-")
+        }
         miss = (r["cache"].get("miss_ms") or {}).get("p50")
         hit = r["p50"]
-        row = {"preset": r["preset"], "B": r["B"], "S": r["S"], "N": r["N"], "repeat": r["repeat"],
-               "a_split_ms": split["p50"] if split else None, "b_chunked_ms": chunked, "b_miss_ms": miss,
-               "c_hit_ms": hit, "append1_ms": (r["cache"].get("append1_ms") or {}).get("p50")}  # fmt: skip
+        row = {
+            "preset": r["preset"],
+            "B": r["B"],
+            "S": r["S"],
+            "N": r["N"],
+            "repeat": r["repeat"],
+            "a_split_ms": split["p50"] if split else None,
+            "b_chunked_ms": chunked,
+            "b_miss_ms": miss,
+            "c_hit_ms": hit,
+            "append1_ms": (r["cache"].get("append1_ms") or {}).get("p50"),
+        }
         if miss is not None:
             row["expected_ms"] = {str(h): h * hit + (1 - h) * miss for h in (0.0, 0.5, 0.9)}
         out.append(row)
@@ -107,7 +119,9 @@ def headline(raw: dict) -> dict:
     out: dict = {
         "device": raw["metadata"].get("device_label") or raw["metadata"].get("device_kind"),
         "backend": raw["metadata"].get("backend"),
-        "source_param_digests": sorted({r["source_param_digest"] for r in raw["records"] if "source_param_digest" in r}),
+        "source_param_digests": sorted(
+            {r["source_param_digest"] for r in raw["records"] if "source_param_digest" in r}
+        ),
         "flagged_repeats": sum(f["flagged"] for f in raw.get("repeat_flags", [])),
         "records": len(raw["records"]),
     }
@@ -130,9 +144,11 @@ def _quality_lookup(quality: list[dict]) -> dict[tuple, dict]:
             continue
         top10 = block["topk"].get("weighted@10/N1000") or block["topk"].get("weighted@10/N500") or {}
         out[(q.get("preset"), q["variant"])] = {
-            "dp": block["probs"]["max_abs"], "tau": block["kendall_tau"]["weighted"]["median"],
-            "top10": top10.get("overlap"), "label": block["label"],
-        }  # fmt: skip
+            "dp": block["probs"]["max_abs"],
+            "tau": block["kendall_tau"]["weighted"]["median"],
+            "top10": top10.get("overlap"),
+            "label": block["label"],
+        }
     return out
 
 
@@ -144,7 +160,9 @@ def table_md(raw: dict) -> str:
     """One row per configuration (both repeats shown; >10 % p50 spread marked ⚠)."""
     timing = [r for r in raw["records"] if r.get("kind", "timing") == "timing"]
     quality = _quality_lookup([q for q in raw["records"] if q.get("kind") == "quality" and not q.get("trained")])
-    peaks = {(m["preset"], m["variant"], m["B"], m["S"], m["N"]): m for m in raw["records"] if m.get("kind") == "memory"}
+    peaks = {
+        (m["preset"], m["variant"], m["B"], m["S"], m["N"]): m for m in raw["records"] if m.get("kind") == "memory"
+    }
     lines = [
         f"# Inference benchmark — {raw['metadata'].get('device_label') or raw['metadata']['device_kind']}",
         "",
@@ -179,7 +197,8 @@ def table_md(raw: dict) -> str:
         lines.append(
             f"| {preset} | {variant} | {b} | {s} | {n} | {bucket['B']}×{bucket['S']}×{bucket['N']} | "
             f"{' / '.join(f'{p:.2f}' for p in p50s)}{flag} | {r0['p99']:.2f} | {_fmt(r0['pipelined_ms'])} | "
-            f"{r0['host_ms']['p50']:.2f} | {r0['compile_s']:.1f} | {r0['candidates_per_s']:.3g} | {_fmt(peak_mb, '.0f')} | "
+            f"{r0['host_ms']['p50']:.2f} | {r0['compile_s']:.1f} | {r0['candidates_per_s']:.3g} | "
+            f"{_fmt(peak_mb, '.0f')} | "
             f"{floor_ms(cfg, r0['path'], b, s, n):.4f} | {qtxt} |"
         )
     invalid = sorted({r["invalid"] for r in timing if r.get("invalid")})
@@ -191,44 +210,66 @@ def table_md(raw: dict) -> str:
 
 
 def _extra_sections(raw: dict) -> list[str]:
-    lines = ["", "## Caching accounting (§5.4)", "",
-             "| preset | B | S | N | (a) split | (b) chunked | (b) miss: encode+score | (c) hit | h=0 / 0.5 / 0.9 | append 1 event |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "",
+        "## Caching accounting (§5.4)",
+        "",
+        "| preset | B | S | N | (a) split | (b) chunked | (b) miss: encode+score | (c) hit | h=0 / 0.5 / 0.9 "
+        "| append 1 event |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for a in raw.get("caching_accounting", []):
         exp = a.get("expected_ms") or {}
         chunked = ", ".join(f"{k}: {v:.2f}" for k, v in a["b_chunked_ms"].items()) or "–"
-        lines.append(f"| {a['preset']} | {a['B']} | {a['S']} | {a['N']} | {_fmt(a['a_split_ms'])} | {chunked} | "
-                     f"{_fmt(a['b_miss_ms'])} | {a['c_hit_ms']:.2f} | "
-                     f"{' / '.join(_fmt(exp.get(h)) for h in ('0.0', '0.5', '0.9'))} | {_fmt(a['append1_ms'])} |")  # fmt: skip
+        lines.append(
+            f"| {a['preset']} | {a['B']} | {a['S']} | {a['N']} | {_fmt(a['a_split_ms'])} | {chunked} | "
+            f"{_fmt(a['b_miss_ms'])} | {a['c_hit_ms']:.2f} | "
+            f"{' / '.join(_fmt(exp.get(h)) for h in ('0.0', '0.5', '0.9'))} | {_fmt(a['append1_ms'])} |"
+        )
     retrieval = [r for r in raw["records"] if r.get("kind") == "retrieval"]
     if retrieval:
-        lines += ["", "## Retrieval top-k (§2.6; xAI service-level context: 20–50 ms)", "",
-                  "| corpus | format | B | k | p50 (repeat) | p99 | pipelined | users/s | recall@k vs f32 | corpus MB | compile s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Retrieval top-k (§2.6; xAI service-level context: 20–50 ms)",
+            "",
+            "| corpus | format | B | k | p50 (repeat) | p99 | pipelined | users/s | recall@k vs f32 | corpus MB "
+            "| compile s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in sorted(retrieval, key=lambda r: (r["corpus_size"], r["format"], r["B"], r["repeat"])):
-            lines.append(f"| {r['corpus_size']:,} | {r['format']} | {r['B']} | {r['k']} | {r['p50']:.2f} (r{r['repeat']}) | "
-                         f"{r['p99']:.2f} | {_fmt(r['pipelined_ms'])} | {r['users_per_s']:.3g} | "
-                         f"{_fmt(r['recall_at_k_vs_f32'], '.4f')} | {r['corpus_bytes'] / 2**20:.0f} | {r['compile_s']:.1f} |")  # fmt: skip
+            lines.append(
+                f"| {r['corpus_size']:,} | {r['format']} | {r['B']} | {r['k']} | {r['p50']:.2f} (r{r['repeat']}) | "
+                f"{r['p99']:.2f} | {_fmt(r['pipelined_ms'])} | {r['users_per_s']:.3g} | "
+                f"{_fmt(r['recall_at_k_vs_f32'], '.4f')} | {r['corpus_bytes'] / 2**20:.0f} | {r['compile_s']:.1f} |"
+            )
     quality = [q for q in raw["records"] if q.get("kind") == "quality"]
     if quality:
-        lines += ["", "## Quality vs ref-f32 (§5.6)", "",
-                  "| source | variant | bytes vs f32 | max/mean Δp | median/p5 tau (weighted) | top-1/3/10 exact @N1000 | "
-                  "top-3 overlap | top-10 overlap @N1000 | gates |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Quality vs ref-f32 (§5.6)",
+            "",
+            "| source | variant | bytes vs f32 | max/mean Δp | median/p5 tau (weighted) | top-1/3/10 exact @N1000 | "
+            "top-3 overlap | top-10 overlap @N1000 | gates |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for q in quality:
             b = q["quality"]
             if "topk" not in b:
-                lines.append(f"| {q.get('checkpoint') or q.get('preset')} | {q['variant']} | – | {b.get('aborted')} |||||")
+                lines.append(
+                    f"| {q.get('checkpoint') or q.get('preset')} | {q['variant']} | – | {b.get('aborted')} |||||"
+                )
                 continue
             n = max(int(k.split("/N")[1]) for k in b["topk"])
             tk = lambda k, f="exact": b["topk"][f"weighted@{k}/N{n}"][f]  # noqa: E731
             gates = b["gates"]
             gate_txt = ("pass" if gates.get("passed") else "FAIL") if gates.get("applied") else b["label"]
             src = "trained " + str(q.get("checkpoint")) if q.get("trained") else f"{q.get('preset')} random-init"
-            lines.append(f"| {src} | {q['variant']} | {q['bytes_ratio_vs_f32']:.3f} | {b['probs']['max_abs']:.2e} / "
-                         f"{b['probs']['mean_abs']:.2e} | {b['kendall_tau']['weighted']['median']:.4f} / "
-                         f"{b['kendall_tau']['weighted']['p05']:.4f} | {tk(1):.3f} / {tk(3):.3f} / {tk(10):.3f} (N{n}) | "
-                         f"{tk(3, 'overlap'):.3f} | {tk(10, 'overlap'):.3f} | {gate_txt} |")  # fmt: skip
+            lines.append(
+                f"| {src} | {q['variant']} | {q['bytes_ratio_vs_f32']:.3f} | {b['probs']['max_abs']:.2e} / "
+                f"{b['probs']['mean_abs']:.2e} | {b['kendall_tau']['weighted']['median']:.4f} / "
+                f"{b['kendall_tau']['weighted']['p05']:.4f} | {tk(1):.3f} / {tk(3):.3f} / {tk(10):.3f} (N{n}) | "
+                f"{tk(3, 'overlap'):.3f} | {tk(10, 'overlap'):.3f} | {gate_txt} |"
+            )
     flags = [f for f in raw.get("repeat_flags", []) if f["flagged"]]
     lines += ["", f"## Repeat check: {len(flags)} configuration(s) with p50 spread > 10 % between processes", ""]
     lines += [f"* {' '.join(map(str, f['config']))}: p50s {', '.join(f'{p:.2f}' for p in f['p50s'])}" for f in flags]
@@ -241,7 +282,7 @@ def _panel_plot(timing: list[dict], x_key: str, fixed_key: str, path: str, title
     cols = min(3, max(1, len(panels)))
     rows_n = -(-len(panels) // cols)
     fig, axes = subplots(rows_n, cols, figsize=(5.4 * cols, 4.3 * rows_n), squeeze=False)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     for ax, (preset, b) in zip(axes.flat, panels):
         rows = [r for r in timing if r["preset"] == preset and r["B"] == b]
@@ -261,15 +302,24 @@ def _panel_plot(timing: list[dict], x_key: str, fixed_key: str, path: str, title
                 continue
             p50 = [np.median([r["p50"] for r in pts[x]]) for x in xs]
             line = ax.plot(xs, p50, marker="o", label=variant)[0]
-            ax.fill_between(xs, [np.median([r["p90"] for r in pts[x]]) for x in xs],
-                            [np.median([r["p99"] for r in pts[x]]) for x in xs], color=line.get_color(), alpha=0.15)  # fmt: skip
+            ax.fill_between(
+                xs,
+                [np.median([r["p90"] for r in pts[x]]) for x in xs],
+                [np.median([r["p99"] for r in pts[x]]) for x in xs],
+                color=line.get_color(),
+                alpha=0.15,
+            )
         cfg = PhoenixConfig.preset(preset)
         xs_all = sorted({r[x_key] for r in rows})
         if xs_all:
             grid = np.geomspace(min(xs_all), max(xs_all), 20) if len(xs_all) > 1 else np.array(xs_all, float)
-            floors = [floor_ms(cfg, "split", b, fixed if x_key == "N" else int(x), int(x) if x_key == "N" else fixed)
-                      for x in grid]  # fmt: skip
-            ax.plot(grid, floors, "k--", lw=1, marker="_" if len(grid) == 1 else None, ms=14, label="§3 H100 floor (split)")
+            floors = [
+                floor_ms(cfg, "split", b, fixed if x_key == "N" else int(x), int(x) if x_key == "N" else fixed)
+                for x in grid
+            ]
+            ax.plot(
+                grid, floors, "k--", lw=1, marker="_" if len(grid) == 1 else None, ms=14, label="§3 H100 floor (split)"
+            )
         ax.axhspan(*XAI_RANKING_MS, color="tab:red", alpha=0.08, label="xAI ranking 500 cands (service)")
         ax.axhline(XAI_RETRIEVAL_MS[0], color="tab:purple", ls=":", lw=1, label="xAI retrieval 20–50 ms")
         ax.axhline(XAI_RETRIEVAL_MS[1], color="tab:purple", ls=":", lw=1)

@@ -52,7 +52,7 @@ def _retrieval_batches(cfg, users: int, b: int, s_bucket: int, seed: int) -> lis
 def run_retrieval(job: RetrievalJob) -> list[dict]:
     """One record per (corpus size, format, batch)."""
     cfg = bench_config(job.preset, job.table_rows)
-    sm = bench_source(cfg, kind="retrieval", root=job.source_cache).with_compute_dtype("bfloat16")
+    sm = bench_source(cfg, kind="retriever", root=job.source_cache).with_compute_dtype("bfloat16")
     rng = np.random.default_rng(job.seed)
     n_max = max(job.corpus_sizes)
     rows = min(cfg.post_vocab_size, cfg.author_vocab_size)
@@ -77,15 +77,27 @@ def run_retrieval(job: RetrievalJob) -> list[dict]:
                     exact_idx[b] = idx
                 print(f"[retrieval] N={n} {fmt} B={b}", file=sys.stderr, flush=True)
                 stats = summarize(timing["times_ms"])
-                records.append({
-                    "kind": "retrieval", "preset": job.preset, "repeat": job.repeat, "corpus_size": n,
-                    "format": fmt, "B": b, "S": cfg.history_len, "k": k, "chunk": corpus.chunk,
-                    "corpus_bytes": corpus.nbytes, "corpus_build_s": build_s,
-                    "compile_s": server.total_compile_s, **timing, **stats,
-                    "users_per_s": b / (stats["p50"] / 1e3),
-                    "recall_at_k_vs_f32": recall_at_k(exact_idx[b], idx) if b in exact_idx else None,
-                    "source_param_digest": sm.source_param_digest,
-                })  # fmt: skip
+                records.append(
+                    {
+                        "kind": "retrieval",
+                        "preset": job.preset,
+                        "repeat": job.repeat,
+                        "corpus_size": n,
+                        "format": fmt,
+                        "B": b,
+                        "S": cfg.history_len,
+                        "k": k,
+                        "chunk": corpus.chunk,
+                        "corpus_bytes": corpus.nbytes,
+                        "corpus_build_s": build_s,
+                        "compile_s": server.total_compile_s,
+                        **timing,
+                        **stats,
+                        "users_per_s": b / (stats["p50"] / 1e3),
+                        "recall_at_k_vs_f32": recall_at_k(exact_idx[b], idx) if b in exact_idx else None,
+                        "source_param_digest": sm.source_param_digest,
+                    }
+                )
                 del server, call
             del corpus
     return records

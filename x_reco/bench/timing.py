@@ -158,8 +158,13 @@ def build_variant(source: ServingModel, spec: VariantSpec) -> ServingModel:
 
 def summarize(times_ms: list[float]) -> dict:
     t = np.asarray(times_ms)
-    return {"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)), "p99": float(np.percentile(t, 99)),
-            "mean": float(t.mean()), "std": float(t.std())}  # fmt: skip
+    return {
+        "p50": float(np.percentile(t, 50)),
+        "p90": float(np.percentile(t, 90)),
+        "p99": float(np.percentile(t, 99)),
+        "mean": float(t.mean()),
+        "std": float(t.std()),
+    }
 
 
 def device_memory() -> dict | None:
@@ -236,8 +241,11 @@ def _cache_accounting(cache: PrefixCache, wl: Workload, samples: int) -> dict:
         t0 = time.perf_counter()
         jax.block_until_ready(cache(host, wl.device[i]))
         append.append((time.perf_counter() - t0) * 1e3)
-    return {"miss_ms": summarize(miss) if miss else None, "append1_ms": summarize(append) if append else None,
-            "append_samples": len(append)}  # fmt: skip
+    return {
+        "miss_ms": summarize(miss) if miss else None,
+        "append1_ms": summarize(append) if append else None,
+        "append_samples": len(append),
+    }
 
 
 _HIST = ("history_post_hashes", "history_author_hashes", "history_actions", "history_product_surface")
@@ -255,8 +263,9 @@ def time_config(sm: ServingModel, params, spec: VariantSpec, b: int, s: int, n: 
     pipelined = job.pipelined
     cache_info = None
     if spec.path == "cached":
-        cache = PrefixCache(sm, classes=(wl.bucket.history,), slots=wl.n_batches * b + b, precision=spec.precision,
-                            params=params)  # fmt: skip
+        cache = PrefixCache(
+            sm, classes=(wl.bucket.history,), slots=wl.n_batches * b + b, precision=spec.precision, params=params
+        )
         t0 = time.perf_counter()
         jax.block_until_ready([cache(h, d) for h, d in zip(wl.host, wl.device)])  # warm every user
         warm_s = time.perf_counter() - t0
@@ -278,18 +287,36 @@ def time_config(sm: ServingModel, params, spec: VariantSpec, b: int, s: int, n: 
     stats = summarize(timing["times_ms"])
     host = wl.host_times(min(job.calls, 100))
     return {
-        "preset": job.preset, "mode": sm.config.candidate_position_mode, "variant": spec.name,
-        "format": sm.variant, "path": spec.path, "chunk": spec.chunk, "compute_dtype": sm.compute_dtype,
-        "B": b, "S": s, "N": n, "repeat": job.repeat, "bucket": wl.bucket.as_dict(),
-        "padding_waste": wl.padding_waste, "users": wl.n_batches * b, "compile_s": compile_s, **timing, **stats,
-        "candidates_per_s": b * n / (stats["p50"] / 1e3), "host_ms": host,
+        "preset": job.preset,
+        "mode": sm.config.candidate_position_mode,
+        "variant": spec.name,
+        "format": sm.variant,
+        "path": spec.path,
+        "chunk": spec.chunk,
+        "compute_dtype": sm.compute_dtype,
+        "B": b,
+        "S": s,
+        "N": n,
+        "repeat": job.repeat,
+        "bucket": wl.bucket.as_dict(),
+        "padding_waste": wl.padding_waste,
+        "users": wl.n_batches * b,
+        "compile_s": compile_s,
+        **timing,
+        **stats,
+        "candidates_per_s": b * n / (stats["p50"] / 1e3),
+        "host_ms": host,
         "end_to_end_p50_ms": stats["p50"] + host["p50"],
-        "memory_analysis": mem, "device_memory_process": device_memory(),
-        "param_bytes": bytes_by_dtype(sm.params), "kv_bytes_per_user": kv_bytes(sm, wl.bucket.history),
-        "cache": cache_info, "table_rows": list(sm.config.vocab_sizes), "source_param_digest": sm.source_param_digest,
+        "memory_analysis": mem,
+        "device_memory_process": device_memory(),
+        "param_bytes": bytes_by_dtype(sm.params),
+        "kv_bytes_per_user": kv_bytes(sm, wl.bucket.history),
+        "cache": cache_info,
+        "table_rows": list(sm.config.vocab_sizes),
+        "source_param_digest": sm.source_param_digest,
         "config_digest": sm.config.digest(),
         "w8_excluded": dict(W8_EXCLUDED) if "w8" in sm.variant else None,
-    }  # fmt: skip
+    }
 
 
 def kv_bytes(sm: ServingModel, s: int) -> int:
@@ -328,12 +355,23 @@ def run_memory(job: MemoryJob) -> list[dict]:
     fn = make_score_fn(sm, spec.path if spec.path != "cached" else "split", spec.chunk)
     compiled, _ = aot_compile(fn, params, abstract_batch(wl.bucket, sm), precision=spec.precision)
     jax.block_until_ready(compiled(params, wl.device[0]))
-    return [{
-        "kind": "memory", "preset": job.preset, "variant": spec.name, "format": sm.variant, "B": b, "S": s, "N": n,
-        "before": before, "after_params": resident, "after_call": device_memory(),
-        "memory_analysis": memory_analysis(compiled), "param_bytes": bytes_by_dtype(sm.params),
-        "source_param_digest": sm.source_param_digest,
-    }]  # fmt: skip
+    return [
+        {
+            "kind": "memory",
+            "preset": job.preset,
+            "variant": spec.name,
+            "format": sm.variant,
+            "B": b,
+            "S": s,
+            "N": n,
+            "before": before,
+            "after_params": resident,
+            "after_call": device_memory(),
+            "memory_analysis": memory_analysis(compiled),
+            "param_bytes": bytes_by_dtype(sm.params),
+            "source_param_digest": sm.source_param_digest,
+        }
+    ]
 
 
 def main(argv: list[str]) -> None:

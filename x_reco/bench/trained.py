@@ -18,18 +18,28 @@ from x_reco.training.config import TrainConfig
 from x_reco.training.loop import train_ranker
 
 
-def train_quality_checkpoint(sequences: str | Path, out: str | Path, *, preset: str = "oss-mini",
-                             vocab_size: int = 10_000, steps: int = 1000, seed: int = 0) -> Path:  # fmt: skip
+def train_quality_checkpoint(
+    sequences: str | Path,
+    out: str | Path,
+    *,
+    preset: str = "oss-mini",
+    vocab_size: int = 10_000,
+    steps: int = 1000,
+    seed: int = 0,
+) -> Path:
     """Re-hash ``sequences`` and train a ranker on them; returns the checkpoint directory."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seqs = EngagementSequences.from_npz(sequences)
     seqs = seqs.rehash(dataclasses.replace(seqs.hash_spec, vocab_sizes=(vocab_size,) * 3))
     seqs.to_npz(out / "sequences.npz")
-    cfg = TrainConfig(preset=preset, num_steps=steps, batch_size=64, warmup_steps=max(1, min(100, steps // 10)), seed=seed)
+    cfg = TrainConfig(
+        preset=preset, num_steps=steps, batch_size=64, warmup_steps=max(1, min(100, steps // 10)), seed=seed
+    )
     result = train_ranker(seqs, cfg, out / "run")
-    (out / "train_result.json").write_text(json.dumps({k: v for k, v in result.to_dict().items() if k != "losses"},
-                                                      default=str, indent=1))  # fmt: skip
+    (out / "train_result.json").write_text(
+        json.dumps({k: v for k, v in result.to_dict().items() if k != "losses"}, default=str, indent=1)
+    )
     return Path(result.checkpoint_path)
 
 
@@ -42,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    path = train_quality_checkpoint(a.sequences, a.out, preset=a.preset, vocab_size=a.vocab_size, steps=a.steps, seed=a.seed)
+    path = train_quality_checkpoint(
+        a.sequences, a.out, preset=a.preset, vocab_size=a.vocab_size, steps=a.steps, seed=a.seed
+    )
     print(path)
 
 

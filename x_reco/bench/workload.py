@@ -87,27 +87,35 @@ def _table(path: Path, rows: int, dim: int, std: float, seed: int, entity: str) 
 
 
 def cache_dir(root: str | Path | None = None) -> Path:
-    return Path(root or os.environ.get("X_RECO_BENCH_CACHE", Path(tempfile.gettempdir()) / "x_reco_bench_sources"))
+    return Path(root or os.environ.get("XRECO_BENCH_CACHE", Path(tempfile.gettempdir()) / "x_reco_bench_sources"))
 
 
-def bench_source(cfg: PhoenixConfig, *, kind: str = "ranker", seed: int = 0, root: str | Path | None = None) -> ServingModel:
+def bench_source(
+    cfg: PhoenixConfig, *, kind: str = "ranker", seed: int = 0, root: str | Path | None = None
+) -> ServingModel:
     """The f32 source ServingModel of a benchmark config (host arrays; tables memory-mapped)."""
     folder = cache_dir(root) / f"{kind}-{cfg.digest()}-s{seed}-v{SOURCE_VERSION}"
     folder.mkdir(parents=True, exist_ok=True)
     arrays = _trunk(kind, cfg, seed, folder)
     for entity, rows in zip(("user", "post", "author"), cfg.vocab_sizes):
-        arrays[f"tables/{entity}"] = _table(folder / f"{entity}.npy", rows, cfg.emb_size, cfg.table_init_std, seed, entity)
+        arrays[f"tables/{entity}"] = _table(
+            folder / f"{entity}.npy", rows, cfg.emb_size, cfg.table_init_std, seed, entity
+        )
     state = state_from_arrays(abstract_state(kind, cfg), arrays)
     meta_path = folder / "digest.json"
     digest = tuple(json.loads(meta_path.read_text())["digests"]) if meta_path.exists() else None
     sm = from_state(kind, cfg, state, digest=digest)
     if digest is None:
-        meta_path.write_text(json.dumps({"digests": [sm.source_param_digest, sm.table_version], "config": cfg.digest()}))
+        meta_path.write_text(
+            json.dumps({"digests": [sm.source_param_digest, sm.table_version], "config": cfg.digest()})
+        )
     return sm
 
 
 # -- synthetic users --------------------------------------------------------------------------------
-def synthetic_requests(cfg: PhoenixConfig, n_users: int, history: int, candidates: int, seed: int = 0) -> list[RawRequest]:
+def synthetic_requests(
+    cfg: PhoenixConfig, n_users: int, history: int, candidates: int, seed: int = 0
+) -> list[RawRequest]:
     """``n_users`` distinct seeded users: L uniform in [0, S], varied actions/surfaces, distinct candidates."""
     out = []
     a, vs = cfg.num_history_actions, cfg.product_surface_vocab_size
@@ -117,20 +125,25 @@ def synthetic_requests(cfg: PhoenixConfig, n_users: int, history: int, candidate
         engaged = rng.random(length) < 0.8
         actions = ((rng.random((length, a)) < 0.3) & engaged[:, None]).astype(np.float32)
         posts = rng.choice(1 << 40, size=length + candidates, replace=False).astype(np.uint64)
-        out.append(RawRequest(
-            user_id=np.uint64(1_000_000 + seed * 10_000_000 + u),
-            history_post_ids=posts[:length], history_author_ids=rng.integers(1, 1 << 30, length).astype(np.uint64),
-            history_actions=actions, history_surface=rng.integers(0, vs, length).astype(np.int32),
-            candidate_post_ids=posts[length:],
-            candidate_author_ids=rng.integers(1, 1 << 30, candidates).astype(np.uint64),
-            candidate_surface=np.full(candidates, int(rng.integers(0, vs)), np.int32),
-        ))  # fmt: skip
+        out.append(
+            RawRequest(
+                user_id=np.uint64(1_000_000 + seed * 10_000_000 + u),
+                history_post_ids=posts[:length],
+                history_author_ids=rng.integers(1, 1 << 30, length).astype(np.uint64),
+                history_actions=actions,
+                history_surface=rng.integers(0, vs, length).astype(np.int32),
+                candidate_post_ids=posts[length:],
+                candidate_author_ids=rng.integers(1, 1 << 30, candidates).astype(np.uint64),
+                candidate_surface=np.full(candidates, int(rng.integers(0, vs)), np.int32),
+            )
+        )
     return out
 
 
 # -- trained checkpoint + engagement sequences -------------------------------------------------------
-def checkpoint_users(sequences: EngagementSequences, n_users: int = 200, n_candidates: int = 1000,
-                     seed: int = 0) -> RecsysBatch:
+def checkpoint_users(
+    sequences: EngagementSequences, n_users: int = 200, n_candidates: int = 1000, seed: int = 0
+) -> RecsysBatch:
     """One request per distinct user (latest test example, else any split) with up to ``n_candidates``
     distinct catalogue items as candidates. Numpy RecsysBatch."""
     ex = sequences.examples

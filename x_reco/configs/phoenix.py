@@ -1,4 +1,4 @@
-"""PhoenixConfig: the one frozen config of the Phoenix ranker and retrieval models, with presets."""
+"""PhoenixConfig: the one frozen config of the Phoenix ranker and retriever, with presets."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _dtype_name(value: Any, field: str) -> str:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class PhoenixConfig:
-    """Shape, numerics and semantics of a Phoenix ranker / retrieval model (spec §2.1).
+    """Shape, numerics and semantics of a Phoenix ranker / retriever (spec §2.1).
 
     Dtypes are stored as canonical names ("bfloat16"); use ``dtype`` / ``param_jnp_dtype`` for jnp
     types. ``hash_spec=None`` derives a default blake2b spec from the hash counts and table rows.
@@ -178,39 +178,82 @@ class PhoenixConfig:
     def tiny(cls, **overrides: Any) -> PhoenixConfig:
         """Unit-test model: distinct prime-ish sizes so a swapped axis fails; 2 layers."""
         base = cls(
-            emb_size=32, num_layers=2, num_q_heads=4, num_kv_heads=2, key_size=8, widening_factor=2.0,
-            attn_output_multiplier=0.125, num_user_hashes=2, num_post_hashes=3, num_author_hashes=1,
-            user_vocab_size=101, post_vocab_size=211, author_vocab_size=53, product_surface_vocab_size=7,
-            history_len=11, candidate_len=5,
-        )  # fmt: skip
+            emb_size=32,
+            num_layers=2,
+            num_q_heads=4,
+            num_kv_heads=2,
+            key_size=8,
+            widening_factor=2.0,
+            attn_output_multiplier=0.125,
+            num_user_hashes=2,
+            num_post_hashes=3,
+            num_author_hashes=1,
+            user_vocab_size=101,
+            post_vocab_size=211,
+            author_vocab_size=53,
+            product_surface_vocab_size=7,
+            history_len=11,
+            candidate_len=5,
+        )
         return base.replace(**overrides)
 
     @classmethod
     def reference_mini(cls, **overrides: Any) -> PhoenixConfig:
         """The reference ``run_ranker.py`` / ``run_retrieval.py`` config (parity tests)."""
         base = cls(
-            emb_size=128, num_layers=2, num_q_heads=2, num_kv_heads=2, key_size=64, widening_factor=2.0,
-            attn_output_multiplier=0.125, num_user_hashes=2, num_post_hashes=2, num_author_hashes=2,
-            user_vocab_size=100_000, post_vocab_size=100_000, author_vocab_size=100_000,
-            history_len=32, candidate_len=8,
-        )  # fmt: skip
+            emb_size=128,
+            num_layers=2,
+            num_q_heads=2,
+            num_kv_heads=2,
+            key_size=64,
+            widening_factor=2.0,
+            attn_output_multiplier=0.125,
+            num_user_hashes=2,
+            num_post_hashes=2,
+            num_author_hashes=2,
+            user_vocab_size=100_000,
+            post_vocab_size=100_000,
+            author_vocab_size=100_000,
+            history_len=32,
+            candidate_len=8,
+        )
         return base.replace(**overrides)
 
     @classmethod
     def oss_mini(cls, **overrides: Any) -> PhoenixConfig:
         """Shape of the May 2026 released mini artifact (Hkv = Hq = 4 and multiplier assumed)."""
-        return cls.reference_mini().replace(
-            num_layers=4, num_q_heads=4, num_kv_heads=4, key_size=32, user_vocab_size=1_000_000,
-            post_vocab_size=1_000_000, author_vocab_size=1_000_000, history_len=127, candidate_len=64,
-        ).replace(**overrides)  # fmt: skip
+        return (
+            cls.reference_mini()
+            .replace(
+                num_layers=4,
+                num_q_heads=4,
+                num_kv_heads=4,
+                key_size=32,
+                user_vocab_size=1_000_000,
+                post_vocab_size=1_000_000,
+                author_vocab_size=1_000_000,
+                history_len=127,
+                candidate_len=64,
+            )
+            .replace(**overrides)
+        )
 
     @classmethod
     def large(cls, **overrides: Any) -> PhoenixConfig:
         """Benchmark model (the fork's "large" config)."""
-        return cls.oss_mini().replace(
-            emb_size=512, num_layers=12, num_q_heads=8, num_kv_heads=4, key_size=64,
-            history_len=512, candidate_len=64,
-        ).replace(**overrides)  # fmt: skip
+        return (
+            cls.oss_mini()
+            .replace(
+                emb_size=512,
+                num_layers=12,
+                num_q_heads=8,
+                num_kv_heads=4,
+                key_size=64,
+                history_len=512,
+                candidate_len=64,
+            )
+            .replace(**overrides)
+        )
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> PhoenixConfig:

@@ -12,7 +12,13 @@ import numpy as np
 import pandas as pd
 
 from x_reco.data.archive import (
-    decode, file_digests, gunzip, split_fields, text_lines, to_float, to_int,
+    decode,
+    file_digests,
+    gunzip,
+    split_fields,
+    text_lines,
+    to_float,
+    to_int,
 )
 from x_reco.data.errors import CorruptArchiveError, EncodingError, MissingFileError, SchemaError
 from x_reco.data.movielens import tie_statistics
@@ -28,8 +34,19 @@ MS_THRESHOLD = 10**11  # larger timestamps are milliseconds
 _ASIN = re.compile(rb'"parent_asin":\s*"([^"]*)"')
 _USER = re.compile(rb'"user_id":\s*"([^"]*)"')
 _PAGES = re.compile(r"(\d[\d,]*)\s*pages?\b", re.IGNORECASE)
-_META_COLUMNS = ("item_id", "title", "main_category", "categories", "price", "average_rating",
-                 "rating_number", "store", "print_length_pages", "details", "_price_non_numeric")
+_META_COLUMNS = (
+    "item_id",
+    "title",
+    "main_category",
+    "categories",
+    "price",
+    "average_rating",
+    "rating_number",
+    "store",
+    "print_length_pages",
+    "details",
+    "_price_non_numeric",
+)
 
 
 def _find(source: Path, names: tuple[str, ...]) -> Path | None:
@@ -48,8 +65,7 @@ def _seconds(ms_or_s: np.ndarray, label: str) -> tuple[np.ndarray, str]:
     is_ms = ms_or_s > MS_THRESHOLD
     if is_ms.size and is_ms.any() and not is_ms.all():
         row = int(np.flatnonzero(is_ms != is_ms[0])[0])
-        raise SchemaError(label, row + 2, "timestamp",
-                          f"mixed units: {ms_or_s[0]} on line 2 but {ms_or_s[row]} here")
+        raise SchemaError(label, row + 2, "timestamp", f"mixed units: {ms_or_s[0]} on line 2 but {ms_or_s[row]} here")
     if is_ms.size and is_ms[0]:
         return ms_or_s // 1000, "ms"
     return ms_or_s, "s"
@@ -64,34 +80,40 @@ def _read_ratings(path: Path) -> tuple[pd.DataFrame, dict]:
     header = tuple(lines[0].split(",")) if lines else ()
     if header != _CSV_HEADER:
         missing = next((c for c in _CSV_HEADER if c not in header), None)
-        raise SchemaError(label, 1, missing, f"header {','.join(header)!r}, expected "
-                          f"{','.join(_CSV_HEADER)!r}")
+        raise SchemaError(label, 1, missing, f"header {','.join(header)!r}, expected {','.join(_CSV_HEADER)!r}")
     raw = split_fields(lines[1:], label=label, sep=",", names=_CSV_HEADER, first_line=2)
     rating = to_float(raw["rating"], label=label, field="rating", first_line=2)
     bad = np.flatnonzero((rating < 1) | (rating > 5))
     if bad.size:  # R3
         raise SchemaError(label, int(bad[0]) + 2, "rating", f"rating {rating[bad[0]]} not in 1..5")
-    ts, unit = _seconds(to_int(raw["timestamp"], label=label, field="timestamp", first_line=2),
-                        label)
-    inter = pd.DataFrame({
-        "user_id": raw["user_id"].astype(object), "item_id": raw["parent_asin"].astype(object),
-        "ts": ts, "rating": rating, "label": pd.Series(pd.NA, index=raw.index, dtype="Int8"),
-        "impression_id": None, "src_file": path.name,
-        "src_row": np.arange(len(raw), dtype=np.int64)})
-    return inter, {"rows": len(inter), "timestamp_unit": unit,
-                   "users": int(inter["user_id"].nunique()),
-                   "items": int(inter["item_id"].nunique()),
-                   "duplicate_pairs": int(inter.duplicated(["user_id", "item_id"]).sum())}
+    ts, unit = _seconds(to_int(raw["timestamp"], label=label, field="timestamp", first_line=2), label)
+    inter = pd.DataFrame(
+        {
+            "user_id": raw["user_id"].astype(object),
+            "item_id": raw["parent_asin"].astype(object),
+            "ts": ts,
+            "rating": rating,
+            "label": pd.Series(pd.NA, index=raw.index, dtype="Int8"),
+            "impression_id": None,
+            "src_file": path.name,
+            "src_row": np.arange(len(raw), dtype=np.int64),
+        }
+    )
+    return inter, {
+        "rows": len(inter),
+        "timestamp_unit": unit,
+        "users": int(inter["user_id"].nunique()),
+        "items": int(inter["item_id"].nunique()),
+        "duplicate_pairs": int(inter.duplicated(["user_id", "item_id"]).sum()),
+    }
 
 
-def reference_subset(inter: pd.DataFrame, top_items: int = 20_000,
-                     min_user_reviews: int = 5) -> pd.DataFrame:
+def reference_subset(inter: pd.DataFrame, top_items: int = 20_000, min_user_reviews: int = 5) -> pd.DataFrame:
     """The reference study's subset: the ``top_items`` items with most reviews (ties broken by
     item id), then users with >= ``min_user_reviews`` reviews on them; one pass, no fixed point.
     Rows keep their source order."""
     counts = inter["item_id"].value_counts()
-    ranked = counts.reset_index().sort_values(["count", "item_id"], ascending=[False, True],
-                                              kind="stable")
+    ranked = counts.reset_index().sort_values(["count", "item_id"], ascending=[False, True], kind="stable")
     kept = inter[inter["item_id"].isin(ranked["item_id"].iloc[:top_items])]
     per_user = kept["user_id"].value_counts()
     return kept[kept["user_id"].isin(per_user.index[per_user >= min_user_reviews])]
@@ -149,11 +171,14 @@ def _meta_row(record: dict) -> dict:
     price, non_numeric = _price(record.get("price"))
     categories, details = record.get("categories"), record.get("details")
     return {
-        "item_id": record["parent_asin"], "title": record.get("title"),
+        "item_id": record["parent_asin"],
+        "title": record.get("title"),
         "main_category": record.get("main_category"),
         "categories": None if categories is None else json.dumps(categories, ensure_ascii=False),
-        "price": price, "average_rating": record.get("average_rating"),
-        "rating_number": record.get("rating_number"), "store": record.get("store"),
+        "price": price,
+        "average_rating": record.get("average_rating"),
+        "rating_number": record.get("rating_number"),
+        "store": record.get("store"),
         "print_length_pages": _pages(details),
         "details": None if details is None else json.dumps(details, ensure_ascii=False),
         "_price_non_numeric": non_numeric,
@@ -173,11 +198,13 @@ def _read_meta(path: Path | None, item_ids: pd.Series) -> tuple[pd.DataFrame, di
     meta = pd.DataFrame(list(rows.values()), columns=list(_META_COLUMNS))
     items = pd.DataFrame({"item_id": np.sort(item_ids.unique())}, dtype=object)
     items = items.merge(meta, on="item_id", how="left")
-    stats = {"file": path is not None,
-             "items_without_meta": int((~items["item_id"].isin(meta["item_id"])).sum()),
-             "price_non_numeric": int(items["_price_non_numeric"].eq(True).sum()),
-             "print_length_missing": int(items["print_length_pages"].isna().sum()),
-             "duplicate_rows": duplicates}
+    stats = {
+        "file": path is not None,
+        "items_without_meta": int((~items["item_id"].isin(meta["item_id"])).sum()),
+        "price_non_numeric": int(items["_price_non_numeric"].eq(True).sum()),
+        "print_length_missing": int(items["print_length_pages"].isna().sum()),
+        "duplicate_rows": duplicates,
+    }
     return _item_dtypes(items.drop(columns="_price_non_numeric")), stats
 
 
@@ -203,17 +230,17 @@ def _review_text_flags(path: Path | None, inter: pd.DataFrame) -> tuple[pd.Serie
             text = str(record.get("text") or "").strip()
             entry = (int(record.get("timestamp") or 0), bool(text))
             earliest[key] = min(earliest.get(key, entry), entry)
-    flags = [earliest[k][1] if k in earliest else pd.NA
-             for k in zip(inter["user_id"], inter["item_id"])]
+    flags = [earliest[k][1] if k in earliest else pd.NA for k in zip(inter["user_id"], inter["item_id"])]
     return pd.Series(flags, index=inter.index, dtype="boolean"), {
-        "file": True, "pairs_without_review": len(pairs) - len(earliest)}
+        "file": True,
+        "pairs_without_review": len(pairs) - len(earliest),
+    }
 
 
 # --- public reader ----------------------------------------------------------------------------
 
 
-def read_amazon_kindle(source: str | Path, *, top_items: int = 20_000,
-                       min_user_reviews: int = 5) -> RawTables:
+def read_amazon_kindle(source: str | Path, *, top_items: int = 20_000, min_user_reviews: int = 5) -> RawTables:
     """Read Kindle_Store (Amazon Reviews 2023) and build the reference subset (spec §6).
 
     Args:
@@ -238,12 +265,19 @@ def read_amazon_kindle(source: str | Path, *, top_items: int = 20_000,
     users = pd.DataFrame({"user_id": np.sort(inter["user_id"].unique())}, dtype=object)
     files = [p for p in (ratings_path, meta_path, reviews_path) if p is not None]
     manifest = {
-        "partition": "amazon-kindle", "source": str(source),
+        "partition": "amazon-kindle",
+        "source": str(source),
         "files": {p.name: file_digests(p, ("sha256",)) for p in files},
         "five_core": core_stats,
-        "subset": {"top_items": top_items, "min_user_reviews": min_user_reviews,
-                   "interactions": len(inter), "users": len(users), "items": len(items)},
-        "meta": meta_stats, "reviews": review_stats,
+        "subset": {
+            "top_items": top_items,
+            "min_user_reviews": min_user_reviews,
+            "interactions": len(inter),
+            "users": len(users),
+            "items": len(items),
+        },
+        "meta": meta_stats,
+        "reviews": review_stats,
         "ts_min": int(inter["ts"].min()) if len(inter) else None,
         "ts_max": int(inter["ts"].max()) if len(inter) else None,
         "ties": tie_statistics(inter),

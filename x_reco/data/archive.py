@@ -78,9 +78,7 @@ def _unsafe_reason(info: zipfile.ZipInfo, limit: int) -> str | None:
     return None
 
 
-def check_zip_entries(
-    path: str | Path, infos: Iterable[zipfile.ZipInfo], expected_sizes: Mapping[str, int]
-) -> None:
+def check_zip_entries(path: str | Path, infos: Iterable[zipfile.ZipInfo], expected_sizes: Mapping[str, int]) -> None:
     """Refuse the whole archive if any entry is unsafe (spec §14).
 
     ``expected_sizes`` maps a member's base name to its expected uncompressed size; such members
@@ -114,7 +112,10 @@ def _zip_candidates(name: str, prefix: str) -> list[str]:
 
 
 def _read_zip_members(
-    path: Path, names: Sequence[str], optional: Sequence[str], prefix: str,
+    path: Path,
+    names: Sequence[str],
+    optional: Sequence[str],
+    prefix: str,
     expected_sizes: Mapping[str, int],
 ) -> dict[str, Member]:
     try:
@@ -139,9 +140,7 @@ def _read_zip_members(
     return members
 
 
-def _read_dir_members(
-    path: Path, names: Sequence[str], optional: Sequence[str], prefix: str
-) -> dict[str, Member]:
+def _read_dir_members(path: Path, names: Sequence[str], optional: Sequence[str], prefix: str) -> dict[str, Member]:
     members = {}
     for name in [*names, *optional]:
         candidates = [path / prefix / name, path / name] if prefix else [path / name]
@@ -218,16 +217,14 @@ def text_lines(text: str) -> list[str]:
     return lines
 
 
-def _check_field_counts(lines: list[str], sep: str, names: Sequence[str], label: str,
-                        first_line: int) -> None:
+def _check_field_counts(lines: list[str], sep: str, names: Sequence[str], label: str, first_line: int) -> None:
     want = len(names) - 1
     bad = next((i for i, line in enumerate(lines) if line.count(sep) != want), None)
     if bad is None:
         return
     got = lines[bad].count(sep) + 1
     field = names[got] if got < len(names) else names[-1]
-    raise SchemaError(label, first_line + bad, field,
-                      f"expected {len(names)} fields separated by {sep!r}, got {got}")
+    raise SchemaError(label, first_line + bad, field, f"expected {len(names)} fields separated by {sep!r}, got {got}")
 
 
 def _private_separator(text: str) -> str:
@@ -238,9 +235,7 @@ def _private_separator(text: str) -> str:
     raise ValueError("no free single-character separator")
 
 
-def split_fields(
-    lines: list[str], *, label: str, sep: str, names: Sequence[str], first_line: int = 1
-) -> pd.DataFrame:
+def split_fields(lines: list[str], *, label: str, sep: str, names: Sequence[str], first_line: int = 1) -> pd.DataFrame:
     """Split pre-validated lines into a frame of strings, one column per name.
 
     The field count is checked on every line first (``SchemaError`` naming the line and the
@@ -254,33 +249,37 @@ def split_fields(
         fast = _private_separator(text)
         text, sep = text.replace(sep, fast), fast
     frame = pd.read_csv(
-        io.StringIO(text), sep=sep, header=None, names=list(names), dtype=str,
-        quoting=csv.QUOTE_NONE, na_filter=False, keep_default_na=False, engine="c",
-        lineterminator="\n", skip_blank_lines=False,
+        io.StringIO(text),
+        sep=sep,
+        header=None,
+        names=list(names),
+        dtype=str,
+        quoting=csv.QUOTE_NONE,
+        na_filter=False,
+        keep_default_na=False,
+        engine="c",
+        lineterminator="\n",
+        skip_blank_lines=False,
     )
     if len(frame) != len(lines):
         raise SchemaError(label, None, None, f"parsed {len(frame)} rows from {len(lines)} lines")
     return frame
 
 
-def parse_delimited(
-    data: bytes, *, label: str, sep: str, names: Sequence[str], encoding: str
-) -> pd.DataFrame:
+def parse_delimited(data: bytes, *, label: str, sep: str, names: Sequence[str], encoding: str) -> pd.DataFrame:
     """Decode, then split a header-less delimited file (line numbers are 1-based)."""
-    return split_fields(text_lines(decode(data, label, encoding)), label=label, sep=sep,
-                        names=names)
+    return split_fields(text_lines(decode(data, label, encoding)), label=label, sep=sep, names=names)
 
 
-def _first_bad(strings: pd.Series, bad: np.ndarray, label: str, field: str, first_line: int,
-               what: str) -> None:
+def _first_bad(strings: pd.Series, bad: np.ndarray, label: str, field: str, first_line: int, what: str) -> None:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise SchemaError(label, first_line + i, field,
-                          f"cannot parse {strings.iloc[i]!r} as {what}")
+        raise SchemaError(label, first_line + i, field, f"cannot parse {strings.iloc[i]!r} as {what}")
 
 
-def to_float(strings: pd.Series, *, label: str, field: str, first_line: int = 1,
-             allow_empty: bool = False) -> np.ndarray:
+def to_float(
+    strings: pd.Series, *, label: str, field: str, first_line: int = 1, allow_empty: bool = False
+) -> np.ndarray:
     """Parse a string column as float64; the first unparsable cell is a ``SchemaError``.
 
     With ``allow_empty`` an empty cell is NaN (RecBole's convention for a missing float).

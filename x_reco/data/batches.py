@@ -71,8 +71,9 @@ def example_batch(seqs: EngagementSequences, rows: np.ndarray, batch_size: int |
     )
 
 
-def catalogue_batch(seqs: EngagementSequences, rows: np.ndarray, items: np.ndarray,
-                    batch_size: int | None = None) -> RecsysBatch:
+def catalogue_batch(
+    seqs: EngagementSequences, rows: np.ndarray, items: np.ndarray, batch_size: int | None = None
+) -> RecsysBatch:
     """RecsysBatch of example ``rows``' users and histories with catalogue ``items`` [R, K] as candidates.
 
     Serving-shaped: every candidate is a catalogue item on the row's surface; padded rows are empty.
@@ -91,8 +92,12 @@ def catalogue_batch(seqs: EngagementSequences, rows: np.ndarray, items: np.ndarr
     )
 
 
-def ranker_labels(seqs: EngagementSequences, rows: np.ndarray, batch_size: int | None = None,
-                  mask_sampled_negative_actions: bool = False) -> RankerLabels:
+def ranker_labels(
+    seqs: EngagementSequences,
+    rows: np.ndarray,
+    batch_size: int | None = None,
+    mask_sampled_negative_actions: bool = False,
+) -> RankerLabels:
     """Labels of example ``rows`` padded to ``batch_size``.
 
     The label mask is the dataset's observed columns for every candidate. With
@@ -144,8 +149,13 @@ def training_times(seqs: EngagementSequences, window_s: float) -> tuple[np.ndarr
     return (request - lo).astype(np.int32), (created - lo).astype(np.int32), window
 
 
-def retrieval_batch(seqs: EngagementSequences, rows: np.ndarray, items: np.ndarray, batch_size: int | None = None,
-                    request_times: np.ndarray | None = None) -> RetrievalBatch:
+def retrieval_batch(
+    seqs: EngagementSequences,
+    rows: np.ndarray,
+    items: np.ndarray,
+    batch_size: int | None = None,
+    request_times: np.ndarray | None = None,
+) -> RetrievalBatch:
     """RetrievalBatch for example ``rows`` paired with catalogue ``items``, padded to ``batch_size``.
 
     ``request_times`` ([E] int32, from ``training_times``) fills ``request_b``; zeros without it.

@@ -10,9 +10,7 @@ class XRecoDataError(Exception):
 class ChecksumMismatchError(XRecoDataError):
     def __init__(self, path, algorithm: str, expected: str, actual: str):
         self.path, self.algorithm, self.expected, self.actual = str(path), algorithm, expected, actual
-        super().__init__(
-            f"{path}: {algorithm} checksum mismatch: expected {expected}, got {actual}"
-        )
+        super().__init__(f"{path}: {algorithm} checksum mismatch: expected {expected}, got {actual}")
 
 
 class CorruptArchiveError(XRecoDataError):
@@ -26,7 +24,8 @@ class UnsafeArchiveEntryError(XRecoDataError):
     def __init__(self, path, entry: str, reason: str = ""):
         self.path, self.entry = str(path), entry
         super().__init__(
-            f"{path}: unsafe archive entry {entry!r}" + (f" ({reason})" if reason else "")
+            f"{path}: unsafe archive entry {entry!r}"
+            + (f" ({reason})" if reason else "")
             + "; refusing the whole archive"
         )
 

@@ -8,10 +8,18 @@ import pandas as pd
 from x_reco.common.actions import ACTIONS
 from x_reco.data.tables import RawTables
 
-SPLITS = ("train", "val", "test")
 EVENT_COLUMNS = (
-    "user_id", "item_id", "author_id", "ts", "src_row", "surface", "request_key",
-    *ACTIONS, "dwell_seconds", "exposed", "split",
+    "user_id",
+    "item_id",
+    "author_id",
+    "ts",
+    "src_row",
+    "surface",
+    "request_key",
+    *ACTIONS,
+    "dwell_seconds",
+    "exposed",
+    "split",
 )
 DAY = 86_400
 
@@ -49,18 +57,20 @@ def rating_events(raw: RawTables, author_column: str | None = None) -> pd.DataFr
     acts["dwell"][:] = 1  # a rating implies the item was watched; datasets that don't observe dwell mask it
     if "has_text" in inter.columns:  # Amazon reviews JSONL: a written review counts as a reply
         acts["reply"] = inter["has_text"].fillna(False).to_numpy().astype(np.int8)
-    events = pd.DataFrame({
-        "user_id": inter["user_id"].astype(str).to_numpy(),
-        "item_id": inter["item_id"].astype(str).to_numpy(),
-        "author_id": _authors(raw, author_column),
-        "ts": inter["ts"].to_numpy(dtype=np.int64),
-        "src_row": inter["src_row"].to_numpy(dtype=np.int64),
-        "surface": np.zeros(len(inter), dtype=np.int8),
-        "request_key": None,
-        **acts,
-        "dwell_seconds": np.full(len(inter), np.nan, dtype=np.float32),
-        "exposed": np.zeros(len(inter), dtype=np.int8),
-    })
+    events = pd.DataFrame(
+        {
+            "user_id": inter["user_id"].astype(str).to_numpy(),
+            "item_id": inter["item_id"].astype(str).to_numpy(),
+            "author_id": _authors(raw, author_column),
+            "ts": inter["ts"].to_numpy(dtype=np.int64),
+            "src_row": inter["src_row"].to_numpy(dtype=np.int64),
+            "surface": np.zeros(len(inter), dtype=np.int8),
+            "request_key": None,
+            **acts,
+            "dwell_seconds": np.full(len(inter), np.nan, dtype=np.float32),
+            "exposed": np.zeros(len(inter), dtype=np.int8),
+        }
+    )
     return _leave_last_out(events)
 
 
@@ -92,22 +102,23 @@ def synthetic_events(raw: RawTables) -> pd.DataFrame:
     num_days = int(cfg.get("num_days", 0)) or None
     split_fracs = cfg.get("split", (0.8, 0.1, 0.1))
     acts = {name: inter[name].to_numpy(dtype=np.int8) for name in ACTIONS}
-    events = pd.DataFrame({
-        "user_id": inter["user_id"].astype(str).to_numpy(),
-        "item_id": inter["item_id"].astype(str).to_numpy(),
-        "author_id": inter["author_id"].astype(str).to_numpy(),
-        "ts": inter["ts"].to_numpy(dtype=np.int64),
-        "src_row": inter["src_row"].to_numpy(dtype=np.int64),
-        "surface": inter["surface"].to_numpy(dtype=np.int8),
-        "request_key": inter["visit_id"].astype(str).to_numpy(),
-        **acts,
-        "dwell_seconds": inter["dwell_seconds"].to_numpy(dtype=np.float32),
-        "exposed": np.ones(len(inter), dtype=np.int8),
-    })
+    events = pd.DataFrame(
+        {
+            "user_id": inter["user_id"].astype(str).to_numpy(),
+            "item_id": inter["item_id"].astype(str).to_numpy(),
+            "author_id": inter["author_id"].astype(str).to_numpy(),
+            "ts": inter["ts"].to_numpy(dtype=np.int64),
+            "src_row": inter["src_row"].to_numpy(dtype=np.int64),
+            "surface": inter["surface"].to_numpy(dtype=np.int8),
+            "request_key": inter["visit_id"].astype(str).to_numpy(),
+            **acts,
+            "dwell_seconds": inter["dwell_seconds"].to_numpy(dtype=np.float32),
+            "exposed": np.ones(len(inter), dtype=np.int8),
+        }
+    )
     visit_start = events.groupby("request_key")["ts"].transform("min").to_numpy()
     train_end, val_end = _synthetic_cutoffs(raw.manifest, visit_start, num_days, split_fracs)
-    events["split"] = np.where(visit_start < train_end, "train",
-                               np.where(visit_start < val_end, "val", "test"))
+    events["split"] = np.where(visit_start < train_end, "train", np.where(visit_start < val_end, "val", "test"))
     return events
 
 
@@ -118,8 +129,7 @@ def _synthetic_cutoffs(manifest: dict, visit_start: np.ndarray, num_days, fracs)
         return int(cut["train_end_ts"]), int(cut["val_end_ts"])
     start = int(manifest.get("clock_start_ts", visit_start.min() // DAY * DAY))
     num_days = num_days or int((visit_start.max() - start) // DAY) + 1
-    return (start + int(round(fracs[0] * num_days)) * DAY,
-            start + int(round((fracs[0] + fracs[1]) * num_days)) * DAY)
+    return (start + int(round(fracs[0] * num_days)) * DAY, start + int(round((fracs[0] + fracs[1]) * num_days)) * DAY)
 
 
 def mind_events(raw: RawTables) -> pd.DataFrame:
@@ -135,16 +145,18 @@ def mind_events(raw: RawTables) -> pd.DataFrame:
     is_dev = src.str.startswith("dev").to_numpy()
     train_end = ts[~is_dev].max() if (~is_dev).any() else 0
     split = np.where(is_dev, "test", np.where(ts > train_end - DAY, "val", "train"))
-    return pd.DataFrame({
-        "user_id": inter["user_id"].astype(str).to_numpy(),
-        "item_id": inter["item_id"].astype(str).to_numpy(),
-        "author_id": np.full(len(inter), f"{raw.partition}:no_author", dtype=object),
-        "ts": ts,
-        "src_row": inter["src_row"].to_numpy(dtype=np.int64),
-        "surface": np.zeros(len(inter), dtype=np.int8),
-        "request_key": (src + ":" + inter["impression_id"].astype(str)).to_numpy(),
-        **acts,
-        "dwell_seconds": np.full(len(inter), np.nan, dtype=np.float32),
-        "exposed": np.ones(len(inter), dtype=np.int8),
-        "split": split,
-    })
+    return pd.DataFrame(
+        {
+            "user_id": inter["user_id"].astype(str).to_numpy(),
+            "item_id": inter["item_id"].astype(str).to_numpy(),
+            "author_id": np.full(len(inter), f"{raw.partition}:no_author", dtype=object),
+            "ts": ts,
+            "src_row": inter["src_row"].to_numpy(dtype=np.int64),
+            "surface": np.zeros(len(inter), dtype=np.int8),
+            "request_key": (src + ":" + inter["impression_id"].astype(str)).to_numpy(),
+            **acts,
+            "dwell_seconds": np.full(len(inter), np.nan, dtype=np.float32),
+            "exposed": np.ones(len(inter), dtype=np.int8),
+            "split": split,
+        }
+    )

@@ -68,8 +68,11 @@ class SequenceConfig:
 
     def hash_spec(self, namespace: str) -> HashSpec:
         return HashSpec(
-            family="blake2b", salt=self.salt, namespace=namespace,
-            num_hashes=tuple(self.num_hashes), vocab_sizes=(self.vocab_size,) * 3,
+            family="blake2b",
+            salt=self.salt,
+            namespace=namespace,
+            num_hashes=tuple(self.num_hashes),
+            vocab_sizes=(self.vocab_size,) * 3,
         )
 
     @classmethod
@@ -190,17 +193,21 @@ def _check_layout(arrays: Mapping[str, np.ndarray], source: str) -> None:
     for key, (_, _, axes, kinds) in _LAYOUT.items():
         arr = arrays[key]
         if arr.ndim != len(axes) or arr.dtype.kind not in kinds:
-            raise SequencesFormatError(f"{source}: field {key!r} has shape {arr.shape} dtype {arr.dtype}, "
-                                       f"expected [{', '.join(axes)}] of kind {kinds!r}")
+            raise SequencesFormatError(
+                f"{source}: field {key!r} has shape {arr.shape} dtype {arr.dtype}, "
+                f"expected [{', '.join(axes)}] of kind {kinds!r}"
+            )
         for axis, n in zip(axes, arr.shape):
             bound, where = sizes.setdefault(axis, (n, key))
             if n != bound:
-                raise SequencesFormatError(f"{source}: field {key!r} has shape {arr.shape}: axis {axis} is {n}, "
-                                           f"but {bound} in {where}")
+                raise SequencesFormatError(
+                    f"{source}: field {key!r} has shape {arr.shape}: axis {axis} is {n}, but {bound} in {where}"
+                )
     for key in _SCALARS:
         if arrays[key].shape != () or arrays[key].dtype.kind != "U":
-            raise SequencesFormatError(f"{source}: field {key!r} must be a 0-d string, got {arrays[key].dtype} "
-                                       f"{arrays[key].shape}")
+            raise SequencesFormatError(
+                f"{source}: field {key!r} must be a 0-d string, got {arrays[key].dtype} {arrays[key].shape}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,8 +246,12 @@ class EngagementSequences:
 
     def take(self, rows: np.ndarray) -> EngagementSequences:
         """The examples at ``rows`` (copies); catalogue and metadata unchanged."""
-        return dataclasses.replace(self, examples=self.examples.take(rows), history=self.history.take(rows),
-                                   candidates=self.candidates.take(rows))
+        return dataclasses.replace(
+            self,
+            examples=self.examples.take(rows),
+            history=self.history.take(rows),
+            candidates=self.candidates.take(rows),
+        )
 
     def split_view(self, split: Split | str) -> EngagementSequences:
         return self.take(self.rows(split))
@@ -254,8 +265,9 @@ class EngagementSequences:
         """RecsysBatch of ``rows``' users and histories with catalogue ``items`` [R, K] as candidates."""
         return batches.catalogue_batch(self, rows, items, batch_size)
 
-    def labels(self, rows: np.ndarray, batch_size: int | None = None,
-               mask_sampled_negative_actions: bool = False) -> batches.RankerLabels:
+    def labels(
+        self, rows: np.ndarray, batch_size: int | None = None, mask_sampled_negative_actions: bool = False
+    ) -> batches.RankerLabels:
         return batches.ranker_labels(self, rows, batch_size, mask_sampled_negative_actions)
 
     def retrieval_pairs(self, split: Split | str) -> tuple[np.ndarray, np.ndarray]:
@@ -268,8 +280,9 @@ class EngagementSequences:
             raise ValueError(f"SequenceConfig holds one vocab_size; got vocab_sizes {spec.vocab_sizes}")
         arrays = self.to_arrays()
         arrays.update(hash_arrays(spec, arrays))
-        config = dataclasses.replace(self.config, vocab_size=spec.vocab_sizes[0], num_hashes=spec.num_hashes,
-                                     salt=spec.salt)
+        config = dataclasses.replace(
+            self.config, vocab_size=spec.vocab_sizes[0], num_hashes=spec.num_hashes, salt=spec.salt
+        )
         arrays["config_json"] = np.asarray(json.dumps(dataclasses.asdict(config), sort_keys=True))
         arrays["hash_spec_json"] = np.asarray(json.dumps(spec.to_dict(), sort_keys=True))
         return EngagementSequences.from_arrays(arrays, source="rehash")
@@ -277,8 +290,9 @@ class EngagementSequences:
     # -- flat arrays and files -------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The flat on-disk mapping (keys of the datasets spec §11)."""
-        out = {key: getattr(getattr(self, group) if group else self, name)
-               for key, (group, name, _, _) in _LAYOUT.items()}
+        out = {
+            key: getattr(getattr(self, group) if group else self, name) for key, (group, name, _, _) in _LAYOUT.items()
+        }
         out["partition"] = np.asarray(self.partition)
         out["config_json"] = np.asarray(json.dumps(dataclasses.asdict(self.config), sort_keys=True))
         out["hash_spec_json"] = np.asarray(json.dumps(self.hash_spec.to_dict(), sort_keys=True))
@@ -298,8 +312,13 @@ class EngagementSequences:
             spec = HashSpec.from_dict(json.loads(str(arrays["hash_spec_json"])))
         except (ValueError, TypeError, KeyError) as exc:
             raise SequencesFormatError(f"{source}: bad config_json or hash_spec_json: {exc}") from exc
-        return cls(**{g: _GROUPS[g](**f) for g, f in fields.items()}, observed_mask=arrays["observed_mask"],
-                   partition=str(arrays["partition"]), config=config, hash_spec=spec)
+        return cls(
+            **{g: _GROUPS[g](**f) for g, f in fields.items()},
+            observed_mask=arrays["observed_mask"],
+            partition=str(arrays["partition"]),
+            config=config,
+            hash_spec=spec,
+        )
 
     def to_npz(self, path: str | os.PathLike) -> None:
         """Write one compressed .npz atomically (a reader never sees a partial file)."""

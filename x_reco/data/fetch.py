@@ -35,8 +35,7 @@ def download(item: Download, dest_dir: str | Path, *, timeout: float = 60.0) -> 
     return dest, actual
 
 
-def fetch(partition: str, dest_dir: str | Path, *,
-          downloads: tuple[Download, ...] | None = None) -> dict[str, str]:
+def fetch(partition: str, dest_dir: str | Path, *, downloads: tuple[Download, ...] | None = None) -> dict[str, str]:
     """Download a partition's files into ``dest_dir``; never called at import or by tests.
 
     Writes ``<partition>.sha256.json`` beside them (the digests to pin) and returns it as a dict.

@@ -57,8 +57,12 @@ def pool_arrays(features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndar
     """(item_ids [M], x_md [M, D] float32, topic_m [M], topic_other_m [M]) of the pool, in pool order."""
     pool = features[features["in_pool"]].sort_values("pool_order")
     cols = [c for c in features.columns if c.startswith("f_")]
-    return (pool["item_id"].to_numpy(), pool[cols].to_numpy(np.float32),
-            pool["topic"].to_numpy(np.int64), pool["topic_other"].to_numpy(np.int64))
+    return (
+        pool["item_id"].to_numpy(),
+        pool[cols].to_numpy(np.float32),
+        pool["topic"].to_numpy(np.int64),
+        pool["topic_other"].to_numpy(np.int64),
+    )
 
 
 def reward_train_split(raw: RawTables) -> pd.DataFrame:
@@ -126,8 +130,11 @@ def _attach_pool(feats: pd.DataFrame, counts: pd.Series) -> pd.DataFrame:
 
 
 def _frame(item_ids, x_md: np.ndarray, topic, topic_other) -> pd.DataFrame:
-    cols = {"item_id": pd.Series(item_ids).astype(str).to_numpy(),
-            "topic": np.asarray(topic, dtype=np.int64), "topic_other": np.asarray(topic_other, dtype=np.int64)}
+    cols = {
+        "item_id": pd.Series(item_ids).astype(str).to_numpy(),
+        "topic": np.asarray(topic, dtype=np.int64),
+        "topic_other": np.asarray(topic_other, dtype=np.int64),
+    }
     cols.update({name: x_md[:, i].astype(np.float32) for i, name in enumerate(feature_columns(x_md.shape[1]))})
     return pd.DataFrame(cols)
 
@@ -152,8 +159,7 @@ def _ranked(values: pd.Series, top: int) -> list[str]:
 
 def mind_vocabulary(items: pd.DataFrame) -> tuple[list[str], list[str]]:
     """Top-17 categories and top-14 subcategories, counted over the union news table."""
-    return (_ranked(items["category"], MIND_TOP_CATEGORIES),
-            _ranked(items["subcategory"], MIND_TOP_SUBCATEGORIES))
+    return (_ranked(items["category"], MIND_TOP_CATEGORIES), _ranked(items["subcategory"], MIND_TOP_SUBCATEGORIES))
 
 
 def _entity_count(value) -> int:
@@ -175,7 +181,7 @@ def mind_features(raw: RawTables, train: pd.DataFrame) -> pd.DataFrame:
     q = MIND_TOP_CATEGORIES + MIND_TOP_SUBCATEGORIES
     title_len = items["title"].fillna("").astype(str).str.split().str.len().to_numpy(np.float64)
     abstract_len = items["abstract"].fillna("").astype(str).str.split().str.len().to_numpy(np.float64)
-    entities = (items["title_entities"].map(_entity_count) + items["abstract_entities"].map(_entity_count))
+    entities = items["title_entities"].map(_entity_count) + items["abstract_entities"].map(_entity_count)
     x[:, q] = np.minimum(1.0, title_len / (np.percentile(title_len, 95) or 1.0))
     x[:, q + 1] = np.minimum(1.0, abstract_len / (np.percentile(abstract_len, 95) or 1.0))
     x[:, q + 2] = np.minimum(1.0, entities.to_numpy(np.float64) / 10.0)
@@ -196,6 +202,7 @@ def _as_obj(value):
 
 def kindle_genre(categories, main_category) -> str:
     """First ``categories`` entry after the Kindle wrappers (nested lists searched), else main_category."""
+
     def first(entries) -> str:
         for entry in entries:
             if isinstance(entry, str) and entry and entry not in KINDLE_WRAPPERS:

@@ -40,9 +40,14 @@ def run_suite(df: pd.DataFrame, suite_name: str, expectations: list) -> SuiteRes
         ProgressBarsConfig,
     )
 
-    ctx = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
-        analytics_enabled=False, store_backend_defaults=InMemoryStoreBackendDefaults(),
-        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False)))
+    ctx = gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            analytics_enabled=False,
+            store_backend_defaults=InMemoryStoreBackendDefaults(),
+            progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        ),
+    )
     batch_def = (
         ctx.data_sources.add_pandas(f"{suite_name}_src")
         .add_dataframe_asset(suite_name)
@@ -117,8 +122,9 @@ def items_expectations(partition: str) -> list:
     exps = [gxe.ExpectColumnValuesToNotBeNull(column="item_id"), gxe.ExpectColumnValuesToBeUnique(column="item_id")]
     if facts.counts:
         exps.append(gxe.ExpectTableRowCountToEqual(value=facts.counts[2]))
-    exps += [gxe.ExpectColumnValuesToBeInSet(column=f"genre_{i:02d}", value_set=[0, 1])
-             for i in range(facts.genre_flags)]
+    exps += [
+        gxe.ExpectColumnValuesToBeInSet(column=f"genre_{i:02d}", value_set=[0, 1]) for i in range(facts.genre_flags)
+    ]
     return exps
 
 
@@ -145,21 +151,25 @@ def events_frame(events: pd.DataFrame, partition: str) -> pd.DataFrame:
     split_ok = np.ones(len(events), dtype=bool)
     if spec.split_rule != SplitRule.FILE:  # a split by file is not monotone per user
         split_ok[1:] = ~same_user | (split_code[1:] >= split_code[:-1])
-    return pd.DataFrame({
-        "user_id": events["user_id"],
-        "in_order": in_order,
-        "split_monotone": split_ok,
-        "actions_binary": np.isin(acts, (0, 1)).all(axis=1),
-        "unobserved_zero": (acts[:, ~mask] == 0).all(axis=1),
-        "split": events["split"],
-        "surface": events["surface"],
-    })
+    return pd.DataFrame(
+        {
+            "user_id": events["user_id"],
+            "in_order": in_order,
+            "split_monotone": split_ok,
+            "actions_binary": np.isin(acts, (0, 1)).all(axis=1),
+            "unobserved_zero": (acts[:, ~mask] == 0).all(axis=1),
+            "split": events["split"],
+            "surface": events["surface"],
+        }
+    )
 
 
 def events_expectations(partition: str) -> list:
     gxe = _gxe()
-    exps = [gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True])
-            for c in ("in_order", "split_monotone", "actions_binary", "unobserved_zero")]
+    exps = [
+        gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True])
+        for c in ("in_order", "split_monotone", "actions_binary", "unobserved_zero")
+    ]
     exps += [
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "val", "test"]),
         gxe.ExpectColumnValuesToBeBetween(column="surface", min_value=0, max_value=15),
@@ -190,28 +200,38 @@ def sequence_frame(seqs: EngagementSequences) -> pd.DataFrame:
     pos_item = np.take_along_axis(cand.item_idx, np.argmax(cand.item_idx >= 0, axis=1)[:, None], axis=1)
     target_in_hist = ((hist.item_idx == pos_item) & hist_valid).any(axis=1)
     acts = np.concatenate([hist.actions, cand.actions], axis=1)
-    return pd.DataFrame({
-        "split": ex.split,
-        "hist_len": hist.length,
-        "hist_len_matches": hist_valid.sum(axis=1) == hist.length,
-        "hist_prefix": prefix_ok(hist_valid),
-        "cand_prefix": prefix_ok(cand_valid),
-        "n_cand": cand_valid.sum(axis=1),
-        "hist_pad_zero": pad_zero(hist_valid, hist.post_hashes, hist.author_hashes, hist.actions, hist.surface),
-        "hist_before_request": (hist_ts.max(axis=1) <= ex.request_ts),
-        "hist_sorted": ts_sorted,
-        "target_not_in_history": ~target_in_hist,
-        "actions_binary": np.isin(acts, (0, 1)).reshape(len(acts), -1).all(axis=1),
-        "unobserved_zero": (acts[:, :, ~mask] == 0).reshape(len(acts), -1).all(axis=1),
-        "surface": ex.surface,
-        "max_hash": max(vocab, 0),
-    })
+    return pd.DataFrame(
+        {
+            "split": ex.split,
+            "hist_len": hist.length,
+            "hist_len_matches": hist_valid.sum(axis=1) == hist.length,
+            "hist_prefix": prefix_ok(hist_valid),
+            "cand_prefix": prefix_ok(cand_valid),
+            "n_cand": cand_valid.sum(axis=1),
+            "hist_pad_zero": pad_zero(hist_valid, hist.post_hashes, hist.author_hashes, hist.actions, hist.surface),
+            "hist_before_request": (hist_ts.max(axis=1) <= ex.request_ts),
+            "hist_sorted": ts_sorted,
+            "target_not_in_history": ~target_in_hist,
+            "actions_binary": np.isin(acts, (0, 1)).reshape(len(acts), -1).all(axis=1),
+            "unobserved_zero": (acts[:, :, ~mask] == 0).reshape(len(acts), -1).all(axis=1),
+            "surface": ex.surface,
+            "max_hash": max(vocab, 0),
+        }
+    )
 
 
 def sequence_expectations(history_len: int, vocab_size: int, per_event: bool) -> list:
     gxe = _gxe()
-    flags = ("hist_len_matches", "hist_prefix", "cand_prefix", "hist_pad_zero", "hist_before_request",
-             "hist_sorted", "actions_binary", "unobserved_zero")
+    flags = (
+        "hist_len_matches",
+        "hist_prefix",
+        "cand_prefix",
+        "hist_pad_zero",
+        "hist_before_request",
+        "hist_sorted",
+        "actions_binary",
+        "unobserved_zero",
+    )
     exps = [gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) for c in flags]
     exps += [
         gxe.ExpectColumnValuesToBeBetween(column="hist_len", min_value=0, max_value=history_len),
@@ -229,7 +249,8 @@ def leave_last_out_frame(seqs: EngagementSequences) -> pd.DataFrame:
     """S6: per-user example counts by split (exactly one val and one test per user)."""
     df = pd.DataFrame({"user_idx": seqs.examples.user_idx, "split": seqs.examples.split})
     counts = df.groupby("user_idx")["split"].agg(
-        n_val=lambda s: int((s == Split.VAL).sum()), n_test=lambda s: int((s == Split.TEST).sum()))
+        n_val=lambda s: int((s == Split.VAL).sum()), n_test=lambda s: int((s == Split.TEST).sum())
+    )
     return counts.reset_index()
 
 
@@ -246,12 +267,20 @@ def structural_rules_result(raw) -> SuiteResult:
     from x_reco.data.synthetic.checks import structural_violations
 
     cfg = raw.manifest.get("config", {})
-    counts = structural_violations(raw.interactions, raw.items, raw.extra["follows"],
-                                   float(cfg.get("dwell_short_s", 2.0)), float(cfg.get("dwell_long_s", 10.0)))
+    counts = structural_violations(
+        raw.interactions,
+        raw.items,
+        raw.extra["follows"],
+        float(cfg.get("dwell_short_s", 2.0)),
+        float(cfg.get("dwell_long_s", 10.0)),
+    )
     frame = pd.DataFrame({"rule": list(counts), "violations": list(counts.values())})
     gxe = _gxe()
-    result = run_suite(frame, "synthetic_structural_rules",
-                       [gxe.ExpectColumnValuesToBeBetween(column="violations", min_value=0, max_value=0)])
+    result = run_suite(
+        frame,
+        "synthetic_structural_rules",
+        [gxe.ExpectColumnValuesToBeBetween(column="violations", min_value=0, max_value=0)],
+    )
     broken = frame[frame["violations"] > 0]
     result.failed = [f"rule {r} violated by {n} rows" for r, n in zip(broken["rule"], broken["violations"])]
     result.evaluated = len(frame)  # one rule per row
@@ -261,8 +290,13 @@ def structural_rules_result(raw) -> SuiteResult:
 def merge_results(a: SuiteResult, b: SuiteResult) -> SuiteResult:
     """One check outcome from two suites."""
     return SuiteResult(
-        suite=f"{a.suite}+{b.suite}", success=a.success and b.success, n_rows=a.n_rows,
-        evaluated=a.evaluated + b.evaluated, failed=a.failed + b.failed, details=a.details + b.details)
+        suite=f"{a.suite}+{b.suite}",
+        success=a.success and b.success,
+        n_rows=a.n_rows,
+        evaluated=a.evaluated + b.evaluated,
+        failed=a.failed + b.failed,
+        details=a.details + b.details,
+    )
 
 
 def item_features_expectations(partition: str, check_pool_size: bool = True) -> list:

@@ -44,8 +44,7 @@ def parse_header(line: str, label: str) -> dict[str, str]:
     for field in line.split("\t"):
         name, colon, kind = field.rpartition(":")
         if not colon or not name or kind not in ATOMIC_TYPES:
-            raise SchemaError(label, 1, field, f"header field needs ':type' with type one of "
-                              f"{', '.join(ATOMIC_TYPES)}")
+            raise SchemaError(label, 1, field, f"header field needs ':type' with type one of {', '.join(ATOMIC_TYPES)}")
         if name in types:
             raise SchemaError(label, 1, field, "duplicate header field")
         types[name] = kind
@@ -59,8 +58,7 @@ def _parse_float_seq(strings: pd.Series, label: str, field: str) -> pd.Series:
         except ValueError:
             raise SchemaError(label, i + 2, field, f"cannot parse {cell!r} as floats") from None
 
-    return pd.Series([parse(i, c) for i, c in enumerate(strings)], index=strings.index,
-                     dtype=object)
+    return pd.Series([parse(i, c) for i, c in enumerate(strings)], index=strings.index, dtype=object)
 
 
 def read_atomic(data: bytes, label: str) -> AtomicTable:
@@ -74,8 +72,7 @@ def read_atomic(data: bytes, label: str) -> AtomicTable:
     frame = split_fields(lines[1:], label=label, sep="\t", names=list(types), first_line=2)
     for name, kind in types.items():
         if kind == "float":
-            frame[name] = to_float(frame[name], label=label, field=name, first_line=2,
-                                   allow_empty=True)
+            frame[name] = to_float(frame[name], label=label, field=name, first_line=2, allow_empty=True)
         elif kind == "float_seq":
             frame[name] = _parse_float_seq(frame[name], label, name)
     return AtomicTable(label, frame, types, sha256_bytes(data))
@@ -92,8 +89,7 @@ def _require(table: AtomicTable, field: str, kind: str) -> None:
     if field not in table.types:
         raise SchemaError(table.label, 1, field, "required field missing from the header")
     if table.types[field] != kind:
-        raise SchemaError(table.label, 1, field,
-                          f"expected type {kind!r}, got {table.types[field]!r}")
+        raise SchemaError(table.label, 1, field, f"expected type {kind!r}, got {table.types[field]!r}")
 
 
 def _integral(values: np.ndarray, table: AtomicTable, field: str, what: str) -> np.ndarray:
@@ -118,16 +114,18 @@ def atomic_interactions(table: AtomicTable, src_file: str) -> pd.DataFrame:
     for canonical in ("rating", "label", "impression_id"):
         if _INTER_FIELDS[canonical][0] in table.types:
             _require(table, *_INTER_FIELDS[canonical])
-    out = pd.DataFrame({
-        "user_id": frame["user_id"].astype(object),
-        "item_id": frame["item_id"].astype(object),
-        "ts": _integral(frame["timestamp"].to_numpy(), table, "timestamp", "timestamp"),
-        "rating": frame["rating"] if "rating" in frame else np.full(n, np.nan),
-        "label": _labels(table),
-        "impression_id": frame["impression_id"] if "impression_id" in frame else None,
-        "src_file": src_file,
-        "src_row": np.arange(n, dtype=np.int64),
-    })
+    out = pd.DataFrame(
+        {
+            "user_id": frame["user_id"].astype(object),
+            "item_id": frame["item_id"].astype(object),
+            "ts": _integral(frame["timestamp"].to_numpy(), table, "timestamp", "timestamp"),
+            "rating": frame["rating"] if "rating" in frame else np.full(n, np.nan),
+            "label": _labels(table),
+            "impression_id": frame["impression_id"] if "impression_id" in frame else None,
+            "src_file": src_file,
+            "src_row": np.arange(n, dtype=np.int64),
+        }
+    )
     known = {field for field, _ in _INTER_FIELDS.values()}
     for name in frame.columns:
         if name not in known and name not in out:
@@ -191,9 +189,12 @@ def read_recbole_raw(partition: str, path: str | Path) -> RawTables:
         "partition": partition,
         "source": str(directory),
         "source_format": "recbole",
-        "files": {f"{name}.{k}": {"sha256": t.sha256, "rows": len(t.frame)}
-                  for k, t in tables.items()},
+        "files": {f"{name}.{k}": {"sha256": t.sha256, "rows": len(t.frame)} for k, t in tables.items()},
     }
-    return RawTables(partition, inter[list(INTERACTION_COLUMNS) + [
-        c for c in inter.columns if c not in INTERACTION_COLUMNS]], items, users,
-        manifest=manifest)
+    return RawTables(
+        partition,
+        inter[list(INTERACTION_COLUMNS) + [c for c in inter.columns if c not in INTERACTION_COLUMNS]],
+        items,
+        users,
+        manifest=manifest,
+    )

@@ -101,7 +101,7 @@ class DatasetSpec:
     hash_namespace: str = ""  # empty: the name (stored hashes depend on it)
     bundled: bool = False  # a copy ships with an installed package: the source may be omitted
     recbole_fallback: bool = False  # a RecBole atomic folder is read by the generic reader
-    train_budget: str = "tuned"  # ``x_reco.training.presets.BUDGETS``
+    train_budget: str = "tuned"  # ``x_reco.training.defaults.BUDGETS``
     research_scale: str = "full"  # "smoke" or "full" protocol sizes when a run asks for "auto"
     scheduled_retrain: bool = False  # retrained weekly (needs no download)
     downloads: tuple[Download, ...] = ()
@@ -148,66 +148,125 @@ _OON_ONLY = ServingProfile(in_network=False)
 
 _SPECS = (
     DatasetSpec(
-        "synthetic", _read_synthetic, None, ACTIONS, ExampleKind.PER_REQUEST, SplitRule.TIME,
-        ev.synthetic_events, _content_pool,
+        "synthetic",
+        _read_synthetic,
+        None,
+        ACTIONS,
+        ExampleKind.PER_REQUEST,
+        SplitRule.TIME,
+        ev.synthetic_events,
+        _content_pool,
         QualityFacts(pool_size=500, feature_dim=18, binary_actions=True, structural_rules=True),
-        ServingProfile(in_network=True, author_diversity=True), stakeholders="alpha",
-        train_budget="demo", research_scale="smoke", scheduled_retrain=True,
-    ),
-    DatasetSpec(
-        "movielens-100k", read_movielens_100k, "XRECO_SOURCE_MOVIELENS_100K", _ML_ACTIONS,
-        ExampleKind.PER_EVENT, SplitRule.LEAVE_LAST_OUT, ev.rating_events,
-        _pooled(feats.movielens_features, feats.ua_base_split),
-        QualityFacts(pool_size=1_305, feature_dim=19, counts=(100_000, 943, 1_682),
-                     id_ranges=(("user_id", 1, 943), ("item_id", 1, 1682)),
-                     ts_range=(874_627_200, 893_376_000),  # 1997-09-19 .. 1998-04-23
-                     ratings=True, genre_flags=19),
-        _OON_ONLY, stakeholders="movielens", reward_split=feats.ua_base_split, bundled=True,
+        ServingProfile(in_network=True, author_diversity=True),
+        stakeholders="alpha",
+        train_budget="demo",
+        research_scale="smoke",
         scheduled_retrain=True,
-        downloads=(Download("https://files.grouplens.org/datasets/movielens/ml-100k.zip", "ml-100k.zip",
-                            ML_100K_SHA256),),
     ),
     DatasetSpec(
-        "movielens-1m", read_movielens_1m, "XRECO_SOURCE_MOVIELENS_1M", _ML_ACTIONS,
-        ExampleKind.PER_EVENT, SplitRule.LEAVE_LAST_OUT, ev.rating_events,
+        "movielens-100k",
+        read_movielens_100k,
+        "XRECO_SOURCE_MOVIELENS_100K",
+        _ML_ACTIONS,
+        ExampleKind.PER_EVENT,
+        SplitRule.LEAVE_LAST_OUT,
+        ev.rating_events,
+        _pooled(feats.movielens_features, feats.ua_base_split),
+        QualityFacts(
+            pool_size=1_305,
+            feature_dim=19,
+            counts=(100_000, 943, 1_682),
+            id_ranges=(("user_id", 1, 943), ("item_id", 1, 1682)),
+            ts_range=(874_627_200, 893_376_000),  # 1997-09-19 .. 1998-04-23
+            ratings=True,
+            genre_flags=19,
+        ),
+        _OON_ONLY,
+        stakeholders="movielens",
+        reward_split=feats.ua_base_split,
+        bundled=True,
+        scheduled_retrain=True,
+        downloads=(
+            Download("https://files.grouplens.org/datasets/movielens/ml-100k.zip", "ml-100k.zip", ML_100K_SHA256),
+        ),
+    ),
+    DatasetSpec(
+        "movielens-1m",
+        read_movielens_1m,
+        "XRECO_SOURCE_MOVIELENS_1M",
+        _ML_ACTIONS,
+        ExampleKind.PER_EVENT,
+        SplitRule.LEAVE_LAST_OUT,
+        ev.rating_events,
         _pooled(feats.movielens_features, feats.chronological_split),
-        QualityFacts(pool_size=3_347, feature_dim=19, counts=(1_000_209, 6_040, 3_883),
-                     id_ranges=(("user_id", 1, 6040), ("item_id", 1, 3952)),
-                     ts_range=(956_703_932, 1_046_454_590), ratings=True, genre_flags=19),
-        _OON_ONLY, stakeholders="movielens", reward_split=feats.chronological_split,
-        downloads=(Download("https://files.grouplens.org/datasets/movielens/ml-1m.zip", "ml-1m.zip",
-                            ML_1M_SHA256),),
+        QualityFacts(
+            pool_size=3_347,
+            feature_dim=19,
+            counts=(1_000_209, 6_040, 3_883),
+            id_ranges=(("user_id", 1, 6040), ("item_id", 1, 3952)),
+            ts_range=(956_703_932, 1_046_454_590),
+            ratings=True,
+            genre_flags=19,
+        ),
+        _OON_ONLY,
+        stakeholders="movielens",
+        reward_split=feats.chronological_split,
+        downloads=(Download("https://files.grouplens.org/datasets/movielens/ml-1m.zip", "ml-1m.zip", ML_1M_SHA256),),
     ),
     DatasetSpec(
-        "mind-small", read_mind_small, "XRECO_SOURCE_MIND_SMALL", ("click",),
-        ExampleKind.PER_REQUEST, SplitRule.FILE, ev.mind_events,
+        "mind-small",
+        read_mind_small,
+        "XRECO_SOURCE_MIND_SMALL",
+        ("click",),
+        ExampleKind.PER_REQUEST,
+        SplitRule.FILE,
+        ev.mind_events,
         _pooled(feats.mind_features, feats.mind_train_tokens),
-        QualityFacts(pool_size=12_261, feature_dim=35,
-                     ts_range=(1_570_838_400, 1_574_553_600),  # 2019-10-12 .. 2019-11-24
-                     binary_labels=True),
-        _OON_ONLY, stakeholders="mind", reward_split=feats.mind_train_tokens, recbole_fallback=True,
+        QualityFacts(
+            pool_size=12_261,
+            feature_dim=35,
+            ts_range=(1_570_838_400, 1_574_553_600),  # 2019-10-12 .. 2019-11-24
+            binary_labels=True,
+        ),
+        _OON_ONLY,
+        stakeholders="mind",
+        reward_split=feats.mind_train_tokens,
+        recbole_fallback=True,
         # the original blob links are unreliable; pass ``downloads=`` to ``fetch`` to use a mirror
-        downloads=(Download(f"{_MIND_BLOB}/MINDsmall_train.zip", "MINDsmall_train.zip"),
-                   Download(f"{_MIND_BLOB}/MINDsmall_dev.zip", "MINDsmall_dev.zip")),
+        downloads=(
+            Download(f"{_MIND_BLOB}/MINDsmall_train.zip", "MINDsmall_train.zip"),
+            Download(f"{_MIND_BLOB}/MINDsmall_dev.zip", "MINDsmall_dev.zip"),
+        ),
     ),
     DatasetSpec(
-        "amazon-kindle", read_amazon_kindle, "XRECO_SOURCE_AMAZON_KINDLE", ("favorite", "click", "not_interested"),
-        ExampleKind.PER_EVENT, SplitRule.LEAVE_LAST_OUT, functools.partial(ev.rating_events, author_column="store"),
+        "amazon-kindle",
+        read_amazon_kindle,
+        "XRECO_SOURCE_AMAZON_KINDLE",
+        ("favorite", "click", "not_interested"),
+        ExampleKind.PER_EVENT,
+        SplitRule.LEAVE_LAST_OUT,
+        functools.partial(ev.rating_events, author_column="store"),
         _pooled(feats.kindle_features, feats.chronological_split),
-        QualityFacts(pool_size=17_425, feature_dim=32,
-                     ts_range=(830_908_800, 1_696_118_400),  # 1996-05-01 .. 2023-10-01
-                     ratings=True),
+        QualityFacts(
+            pool_size=17_425,
+            feature_dim=32,
+            ts_range=(830_908_800, 1_696_118_400),  # 1996-05-01 .. 2023-10-01
+            ratings=True,
+        ),
         ServingProfile(in_network=False, author_diversity=True, diversity_key="store"),
-        stakeholders="kindle", reward_split=feats.chronological_split, recbole_fallback=True,
-        downloads=(Download(f"{_HF_AMAZON}/benchmark/5core/rating_only/Kindle_Store.csv", "Kindle_Store.csv"),
-                   Download(f"{_HF_AMAZON}/raw/meta_categories/meta_Kindle_Store.jsonl.gz",
-                            "meta_Kindle_Store.jsonl.gz")),
+        stakeholders="kindle",
+        reward_split=feats.chronological_split,
+        recbole_fallback=True,
+        downloads=(
+            Download(f"{_HF_AMAZON}/benchmark/5core/rating_only/Kindle_Store.csv", "Kindle_Store.csv"),
+            Download(f"{_HF_AMAZON}/raw/meta_categories/meta_Kindle_Store.jsonl.gz", "meta_Kindle_Store.jsonl.gz"),
+        ),
     ),
 )
 REGISTRY: Mapping[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}
 PARTITIONS: tuple[str, ...] = tuple(REGISTRY)
 DEFAULT_PARTITION = PARTITIONS[0]  # generated: needs no download
-TUNING_PARTITION = "movielens-100k"  # the training presets were tuned on it
+TUNING_PARTITION = "movielens-100k"  # the default training configs were tuned on it
 
 
 def dataset_spec(partition: str) -> DatasetSpec:
@@ -241,4 +300,3 @@ def load_raw(partition: str, source: str | Path | None = None, *, synthetic_conf
     if spec.recbole_fallback and find_atomic_dir(source) is not None:
         return read_recbole_raw(partition, source)
     return spec.read(source)
-

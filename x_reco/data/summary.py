@@ -23,8 +23,8 @@ def events_summary(events: pd.DataFrame) -> dict:
 
 
 def actions_markdown(actions: dict[str, int]) -> str:
-    rows = "\n".join(f"| {a} | {n:,} |" for a, n in actions.items())
-    return "| action | count |\n|---|---:|\n" + rows
+    frame = pd.DataFrame({"action": list(actions), "count": list(actions.values())})
+    return frame.to_markdown(index=False, intfmt=",")
 
 
 def actions_png(actions: dict[str, int], title: str) -> bytes:
@@ -49,5 +49,4 @@ def sequences_summary(seqs: EngagementSequences) -> dict:
 
 
 def history_png(seqs: EngagementSequences, title: str) -> bytes:
-    return hist_png(seqs.history.length, bins=min(seqs.history_len + 1, 40), title=title,
-                    xlabel="valid history length")
+    return hist_png(seqs.history.length, bins=min(seqs.history_len + 1, 40), title=title, xlabel="valid history length")

@@ -41,7 +41,12 @@ def beats_champion(metric: float, current: dict[str, Any] | None, metric_name: s
 
 
 def promote_champion(
-    path: str | Path, metric: float, retriever: str, ranker: str, *, metric_name: str = PRIMARY_METRIC,
+    path: str | Path,
+    metric: float,
+    retriever: str,
+    ranker: str,
+    *,
+    metric_name: str = PRIMARY_METRIC,
     now: float | None = None,
 ) -> dict[str, Any]:
     """Make (``retriever``, ``ranker``) the champion if ``metric`` beats the current one.
@@ -55,7 +60,12 @@ def promote_champion(
     current = read_champion(path)
     if not beats_champion(metric, current, metric_name):
         return {"promoted": False, **current} if current else {"promoted": False, "metric": float("nan")}
-    record = {"metric_name": metric_name, "metric": float(metric), "retriever": str(retriever),
-              "ranker": str(ranker), "promoted_at": time.time() if now is None else now}
+    record = {
+        "metric_name": metric_name,
+        "metric": float(metric),
+        "retriever": str(retriever),
+        "ranker": str(ranker),
+        "promoted_at": time.time() if now is None else now,
+    }
     write_json(path, record)
     return {"promoted": True, **record}

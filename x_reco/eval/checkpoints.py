@@ -65,7 +65,7 @@ def evaluate_checkpoints(
 
     Args:
       seqs: the sequences the models trained on (val and test splits must be non-empty).
-      catalogue_window_s: the feed's catalogue for test retrieval (``presets.catalogue_window_s``).
+      catalogue_window_s: the feed's catalogue for test retrieval (``defaults.catalogue_window_s``).
       logged_val: {"retriever": metrics, "ranker": metrics} the replay must reproduce; default the
         ``val_metrics`` each checkpoint's metadata logged.
       champion_file: the champion record to update (``champion.champion_path``); None leaves every
@@ -74,19 +74,23 @@ def evaluate_checkpoints(
     require_examples(seqs, (Split.VAL, Split.TEST))
     retriever, retriever_meta = restore_checkpoint(retriever_path)
     ranker, ranker_meta = restore_checkpoint(ranker_path)
-    evaluation = evaluate_models(seqs, retriever, ranker, catalogue_window_s=catalogue_window_s,
-                                 two_stage_weights=two_stage_weights)
+    evaluation = evaluate_models(
+        seqs, retriever, ranker, catalogue_window_s=catalogue_window_s, two_stage_weights=two_stage_weights
+    )
     trained_window = retriever_meta["extra"]["train_config"].get("negative_window_s")  # the logged val catalogue
     replayed = replay_validation(seqs, retriever, ranker, retriever_window_s=trained_window)
     if logged_val is None:
-        logged_val = {kind: meta["extra"]["val_metrics"]
-                      for kind, meta in (("retriever", retriever_meta), ("ranker", ranker_meta))}
+        logged_val = {
+            kind: meta["extra"]["val_metrics"]
+            for kind, meta in (("retriever", retriever_meta), ("ranker", ranker_meta))
+        }
     outcome = EvaluationOutcome(evaluation, replay_differences(replayed, logged_val), None)
     if champion_file is None:
         return outcome
     if not outcome.audit_passed:
         current = read_champion(champion_file)
         return dataclasses.replace(outcome, champion={"promoted": False, **(current or {"metric": math.nan})})
-    champion = promote_champion(champion_file, evaluation.primary("retriever", PRIMARY_METRIC),
-                                str(retriever_path), str(ranker_path))
+    champion = promote_champion(
+        champion_file, evaluation.primary("retriever", PRIMARY_METRIC), str(retriever_path), str(ranker_path)
+    )
     return dataclasses.replace(outcome, champion=champion)

@@ -18,7 +18,7 @@ from x_reco.eval.metrics import auc, log_loss, ranking_metrics
 from x_reco.eval.retrieval import item_vectors, user_vectors
 from x_reco.models.losses import ranker_bce
 from x_reco.models.ranker import PhoenixRanker, weighted_score
-from x_reco.models.retrieval import PhoenixRetrieval
+from x_reco.models.retriever import PhoenixRetriever
 
 _logits = nnx.jit(lambda model, batch: model(batch).logits_bca)
 
@@ -35,7 +35,10 @@ def ranker_logits(model: PhoenixRanker, seqs: EngagementSequences, rows: np.ndar
 
 
 def evaluate_ranker(
-    model: PhoenixRanker, seqs: EngagementSequences, split: Split | str = Split.TEST, seed: int = 0,
+    model: PhoenixRanker,
+    seqs: EngagementSequences,
+    split: Split | str = Split.TEST,
+    seed: int = 0,
     batch_size: int = 128,
 ) -> dict[str, float]:
     """``<action>_auc`` and ``<action>_log_loss`` per observed action, their means, and the BCE loss.
@@ -67,7 +70,7 @@ def evaluate_ranker(
 
 
 def two_stage(
-    retriever: PhoenixRetrieval,
+    retriever: PhoenixRetriever,
     ranker: PhoenixRanker,
     seqs: EngagementSequences,
     split: Split | str = Split.TEST,
@@ -118,4 +121,3 @@ def _rank_in(top_bk: np.ndarray, order_bk: np.ndarray, target_b: np.ndarray) -> 
     """Position of each target in ``top[order]`` (``k`` = not retrieved)."""
     listed = np.take_along_axis(top_bk, order_bk, axis=1) == target_b[:, None]
     return np.where(listed.any(axis=1), listed.argmax(axis=1), top_bk.shape[1])
-

@@ -20,7 +20,7 @@ from x_reco.eval.champion import PRIMARY_METRIC
 from x_reco.eval.ranker import evaluate_ranker, two_stage
 from x_reco.eval.retrieval import evaluate_popularity, evaluate_retrieval
 from x_reco.models.ranker import PhoenixRanker
-from x_reco.models.retrieval import PhoenixRetrieval
+from x_reco.models.retriever import PhoenixRetriever
 
 REPLAY_TOLERANCE = 1e-4  # max |replayed - logged| of any validation metric; the replay is deterministic
 COMPARE_KEYS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "masked_hr@10", "masked_ndcg@10")
@@ -51,26 +51,35 @@ class ModelEvaluation:
 
     def numeric(self) -> dict[str, float]:
         """``<model>_<metric>`` of every finite ranking / AUC / loss metric (for dashboards)."""
-        return {f"{m}_{k}": float(v) for m, d in self.results.items() for k, v in d.items()
-                if isinstance(v, float) and math.isfinite(v) and ("@" in k or "auc" in k or k == "loss")}
+        return {
+            f"{m}_{k}": float(v)
+            for m, d in self.results.items()
+            for k, v in d.items()
+            if isinstance(v, float) and math.isfinite(v) and ("@" in k or "auc" in k or k == "loss")
+        }
 
     def comparison(self, keys: tuple[str, ...] = COMPARE_KEYS) -> dict[str, dict[str, float]]:
         """Retriever next to popularity on ``keys`` (the metric bar chart's groups)."""
-        return {m: {k: self.results[m].get(k, math.nan) for k in keys}
-                for m in ("retriever", "popularity") if m in self.results}
+        return {
+            m: {k: self.results[m].get(k, math.nan) for k in keys}
+            for m in ("retriever", "popularity")
+            if m in self.results
+        }
 
 
 def require_examples(seqs: EngagementSequences, splits: tuple[Split, ...] = (Split.VAL, Split.TEST)) -> None:
     """ValueError when a split the evaluation needs has no examples."""
     for split in splits:
         if not len(seqs.rows(split)):
-            raise ValueError(f"{seqs.partition}: the {split.label} split has no examples; "
-                             "generate more days (synthetic) or check the split rule")
+            raise ValueError(
+                f"{seqs.partition}: the {split.label} split has no examples; "
+                "generate more days (synthetic) or check the split rule"
+            )
 
 
 def evaluate_models(
     seqs: EngagementSequences,
-    retriever: PhoenixRetrieval | None = None,
+    retriever: PhoenixRetriever | None = None,
     ranker: PhoenixRanker | None = None,
     *,
     split: Split | str = Split.TEST,
@@ -95,14 +104,15 @@ def evaluate_models(
         results["ranker"] = evaluate_ranker(ranker, seqs, split)
     if retriever is not None and ranker is not None:
         for name, weights in (two_stage_weights or {"two_stage": None}).items():
-            results[name] = two_stage(retriever, ranker, seqs, split, weights=weights,
-                                      catalogue_window_s=catalogue_window_s)
+            results[name] = two_stage(
+                retriever, ranker, seqs, split, weights=weights, catalogue_window_s=catalogue_window_s
+            )
     return ModelEvaluation(results, split, catalogue_window_s)
 
 
 def replay_validation(
     seqs: EngagementSequences,
-    retriever: PhoenixRetrieval | None = None,
+    retriever: PhoenixRetriever | None = None,
     ranker: PhoenixRanker | None = None,
     *,
     retriever_window_s: float | None = None,

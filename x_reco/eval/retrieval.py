@@ -13,13 +13,13 @@ from flax import nnx
 from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.heldout import ineligible_mask, interacted, seen_mask
 from x_reco.eval.metrics import DEFAULT_CUTOFFS, ranking_metrics, target_ranks
-from x_reco.models.retrieval import PhoenixRetrieval
+from x_reco.models.retriever import PhoenixRetriever
 
 _encode_user = nnx.jit(lambda model, batch: model.encode_user(batch))
 _encode_items = nnx.jit(lambda model, post, author: model.encode_items(post, author))
 
 
-def item_vectors(model: PhoenixRetrieval, seqs: EngagementSequences, chunk: int = 4096) -> np.ndarray:
+def item_vectors(model: PhoenixRetriever, seqs: EngagementSequences, chunk: int = 4096) -> np.ndarray:
     """Unit vectors of every catalogue item, f32 [N, D] (candidate tower over the item hashes)."""
     post, author = seqs.catalogue.post_hashes.astype(np.int32), seqs.catalogue.author_hashes.astype(np.int32)
     n = len(post)
@@ -33,15 +33,19 @@ def item_vectors(model: PhoenixRetrieval, seqs: EngagementSequences, chunk: int 
     return np.concatenate(parts)[:n]
 
 
-def catalogue_index(model: PhoenixRetrieval, seqs: EngagementSequences, param_version: str = "") -> dict:
+def catalogue_index(model: PhoenixRetriever, seqs: EngagementSequences, param_version: str = "") -> dict:
     """The candidate index of the catalogue: ``item_ids`` [N], unit ``vectors`` f32 [N, D], ``mask``
     bool [N] (items with a post hash; padding rows have none) and the model's ``param_version``."""
-    return {"item_ids": seqs.catalogue.item_ids, "vectors": item_vectors(model, seqs).astype(np.float32),
-            "mask": seqs.catalogue.post_hashes[:, 0] != 0, "param_version": np.asarray(str(param_version))}
+    return {
+        "item_ids": seqs.catalogue.item_ids,
+        "vectors": item_vectors(model, seqs).astype(np.float32),
+        "mask": seqs.catalogue.post_hashes[:, 0] != 0,
+        "param_version": np.asarray(str(param_version)),
+    }
 
 
 def user_vectors(
-    model: PhoenixRetrieval, seqs: EngagementSequences, rows: np.ndarray, batch_size: int = 256
+    model: PhoenixRetriever, seqs: EngagementSequences, rows: np.ndarray, batch_size: int = 256
 ) -> np.ndarray:
     """Unit user vectors [len(rows), D] for example rows (fixed-shape padded batches, one compile)."""
     parts = []
@@ -77,8 +81,7 @@ def rank_targets(
         r, t = rows[start : start + chunk], items[start : start + chunk]
         scores = score_rows(r)
         seen = seen_mask(seqs, split, r, earlier)
-        out_of_window = (ineligible_mask(seqs, r, catalogue_window_s) if catalogue_window_s
-                         else np.zeros_like(seen))
+        out_of_window = ineligible_mask(seqs, r, catalogue_window_s) if catalogue_window_s else np.zeros_like(seen)
         seen |= out_of_window
         seen[np.arange(len(t)), t] = False
         out_of_window[np.arange(len(t)), t] = False
@@ -93,7 +96,7 @@ def rank_targets(
 
 
 def evaluate_retrieval(
-    model: PhoenixRetrieval,
+    model: PhoenixRetriever,
     seqs: EngagementSequences,
     split: Split | str = Split.TEST,
     cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
@@ -102,15 +105,27 @@ def evaluate_retrieval(
 ) -> dict[str, float]:
     """HR/NDCG/MRR@k of the retriever over the full catalogue on ``split`` (see module docstring)."""
     items_nd = item_vectors(model, seqs)
-    return rank_targets(seqs, split, lambda r: user_vectors(model, seqs, r, batch_size) @ items_nd.T, cutoffs,
-                        catalogue_window_s=catalogue_window_s)
+    return rank_targets(
+        seqs,
+        split,
+        lambda r: user_vectors(model, seqs, r, batch_size) @ items_nd.T,
+        cutoffs,
+        catalogue_window_s=catalogue_window_s,
+    )
 
 
 def evaluate_popularity(
-    seqs: EngagementSequences, split: Split | str = Split.TEST, cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
+    seqs: EngagementSequences,
+    split: Split | str = Split.TEST,
+    cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
     catalogue_window_s: float | None = None,
 ) -> dict[str, float]:
     """The same metrics for the popularity baseline (ties broken by catalogue index)."""
     pop_n = popularity_scores(seqs)
-    return rank_targets(seqs, split, lambda r: np.broadcast_to(pop_n, (len(r), len(pop_n))), cutoffs,
-                        catalogue_window_s=catalogue_window_s)
+    return rank_targets(
+        seqs,
+        split,
+        lambda r: np.broadcast_to(pop_n, (len(r), len(pop_n))),
+        cutoffs,
+        catalogue_window_s=catalogue_window_s,
+    )

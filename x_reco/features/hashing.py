@@ -49,7 +49,7 @@ class HashSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HashSpec":
+    def from_dict(cls, d: dict) -> HashSpec:
         d = dict(d)
         d["num_hashes"] = tuple(d["num_hashes"])
         d["vocab_sizes"] = tuple(d["vocab_sizes"])
@@ -58,7 +58,7 @@ class HashSpec:
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
-    def check_compatible(self, other: "HashSpec", where: str = "") -> None:
+    def check_compatible(self, other: HashSpec, where: str = "") -> None:
         """Raise ValueError if ``other`` would map ids to different rows."""
         if self != other:
             raise ValueError(f"HashSpec mismatch{(' ' + where) if where else ''}: {self} != {other}")
@@ -111,9 +111,7 @@ class Hasher:
         if hit is None:
             ns = f"{self.spec.namespace}:{entity}"
             vocab = self.spec.v(entity)
-            hit = tuple(
-                blake2b_hash(ns, k, entity_id, vocab, self.spec.salt) for k in range(self.spec.k(entity))
-            )
+            hit = tuple(blake2b_hash(ns, k, entity_id, vocab, self.spec.salt) for k in range(self.spec.k(entity)))
             self._memo[key] = hit
         return hit
 
@@ -139,11 +137,3 @@ class Hasher:
         """Map each distinct id to its int32 [K] row (for vectorized gathers over big tables)."""
         hashed = self.hash_ids(entity, list(unique_ids))
         return {str(i): hashed[n] for n, i in enumerate(unique_ids)}
-
-
-def collision_rate(hashed: np.ndarray) -> float:
-    """Share of distinct ids whose full K-tuple is shared with another id. ``hashed`` is [n, K]."""
-    if len(hashed) == 0:
-        return 0.0
-    _, inverse, counts = np.unique(hashed, axis=0, return_inverse=True, return_counts=True)
-    return float((counts[inverse.ravel()] > 1).sum() / len(hashed))

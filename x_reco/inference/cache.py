@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from x_reco.common.types import RecsysBatch
-from x_reco.inference.engine import ScoreOutput, aot_compile, finish, to_device
+from x_reco.inference.engine import ExecutableCache, ScoreOutput, aot_compile, finish, to_device
 from x_reco.inference.params import ServingModel, ServingParams
 from x_reco.models import masks
 from x_reco.models.ranker import PrefixKV
@@ -35,46 +35,21 @@ _PREFIX_FIELDS = ("history_post_hashes", "history_author_hashes", "history_actio
 _PREFIX_DTYPES = (np.int32, np.int32, np.float32, np.int32)
 
 
-class ExecutableCache:
-    """Compiled executables keyed by static facts and argument shapes, least recently used evicted past ``maxsize``.
-
-    Caches with the same model config, variant and shapes can share one (pass it to each), so a
-    second cache compiles nothing; the owner decides its lifetime.
-    """
-
-    def __init__(self, maxsize: int = 32):
-        if maxsize < 1:
-            raise ValueError(f"maxsize={maxsize} must be >= 1")
-        self.maxsize = maxsize
-        self._items: collections.OrderedDict[tuple, object] = collections.OrderedDict()
-
-    def get(self, key: tuple):
-        exe = self._items.get(key)
-        if exe is not None:
-            self._items.move_to_end(key)
-        return exe
-
-    def put(self, key: tuple, exe) -> None:
-        self._items[key] = exe
-        self._items.move_to_end(key)
-        while len(self._items) > self.maxsize:
-            self._items.popitem(last=False)
-
-    def items(self) -> list[tuple[tuple, object]]:
-        return list(self._items.items())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 def key_context(sm: ServingModel) -> bytes:
     """Everything besides the prefix inputs that a cached K/V depends on."""
     cfg = sm.config
-    return json.dumps({
-        "param_version": sm.param_version, "table_version": sm.table_version,
-        "hash_spec": cfg.hash_spec.digest(), "position_mode": cfg.candidate_position_mode,
-        "variant": sm.variant, "compute_dtype": sm.compute_dtype, "config": cfg.digest(),
-    }, sort_keys=True).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "param_version": sm.param_version,
+            "table_version": sm.table_version,
+            "hash_spec": cfg.hash_spec.digest(),
+            "position_mode": cfg.candidate_position_mode,
+            "variant": sm.variant,
+            "compute_dtype": sm.compute_dtype,
+            "config": cfg.digest(),
+        },
+        sort_keys=True,
+    ).encode()
 
 
 def prefix_key(context: bytes, batch: RecsysBatch, row: int, length: int) -> bytes:
@@ -93,7 +68,9 @@ def user_key(context: bytes, batch: RecsysBatch, row: int) -> bytes:
     return h.digest()
 
 
-def write_slots(pool_lnpkd: jax.Array, values_lbpkd: jax.Array, rows_r: jax.Array, slots_r: jax.Array, count) -> jax.Array:
+def write_slots(
+    pool_lnpkd: jax.Array, values_lbpkd: jax.Array, rows_r: jax.Array, slots_r: jax.Array, count
+) -> jax.Array:
     """Write ``values[:, rows_r[j]]`` into ``pool[:, slots_r[j]]`` for j < count (in place when donated).
 
     A loop of dynamic_update_slice touches only the written slots (a scatter copies the pool on CPU).
@@ -169,25 +146,40 @@ class PrefixCache:
       executables: compiled steps to reuse and fill (default: this cache's own).
     """
 
-    def __init__(self, sm: ServingModel, *, classes=(128,), slots: int = 64, byte_budget: int | None = None,
-                 append_chunk: int = 8, chunk: int | None = None, precision: str | None = None,
-                 params: ServingParams | None = None, executables: ExecutableCache | None = None):  # fmt: skip
+    def __init__(
+        self,
+        sm: ServingModel,
+        *,
+        classes=(128,),
+        slots: int = 64,
+        byte_budget: int | None = None,
+        append_chunk: int = 8,
+        chunk: int | None = None,
+        precision: str | None = None,
+        params: ServingParams | None = None,
+        executables: ExecutableCache | None = None,
+    ):
         cfg = sm.config
         if cfg.candidate_position_mode != "shared":
-            raise ValueError("the prefix cache needs candidate_position_mode='shared' (reference positions depend on S)")
+            raise ValueError(
+                "the prefix cache needs candidate_position_mode='shared' (reference positions depend on S)"
+            )
         if slots < 1 or append_chunk < 1:
             raise ValueError(f"slots={slots} and append_chunk={append_chunk} must be >= 1")
         self.sm, self.chunk, self.append_chunk, self.precision = sm, chunk, append_chunk, precision
         self.params = to_device(sm.params) if params is None else params  # already resident: no second copy
         itemsize = sm.cd.itemsize
-        self.entry_bytes = {c: cfg.num_layers * 2 * (1 + c) * cfg.num_kv_heads * cfg.key_size * itemsize
-                            for c in classes}  # fmt: skip
+        self.entry_bytes = {
+            c: cfg.num_layers * 2 * (1 + c) * cfg.num_kv_heads * cfg.key_size * itemsize for c in classes
+        }
         self.byte_budget = byte_budget if byte_budget is not None else slots * sum(self.entry_bytes.values())
         self.pools, self.free = {}, {}
         for c in sorted(classes):
             n = min(slots, self.byte_budget // self.entry_bytes[c])
             if n < 1:
-                raise ValueError(f"byte_budget={self.byte_budget} holds no entry of class S={c} ({self.entry_bytes[c]} B)")
+                raise ValueError(
+                    f"byte_budget={self.byte_budget} holds no entry of class S={c} ({self.entry_bytes[c]} B)"
+                )
             shape = (cfg.num_layers, n, 1 + c, cfg.num_kv_heads, cfg.key_size)
             self.pools[c] = (jnp.zeros(shape, sm.cd), jnp.zeros(shape, sm.cd))
             self.free[c] = list(range(n - 1, -1, -1))
@@ -277,8 +269,12 @@ class PrefixCache:
         else:
             ukey = user_key(self.context, batch, row) if user_valid else None
             old = self.by_user.get(ukey) if ukey is not None else None
-            if (old is not None and id(old) not in pinned and old.length < length
-                    and old.key == prefix_key(self.context, batch, row, old.length)):  # fmt: skip
+            if (
+                old is not None
+                and id(old) not in pinned
+                and old.length < length
+                and old.key == prefix_key(self.context, batch, row, old.length)
+            ):
                 entry = old
                 plan.append.append((row, old.length))
                 del self.entries[old.key]
@@ -323,15 +319,17 @@ class PrefixCache:
             k, v = prefix.k_lbpkd, prefix.v_lbpkd
             return write_slots(kp, k, rows_r, slots_r, count_), write_slots(vp, v, rows_r, slots_r, count_)
 
-        self.pools[plan.cls] = self._call("encode", encode, self.params, k_pool, v_pool, rows, slots, count,
-                                          device_batch, donate=(1, 2))  # fmt: skip
+        self.pools[plan.cls] = self._call(
+            "encode", encode, self.params, k_pool, v_pool, rows, slots, count, device_batch, donate=(1, 2)
+        )
 
     def _append(self, batch: RecsysBatch, plan: Plan) -> None:
         sm, m = self.sm, self.append_chunk
         current = {row: length for row, length in plan.append}
 
-        def append(params, kp, vp, slots_b, lengths_b, user_b, post, author, actions, surface, n_new_b, rows_r, slots_r,
-                   count_):  # fmt: skip
+        def append(
+            params, kp, vp, slots_b, lengths_b, user_b, post, author, actions, surface, n_new_b, rows_r, slots_r, count_
+        ):
             model = sm.module(params.state)
             new = model.history_tokens(post, author, actions, surface)
             valid = jnp.arange(m)[None, :] < n_new_b[:, None]
@@ -343,7 +341,10 @@ class PrefixCache:
         while any(current[r] < plan.lengths[r] for r in current):
             b = len(plan.slots)
             slots, lengths, n_new = np.zeros(b, np.int32), np.zeros(b, np.int32), np.zeros(b, np.int32)
-            new = [np.zeros((b, m) + np.asarray(getattr(batch, f)).shape[2:], d) for f, d in zip(_PREFIX_FIELDS, _PREFIX_DTYPES)]
+            new = [
+                np.zeros((b, m) + np.asarray(getattr(batch, f)).shape[2:], d)
+                for f, d in zip(_PREFIX_FIELDS, _PREFIX_DTYPES)
+            ]
             for row in current:
                 start = current[row]
                 count = min(m, int(plan.lengths[row]) - start)
@@ -355,8 +356,20 @@ class PrefixCache:
                 current[row] = start + count
             k_pool, v_pool = self.pools[plan.cls]
             targets = _targets([r for r in range(b) if n_new[r]], slots, b)
-            self.pools[plan.cls] = self._call("append", append, self.params, k_pool, v_pool, slots, lengths,
-                                              plan.user_valid, *new, n_new, *targets, donate=(1, 2))  # fmt: skip
+            self.pools[plan.cls] = self._call(
+                "append",
+                append,
+                self.params,
+                k_pool,
+                v_pool,
+                slots,
+                lengths,
+                plan.user_valid,
+                *new,
+                n_new,
+                *targets,
+                donate=(1, 2),
+            )
 
     def _apply_moves(self, plan: Plan) -> None:
         def move(src_k, src_v, dst_k, dst_v, src_slot, dst_slot):
@@ -368,8 +381,9 @@ class PrefixCache:
         for src_cls, src_slot, dst_slot in plan.moves:
             sk, sv = self.pools[src_cls]
             dk, dv = self.pools[plan.cls]
-            self.pools[plan.cls] = self._call("move", move, sk, sv, dk, dv, np.int32(src_slot), np.int32(dst_slot),
-                                              donate=(2, 3))  # fmt: skip
+            self.pools[plan.cls] = self._call(
+                "move", move, sk, sv, dk, dv, np.int32(src_slot), np.int32(dst_slot), donate=(2, 3)
+            )
 
     def score(self, device_batch: RecsysBatch, plan: Plan) -> ScoreOutput:
         """Candidate pass over the pooled prefixes (slot gather inside the jitted call)."""
@@ -382,8 +396,9 @@ class PrefixCache:
             return finish(params.score_weights, out.logits_bca, out.candidate_mask_bc)
 
         k_pool, v_pool = self.pools[plan.cls]
-        return self._call("score", cached_score, self.params, k_pool, v_pool, plan.slots, plan.lengths,
-                          plan.user_valid, device_batch)  # fmt: skip
+        return self._call(
+            "score", cached_score, self.params, k_pool, v_pool, plan.slots, plan.lengths, plan.user_valid, device_batch
+        )
 
     def __call__(self, batch: RecsysBatch, device_batch: RecsysBatch | None = None) -> ScoreOutput:
         """Look up, fill (moves, appends, encodes) and score a bucket-padded host batch."""
@@ -401,10 +416,19 @@ class PrefixCache:
         """Stats for the benchmark JSON."""
         s = self.stats
         return {
-            "hits": s.hits, "misses": s.misses, "appends": s.appends, "appended_events": s.appended_events,
-            "moves": s.moves, "evictions": s.evictions, "flushes": s.flushes, "hit_rate": s.hit_rate,
-            "entries": len(self.entries), "resident_bytes": int(self.resident_bytes),
-            "byte_budget": int(self.byte_budget), "entry_bytes": {str(c): b for c, b in self.entry_bytes.items()},
+            "hits": s.hits,
+            "misses": s.misses,
+            "appends": s.appends,
+            "appended_events": s.appended_events,
+            "moves": s.moves,
+            "evictions": s.evictions,
+            "flushes": s.flushes,
+            "hit_rate": s.hit_rate,
+            "entries": len(self.entries),
+            "resident_bytes": int(self.resident_bytes),
+            "byte_budget": int(self.byte_budget),
+            "entry_bytes": {str(c): b for c, b in self.entry_bytes.items()},
             "pool_bytes": int(sum(2 * k.size * k.dtype.itemsize for k, _ in self.pools.values())),
-            "executables": len(self.executables), "compile_s": self.compile_s,
-        }  # fmt: skip
+            "executables": len(self.executables),
+            "compile_s": self.compile_s,
+        }

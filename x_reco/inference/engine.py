@@ -1,15 +1,17 @@
 """The compiled request path: ``score(params, batch) -> ScoreOutput``, AOT-compiled per (B, S, N) bucket.
 
 One jitted function does everything (table gathers, embedding assembly, prefix encode, candidate pass,
-head, probabilities, weighted score) by running the training model's own methods on the serving state. Parameters are an argument (never baked in as constants), stay
-resident on the device, and the static facts (config, compute dtype, path) are closed over. At start-up
-``CompiledRanker`` lowers and compiles one executable per bucket; requests are zero-padded up to the
-next bucket; a shape outside the set raises, or with ``fallback="count"`` is compiled on demand and
-counted. Calling an AOT ``Compiled`` object can never recompile.
+head, probabilities, weighted score) by running the training model's own methods on the serving state.
+Parameters are an argument (never baked in as constants), stay resident on the device, and the static
+facts (config, compute dtype, path) are closed over. At start-up ``CompiledRanker`` lowers and
+compiles one executable per bucket; requests are zero-padded up to the next bucket; a shape outside
+the set raises, or with ``fallback="count"`` is compiled on demand and counted. Calling an AOT
+``Compiled`` object can never recompile.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import time
 from collections.abc import Callable, Iterable
@@ -123,6 +125,38 @@ def aot_compile(fn: Callable, *args, precision: str | None = None, donate_argnum
     return compiled, time.perf_counter() - t0
 
 
+class ExecutableCache:
+    """Compiled executables keyed by static facts and argument shapes, least recently used evicted past ``maxsize``.
+
+    Caches with the same model config, variant and shapes can share one (pass it to each), so a
+    second cache compiles nothing; the owner decides its lifetime.
+    """
+
+    def __init__(self, maxsize: int = 32):
+        if maxsize < 1:
+            raise ValueError(f"maxsize={maxsize} must be >= 1")
+        self.maxsize = maxsize
+        self._items: collections.OrderedDict[tuple, object] = collections.OrderedDict()
+
+    def get(self, key: tuple):
+        exe = self._items.get(key)
+        if exe is not None:
+            self._items.move_to_end(key)
+        return exe
+
+    def put(self, key: tuple, exe) -> None:
+        self._items[key] = exe
+        self._items.move_to_end(key)
+        while len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+
+    def items(self) -> list[tuple[tuple, object]]:
+        return list(self._items.items())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 def memory_analysis(compiled) -> dict[str, int] | None:
     """Argument / output / temp / generated-code (and peak, when reported) bytes of an executable."""
     try:
@@ -131,8 +165,14 @@ def memory_analysis(compiled) -> dict[str, int] | None:
         return None
     if m is None:
         return None
-    names = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes",
-             "generated_code_size_in_bytes", "peak_memory_in_bytes")  # fmt: skip
+    names = (
+        "argument_size_in_bytes",
+        "output_size_in_bytes",
+        "temp_size_in_bytes",
+        "alias_size_in_bytes",
+        "generated_code_size_in_bytes",
+        "peak_memory_in_bytes",
+    )
     return {n: int(getattr(m, n)) for n in names if getattr(m, n, None) is not None}
 
 
@@ -160,8 +200,9 @@ class CompiledRanker:
             self.bucket_set, bucket_list = buckets, buckets.all()
         else:
             bucket_list = sorted(set(buckets))
-            self.bucket_set = BucketSet(*(tuple({getattr(b, f) for b in bucket_list})
-                                          for f in ("batch", "history", "candidates")))  # fmt: skip
+            self.bucket_set = BucketSet(
+                *(tuple({getattr(b, f) for b in bucket_list}) for f in ("batch", "history", "candidates"))
+            )
         self.sm, self.path, self.chunk, self.fallback, self.precision = sm, path, chunk, fallback, precision
         self.fn = make_score_fn(sm, path, chunk)
         self.params = to_device(sm.params)
@@ -210,7 +251,9 @@ class CompiledRanker:
         """Blocking convenience: outputs as numpy, trimmed to the request's B and N."""
         out, _ = self(batch)
         b, n = batch.batch_size, batch.num_candidates
-        return {k: np.asarray(getattr(out, k))[:b, :n] for k in ("logits_bca", "probs_bca", "score_bc", "candidate_mask_bc")}
+        return {
+            k: np.asarray(getattr(out, k))[:b, :n] for k in ("logits_bca", "probs_bca", "score_bc", "candidate_mask_bc")
+        }
 
     def stats(self) -> dict:
         """Executable count, compile seconds, fallbacks and padding waste (1 - real / bucket tokens)."""

@@ -23,9 +23,9 @@ from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.configs.weights import WeightSet
 from x_reco.layers.quant import QTable, QWeight
 from x_reco.models.ranker import PhoenixRanker
-from x_reco.models.retrieval import PhoenixRetrieval
+from x_reco.models.retriever import PhoenixRetriever
 
-MODEL_CLASSES = {"ranker": PhoenixRanker, "retrieval": PhoenixRetrieval}
+MODEL_CLASSES = {"ranker": PhoenixRanker, "retriever": PhoenixRetriever}
 
 
 @struct.dataclass
@@ -48,7 +48,7 @@ class ServingModel:
     config: PhoenixConfig
     graphdef: Any
     state: nnx.State
-    kind: str  # "ranker" | "retrieval"
+    kind: str  # "ranker" | "retriever"
     variant: str
     source_param_digest: str
     param_version: str
@@ -168,14 +168,20 @@ def from_state(
         weights = np.asarray((weight_set or WeightSet.published()).vector(config.output_action_names), np.float32)
     source, tables = digest or digests(ServingParams(state, weights))
     return ServingModel(
-        config=config, graphdef=graphdef if graphdef is not None else graphdef_for(kind, config), state=state,
-        kind=kind, variant="f32", source_param_digest=source, param_version=param_version or source,
-        table_version=tables, score_weights=weights,
-    )  # fmt: skip
+        config=config,
+        graphdef=graphdef if graphdef is not None else graphdef_for(kind, config),
+        state=state,
+        kind=kind,
+        variant="f32",
+        source_param_digest=source,
+        param_version=param_version or source,
+        table_version=tables,
+        score_weights=weights,
+    )
 
 
 def serving_model(
-    model: PhoenixRanker | PhoenixRetrieval,
+    model: PhoenixRanker | PhoenixRetriever,
     *,
     param_version: str | None = None,
     weight_set: WeightSet | None = None,
@@ -184,12 +190,12 @@ def serving_model(
     """The f32 source ``ServingModel`` of a trained (or fresh) Phoenix model; no arrays are copied.
 
     Args:
-      model: ``PhoenixRanker`` or ``PhoenixRetrieval``.
+      model: ``PhoenixRanker`` or ``PhoenixRetriever``.
       param_version: cache key version (a checkpoint's ``param_version``); default the source digest.
       weight_set: weights of the weighted score (default ``published``); ranker only.
       compute_dtype: trunk compute dtype (default the model config's).
     """
-    kind = "ranker" if isinstance(model, PhoenixRanker) else "retrieval"
+    kind = "ranker" if isinstance(model, PhoenixRanker) else "retriever"
     graphdef, state = nnx.split(model)
     sm = from_state(kind, model.config, state, param_version=param_version, weight_set=weight_set, graphdef=graphdef)
     return sm.with_compute_dtype(compute_dtype) if compute_dtype else sm

@@ -1,4 +1,4 @@
-"""Serving variants derived from one f32 source state by pure functions: ``to_bf16``, ``quantize_w8``, ``quantize_tables_t8``.
+"""Serving variants derived from one f32 source state by pure functions: bf16w, w8, t8 and their mix.
 
 The variants are values the training layers accept (``x_reco.layers.quant``), so every variant runs
 the one Phoenix model:

@@ -138,8 +138,9 @@ class RequestAssembler:
         """Ids [...] -> int32 [..., K]; vectorized for numeric ids under splitmix64."""
         arr = np.asarray(ids)
         if self.spec.family == "splitmix64" and arr.dtype.kind in "iu":
-            return splitmix64_hashes(arr.astype(np.uint64), entity, self.spec.k(entity), self.spec.v(entity),
-                                     self.spec.seed)  # fmt: skip
+            return splitmix64_hashes(
+                arr.astype(np.uint64), entity, self.spec.k(entity), self.spec.v(entity), self.spec.seed
+            )
         return self.hasher.hash_ids(entity, list(ids) if arr.dtype.kind in "iu" else ids)
 
     def buffer(self, bucket: Bucket) -> RecsysBatch:
@@ -167,7 +168,9 @@ class RequestAssembler:
             raise ValueError(f"{len(requests)} requests do not fit bucket {bucket}")
         for i, req in enumerate(requests):
             if req.history_len > bucket.history or req.num_candidates > bucket.candidates:
-                raise ValueError(f"request {i} (S={req.history_len}, N={req.num_candidates}) does not fit bucket {bucket}")
+                raise ValueError(
+                    f"request {i} (S={req.history_len}, N={req.num_candidates}) does not fit bucket {bucket}"
+                )
         out = self.buffer(bucket) if reuse else empty_batch(bucket, tuple(self.spec.num_hashes), self.num_actions)
         for name in _fields(out):
             getattr(out, name).fill(0)
@@ -176,24 +179,31 @@ class RequestAssembler:
             out.user_hashes[known] = self.hash_many("user", [[requests[i].user_id] for i in known])
         hist_rows, hist_slots = _positions([r.history_len for r in requests])
         if len(hist_rows):
-            out.history_post_hashes[hist_rows, hist_slots] = self.hash_many("post", [r.history_post_ids for r in requests])
+            out.history_post_hashes[hist_rows, hist_slots] = self.hash_many(
+                "post", [r.history_post_ids for r in requests]
+            )
             out.history_author_hashes[hist_rows, hist_slots] = self.hash_many(
-                "author", [r.history_author_ids for r in requests])  # fmt: skip
+                "author", [r.history_author_ids for r in requests]
+            )
             width = out.history_actions.shape[2]
             out.history_actions[hist_rows, hist_slots] = np.concatenate(
-                [np.asarray(r.history_actions).reshape(r.history_len, width) for r in requests])  # fmt: skip
+                [np.asarray(r.history_actions).reshape(r.history_len, width) for r in requests]
+            )
             out.history_product_surface[hist_rows, hist_slots] = np.concatenate(
-                [np.asarray(r.history_surface).reshape(-1) for r in requests])  # fmt: skip
+                [np.asarray(r.history_surface).reshape(-1) for r in requests]
+            )
         cand_rows, cand_slots = _positions([r.num_candidates for r in requests])
         if len(cand_rows):
             out.candidate_post_hashes[cand_rows, cand_slots] = self.hash_many(
-                "post", [r.candidate_post_ids for r in requests])  # fmt: skip
+                "post", [r.candidate_post_ids for r in requests]
+            )
             out.candidate_author_hashes[cand_rows, cand_slots] = self.hash_many(
-                "author", [r.candidate_author_ids for r in requests])  # fmt: skip
+                "author", [r.candidate_author_ids for r in requests]
+            )
             out.candidate_product_surface[cand_rows, cand_slots] = np.concatenate(
-                [np.asarray(r.candidate_surface).reshape(-1) for r in requests])  # fmt: skip
+                [np.asarray(r.candidate_surface).reshape(-1) for r in requests]
+            )
         return out
-
 
     def assemble_per_row(self, requests: Sequence[RawRequest], bucket: Bucket) -> RecsysBatch:
         """Reference path: the same batch built one row and one id list at a time (fresh arrays).

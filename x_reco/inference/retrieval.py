@@ -1,6 +1,6 @@
 """Retrieval serving: compiled user tower per (B, S) bucket and exact top-k over a device-resident corpus.
 
-Both towers are the trained ``PhoenixRetrieval``'s own methods (``encode_user``, ``encode_items``) run
+Both towers are the trained ``PhoenixRetriever``'s own methods (``encode_user``, ``encode_items``) run
 on the serving state. The corpus [N, D] is built offline by the candidate tower and stored f32, bf16 or row-wise int8
 (``s_r = max_d |x_rd| / 127``) with a corpus mask. Top-k is a matmul + ``lax.top_k`` per corpus chunk
 and a running merge (``lax.scan``), so memory stays O(B x chunk) for any N; the result equals one
@@ -20,7 +20,7 @@ from x_reco.common.types import RecsysBatch, RetrievalOutput
 from x_reco.inference.engine import abstract_batch, aot_compile, to_device
 from x_reco.inference.params import ServingModel
 from x_reco.inference.requests import Bucket
-from x_reco.models.retrieval import MASKED_SCORE
+from x_reco.models.retriever import MASKED_SCORE
 
 CORPUS_FORMATS = ("f32", "bf16", "int8")
 
@@ -41,14 +41,15 @@ class Corpus:
         return int(self.data.size * self.data.dtype.itemsize + self.scale.size * 4 + self.mask.size)
 
 
-def build_corpus_vectors(sm: ServingModel, post_hashes_nk: np.ndarray, author_hashes_nk: np.ndarray,
-                        batch: int = 1 << 16) -> np.ndarray:  # fmt: skip
+def build_corpus_vectors(
+    sm: ServingModel, post_hashes_nk: np.ndarray, author_hashes_nk: np.ndarray, batch: int = 1 << 16
+) -> np.ndarray:
     """The retriever's candidate tower (``encode_items``) over a catalogue in fixed-size chunks -> host f32 [N, D].
 
     One compile: the last chunk is padded to ``batch`` rows.
     """
-    if sm.kind != "retrieval":
-        raise ValueError(f"build_corpus_vectors needs a retrieval ServingModel, got {sm.kind}")
+    if sm.kind != "retriever":
+        raise ValueError(f"build_corpus_vectors needs a retriever ServingModel, got {sm.kind}")
     encode = jax.jit(lambda state, p, a: sm.module(state).encode_items(p, a))
     state = to_device(sm.state)
     n = len(post_hashes_nk)
@@ -65,7 +66,9 @@ def build_corpus_vectors(sm: ServingModel, post_hashes_nk: np.ndarray, author_ha
     return out
 
 
-def make_corpus(vectors_nd: np.ndarray, fmt: str = "bf16", mask_n: np.ndarray | None = None, chunk: int = 1 << 16) -> Corpus:
+def make_corpus(
+    vectors_nd: np.ndarray, fmt: str = "bf16", mask_n: np.ndarray | None = None, chunk: int = 1 << 16
+) -> Corpus:
     """Device corpus in ``fmt`` ("f32", "bf16", "int8" row-wise), padded with masked rows to whole chunks."""
     if fmt not in CORPUS_FORMATS:
         raise ValueError(f"corpus format {fmt!r} not in {CORPUS_FORMATS}")
@@ -94,8 +97,12 @@ def top_k_chunked(user_bd: jax.Array, corpus: Corpus, k: int) -> tuple[jax.Array
     dt = jnp.float32 if corpus.fmt == "f32" else jnp.bfloat16
     u = user_bd.astype(dt)
     kc = min(k, corpus.chunk)
-    xs = (corpus.data.reshape(nc, corpus.chunk, d), corpus.scale.reshape(nc, -1), corpus.mask.reshape(nc, -1),
-          jnp.arange(nc, dtype=jnp.int32) * corpus.chunk)  # fmt: skip
+    xs = (
+        corpus.data.reshape(nc, corpus.chunk, d),
+        corpus.scale.reshape(nc, -1),
+        corpus.mask.reshape(nc, -1),
+        jnp.arange(nc, dtype=jnp.int32) * corpus.chunk,
+    )
 
     def step(carry, x):
         best_s, best_i = carry
@@ -115,10 +122,11 @@ def top_k_chunked(user_bd: jax.Array, corpus: Corpus, k: int) -> tuple[jax.Array
 class CompiledRetrieval:
     """User tower + chunked top-k, AOT-compiled per (B, S) bucket; ``retrieval(batch)`` -> RetrievalOutput."""
 
-    def __init__(self, sm: ServingModel, corpus: Corpus, buckets: list[tuple[int, int]], k: int,
-                 precision: str | None = None):  # fmt: skip
-        if sm.kind != "retrieval":
-            raise ValueError(f"CompiledRetrieval needs a retrieval ServingModel, got {sm.kind}")
+    def __init__(
+        self, sm: ServingModel, corpus: Corpus, buckets: list[tuple[int, int]], k: int, precision: str | None = None
+    ):
+        if sm.kind != "retriever":
+            raise ValueError(f"CompiledRetrieval needs a retriever ServingModel, got {sm.kind}")
         if k > corpus.size:
             raise ValueError(f"k={k} exceeds the corpus size {corpus.size}")
         self.sm, self.corpus, self.k = sm, corpus, k

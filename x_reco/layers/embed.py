@@ -118,8 +118,12 @@ class EmbeddingAssembly(nnx.Module):
         self, post_bsnd: jax.Array, author_bsnd: jax.Array, actions_bsa: jax.Array, surface_bs: jax.Array
     ) -> jax.Array:
         """Concat [post | author | action | surface] per slot and project -> [B, S, D]."""
-        x = _flatten_hashes(post_bsnd, author_bsnd, self.action_embedding(actions_bsa)[..., None, :],
-                            self.surface_embedding(surface_bs)[..., None, :])  # fmt: skip
+        x = _flatten_hashes(
+            post_bsnd,
+            author_bsnd,
+            self.action_embedding(actions_bsa)[..., None, :],
+            self.surface_embedding(surface_bs)[..., None, :],
+        )
         return linear(x, self.history_proj.get_value(), jnp.float32).astype(self.dtype)
 
     def candidate_tokens(self, post_bcnd: jax.Array, author_bcnd: jax.Array, surface_bc: jax.Array) -> jax.Array:

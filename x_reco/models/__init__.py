@@ -1,14 +1,14 @@
-"""Phoenix ranker and two-tower retrieval models (JAX + Flax NNX), their losses and checkpoint I/O."""
+"""Phoenix ranker and two-tower retriever (JAX + Flax NNX), their losses and checkpoint I/O."""
 
 from x_reco.models.params import count_params, count_table_elements, param_digest
 from x_reco.models.ranker import PhoenixRanker, PrefixKV, RankerHead, weighted_score
-from x_reco.models.retrieval import CandidateTower, PhoenixRetrieval, l2_normalize, top_k
+from x_reco.models.retriever import CandidateTower, PhoenixRetriever, l2_normalize, top_k
 from x_reco.models.trunk import TransformerLayer, make_layers, run_layers
 
 __all__ = [
     "CandidateTower",
     "PhoenixRanker",
-    "PhoenixRetrieval",
+    "PhoenixRetriever",
     "PrefixKV",
     "RankerHead",
     "TransformerLayer",

@@ -23,9 +23,9 @@ from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.features.hashing import HashSpec
 from x_reco.models.params import param_digest
 from x_reco.models.ranker import PhoenixRanker
-from x_reco.models.retrieval import PhoenixRetrieval
+from x_reco.models.retriever import PhoenixRetriever
 
-MODEL_KINDS: dict[str, type[nnx.Module]] = {"ranker": PhoenixRanker, "retrieval": PhoenixRetrieval}
+MODEL_KINDS: dict[str, type[nnx.Module]] = {"ranker": PhoenixRanker, "retriever": PhoenixRetriever}
 METADATA_FILE = "metadata.json"
 STATE_DIR = "state"
 
@@ -39,7 +39,7 @@ def _model_kind(model: nnx.Module) -> str:
 
 def save_checkpoint(
     directory: str | Path,
-    model: PhoenixRanker | PhoenixRetrieval,
+    model: PhoenixRanker | PhoenixRetriever,
     *,
     step: int = 0,
     seeds: dict[str, int] | None = None,
@@ -83,7 +83,7 @@ def restore_checkpoint(
     *,
     hash_spec: HashSpec | None = None,
     config: PhoenixConfig | None = None,
-) -> tuple[PhoenixRanker | PhoenixRetrieval, dict[str, Any]]:
+) -> tuple[PhoenixRanker | PhoenixRetriever, dict[str, Any]]:
     """Restore a model and its metadata.
 
     Args:

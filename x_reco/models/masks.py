@@ -43,7 +43,7 @@ def ranker_dense_mask(prefix_valid_bp: jax.Array, candidate_valid_bc: jax.Array)
 
 
 def prefix_mask(prefix_valid_bp: jax.Array) -> jax.Array:
-    """Causal mask over [user | history] with key validity: bool [B, 1, P, P] (also the retrieval mask)."""
+    """Causal mask over [user | history] with key validity: bool [B, 1, P, P] (also the retriever's user-tower mask)."""
     return with_key_validity(causal_mask(prefix_valid_bp.shape[1], jnp.bool_), prefix_valid_bp)
 
 

@@ -12,8 +12,8 @@ from x_reco.common.actions import ACTIONS
 from x_reco.common.types import RankerOutput, RecsysBatch, RecsysEmbeddings, TokenInputs
 from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.layers.embed import EmbeddingAssembly, HashTables
-from x_reco.layers.quant import gather_rows, linear
 from x_reco.layers.norm import RMSNorm
+from x_reco.layers.quant import gather_rows, linear
 from x_reco.models import masks
 from x_reco.models.trunk import make_layers, run_candidate_layers, run_layers
 
@@ -53,15 +53,23 @@ class PhoenixRanker(nnx.Module):
         self.config = config
         self.tables = HashTables(config.vocab_sizes, config.emb_size, init_std=config.table_init_std, rngs=rngs)
         self.embed = EmbeddingAssembly(
-            config.emb_size, config.num_hashes, config.num_history_actions, config.product_surface_vocab_size,
-            with_candidates=True, dtype=config.dtype, param_dtype=config.param_jnp_dtype, rngs=rngs,
-        )  # fmt: skip
+            config.emb_size,
+            config.num_hashes,
+            config.num_history_actions,
+            config.product_surface_vocab_size,
+            with_candidates=True,
+            dtype=config.dtype,
+            param_dtype=config.param_jnp_dtype,
+            rngs=rngs,
+        )
         self.layers = make_layers(config, rngs)
         zeros = config.init == "upstream_zeros"
         self.final_norm = RMSNorm(
-            config.emb_size, param_dtype=config.param_jnp_dtype,
-            scale_init=nnx.initializers.zeros if zeros else nnx.initializers.ones, rngs=rngs,
-        )  # fmt: skip
+            config.emb_size,
+            param_dtype=config.param_jnp_dtype,
+            scale_init=nnx.initializers.zeros if zeros else nnx.initializers.ones,
+            rngs=rngs,
+        )
         self.head = RankerHead(config.emb_size, config.num_actions, param_dtype=config.param_jnp_dtype, rngs=rngs)
 
     # -- entry points --------------------------------------------------------------------------
@@ -86,12 +94,17 @@ class PhoenixRanker(nnx.Module):
         """[user | history] tokens [B, P, D] (compute dtype) and their validity [B, P]."""
         if embeddings is None:
             user = gather_rows(self.tables.user.get_value(), batch.user_hashes)
-            history = self.history_tokens(batch.history_post_hashes, batch.history_author_hashes,
-                                          batch.history_actions, batch.history_product_surface)  # fmt: skip
+            history = self.history_tokens(
+                batch.history_post_hashes,
+                batch.history_author_hashes,
+                batch.history_actions,
+                batch.history_product_surface,
+            )
         else:
             user = embeddings.user
-            history = self.embed.history_tokens(embeddings.history_post, embeddings.history_author,
-                                                batch.history_actions, batch.history_product_surface)  # fmt: skip
+            history = self.embed.history_tokens(
+                embeddings.history_post, embeddings.history_author, batch.history_actions, batch.history_product_surface
+            )
         prefix_bpd = jnp.concatenate([self.embed.user_tokens(user), history], axis=1)
         return prefix_bpd, jnp.concatenate([batch.user_valid_b[:, None], batch.history_valid_bs], axis=1)
 
@@ -106,7 +119,9 @@ class PhoenixRanker(nnx.Module):
     def tokens(self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None) -> TokenInputs:
         """Assemble prefix and candidate tokens (compute dtype) with their validity."""
         prefix_bpd, prefix_valid_bp = self.prefix_tokens(batch, embeddings)
-        return TokenInputs(prefix_bpd, self.candidate_tokens(batch, embeddings), prefix_valid_bp, batch.candidate_valid_bc)
+        return TokenInputs(
+            prefix_bpd, self.candidate_tokens(batch, embeddings), prefix_valid_bp, batch.candidate_valid_bc
+        )
 
     def forward_tokens(self, tokens: TokenInputs) -> RankerOutput:
         """Dense path: one pass over [prefix | candidates] with the candidate-isolation mask."""
@@ -173,8 +188,9 @@ class PhoenixRanker(nnx.Module):
         mode = self.config.candidate_position_mode
         if chunk is None or chunk >= c:
             positions_bc = masks.candidate_positions(history_valid_bs, c, mode, slot_offset)
-            return RankerOutput(self._candidate_logits(prefix, candidates_bcd, positions_bc, candidate_valid_bc),
-                                candidate_valid_bc)  # fmt: skip
+            return RankerOutput(
+                self._candidate_logits(prefix, candidates_bcd, positions_bc, candidate_valid_bc), candidate_valid_bc
+            )
         nc = -(-c // chunk)
 
         def chunks(x):  # [B, C or nc*chunk, ...] -> [nc, B, chunk, ...], padding with zeros / False

@@ -1,4 +1,4 @@
-"""The Grok-style transformer trunk shared by the ranker and the retrieval user tower (spec §6)."""
+"""The Grok-style transformer trunk shared by the ranker and the retriever's user tower (spec §6)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,16 @@ class TransformerLayer(nnx.Module):
         norm = dict(param_dtype=param_dtype, scale_init=scale_init, rngs=rngs)
         self.norm_pre_attn = RMSNorm(emb_size, **norm)
         self.attn = Attention(
-            emb_size, num_q_heads, num_kv_heads, key_size, attn_output_multiplier,
-            dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init, rngs=rngs,
-        )  # fmt: skip
+            emb_size,
+            num_q_heads,
+            num_kv_heads,
+            key_size,
+            attn_output_multiplier,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            kernel_init=kernel_init,
+            rngs=rngs,
+        )
         self.norm_post_attn = RMSNorm(emb_size, **norm)
         self.norm_pre_ffn = RMSNorm(emb_size, **norm)
         self.ffn = GatedFFN(
@@ -69,7 +76,9 @@ class TransformerLayer(nnx.Module):
         cand_valid_bn: jax.Array,
     ) -> jax.Array:
         """One layer for isolated candidates over a cached prefix (split attention): h [B, N, D]."""
-        attn_out = self.attn.candidates(self.norm_pre_attn(h_bnd), positions_bn, prefix_kv, prefix_valid_bp, cand_valid_bn)
+        attn_out = self.attn.candidates(
+            self.norm_pre_attn(h_bnd), positions_bn, prefix_kv, prefix_valid_bp, cand_valid_bn
+        )
         return self._residuals(h_bnd, attn_out)
 
     def _residuals(self, h_btd: jax.Array, attn_out_btd: jax.Array) -> jax.Array:
@@ -83,11 +92,18 @@ def make_layers(config: PhoenixConfig, rngs: nnx.Rngs) -> nnx.List:
     return nnx.List(
         [
             TransformerLayer(
-                config.emb_size, config.num_q_heads, config.num_kv_heads, config.key_size, config.ffn_size,
-                config.attn_output_multiplier, dtype=config.dtype, param_dtype=config.param_jnp_dtype,
+                config.emb_size,
+                config.num_q_heads,
+                config.num_kv_heads,
+                config.key_size,
+                config.ffn_size,
+                config.attn_output_multiplier,
+                dtype=config.dtype,
+                param_dtype=config.param_jnp_dtype,
                 kernel_init=nnx.initializers.zeros if zeros else XAVIER,
-                scale_init=nnx.initializers.zeros if zeros else nnx.initializers.ones, rngs=rngs,
-            )  # fmt: skip
+                scale_init=nnx.initializers.zeros if zeros else nnx.initializers.ones,
+                rngs=rngs,
+            )
             for _ in range(config.num_layers)
         ]
     )
@@ -129,5 +145,7 @@ def run_candidate_layers(
 ) -> jax.Array:
     """Every layer for isolated candidates over a prefix's per-layer (K, V), each [L, B, P, K, d]."""
     for i, layer in enumerate(layers):
-        h_bnd = layer.candidates(h_bnd, positions_bn, (prefix_kv[0][i], prefix_kv[1][i]), prefix_valid_bp, cand_valid_bn)
+        h_bnd = layer.candidates(
+            h_bnd, positions_bn, (prefix_kv[0][i], prefix_kv[1][i]), prefix_valid_bp, cand_valid_bn
+        )
     return h_bnd

@@ -2,7 +2,7 @@
 
 One function per asset: stakeholder_utilities, preference_pairs, bt_reward_models,
 goodhart_direction, labels_not_loss, data_budget, audit_toolkit. Every config has a ``smoke``
-preset (N <= 200, 2 seeds) and, where the protocol matters, ``parity`` / ``corrected`` presets.
+scale (N <= 200, 2 seeds) and, where the protocol matters, ``parity`` / ``corrected`` protocols.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ class StakeholderConfig:
         return cls(partition=partition, disagreement_pairs=2_000)
 
 
-def stakeholder_utilities(raw: RawTables | None, item_features: pd.DataFrame | None,
-                          config: StakeholderConfig) -> AnalysisResult:
+def stakeholder_utilities(
+    raw: RawTables | None, item_features: pd.DataFrame | None, config: StakeholderConfig
+) -> AnalysisResult:
     """Tables ``stakeholder_weights`` and ``raw_cosines`` (raw cosine, pool covariance/correlation,
     label disagreement per primary pair). Synthetic needs neither ``raw`` nor ``item_features``
     (the 500-item content pool is generated)."""
@@ -84,8 +85,9 @@ class PairsConfig:
         return cls(n_pairs=200, seeds=SEEDS5[:2])
 
 
-def preference_pairs(item_features: pd.DataFrame, stakeholder_weights: pd.DataFrame,
-                     config: PairsConfig) -> AnalysisResult:
+def preference_pairs(
+    item_features: pd.DataFrame, stakeholder_weights: pd.DataFrame, config: PairsConfig
+) -> AnalysisResult:
     """Table ``preference_pairs``: one row per pair with both items, the noise draw, the winner
     and the 80/20 split (the same pairs the analyses regenerate from the seeds)."""
     pool = reward_pool(item_features, stakeholder_weights)
@@ -97,10 +99,22 @@ def preference_pairs(item_features: pd.DataFrame, stakeholder_weights: pd.DataFr
             pref, rej = label_pairs(pool.x_md @ np.asarray(label_w, np.float32), c1, c2, eps)
             split = np.full(config.n_pairs, "train", dtype=object)
             split[split_indices(config.n_pairs, seed)[1]] = "heldout"
-            frames.append(pd.DataFrame({
-                "dataset": pool.dataset, "stakeholder": name, "seed": seed, "pair": np.arange(config.n_pairs),
-                "item_1": pool.item_ids[c1], "item_2": pool.item_ids[c2], "noise": eps,
-                "preferred": pool.item_ids[pref], "rejected": pool.item_ids[rej], "split": split}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "dataset": pool.dataset,
+                        "stakeholder": name,
+                        "seed": seed,
+                        "pair": np.arange(config.n_pairs),
+                        "item_1": pool.item_ids[c1],
+                        "item_2": pool.item_ids[c2],
+                        "noise": eps,
+                        "preferred": pool.item_ids[pref],
+                        "rejected": pool.item_ids[rej],
+                        "split": split,
+                    }
+                )
+            )
     return AnalysisResult({"preference_pairs": pd.concat(frames, ignore_index=True)})
 
 
@@ -122,24 +136,37 @@ class BTConfig:
 
     @classmethod
     def corrected(cls) -> BTConfig:
-        return cls(protocol="corrected", modes=MODES, losses=(
-            LossSpec("bt"), LossSpec("margin"), LossSpec("calibrated", targets="labels"),
-            LossSpec("calibrated", targets="leaky")))
+        return cls(
+            protocol="corrected",
+            modes=MODES,
+            losses=(
+                LossSpec("bt"),
+                LossSpec("margin"),
+                LossSpec("calibrated", targets="labels"),
+                LossSpec("calibrated", targets="leaky"),
+            ),
+        )
 
     @classmethod
     def smoke(cls, protocol: str = "parity") -> BTConfig:
         base = cls.corrected() if protocol == "corrected" else cls()
-        return dataclasses.replace(base, n_pairs=200, seeds=SEEDS5[:2],
-                                   train=TrainSpec(fixed_steps=200, max_steps=1000))
+        return dataclasses.replace(
+            base, n_pairs=200, seeds=SEEDS5[:2], train=TrainSpec(fixed_steps=200, max_steps=1000)
+        )
 
 
-def bt_reward_models(item_features: pd.DataFrame, stakeholder_weights: pd.DataFrame,
-                     config: BTConfig) -> AnalysisResult:
+def bt_reward_models(
+    item_features: pd.DataFrame, stakeholder_weights: pd.DataFrame, config: BTConfig
+) -> AnalysisResult:
     """Tables ``bt_runs`` (accuracies, loss, steps, ‖w‖, w) and ``cosines`` (trained cosines of the
     standard-BT parity-mode models next to raw cosine, pool covariance/correlation, disagreement)."""
     pool = reward_pool(item_features, stakeholder_weights)
-    jobs = [Job({"purpose": "reward_model", "stakeholder": n}, w, config.n_pairs, s, loss)
-            for n, w in pool.stakeholders.all.items() for loss in config.losses for s in config.seeds]
+    jobs = [
+        Job({"purpose": "reward_model", "stakeholder": n}, w, config.n_pairs, s, loss)
+        for n, w in pool.stakeholders.all.items()
+        for loss in config.losses
+        for s in config.seeds
+    ]
     runs = []
     for mode in config.modes:
         runs.append(run_jobs(pool.x_md, jobs, dataclasses.replace(config.train, mode=mode), pool.synthetic)[0])
@@ -151,8 +178,9 @@ def bt_reward_models(item_features: pd.DataFrame, stakeholder_weights: pd.DataFr
     return AnalysisResult({"bt_runs": runs, "cosines": cos})
 
 
-def goodhart_direction(item_features: pd.DataFrame, stakeholder_weights: pd.DataFrame,
-                       config: DirectionConfig) -> AnalysisResult:
+def goodhart_direction(
+    item_features: pd.DataFrame, stakeholder_weights: pd.DataFrame, config: DirectionConfig
+) -> AnalysisResult:
     """E1. Tables direction_pairs, direction_summary, temperature_sweep, goodhart_curves, cosines,
     bt_runs; figures goodhart_curves_<dataset>_<target>.png, direction_scatter_<mechanism>.png,
     temperature_sweep.png (first mode, raw scale)."""
@@ -162,33 +190,40 @@ def goodhart_direction(item_features: pd.DataFrame, stakeholder_weights: pd.Data
     curves = goodhart_curves(pool, raw, config)
     sweep = temperature_sweep(pairs, config)
     runs = pd.concat([raw["cos_runs"], raw["target_runs"]], ignore_index=True)
-    tables = {"direction_pairs": pairs, "direction_summary": direction_summary(pairs, config),
-              "temperature_sweep": sweep, "goodhart_curves": curves,
-              "cosines": cosine_table(pool, raw, raw_geometry(pool.stakeholders, pool.x_md)),
-              "bt_runs": runs.assign(dataset=pool.dataset, protocol=config.protocol)}
+    tables = {
+        "direction_pairs": pairs,
+        "direction_summary": direction_summary(pairs, config),
+        "temperature_sweep": sweep,
+        "goodhart_curves": curves,
+        "cosines": cosine_table(pool, raw, raw_geometry(pool.stakeholders, pool.x_md)),
+        "bt_runs": runs.assign(dataset=pool.dataset, protocol=config.protocol),
+    }
     mode, scale = config.modes[0], config.scales[0]
-    figures = {f"goodhart_curves_{pool.dataset}_{t}.png":
-               plots.goodhart_curves_png(curves, pool.dataset, t, mode, scale) for t in curves["target"].unique()}
+    figures = {
+        f"goodhart_curves_{pool.dataset}_{t}.png": plots.goodhart_curves_png(curves, pool.dataset, t, mode, scale)
+        for t in curves["target"].unique()
+    }
     for mech in ("delta_sweep", "top10", "softmax_T1"):
         figures[f"direction_scatter_{mech}.png"] = plots.direction_scatter_png(pairs, mech, mode, scale, config.strong)
     figures["temperature_sweep.png"] = plots.temperature_sweep_png(sweep, mode, scale)
     return AnalysisResult(tables, figures)
 
 
-def labels_not_loss(item_features: pd.DataFrame, stakeholder_weights: pd.DataFrame,
-                    config: LabelsConfig) -> AnalysisResult:
+def labels_not_loss(
+    item_features: pd.DataFrame, stakeholder_weights: pd.DataFrame, config: LabelsConfig
+) -> AnalysisResult:
     """E2. Tables labels_not_loss, labels_not_loss_seeds, cross_stakeholder, bt_runs (+ loss_sweep)."""
     pool = reward_pool(item_features, stakeholder_weights)
     return AnalysisResult(run_labels_not_loss(pool, config))
 
 
-def data_budget(item_features: pd.DataFrame, stakeholder_weights: pd.DataFrame,
-                config: BudgetConfig) -> AnalysisResult:
+def data_budget(item_features: pd.DataFrame, stakeholder_weights: pd.DataFrame, config: BudgetConfig) -> AnalysisResult:
     """E3. Tables data_budget, data_budget_summary, bt_runs; figure data_budget_<dataset>.png."""
     pool = reward_pool(item_features, stakeholder_weights)
     tables = run_budget(pool, config)
-    png = plots.data_budget_png(tables["data_budget"], tables["data_budget_summary"], pool.dataset,
-                                config.composites[0], config.modes[0])
+    png = plots.data_budget_png(
+        tables["data_budget"], tables["data_budget_summary"], pool.dataset, config.composites[0], config.modes[0]
+    )
     return AnalysisResult(tables, {f"data_budget_{pool.dataset}.png": png})
 
 

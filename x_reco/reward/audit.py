@@ -12,10 +12,12 @@ from x_reco.common.actions import NEGATIVE_ACTIONS, POSITIVE_ACTIONS
 from x_reco.reward.stakeholders import alpha_weights, cosine
 
 N_POS, N_NEG, N_NEU = len(POSITIVE_ACTIONS), len(NEGATIVE_ACTIONS), 18 - len(POSITIVE_ACTIONS) - len(NEGATIVE_ACTIONS)
-LIMITATION = ("The cosine ignores the covariance of actions across content (political posts carry both many "
-              "reposts and many blocks); the Table 1 platform vector (+0.1..+0.2 on negatives, positive neutrals) "
-              "still has a positive inner product with the alpha = 4 society, so 'treats negatives as engagement' "
-              "is not sufficient for a negative cosine.")
+LIMITATION = (
+    "The cosine ignores the covariance of actions across content (political posts carry both many "
+    "reposts and many blocks); the Table 1 platform vector (+0.1..+0.2 on negatives, positive neutrals) "
+    "still has a positive inner product with the alpha = 4 society, so 'treats negatives as engagement' "
+    "is not sufficient for a negative cosine."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,19 +82,50 @@ def run_audit(cfg: AuditConfig) -> dict[str, pd.DataFrame]:
     rows = []
     for name, x, nu, preprint in SCENARIOS:
         p = platform_vector(x, nu)
-        rows.append({"kind": "scenario", "name": name, "x": x, "nu": nu, "alpha_s": cfg.society_alpha,
-                     "cos_society": cosine(p, society), "cos_user": cosine(p, user),
-                     "cos_society_closed_form": closed_form_cos(x, nu, cfg.society_alpha),
-                     "preprint": preprint, "threshold": x_star})
+        rows.append(
+            {
+                "kind": "scenario",
+                "name": name,
+                "x": x,
+                "nu": nu,
+                "alpha_s": cfg.society_alpha,
+                "cos_society": cosine(p, society),
+                "cos_user": cosine(p, user),
+                "cos_society_closed_form": closed_form_cos(x, nu, cfg.society_alpha),
+                "preprint": preprint,
+                "threshold": x_star,
+            }
+        )
     for x in cfg.sweep:
         p = platform_vector(float(x))
-        rows.append({"kind": "sweep", "name": "platform negative weight", "x": float(x), "nu": 0.0,
-                     "alpha_s": cfg.society_alpha, "cos_society": cosine(p, society), "cos_user": cosine(p, user),
-                     "cos_society_closed_form": closed_form_cos(float(x), 0.0, cfg.society_alpha),
-                     "preprint": np.nan, "threshold": x_star})
+        rows.append(
+            {
+                "kind": "sweep",
+                "name": "platform negative weight",
+                "x": float(x),
+                "nu": 0.0,
+                "alpha_s": cfg.society_alpha,
+                "cos_society": cosine(p, society),
+                "cos_user": cosine(p, user),
+                "cos_society_closed_form": closed_form_cos(float(x), 0.0, cfg.society_alpha),
+                "preprint": np.nan,
+                "threshold": x_star,
+            }
+        )
     for a in cfg.threshold_alphas:
-        rows.append({"kind": "threshold", "name": f"x*(alpha_s = {a:g})", "x": threshold(a), "nu": 0.0,
-                     "alpha_s": a, "cos_society": 0.0, "cos_user": np.nan, "cos_society_closed_form": 0.0,
-                     "preprint": 0.15 if a == 4.0 else np.nan, "threshold": threshold(a),
-                     "threshold_root": threshold_by_root(a)})
+        rows.append(
+            {
+                "kind": "threshold",
+                "name": f"x*(alpha_s = {a:g})",
+                "x": threshold(a),
+                "nu": 0.0,
+                "alpha_s": a,
+                "cos_society": 0.0,
+                "cos_user": np.nan,
+                "cos_society_closed_form": 0.0,
+                "preprint": 0.15 if a == 4.0 else np.nan,
+                "threshold": threshold(a),
+                "threshold_root": threshold_by_root(a),
+            }
+        )
     return {"audit": pd.DataFrame(rows)}

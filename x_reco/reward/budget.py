@@ -50,8 +50,9 @@ class BudgetConfig:
     @classmethod
     def smoke(cls, protocol: str = "parity") -> BudgetConfig:
         base = cls.corrected() if protocol == "corrected" else cls.parity()
-        return dataclasses.replace(base, seeds=SEEDS20[:2], ns=(25, 50, 100, 200),
-                                   train=TrainSpec(fixed_steps=200, max_steps=1000))
+        return dataclasses.replace(
+            base, seeds=SEEDS20[:2], ns=(25, 50, 100, 200), train=TrainSpec(fixed_steps=200, max_steps=1000)
+        )
 
 
 def frontier(pool: RewardPool, w_bd: np.ndarray, hidden: str, cfg: BudgetConfig) -> np.ndarray:
@@ -82,26 +83,54 @@ def run_budget(pool: RewardPool, cfg: BudgetConfig) -> dict[str, pd.DataFrame]:
         observed = raw[[i for i, n in enumerate(names) if n != hidden]]
         max_ach = float(frontier(pool, raw.mean(0, keepdims=True), hidden, cfg).max())
         regret0 = float(np.mean(max_ach - frontier(pool, observed.mean(0, keepdims=True), hidden, cfg)))
-        jobs = [Job({"purpose": "budget", "stakeholder": hidden}, prim[hidden], n, s)
-                for n in cfg.ns for s in cfg.seeds]
+        jobs = [
+            Job({"purpose": "budget", "stakeholder": hidden}, prim[hidden], n, s) for n in cfg.ns for s in cfg.seeds
+        ]
         for mode in cfg.modes:
             r, w = run_jobs(pool.x_md, jobs, dataclasses.replace(cfg.train, mode=mode), pool.synthetic)
             runs.append(r)
             for kind in cfg.composites:
-                regret = (max_ach - frontier(pool, composite(observed, w.astype(np.float64), k, kind), hidden, cfg)
-                          ).mean(axis=1).reshape(len(cfg.ns), len(cfg.seeds))
-                base = {"dataset": pool.dataset, "protocol": cfg.protocol, "hidden": hidden, "composite": kind,
-                        "mode": mode}
+                regret = (
+                    (max_ach - frontier(pool, composite(observed, w.astype(np.float64), k, kind), hidden, cfg))
+                    .mean(axis=1)
+                    .reshape(len(cfg.ns), len(cfg.seeds))
+                )
+                base = {
+                    "dataset": pool.dataset,
+                    "protocol": cfg.protocol,
+                    "hidden": hidden,
+                    "composite": kind,
+                    "mode": mode,
+                }
                 rec = 1.0 - regret.mean(axis=1) / regret0 if regret0 != 0 else np.full(len(cfg.ns), np.nan)
                 rows.append({**base, "n_pairs": 0, "regret_mean": regret0, "regret_sd": 0.0, "recovery": 0.0})
-                rows += [{**base, "n_pairs": n, "regret_mean": float(regret[i].mean()),
-                          "regret_sd": float(regret[i].std()), "recovery": float(rec[i])} for i, n in enumerate(cfg.ns)]
+                rows += [
+                    {
+                        **base,
+                        "n_pairs": n,
+                        "regret_mean": float(regret[i].mean()),
+                        "regret_sd": float(regret[i].std()),
+                        "recovery": float(rec[i]),
+                    }
+                    for i, n in enumerate(cfg.ns)
+                ]
                 n50, n80 = crossing_n(cfg.ns, rec, 0.5), crossing_n(cfg.ns, rec, 0.8)
-                summary.append({**base, "max_achievable": max_ach, "regret0": regret0, "n50": n50, "n80": n80,
-                                "n50_label": censored_label(n50, cfg.ns[-1]),
-                                "n80_label": censored_label(n80, cfg.ns[-1])})
-    return {"data_budget": pd.DataFrame(rows), "data_budget_summary": pd.DataFrame(summary),
-            "bt_runs": pd.concat(runs, ignore_index=True).assign(dataset=pool.dataset, protocol=cfg.protocol)}
+                summary.append(
+                    {
+                        **base,
+                        "max_achievable": max_ach,
+                        "regret0": regret0,
+                        "n50": n50,
+                        "n80": n80,
+                        "n50_label": censored_label(n50, cfg.ns[-1]),
+                        "n80_label": censored_label(n80, cfg.ns[-1]),
+                    }
+                )
+    return {
+        "data_budget": pd.DataFrame(rows),
+        "data_budget_summary": pd.DataFrame(summary),
+        "bt_runs": pd.concat(runs, ignore_index=True).assign(dataset=pool.dataset, protocol=cfg.protocol),
+    }
 
 
 def budget_medians(summary: pd.DataFrame) -> pd.DataFrame:
@@ -110,6 +139,7 @@ def budget_medians(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (protocol, kind, mode), g in summary.groupby(["protocol", "composite", "mode"], sort=False):
         for col in ("n50", "n80"):
-            rows.append({"protocol": protocol, "composite": kind, "mode": mode, "statistic": col,
-                         **medians(g[col].to_numpy())})
+            rows.append(
+                {"protocol": protocol, "composite": kind, "mode": mode, "statistic": col, **medians(g[col].to_numpy())}
+            )
     return pd.DataFrame(rows)

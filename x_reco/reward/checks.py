@@ -34,9 +34,13 @@ def bt_convergence(runs: pd.DataFrame) -> dict[str, float | bool]:
     """``passed`` when every run's final loss is finite and its held-out accuracy above chance."""
     finite = bool(len(runs) and np.isfinite(runs["final_loss"].to_numpy(np.float64)).all())
     above = bool(len(runs) and (runs["heldout_acc"] > 0.5).all())
-    return {"passed": finite and above, "finite_losses": finite, "all_above_chance": above,
-            "mean_heldout_accuracy": float(runs["heldout_acc"].mean()),
-            "min_heldout_accuracy": float(runs["heldout_acc"].min())}
+    return {
+        "passed": finite and above,
+        "finite_losses": finite,
+        "all_above_chance": above,
+        "mean_heldout_accuracy": float(runs["heldout_acc"].mean()),
+        "min_heldout_accuracy": float(runs["heldout_acc"].min()),
+    }
 
 
 def empty_tables(tables: dict[str, pd.DataFrame]) -> list[str]:

@@ -12,7 +12,12 @@ from x_reco.reward.pairs import misspecify
 from x_reco.reward.pool import RewardPool, check_protocol
 from x_reco.reward.runs import Job, run_jobs
 from x_reco.reward.selection import (
-    DELTAS, TEMPERATURES, mechanism_utilities, scores, softmax_local_cov, upper_tail_cov,
+    DELTAS,
+    TEMPERATURES,
+    mechanism_utilities,
+    scores,
+    softmax_local_cov,
+    upper_tail_cov,
 )
 from x_reco.reward.stakeholders import cosine
 from x_reco.reward.training import MODES, TrainSpec
@@ -74,9 +79,17 @@ class DirectionConfig:
     def smoke(cls, protocol: str = "parity") -> DirectionConfig:
         base = cls.corrected() if protocol == "corrected" else cls.parity()
         return dataclasses.replace(
-            base, seeds=SEEDS5[:2], cos_seeds=SEEDS5[:2], n_large=200, n_cosine=200, curve_ns=(25, 50, 100, 200),
-            curve_seeds=SEEDS5[:2], sigma_sweep=(0.3, 0.0), n_boot=200,
-            train=TrainSpec(fixed_steps=200, max_steps=1000))
+            base,
+            seeds=SEEDS5[:2],
+            cos_seeds=SEEDS5[:2],
+            n_large=200,
+            n_cosine=200,
+            curve_ns=(25, 50, 100, 200),
+            curve_seeds=SEEDS5[:2],
+            sigma_sweep=(0.3, 0.0),
+            n_boot=200,
+            train=TrainSpec(fixed_steps=200, max_steps=1000),
+        )
 
 
 def label_vector(pool: RewardPool, target: str, sigma: float, seed: int, protocol: str) -> np.ndarray:
@@ -95,10 +108,13 @@ def evaluation_names(pool: RewardPool, cfg: DirectionConfig) -> list[str]:
 
 def trained_cosine_models(pool: RewardPool, names: list[str], seeds, n_pairs: int, train: TrainSpec):
     """Standard-BT models on unperturbed labels: (runs table, {name: [S, D]})."""
-    jobs = [Job({"purpose": "cosine", "stakeholder": n, "sigma_p": 0.0}, pool.stakeholders.all[n], n_pairs, s)
-            for n in names for s in seeds]
+    jobs = [
+        Job({"purpose": "cosine", "stakeholder": n, "sigma_p": 0.0}, pool.stakeholders.all[n], n_pairs, s)
+        for n in names
+        for s in seeds
+    ]
     runs, w = run_jobs(pool.x_md, jobs, dataclasses.replace(train, mode="parity"), pool.synthetic)
-    return runs, {n: w[i * len(seeds):(i + 1) * len(seeds)] for i, n in enumerate(names)}
+    return runs, {n: w[i * len(seeds) : (i + 1) * len(seeds)] for i, n in enumerate(names)}
 
 
 def trained_cosines(pool: RewardPool, models: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -106,9 +122,16 @@ def trained_cosines(pool: RewardPool, models: dict[str, np.ndarray]) -> pd.DataF
     rows = []
     for a, b in itertools.combinations(models, 2):
         per_seed = [cosine(x, y) for x, y in zip(models[a], models[b])]
-        rows.append({"dataset": pool.dataset, "stakeholder_a": a, "stakeholder_b": b,
-                     "raw_cos": cosine(pool.stakeholders.all[a], pool.stakeholders.all[b]),
-                     "trained_cos": float(np.mean(per_seed)), "trained_cos_sd": float(np.std(per_seed))})
+        rows.append(
+            {
+                "dataset": pool.dataset,
+                "stakeholder_a": a,
+                "stakeholder_b": b,
+                "raw_cos": cosine(pool.stakeholders.all[a], pool.stakeholders.all[b]),
+                "trained_cos": float(np.mean(per_seed)),
+                "trained_cos_sd": float(np.std(per_seed)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -119,9 +142,10 @@ def target_jobs(pool: RewardPool, cfg: DirectionConfig) -> list[Job]:
     keys = {(t, n, s, cfg.sigma_p) for t in targets for n in (cfg.n_small, cfg.n_large) for s in cfg.seeds}
     keys |= {(t, n, s, cfg.sigma_p) for t in curve_targets for n in cfg.curve_ns for s in cfg.curve_seeds}
     keys |= {(t, cfg.n_large, s, sig) for t in curve_targets for s in cfg.curve_seeds for sig in cfg.sigma_sweep}
-    return [Job({"purpose": "target", "stakeholder": t, "sigma_p": sig},
-                label_vector(pool, t, sig, s, cfg.protocol), n, s)
-            for t, n, s, sig in sorted(keys)]
+    return [
+        Job({"purpose": "target", "stakeholder": t, "sigma_p": sig}, label_vector(pool, t, sig, s, cfg.protocol), n, s)
+        for t, n, s, sig in sorted(keys)
+    ]
 
 
 def evaluate_scorers(pool: RewardPool, w_jd: np.ndarray, names: list[str], cfg: DirectionConfig):
@@ -145,10 +169,14 @@ def mechanism_frame(runs: pd.DataFrame, util_delta, util_soft, names, cfg: Direc
         mechs = {"delta_sweep": util_delta[:, k].mean(axis=1), "top10": util_delta[:, k, zero]}
         mechs.update({f"softmax_T{t:g}": util_soft[:, k, i] for i, t in enumerate(cfg.temperatures)})
         for mech, vals in mechs.items():  # vals [J, H]
-            frame = runs[["stakeholder", "n_pairs", "seed", "sigma_p", "mode"]].rename(
-                columns={"stakeholder": "target"}).loc[np.repeat(np.arange(len(runs)), len(names))]
-            frame = frame.assign(scale=scale, hidden=np.tile(names, len(runs)), mechanism=mech,
-                                 utility=vals.reshape(-1))
+            frame = (
+                runs[["stakeholder", "n_pairs", "seed", "sigma_p", "mode"]]
+                .rename(columns={"stakeholder": "target"})
+                .loc[np.repeat(np.arange(len(runs)), len(names))]
+            )
+            frame = frame.assign(
+                scale=scale, hidden=np.tile(names, len(runs)), mechanism=mech, utility=vals.reshape(-1)
+            )
             parts.append(frame)
     return pd.concat(parts, ignore_index=True)
 
@@ -169,15 +197,20 @@ def run_direction(pool: RewardPool, cfg: DirectionConfig) -> dict[str, pd.DataFr
         runs.append(r)
         evals.append(mechanism_frame(r, d, s, names, cfg))
         local.append(local_covariances(pool, r, w, names, cfg))
-    return {"cos_runs": cos_runs, "target_runs": pd.concat(runs, ignore_index=True),
-            "cosines": trained_cosines(pool, cos_models), "evals": pd.concat(evals, ignore_index=True),
-            "local": pd.concat(local, ignore_index=True)}
+    return {
+        "cos_runs": cos_runs,
+        "target_runs": pd.concat(runs, ignore_index=True),
+        "cosines": trained_cosines(pool, cos_models),
+        "evals": pd.concat(evals, ignore_index=True),
+        "local": pd.concat(local, ignore_index=True),
+    }
 
 
 def local_covariances(pool, runs, w_jd, names, cfg: DirectionConfig) -> pd.DataFrame:
     """C3: Cov_{π_T=1}(s_t, U_h) and the top-5 % tail covariance at each N_small target scorer."""
-    pick = ((runs["n_pairs"] == cfg.n_small) & (runs["sigma_p"] == cfg.sigma_p)
-            & runs["seed"].isin(cfg.seeds)).to_numpy()
+    pick = (
+        (runs["n_pairs"] == cfg.n_small) & (runs["sigma_p"] == cfg.sigma_p) & runs["seed"].isin(cfg.seeds)
+    ).to_numpy()
     u = pool.utilities(names)
     rows = []
     for scale in cfg.scales:
@@ -188,6 +221,15 @@ def local_covariances(pool, runs, w_jd, names, cfg: DirectionConfig) -> pd.DataF
         soft, tail = softmax_local_cov(s, u), upper_tail_cov(s, u)
         for i, r in enumerate(runs[pick].itertuples()):
             for h, name in enumerate(names):
-                rows.append({"mode": r.mode, "scale": scale, "target": r.stakeholder, "hidden": name,
-                             "seed": r.seed, "cov_softmax_local": soft[i, h], "cov_upper_tail": tail[i, h]})
+                rows.append(
+                    {
+                        "mode": r.mode,
+                        "scale": scale,
+                        "target": r.stakeholder,
+                        "hidden": name,
+                        "seed": r.seed,
+                        "cov_softmax_local": soft[i, h],
+                        "cov_upper_tail": tail[i, h],
+                    }
+                )
     return pd.DataFrame(rows)

@@ -37,8 +37,12 @@ def direction_pairs(pool: RewardPool, raw: dict[str, pd.DataFrame], cfg: Directi
     """One row per (mode, scale, target, hidden, mechanism): U25, U2000, change, CI, predictors,
     strong, per-predictor match and (corrected protocol) inconclusive."""
     ev = raw["evals"]
-    ev = ev[(ev["sigma_p"] == cfg.sigma_p) & ev["seed"].isin(cfg.seeds)
-            & ev["n_pairs"].isin([cfg.n_small, cfg.n_large]) & (ev["target"] != ev["hidden"])]
+    ev = ev[
+        (ev["sigma_p"] == cfg.sigma_p)
+        & ev["seed"].isin(cfg.seeds)
+        & ev["n_pairs"].isin([cfg.n_small, cfg.n_large])
+        & (ev["target"] != ev["hidden"])
+    ]
     wide = ev.pivot_table(index=PAIR_KEYS + ["seed"], columns="n_pairs", values="utility").reset_index()
     trained = _lookup_cos(raw["cosines"])
     local = raw["local"].groupby(["mode", "scale", "target", "hidden"])[["cov_softmax_local", "cov_upper_tail"]].mean()
@@ -51,16 +55,32 @@ def direction_pairs(pool: RewardPool, raw: dict[str, pd.DataFrame], cfg: Directi
         change = u_l - u_s
         lo, hi = bootstrap_ci(large - small, cfg.n_boot, seed=0)
         improving = u_l > u_s
-        inconclusive = cfg.protocol == "corrected" and (
-            bool(lo <= 0.0 <= hi) or abs(change) < 0.01 * abs(u_s))
-        preds = {**geometry[(t, h)], "trained_cos": trained.get((t, h), np.nan),
-                 **local.loc[(mode, scale, t, h)].to_dict()}
-        row = {"dataset": pool.dataset, "protocol": cfg.protocol, "mode": mode, "scale": scale,
-               "method": "A" if h in pool.stakeholders.primary else "B", "target": t, "hidden": h,
-               "mechanism": mech, "n_seeds": len(g), "U_small": u_s, "U_large": u_l, "change": change,
-               "rel_change": change / abs(u_s) if abs(u_s) > 1e-6 else 0.0, "ci_lo": lo, "ci_hi": hi,
-               "improving": improving, "inconclusive": inconclusive,
-               "strong": bool(abs(preds["trained_cos"]) > cfg.strong)}
+        inconclusive = cfg.protocol == "corrected" and (bool(lo <= 0.0 <= hi) or abs(change) < 0.01 * abs(u_s))
+        preds = {
+            **geometry[(t, h)],
+            "trained_cos": trained.get((t, h), np.nan),
+            **local.loc[(mode, scale, t, h)].to_dict(),
+        }
+        row = {
+            "dataset": pool.dataset,
+            "protocol": cfg.protocol,
+            "mode": mode,
+            "scale": scale,
+            "method": "A" if h in pool.stakeholders.primary else "B",
+            "target": t,
+            "hidden": h,
+            "mechanism": mech,
+            "n_seeds": len(g),
+            "U_small": u_s,
+            "U_large": u_l,
+            "change": change,
+            "rel_change": change / abs(u_s) if abs(u_s) > 1e-6 else 0.0,
+            "ci_lo": lo,
+            "ci_hi": hi,
+            "improving": improving,
+            "inconclusive": inconclusive,
+            "strong": bool(abs(preds["trained_cos"]) > cfg.strong),
+        }
         for p in PREDICTORS:
             v = preds[p]
             row[p] = v
@@ -78,19 +98,32 @@ def _strong(df: pd.DataFrame, predictor: str, threshold: float) -> np.ndarray:
 def _unordered(df: pd.DataFrame, predictor: str, threshold: float) -> pd.DataFrame:
     """Collapse ordered pairs {t→h, h→t}: strong if both strong, a match if both match,
     inconclusive if either is; pairs seen in one direction only (Method B) stay as they are."""
-    d = df.assign(_strong=_strong(df, predictor, threshold), pair=[
-        f"{ds}:" + "|".join(sorted((t, h))) for ds, t, h in zip(df["dataset"], df["target"], df["hidden"])])
-    return d.groupby("pair").agg(_strong=("_strong", "all"), match=(f"match_{predictor}", "all"),
-                                 inconclusive=("inconclusive", "any")).reset_index()
+    d = df.assign(
+        _strong=_strong(df, predictor, threshold),
+        pair=[f"{ds}:" + "|".join(sorted((t, h))) for ds, t, h in zip(df["dataset"], df["target"], df["hidden"])],
+    )
+    return (
+        d.groupby("pair")
+        .agg(_strong=("_strong", "all"), match=(f"match_{predictor}", "all"), inconclusive=("inconclusive", "any"))
+        .reset_index()
+    )
 
 
 def _counts(strong: np.ndarray, match: np.ndarray, inconclusive: np.ndarray) -> dict:
     n, k = int(strong.sum()), int((match & strong).sum())
     inc = int((inconclusive & strong).sum())
     lo, hi = wilson(k, n)
-    return {"n_strong": n, "matches": k, "inconclusive": inc, "accuracy": k / n if n else np.nan,
-            "accuracy_conclusive": k / (n - inc) if n - inc else np.nan, "wilson_lo": lo, "wilson_hi": hi,
-            "n_all": len(strong), "matches_all": int(match.sum())}
+    return {
+        "n_strong": n,
+        "matches": k,
+        "inconclusive": inc,
+        "accuracy": k / n if n else np.nan,
+        "accuracy_conclusive": k / (n - inc) if n - inc else np.nan,
+        "wilson_lo": lo,
+        "wilson_hi": hi,
+        "n_all": len(strong),
+        "matches_all": int(match.sum()),
+    }
 
 
 def direction_summary(pairs: pd.DataFrame, cfg: DirectionConfig) -> pd.DataFrame:
@@ -100,8 +133,15 @@ def direction_summary(pairs: pd.DataFrame, cfg: DirectionConfig) -> pd.DataFrame
     dataset = pairs["dataset"].iloc[0] if pairs["dataset"].nunique() == 1 else "pooled"
     for (mode, scale, method, mech), g in pairs.groupby(["mode", "scale", "method", "mechanism"], sort=False):
         for p in PREDICTORS:
-            base = {"dataset": dataset, "protocol": cfg.protocol, "mode": mode, "scale": scale,
-                    "method": method, "mechanism": mech, "predictor": p}
+            base = {
+                "dataset": dataset,
+                "protocol": cfg.protocol,
+                "mode": mode,
+                "scale": scale,
+                "method": method,
+                "mechanism": mech,
+                "predictor": p,
+            }
             ordered = _counts(_strong(g, p, cfg.strong), g[f"match_{p}"].to_numpy(), g["inconclusive"].to_numpy())
             u = _unordered(g, p, cfg.strong)
             unordered = _counts(u["_strong"].to_numpy(), u["match"].to_numpy(), u["inconclusive"].to_numpy())
@@ -117,10 +157,19 @@ def temperature_sweep(pairs: pd.DataFrame, cfg: DirectionConfig) -> pd.DataFrame
     for (mode, scale, mech), g in a.groupby(["mode", "scale", "mechanism"], sort=False):
         strong = g["strong"].to_numpy()
         match = g["match_trained_cos"].to_numpy()
-        rows.append({"dataset": g["dataset"].iloc[0], "protocol": cfg.protocol, "mode": mode, "scale": scale,
-                     "temperature": float(mech.removeprefix("softmax_T")), "n_strong": int(strong.sum()),
-                     "strong_matches": int((strong & match).sum()), "n_all": len(g),
-                     "all_matches": int(match.sum())})
+        rows.append(
+            {
+                "dataset": g["dataset"].iloc[0],
+                "protocol": cfg.protocol,
+                "mode": mode,
+                "scale": scale,
+                "temperature": float(mech.removeprefix("softmax_T")),
+                "n_strong": int(strong.sum()),
+                "strong_matches": int((strong & match).sum()),
+                "n_all": len(g),
+                "all_matches": int(match.sum()),
+            }
+        )
     return pd.DataFrame(rows).sort_values(["mode", "scale", "temperature"], ignore_index=True)
 
 
@@ -134,14 +183,23 @@ def goodhart_curves(pool: RewardPool, raw: dict[str, pd.DataFrame], cfg: Directi
     by_n = ev[(ev["sigma_p"] == cfg.sigma_p) & ev["n_pairs"].isin(cfg.curve_ns)].assign(sweep="n")
     by_sigma = ev[(ev["n_pairs"] == cfg.n_large) & ev["sigma_p"].isin(cfg.sigma_sweep)].assign(sweep="sigma")
     keys = ["sweep", "mode", "scale", "target", "hidden", "n_pairs", "sigma_p"]
-    stats = (pd.concat([by_n, by_sigma]).groupby(keys)["utility"].agg(["mean", "std", "count"])
-             .reset_index().rename(columns={"std": "sd", "count": "n_seeds"}))
-    first = stats.sort_values(["n_pairs", "sigma_p"], ascending=[True, False]).groupby(
-        ["sweep", "mode", "scale", "target", "hidden"])["mean"].transform("first")
+    stats = (
+        pd.concat([by_n, by_sigma])
+        .groupby(keys)["utility"]
+        .agg(["mean", "std", "count"])
+        .reset_index()
+        .rename(columns={"std": "sd", "count": "n_seeds"})
+    )
+    first = (
+        stats.sort_values(["n_pairs", "sigma_p"], ascending=[True, False])
+        .groupby(["sweep", "mode", "scale", "target", "hidden"])["mean"]
+        .transform("first")
+    )
     stats["pct_change"] = 100.0 * (stats["mean"] - first) / first.abs()
     trained = _lookup_cos(raw["cosines"])
-    stats["trained_cos"] = [trained.get((t, h), 1.0 if t == h else np.nan)
-                            for t, h in zip(stats["target"], stats["hidden"])]
+    stats["trained_cos"] = [
+        trained.get((t, h), 1.0 if t == h else np.nan) for t, h in zip(stats["target"], stats["hidden"])
+    ]
     return stats.assign(dataset=pool.dataset, protocol=cfg.protocol)
 
 

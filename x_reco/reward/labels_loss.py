@@ -61,8 +61,9 @@ class LabelsConfig:
     @classmethod
     def smoke(cls, protocol: str = "parity") -> LabelsConfig:
         base = cls.corrected() if protocol == "corrected" else cls.parity()
-        return dataclasses.replace(base, seeds=SEEDS5[:2], n_pairs=200,
-                                   train=TrainSpec(fixed_steps=200, max_steps=1000))
+        return dataclasses.replace(
+            base, seeds=SEEDS5[:2], n_pairs=200, train=TrainSpec(fixed_steps=200, max_steps=1000)
+        )
 
 
 def _variants(cfg: LabelsConfig) -> list[tuple[str, LossSpec]]:
@@ -70,8 +71,12 @@ def _variants(cfg: LabelsConfig) -> list[tuple[str, LossSpec]]:
     out = [("A", LossSpec("bt")), ("A", LossSpec("margin", margin=cfg.margin))]
     out += [("A", LossSpec("calibrated", lam=cfg.lam, targets=t)) for t in cfg.calibrations]
     out += [("B", LossSpec("margin", margin=m)) for m in cfg.group_b_margins if m != cfg.margin]
-    out += [("B", LossSpec("calibrated", lam=lam, targets=t)) for t in cfg.calibrations
-            for lam in cfg.group_b_lambdas if lam != cfg.lam]
+    out += [
+        ("B", LossSpec("calibrated", lam=lam, targets=t))
+        for t in cfg.calibrations
+        for lam in cfg.group_b_lambdas
+        if lam != cfg.lam
+    ]
     return out
 
 
@@ -99,27 +104,46 @@ def run_labels_not_loss(pool: RewardPool, cfg: LabelsConfig) -> dict[str, pd.Dat
     w = runs[sorted(c for c in runs.columns if c.startswith("w_"))].to_numpy()
     vec = {(r.mode, r.stakeholder, r.variant, r.seed): w[i] for i, r in enumerate(runs.itertuples())}
     seeds = _per_seed(pool, cfg, vec)
-    out = {"bt_runs": runs, "labels_not_loss_seeds": seeds,
-           "labels_not_loss": _summary(pool, cfg, seeds, vec),
-           "cross_stakeholder": _cross(pool, cfg, vec)}
+    out = {
+        "bt_runs": runs,
+        "labels_not_loss_seeds": seeds,
+        "labels_not_loss": _summary(pool, cfg, seeds, vec),
+        "cross_stakeholder": _cross(pool, cfg, vec),
+    }
     if cfg.sweep and pool.synthetic:
         out["loss_sweep"] = loss_sweep(cfg)
     return out
 
 
 def _triple(cfg: LabelsConfig, calibration: str) -> tuple[str, str, str]:
-    return ("bt", LossSpec("margin", margin=cfg.margin).name,
-            LossSpec("calibrated", lam=cfg.lam, targets=calibration).name)
+    return (
+        "bt",
+        LossSpec("margin", margin=cfg.margin).name,
+        LossSpec("calibrated", lam=cfg.lam, targets=calibration).name,
+    )
 
 
 def _per_seed(pool, cfg, vec) -> pd.DataFrame:
     rows = []
     for mode, cal, name, seed in itertools.product(cfg.modes, cfg.calibrations, pool.stakeholders.primary, cfg.seeds):
         bt, mg, ca = (vec[(mode, name, v, seed)] for v in _triple(cfg, cal))
-        c = {"cos_bt_margin": cosine(bt, mg), "cos_bt_calibrated": cosine(bt, ca),
-             "cos_margin_calibrated": cosine(mg, ca)}
-        rows.append({"dataset": pool.dataset, "protocol": cfg.protocol, "mode": mode, "calibration": cal,
-                     "stakeholder": name, "seed": seed, **c, "within_loss_cos": float(np.mean(list(c.values())))})
+        c = {
+            "cos_bt_margin": cosine(bt, mg),
+            "cos_bt_calibrated": cosine(bt, ca),
+            "cos_margin_calibrated": cosine(mg, ca),
+        }
+        rows.append(
+            {
+                "dataset": pool.dataset,
+                "protocol": cfg.protocol,
+                "mode": mode,
+                "calibration": cal,
+                "stakeholder": name,
+                "seed": seed,
+                **c,
+                "within_loss_cos": float(np.mean(list(c.values()))),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -132,23 +156,36 @@ def _summary(pool, cfg, seeds: pd.DataFrame, vec) -> pd.DataFrame:
     rows = []
     b = cfg.group_b_seed if cfg.group_b_seed in cfg.seeds else None
     for (mode, cal, name), g in seeds.groupby(["mode", "calibration", "stakeholder"], sort=False):
-        row = {"dataset": pool.dataset, "protocol": cfg.protocol, "mode": mode, "calibration": cal,
-               "stakeholder": name, "within_loss_cos": g["within_loss_cos"].mean(),
-               "within_loss_sd": g["within_loss_cos"].std(ddof=0), "within_loss_min": g["within_loss_cos"].min(),
-               **{c: g[c].mean() for c in ("cos_bt_margin", "cos_bt_calibrated", "cos_margin_calibrated")}}
+        row = {
+            "dataset": pool.dataset,
+            "protocol": cfg.protocol,
+            "mode": mode,
+            "calibration": cal,
+            "stakeholder": name,
+            "within_loss_cos": g["within_loss_cos"].mean(),
+            "within_loss_sd": g["within_loss_cos"].std(ddof=0),
+            "within_loss_min": g["within_loss_cos"].min(),
+            **{c: g[c].mean() for c in ("cos_bt_margin", "cos_bt_calibrated", "cos_margin_calibrated")},
+        }
         if b is not None:
             bt = vec[(mode, name, "bt", b)]
             margins = [vec[(mode, name, LossSpec("margin", margin=m).name, b)] for m in cfg.group_b_margins]
-            cals = [vec[(mode, name, LossSpec("calibrated", lam=lam, targets=cal).name, b)]
-                    for lam in cfg.group_b_lambdas]
-            row.update({"margin_within_family": _mean_pairwise(margins),
-                        "margin_vs_bt": float(np.mean([cosine(bt, m) for m in margins])),
-                        "calibrated_within_family": _mean_pairwise(cals),
-                        "calibrated_vs_bt": float(np.mean([cosine(bt, c) for c in cals]))})
+            cals = [
+                vec[(mode, name, LossSpec("calibrated", lam=lam, targets=cal).name, b)] for lam in cfg.group_b_lambdas
+            ]
+            row.update(
+                {
+                    "margin_within_family": _mean_pairwise(margins),
+                    "margin_vs_bt": float(np.mean([cosine(bt, m) for m in margins])),
+                    "calibrated_within_family": _mean_pairwise(cals),
+                    "calibrated_vs_bt": float(np.mean([cosine(bt, c) for c in cals])),
+                }
+            )
         if pool.synthetic:
             variant = LossSpec("constrained", lam=cfg.constraint_lam, constraint=name).name
-            row["constrained_vs_bt"] = float(np.mean([cosine(vec[(mode, name, "bt", s)], vec[(mode, name, variant, s)])
-                                                      for s in cfg.seeds]))
+            row["constrained_vs_bt"] = float(
+                np.mean([cosine(vec[(mode, name, "bt", s)], vec[(mode, name, variant, s)]) for s in cfg.seeds])
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -160,9 +197,18 @@ def _cross(pool, cfg, vec) -> pd.DataFrame:
     for mode, v in itertools.product(cfg.modes, sorted(variants)):
         for a, b in itertools.combinations(pool.stakeholders.primary, 2):
             per = [cosine(vec[(mode, a, v, s)], vec[(mode, b, v, s)]) for s in cfg.seeds]
-            rows.append({"dataset": pool.dataset, "protocol": cfg.protocol, "mode": mode, "loss": v,
-                         "stakeholder_a": a, "stakeholder_b": b, "cos_mean": float(np.mean(per)),
-                         "cos_sd": float(np.std(per))})
+            rows.append(
+                {
+                    "dataset": pool.dataset,
+                    "protocol": cfg.protocol,
+                    "mode": mode,
+                    "loss": v,
+                    "stakeholder_a": a,
+                    "stakeholder_b": b,
+                    "cos_mean": float(np.mean(per)),
+                    "cos_sd": float(np.std(per)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -179,18 +225,34 @@ def loss_sweep(cfg: LabelsConfig, seed: int = 42) -> pd.DataFrame:
     groups = [("bt", 0.0, [LossSpec("bt")] * k)]  # (family, hyperparameter, one loss per stakeholder)
     groups += [("margin", m, [LossSpec("margin", margin=m)] * k) for m in SWEEP_MARGINS]
     groups += [("calibrated", lam, [LossSpec("calibrated", lam=lam)] * k) for lam in SWEEP_LAMBDAS]
-    groups += [("constrained", lam, [LossSpec("constrained", lam=lam, constraint=n) for n in names])
-               for lam in SWEEP_CONSTRAINTS]
+    groups += [
+        ("constrained", lam, [LossSpec("constrained", lam=lam, constraint=n) for n in names])
+        for lam in SWEEP_CONSTRAINTS
+    ]
     targets = leaky_targets(x, weights["user"], synthetic=True)  # stakeholder-independent on synthetic
     rows = []
     for family in ("bt", "margin", "calibrated", "constrained"):
         fam = [g for g in groups if g[0] == family]
         specs = [spec_ for g in fam for spec_ in g[2]]
-        res = train_models(x, [pairs[n] for _ in fam for n in names], specs, spec,
-                           np.tile(targets, (len(specs), 1)) if family == "calibrated" else None)
+        res = train_models(
+            x,
+            [pairs[n] for _ in fam for n in names],
+            specs,
+            spec,
+            np.tile(targets, (len(specs), 1)) if family == "calibrated" else None,
+        )
         for g, (_, hyper, _) in enumerate(fam):
-            w, acc = res.w_bd[g * k:(g + 1) * k], res.train_acc[g * k:(g + 1) * k]
+            w, acc = res.w_bd[g * k : (g + 1) * k], res.train_acc[g * k : (g + 1) * k]
             for (i, a), (j, b) in itertools.combinations(enumerate(names), 2):
-                rows.append({"family": family, "hyper": hyper, "stakeholder_a": a, "stakeholder_b": b,
-                             "cos": cosine(w[i], w[j]), "train_acc_a": float(acc[i]), "train_acc_b": float(acc[j])})
+                rows.append(
+                    {
+                        "family": family,
+                        "hyper": hyper,
+                        "stakeholder_a": a,
+                        "stakeholder_b": b,
+                        "cos": cosine(w[i], w[j]),
+                        "train_acc_a": float(acc[i]),
+                        "train_acc_b": float(acc[j]),
+                    }
+                )
     return pd.DataFrame(rows)

@@ -77,8 +77,7 @@ def split_indices(n_pairs: int, seed: int, heldout: float = HELDOUT_FRACTION) ->
     return perm[n_out:], perm[:n_out]
 
 
-def make_pairs(x_md: np.ndarray, w_d: np.ndarray, n_pairs: int, seed: int,
-               noise_sd: float = LABEL_NOISE_SD) -> PairSet:
+def make_pairs(x_md: np.ndarray, w_d: np.ndarray, n_pairs: int, seed: int, noise_sd: float = LABEL_NOISE_SD) -> PairSet:
     """N labelled pairs for labelling vector ``w_d`` on pool features ``x_md``, split 80/20 by seed."""
     c1, c2, eps = pair_stream(len(x_md), n_pairs, seed, noise_sd)
     utility = np.asarray(x_md, np.float32) @ np.asarray(w_d, np.float32)
@@ -101,8 +100,9 @@ def win_rates(pairs: PairSet, n_items: int) -> np.ndarray:
     return np.divide(wins, seen, out=np.full(n_items, 0.5), where=seen > 0)
 
 
-def shared_pairs(x_md: np.ndarray, weights: dict[str, np.ndarray], n_pairs: int, seed: int,
-                 noise_sd: float = LABEL_NOISE_SD) -> dict[str, PairSet]:
+def shared_pairs(
+    x_md: np.ndarray, weights: dict[str, np.ndarray], n_pairs: int, seed: int, noise_sd: float = LABEL_NOISE_SD
+) -> dict[str, PairSet]:
     """The 87-run loss sweep's design: all stakeholders label the same item pairs with the same
     noise, one N(0, noise²) draw per item slot of each pair (the reference draws the pairs, then
     the two noise vectors), so labels differ only through utility. No held-out split."""

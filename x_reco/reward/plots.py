@@ -10,21 +10,24 @@ from x_reco.common.plotting import figure_png, subplots
 DPI = 150
 
 
-def goodhart_curves_png(curves: pd.DataFrame, dataset: str, target: str, mode: str = "parity",
-                        scale: str = "raw") -> bytes:
+def goodhart_curves_png(
+    curves: pd.DataFrame, dataset: str, target: str, mode: str = "parity", scale: str = "raw"
+) -> bytes:
     """Hidden-stakeholder δ-sweep utility vs N (log-x) as % change from the smallest N, one line
     per hidden stakeholder with a ±1 sd band over seeds; legend carries the trained cosines."""
-    c = curves[(curves["sweep"] == "n") & (curves["target"] == target) & (curves["mode"] == mode)
-               & (curves["scale"] == scale)]
+    c = curves[
+        (curves["sweep"] == "n") & (curves["target"] == target) & (curves["mode"] == mode) & (curves["scale"] == scale)
+    ]
     fig, ax = subplots(figsize=(6.4, 4.0))
     for hidden, g in c.groupby("hidden", sort=False):
         g = g.sort_values("n_pairs")
         base = abs(g["mean"].iloc[0]) or 1.0
         band = 100.0 * g["sd"].fillna(0.0) / base
         label = f"{hidden} (trained cos {g['trained_cos'].iloc[0]:+.2f})"
-        line, = ax.plot(g["n_pairs"], g["pct_change"], marker="o", label=label)
-        ax.fill_between(g["n_pairs"], g["pct_change"] - band, g["pct_change"] + band,
-                        color=line.get_color(), alpha=0.15)
+        (line,) = ax.plot(g["n_pairs"], g["pct_change"], marker="o", label=label)
+        ax.fill_between(
+            g["n_pairs"], g["pct_change"] - band, g["pct_change"] + band, color=line.get_color(), alpha=0.15
+        )
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("preference pairs N")
@@ -34,12 +37,17 @@ def goodhart_curves_png(curves: pd.DataFrame, dataset: str, target: str, mode: s
     return figure_png(fig, dpi=DPI)
 
 
-def direction_scatter_png(pairs: pd.DataFrame, mechanism: str, mode: str = "parity", scale: str = "raw",
-                          strong: float = 0.2) -> bytes:
+def direction_scatter_png(
+    pairs: pd.DataFrame, mechanism: str, mode: str = "parity", scale: str = "raw", strong: float = 0.2
+) -> bytes:
     """Relative Δ hidden utility vs trained cosine (left) and vs pool covariance (right); colour by
     dataset, |cos| < ``strong`` shaded, mismatches (trained-cosine predictor) ringed."""
-    p = pairs[(pairs["mechanism"] == mechanism) & (pairs["mode"] == mode) & (pairs["scale"] == scale)
-              & (pairs["method"] == "A")]
+    p = pairs[
+        (pairs["mechanism"] == mechanism)
+        & (pairs["mode"] == mode)
+        & (pairs["scale"] == scale)
+        & (pairs["method"] == "A")
+    ]
     fig, axes = subplots(1, 2, figsize=(10, 4))
     for ax, xcol in zip(axes, ("trained_cos", "cov_pool")):
         for dataset, g in p.groupby("dataset", sort=False):
@@ -74,15 +82,16 @@ def temperature_sweep_png(sweep: pd.DataFrame, mode: str = "parity", scale: str 
     return figure_png(fig, dpi=DPI)
 
 
-def data_budget_png(budget: pd.DataFrame, summary: pd.DataFrame, dataset: str, composite: str = "parity_div3",
-                    mode: str = "parity") -> bytes:
+def data_budget_png(
+    budget: pd.DataFrame, summary: pd.DataFrame, dataset: str, composite: str = "parity_div3", mode: str = "parity"
+) -> bytes:
     """Recovery vs N per hidden stakeholder with the 0.5 / 0.8 lines and N50 markers."""
     b = budget[(budget["composite"] == composite) & (budget["mode"] == mode)]
     s = summary[(summary["composite"] == composite) & (summary["mode"] == mode)].set_index("hidden")
     fig, ax = subplots(figsize=(6, 4))
     for hidden, g in b.groupby("hidden", sort=False):
         g = g.sort_values("n_pairs")
-        line, = ax.plot(g["n_pairs"], g["recovery"], marker="o", label=f"{hidden} (N50 {s.loc[hidden, 'n50_label']})")
+        (line,) = ax.plot(g["n_pairs"], g["recovery"], marker="o", label=f"{hidden} (N50 {s.loc[hidden, 'n50_label']})")
         n50 = s.loc[hidden, "n50"]
         if np.isfinite(n50):
             ax.plot([n50], [0.5], marker="v", ms=9, color=line.get_color())

@@ -43,16 +43,16 @@ def _bt_config(protocol: str, smoke: bool) -> api.BTConfig:
     return api.BTConfig.corrected() if protocol == "corrected" else api.BTConfig()
 
 
-def _preset(cls) -> Callable[[str, bool], object]:
+def _protocol_config(cls) -> Callable[[str, bool], object]:
     return lambda protocol, smoke: cls.smoke(protocol) if smoke else getattr(cls, protocol)()
 
 
 # analysis name -> (config for (protocol, smoke), entry point of x_reco.reward.api)
 ANALYSES: dict[str, tuple[Callable[[str, bool], object], Callable[..., api.AnalysisResult]]] = {
     "bt_reward_models": (_bt_config, api.bt_reward_models),
-    "goodhart_direction": (_preset(DirectionConfig), api.goodhart_direction),
-    "labels_not_loss": (_preset(LabelsConfig), api.labels_not_loss),
-    "data_budget": (_preset(BudgetConfig), api.data_budget),
+    "goodhart_direction": (_protocol_config(DirectionConfig), api.goodhart_direction),
+    "labels_not_loss": (_protocol_config(LabelsConfig), api.labels_not_loss),
+    "data_budget": (_protocol_config(BudgetConfig), api.data_budget),
 }
 
 
@@ -61,8 +61,14 @@ def pairs_config(partition: str, scale: str = "auto") -> api.PairsConfig:
 
 
 def run_analysis(
-    analysis: str, item_features: pd.DataFrame, stakeholder_weights: pd.DataFrame, *, partition: str,
-    protocols: Sequence[str] = tuple(PROTOCOLS), scale: str = "auto", with_deviations: bool = False,
+    analysis: str,
+    item_features: pd.DataFrame,
+    stakeholder_weights: pd.DataFrame,
+    *,
+    partition: str,
+    protocols: Sequence[str] = tuple(PROTOCOLS),
+    scale: str = "auto",
+    with_deviations: bool = False,
 ) -> api.AnalysisResult:
     """Run ``analysis`` (a key of ``ANALYSES``) once per protocol.
 

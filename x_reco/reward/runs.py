@@ -30,8 +30,9 @@ class Job:
     true_w: np.ndarray | None = None
 
 
-def run_jobs(x_md: np.ndarray, jobs: list[Job], spec: TrainSpec, synthetic: bool,
-             noise_sd: float = LABEL_NOISE_SD) -> tuple[pd.DataFrame, np.ndarray]:
+def run_jobs(
+    x_md: np.ndarray, jobs: list[Job], spec: TrainSpec, synthetic: bool, noise_sd: float = LABEL_NOISE_SD
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Train every job; returns (runs table, learned weights [J, D] aligned with ``jobs``).
 
     Runs table columns: the job's key columns, n_pairs, seed, loss, mode, train_acc, heldout_acc,
@@ -45,18 +46,29 @@ def run_jobs(x_md: np.ndarray, jobs: list[Job], spec: TrainSpec, synthetic: bool
         groups[(job.n_pairs, job.loss.kind)].append(j)
     for members in groups.values():
         for lo in range(0, len(members), MAX_BATCH):
-            chunk = members[lo:lo + MAX_BATCH]
+            chunk = members[lo : lo + MAX_BATCH]
             pairs = [make_pairs(x, jobs[j].label_w, jobs[j].n_pairs, jobs[j].seed, noise_sd) for j in chunk]
             targets = _targets(x, [jobs[j] for j in chunk], pairs, synthetic)
             res = train_models(x, pairs, [jobs[j].loss for j in chunk], spec, targets)
             for i, j in enumerate(chunk):
                 w_out[j] = res.w_bd[i]
-                metrics[j] = {"train_acc": float(res.train_acc[i]), "heldout_acc": float(res.heldout_acc[i]),
-                              "final_loss": float(res.final_loss[i]), "steps": int(res.steps[i])}
+                metrics[j] = {
+                    "train_acc": float(res.train_acc[i]),
+                    "heldout_acc": float(res.heldout_acc[i]),
+                    "final_loss": float(res.final_loss[i]),
+                    "steps": int(res.steps[i]),
+                }
     rows = []
     for job, met, w in zip(jobs, metrics, w_out):
-        row = {**job.key, "n_pairs": job.n_pairs, "seed": job.seed, "loss": job.loss.name, "mode": spec.mode,
-               **met, "norm": float(np.linalg.norm(w))}
+        row = {
+            **job.key,
+            "n_pairs": job.n_pairs,
+            "seed": job.seed,
+            "loss": job.loss.name,
+            "mode": spec.mode,
+            **met,
+            "norm": float(np.linalg.norm(w)),
+        }
         row.update({f"w_{i:02d}": float(v) for i, v in enumerate(w)})
         rows.append(row)
     return pd.DataFrame(rows), w_out

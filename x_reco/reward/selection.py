@@ -37,7 +37,7 @@ def greedy_sets(scores_bm: np.ndarray, topic_m: np.ndarray, deltas=DELTAS, k: in
     out = np.empty((b, len(d), k), np.int64)
     step = max(1, _CHUNK_ELEMENTS // (len(d) * m))
     for lo in range(0, b, step):
-        out[lo:lo + step] = _greedy_chunk(s[lo:lo + step], topic, n_topics, d, k)
+        out[lo : lo + step] = _greedy_chunk(s[lo : lo + step], topic, n_topics, d, k)
     return out
 
 

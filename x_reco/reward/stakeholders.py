@@ -23,11 +23,6 @@ from x_reco.data.tables import RawTables
 POS_IDX = np.array([ACTION_INDEX[a] for a in POSITIVE_ACTIONS])
 NEG_IDX = np.array([ACTION_INDEX[a] for a in NEGATIVE_ACTIONS])
 SYNTHETIC_ALPHAS = {"user": 1.0, "platform": 0.3, "society": 4.0}
-# Table 1 of the preprint (older Pareto analyses only; the α family drives labels and the audit).
-TABLE1_WEIGHTS = {
-    "user": (1.0, 0.5, 0.8, 0, 0, 0, 0, 0.9, 0, 0, 0, 0.6, 0, 1.2, -1.0, -2.0, -1.5, -2.5),
-    "platform": (1.0, 1.2, 1.5, 0.3, 0.5, 0.6, 0.4, 1.3, 1.4, 1.2, 0.2, 1.3, 0.4, 1.0, 0.1, 0.1, 0.1, 0.2),
-}
 _ADVERTISER_SAFE = ("foodanddrink", "autos", "travel", "lifestyle", "music", "entertainment", "movies", "tv")
 _JOURNALIST_SERIOUS = ("newsworld", "newspolitics", "newsus", "newsscienceandtechnology", "financenews")
 _JOURNALIST_FRIVOLOUS = ("kids", "video", "tv", "music", "entertainment")
@@ -97,8 +92,13 @@ def movielens_stakeholders(raw: RawTables, train: pd.DataFrame) -> Stakeholders:
     mainstream = np.zeros(ML_GENRES)
     mainstream[np.argsort(supply, kind="stable")[-3:]] = 1.0
     low = np.divide((g * (r <= 2)[:, None]).sum(0), count, out=np.zeros(ML_GENRES), where=active)
-    hidden = {"creator": _scaled(supply), "advertiser": _scaled(count), "niche": _scaled(niche),
-              "mainstream": mainstream.astype(np.float32), "moderator": _scaled(-low)}
+    hidden = {
+        "creator": _scaled(supply),
+        "advertiser": _scaled(count),
+        "niche": _scaled(niche),
+        "mainstream": mainstream.astype(np.float32),
+        "moderator": _scaled(-low),
+    }
     return Stakeholders(raw.partition, primary, hidden)
 
 
@@ -116,7 +116,7 @@ def mind_stakeholders(raw: RawTables, train: pd.DataFrame) -> Stakeholders:
     w = {k: np.zeros(35, np.float32) for k in ("reader", "publisher", "advertiser", "journalist")}
     ctr = (clicks + 1.0) / (imps + 10.0)
     w["reader"][:n_c] = ctr / ctr.max()
-    w["reader"][q:q + 3] = (0.2, 0.2, 0.3)
+    w["reader"][q : q + 3] = (0.2, 0.2, 0.3)
     w["publisher"][:n_c] = supply / max(supply.max(), 1.0)
     for i, c in enumerate(cats):
         w["advertiser"][i] = 1.0 if c in _ADVERTISER_SAFE else (-1.0 if c == "news" else 0.0)
@@ -126,7 +126,7 @@ def mind_stakeholders(raw: RawTables, train: pd.DataFrame) -> Stakeholders:
             w["advertiser"][n_c + j] = -1.0
         if s in _JOURNALIST_SERIOUS:
             w["journalist"][n_c + j] = 1.0
-    w["journalist"][q:q + 3] = 0.5
+    w["journalist"][q : q + 3] = 0.5
     civic = np.zeros(35, np.float32)
     civic[:n_c] = _diversity(supply)
     return Stakeholders(raw.partition, {**w, "civic_diversity": civic})
@@ -139,10 +139,15 @@ def kindle_stakeholders(raw: RawTables, train: pd.DataFrame) -> Stakeholders:
     genre_of = pd.Series(genre.to_numpy(), index=raw.items["item_id"].astype(str))
     tok_genre = train["item_id"].astype(str).map(genre_of)
     centred = train["rating"].to_numpy(np.float64) - 3.0
-    mean_c = np.array([centred[(tok_genre == g).to_numpy()].mean() if (tok_genre == g).any() else 0.0
-                       for g in top] + [0.0] * (n_g - len(top)))
-    volume = pd.to_numeric(raw.items.get("rating_number", pd.Series(0, index=raw.items.index)),
-                           errors="coerce").fillna(0).to_numpy(np.float64)
+    mean_c = np.array(
+        [centred[(tok_genre == g).to_numpy()].mean() if (tok_genre == g).any() else 0.0 for g in top]
+        + [0.0] * (n_g - len(top))
+    )
+    volume = (
+        pd.to_numeric(raw.items.get("rating_number", pd.Series(0, index=raw.items.index)), errors="coerce")
+        .fillna(0)
+        .to_numpy(np.float64)
+    )
     vol = np.array([volume[(genre == g).to_numpy()].sum() for g in top] + [0.0] * (n_g - len(top)))
     supply = np.array([(genre == g).sum() for g in top] + [0] * (n_g - len(top)), np.float64)
     w = {k: np.zeros(32, np.float32) for k in ("reader", "publisher", "indie_author", "premium_seller")}
@@ -151,7 +156,7 @@ def kindle_stakeholders(raw: RawTables, train: pd.DataFrame) -> Stakeholders:
     w["publisher"][:n_g] = vol / max(vol.max(), 1.0)
     w["publisher"][24:27] = (-0.2, 0.3, 0.6)
     order = np.argsort(supply, kind="stable")[::-1]
-    w["indie_author"][order[n_g // 2:][supply[order[n_g // 2:]] > 0]] = 0.5
+    w["indie_author"][order[n_g // 2 :][supply[order[n_g // 2 :]] > 0]] = 0.5
     w["indie_author"][order[:3]] = -1.0
     w["indie_author"][24:27] = (0.8, 0.2, -0.8)
     w["premium_seller"][20:24] = (-1.0, -0.3, 0.3, 1.0)
@@ -189,8 +194,13 @@ def weights_frame(st: Stakeholders) -> pd.DataFrame:
     rows = []
     for role, group in (("primary", st.primary), ("hidden_only", st.hidden_only)):
         for name, w in group.items():
-            row = {"dataset": st.dataset, "stakeholder": name, "role": role,
-                   "definition_id": f"{st.dataset}/{name}/v1", "norm": float(np.linalg.norm(w))}
+            row = {
+                "dataset": st.dataset,
+                "stakeholder": name,
+                "role": role,
+                "definition_id": f"{st.dataset}/{name}/v1",
+                "norm": float(np.linalg.norm(w)),
+            }
             row.update({f"w_{i:02d}": float(v) for i, v in enumerate(w)})
             rows.append(row)
     return pd.DataFrame(rows)
@@ -199,8 +209,13 @@ def weights_frame(st: Stakeholders) -> pd.DataFrame:
 def stakeholders_from_frame(frame: pd.DataFrame) -> Stakeholders:
     """Inverse of ``weights_frame`` (weights kept as float32, the reference's precision)."""
     cols = sorted(c for c in frame.columns if c.startswith("w_"))
-    groups = {role: {r.stakeholder: np.asarray([getattr(r, c) for c in cols], np.float32)
-                     for r in frame[frame["role"] == role].itertuples()} for role in ("primary", "hidden_only")}
+    groups = {
+        role: {
+            r.stakeholder: np.asarray([getattr(r, c) for c in cols], np.float32)
+            for r in frame[frame["role"] == role].itertuples()
+        }
+        for role in ("primary", "hidden_only")
+    }
     return Stakeholders(str(frame["dataset"].iloc[0]), groups["primary"], groups["hidden_only"])
 
 
@@ -219,6 +234,15 @@ def raw_geometry(st: Stakeholders, x_md: np.ndarray, n_pairs: int = 10_000, seed
         den = np.sqrt(float(ws @ sigma @ ws) * float(wt @ sigma @ wt))
         us, ut = x @ ws, x @ wt
         disagree = float(np.mean((us[a] > us[b]) != (ut[a] > ut[b])))
-        rows.append({"dataset": st.dataset, "stakeholder_a": s, "stakeholder_b": t, "raw_cos": cosine(ws, wt),
-                     "cov_pool": cov, "corr_pool": cov / den if den > 0 else 0.0, "disagreement": disagree})
+        rows.append(
+            {
+                "dataset": st.dataset,
+                "stakeholder_a": s,
+                "stakeholder_b": t,
+                "raw_cos": cosine(ws, wt),
+                "cov_pool": cov,
+                "corr_pool": cov / den if den > 0 else 0.0,
+                "disagreement": disagree,
+            }
+        )
     return pd.DataFrame(rows)

@@ -54,6 +54,9 @@ def medians(values) -> dict[str, float]:
     """Median over finite values only (the preprint's headline) and over all with +inf censoring."""
     v = np.asarray(values, np.float64)
     finite = v[np.isfinite(v)]
-    return {"median_finite": float(np.median(finite)) if len(finite) else math.nan,
-            "median_censored": float(np.median(v)) if len(v) else math.nan,
-            "n_finite": int(len(finite)), "n_total": int(len(v))}
+    return {
+        "median_finite": float(np.median(finite)) if len(finite) else math.nan,
+        "median_censored": float(np.median(v)) if len(v) else math.nan,
+        "n_finite": int(len(finite)),
+        "n_total": int(len(v)),
+    }

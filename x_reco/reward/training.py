@@ -90,14 +90,28 @@ def _pad(a: np.ndarray, n: int, axis: int) -> np.ndarray:
 def _model_loss(kind, l2, x_md, w_bd, pi_bn, ri_bn, mask_bn, e_bm, hyper_bk):
     def one(w, pi, ri, m, e, h):
         return minibatch_loss(kind, w, x_md[pi], x_md[ri], e[pi], e[ri], m, h, l2)
+
     return jax.vmap(one)(w_bd, pi_bn, ri_bn, mask_bn, e_bm, hyper_bk)
 
 
 def _step(kind, l2, opt, x_md, pref_bn, rej_bn, e_bm, hyper_bk, idx_s, mask_s, state):
     w, opt_state = state
+
     def total(w_bd):
-        return jnp.sum(_model_loss(kind, l2, x_md, w_bd, pref_bn[:, idx_s], rej_bn[:, idx_s],
-                                   jnp.broadcast_to(mask_s, (w_bd.shape[0], mask_s.shape[0])), e_bm, hyper_bk))
+        return jnp.sum(
+            _model_loss(
+                kind,
+                l2,
+                x_md,
+                w_bd,
+                pref_bn[:, idx_s],
+                rej_bn[:, idx_s],
+                jnp.broadcast_to(mask_s, (w_bd.shape[0], mask_s.shape[0])),
+                e_bm,
+                hyper_bk,
+            )
+        )
+
     grad = jax.grad(total)(w)
     updates, opt_state = opt.update(grad, opt_state, w)
     return optax.apply_updates(w, updates), opt_state
@@ -106,8 +120,10 @@ def _step(kind, l2, opt, x_md, pref_bn, rej_bn, e_bm, hyper_bk, idx_s, mask_s, s
 @functools.partial(jax.jit, static_argnames=("kind", "l2", "lr"))
 def _fit_fixed(x_md, pref_bn, rej_bn, e_bm, hyper_bk, w0_bd, idx_sk, mask_sk, n_steps, *, kind, l2, lr):
     opt = optax.adam(lr)
+
     def body(t, state):
         return _step(kind, l2, opt, x_md, pref_bn, rej_bn, e_bm, hyper_bk, idx_sk[t], mask_sk[t], state)
+
     w, _ = jax.lax.fori_loop(0, n_steps, body, (w0_bd, opt.init(w0_bd)))
     return w
 
@@ -116,19 +132,41 @@ def _heldout_loss(kind, x_md, w_bd, hp_bh, hr_bh, hmask_bh, e_bm, hyper_bk):
     def one(w, pi, ri, m, e, h):
         terms = pair_terms(kind, x_md[pi] @ w, x_md[ri] @ w, e[pi], e[ri], h)
         return jnp.sum(terms * m) / jnp.maximum(jnp.sum(m), 1.0)
+
     return jax.vmap(one)(w_bd, hp_bh, hr_bh, hmask_bh, e_bm, hyper_bk)
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "l2", "lr", "patience", "min_delta", "eval_every"))
-def _fit_converged(x_md, pref_bn, rej_bn, e_bm, hyper_bk, w0_bd, idx_sk, mask_sk, n_steps,
-                   hp_bh, hr_bh, hmask_bh, *, kind, l2, lr, patience, min_delta, eval_every):
+def _fit_converged(
+    x_md,
+    pref_bn,
+    rej_bn,
+    e_bm,
+    hyper_bk,
+    w0_bd,
+    idx_sk,
+    mask_sk,
+    n_steps,
+    hp_bh,
+    hr_bh,
+    hmask_bh,
+    *,
+    kind,
+    l2,
+    lr,
+    patience,
+    min_delta,
+    eval_every,
+):
     opt = optax.adam(lr)
     b = w0_bd.shape[0]
 
     def chunk(carry):
         t, w, opt_state, best, bad, done, steps = carry
+
         def body(i, state):
             return _step(kind, l2, opt, x_md, pref_bn, rej_bn, e_bm, hyper_bk, idx_sk[t + i], mask_sk[t + i], state)
+
         w_new, opt_new = jax.lax.fori_loop(0, eval_every, body, (w, opt_state))
         keep = done[:, None]
         w_new = jnp.where(keep, w, w_new)
@@ -143,14 +181,27 @@ def _fit_converged(x_md, pref_bn, rej_bn, e_bm, hyper_bk, w0_bd, idx_sk, mask_sk
     def cond(carry):
         return (carry[0] + eval_every <= n_steps) & ~jnp.all(carry[5])
 
-    init = (jnp.int32(0), w0_bd, opt.init(w0_bd), jnp.full(b, jnp.inf), jnp.zeros(b, jnp.int32),
-            jnp.zeros(b, bool), jnp.zeros(b, jnp.int32))
+    init = (
+        jnp.int32(0),
+        w0_bd,
+        opt.init(w0_bd),
+        jnp.full(b, jnp.inf),
+        jnp.zeros(b, jnp.int32),
+        jnp.zeros(b, bool),
+        jnp.zeros(b, jnp.int32),
+    )
     out = jax.lax.while_loop(cond, chunk, init)
     return out[1], out[6]
 
 
-def train_models(x_md: np.ndarray, pairs: list[PairSet], loss: LossSpec | list[LossSpec], spec: TrainSpec,
-                 targets_bm: np.ndarray | None = None, init_d: np.ndarray | None = None) -> TrainResult:
+def train_models(
+    x_md: np.ndarray,
+    pairs: list[PairSet],
+    loss: LossSpec | list[LossSpec],
+    spec: TrainSpec,
+    targets_bm: np.ndarray | None = None,
+    init_d: np.ndarray | None = None,
+) -> TrainResult:
     """Train one linear BT model per pair set (all with the same train/held-out sizes).
 
     ``loss`` is one LossSpec or one per model (same kind, hyperparameters may differ);
@@ -183,8 +234,18 @@ def train_models(x_md: np.ndarray, pairs: list[PairSet], loss: LossSpec | list[L
         hp = _pad(_pad(np.stack([p.pref_heldout for p in pairs]), hb, 1), bb, 0).astype(np.int32)
         hr = _pad(_pad(np.stack([p.rej_heldout for p in pairs]), hb, 1), bb, 0).astype(np.int32)
         hmask = np.broadcast_to(np.arange(hb) < h, (bb, hb)).astype(np.float32)
-        w, steps = _fit_converged(*args, hp, hr, hmask, kind=kind, l2=spec.l2, lr=spec.lr,
-                                  patience=spec.patience, min_delta=spec.min_delta, eval_every=spec.eval_every)
+        w, steps = _fit_converged(
+            *args,
+            hp,
+            hr,
+            hmask,
+            kind=kind,
+            l2=spec.l2,
+            lr=spec.lr,
+            patience=spec.patience,
+            min_delta=spec.min_delta,
+            eval_every=spec.eval_every,
+        )
         steps = np.asarray(steps)[:b]
     else:
         w = _fit_fixed(*args, kind=kind, l2=spec.l2, lr=spec.lr)
@@ -197,6 +258,7 @@ def train_models(x_md: np.ndarray, pairs: list[PairSet], loss: LossSpec | list[L
 
     def acc(pi, ri):
         return np.mean(r_mb[pi, cols] > r_mb[ri, cols], axis=0) if pi.shape[0] else np.full(b, np.nan)
+
     train = acc(np.stack([p.pref_train for p in pairs], 1), np.stack([p.rej_train for p in pairs], 1))
     held = acc(np.stack([p.pref_heldout for p in pairs], 1), np.stack([p.rej_heldout for p in pairs], 1))
     return TrainResult(w, train, held, np.asarray(final)[:b], steps)

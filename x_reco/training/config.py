@@ -16,9 +16,14 @@ if TYPE_CHECKING:
 RETRIEVAL_LOSSES = ("auto", "full", "sampled")
 TABLE_OPTIMIZERS = ("adamw", "rowwise_adagrad", "sparse_rowwise_adagrad")
 _HASH_KEYS = (
-    "num_user_hashes", "num_post_hashes", "num_author_hashes",
-    "user_vocab_size", "post_vocab_size", "author_vocab_size", "hash_spec",
-)  # fmt: skip
+    "num_user_hashes",
+    "num_post_hashes",
+    "num_author_hashes",
+    "user_vocab_size",
+    "post_vocab_size",
+    "author_vocab_size",
+    "hash_spec",
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -101,10 +106,13 @@ class TrainConfig:
         """
         base = PhoenixConfig.preset(self.preset)
         derived = {
-            "num_user_hashes": hash_spec.num_hashes[0], "num_post_hashes": hash_spec.num_hashes[1],
-            "num_author_hashes": hash_spec.num_hashes[2], "user_vocab_size": hash_spec.vocab_sizes[0],
-            "post_vocab_size": hash_spec.vocab_sizes[1], "author_vocab_size": hash_spec.vocab_sizes[2],
-        }  # fmt: skip
+            "num_user_hashes": hash_spec.num_hashes[0],
+            "num_post_hashes": hash_spec.num_hashes[1],
+            "num_author_hashes": hash_spec.num_hashes[2],
+            "user_vocab_size": hash_spec.vocab_sizes[0],
+            "post_vocab_size": hash_spec.vocab_sizes[1],
+            "author_vocab_size": hash_spec.vocab_sizes[2],
+        }
         clashes = {k: v for k, v in self.model_overrides.items() if k in derived and v != derived[k]}
         spec = self.model_overrides.get("hash_spec")
         if spec is not None:

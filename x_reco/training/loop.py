@@ -9,7 +9,6 @@ curve of an uninterrupted run bit for bit.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import json
@@ -33,7 +32,7 @@ from x_reco.features.hashing import HashSpec
 from x_reco.models import losses
 from x_reco.models.checkpoint import restore_checkpoint, save_checkpoint
 from x_reco.models.ranker import PhoenixRanker
-from x_reco.models.retrieval import PhoenixRetrieval
+from x_reco.models.retriever import PhoenixRetriever
 from x_reco.training.config import TrainConfig, model_config_for
 from x_reco.training.data import step_chunk
 from x_reco.training.optim import SPARSE, learning_rate_schedule, make_optimizer
@@ -45,11 +44,11 @@ from x_reco.training.step import (
     make_train_step,
     replicate,
     shard_batch,
-)  # fmt: skip
+)
 
 MODEL_DIR = "model"
 BEST_DIR = "best"  # validation-best model so far (``TrainConfig.select_best``)
-DEFAULT_SELECTION_METRIC = {"ranker": "mean_auc", "retrieval": "masked_ndcg@10"}
+DEFAULT_SELECTION_METRIC = {"ranker": "mean_auc", "retriever": "masked_ndcg@10"}
 Progress = Callable[[int, int, float, float, float], None]
 
 
@@ -99,18 +98,21 @@ def train_ranker(
     rows = seqs.rows(Split.TRAIN)
     b, mask_negatives = cfg.batch_size, cfg.mask_sampled_negative_actions
     task = _Task(
-        "ranker", PhoenixRanker, len(rows),
+        "ranker",
+        PhoenixRanker,
+        len(rows),
         lambda pos: (seqs.batch(rows[pos], b), seqs.labels(rows[pos], b, mask_negatives)),
-        ("ranker_bce",), None,
+        ("ranker_bce",),
+        None,
         lambda m: evaluate_ranker(m, seqs, Split.VAL, seed=cfg.seed, batch_size=cfg.eval_batch_size),
-    )  # fmt: skip
+    )
     return _fit(task, seqs, cfg, ckpt_dir, progress)
 
 
 def train_retriever(
     seqs: EngagementSequences, cfg: TrainConfig, ckpt_dir: str | Path, progress: Progress | None = None
 ) -> TrainResult:
-    """Train a ``PhoenixRetrieval`` two-tower model on the train split's (example, engaged item) pairs.
+    """Train a ``PhoenixRetriever`` two-tower model on the train split's (example, engaged item) pairs.
 
     Full softmax over the catalogue (candidate tower recomputed for every item each step) when
     ``cfg.use_full_softmax(N)``, else in-batch negatives with logQ correction. With
@@ -131,13 +133,18 @@ def train_retriever(
     else:
         loss = ("sampled_softmax", cfg.temperature, window)
         consts = (losses.item_log_q(items, num_items, b), created)
-    evaluate = functools.partial(evaluate_retrieval, seqs=seqs, split=Split.VAL, batch_size=cfg.eval_batch_size,
-                                 catalogue_window_s=window_s)  # fmt: skip
+    evaluate = functools.partial(
+        evaluate_retrieval, seqs=seqs, split=Split.VAL, batch_size=cfg.eval_batch_size, catalogue_window_s=window_s
+    )
     task = _Task(
-        "retrieval", PhoenixRetrieval, len(rows),
+        "retriever",
+        PhoenixRetriever,
+        len(rows),
         lambda pos: retrieval_batch(seqs, rows[pos], items[pos], b, request),
-        loss, consts, evaluate,
-    )  # fmt: skip
+        loss,
+        consts,
+        evaluate,
+    )
     return _fit(task, seqs, cfg, ckpt_dir, progress)
 
 
@@ -152,7 +159,7 @@ def _ranker_bce(model: PhoenixRanker, batch, consts):
     return loss, jnp.mean(jnp.std(out.logits_bca, axis=1))
 
 
-def _full_softmax(model: PhoenixRetrieval, rb, consts, temperature: float, window: int | None):
+def _full_softmax(model: PhoenixRetriever, rb, consts, temperature: float, window: int | None):
     post_nh, author_nh, created_n = consts
     items_nd, user_bd = model.encode_items(post_nh, author_nh), model.encode_user(rb.batch)
     eligible = None if window is None else losses.eligible_in_window(rb.request_b, created_n, window)
@@ -160,7 +167,7 @@ def _full_softmax(model: PhoenixRetrieval, rb, consts, temperature: float, windo
     return loss, jnp.mean(jnp.std(user_bd @ items_nd.T, axis=1))
 
 
-def _sampled_softmax(model: PhoenixRetrieval, rb, consts, temperature: float, window: int | None):
+def _sampled_softmax(model: PhoenixRetriever, rb, consts, temperature: float, window: int | None):
     log_q_n, created_n = consts
     positive_bd, user_bd = model.encode_candidates(rb.batch)[:, 0], model.encode_user(rb.batch)
     eligible = None if window is None else losses.eligible_in_window(rb.request_b, created_n[rb.item_b], window)
@@ -176,18 +183,21 @@ _LOSSES = {"ranker_bce": _ranker_bce, "full_softmax": _full_softmax, "sampled_so
 # -- which hashes each loss gathers, for the sparse table update (step.SparseTables) ------------
 def _recsys_ids(rb: RecsysBatch) -> dict[str, jax.Array]:
     cat = lambda a, b: jnp.concatenate([a.reshape(-1), b.reshape(-1)])  # noqa: E731
-    return {"user": rb.user_hashes.reshape(-1),
-            "post": cat(rb.history_post_hashes, rb.candidate_post_hashes),
-            "author": cat(rb.history_author_hashes, rb.candidate_author_hashes)}  # fmt: skip
+    return {
+        "user": rb.user_hashes.reshape(-1),
+        "post": cat(rb.history_post_hashes, rb.candidate_post_hashes),
+        "author": cat(rb.history_author_hashes, rb.candidate_author_hashes),
+    }
 
 
 def _recsys_remap(rb: RecsysBatch, f) -> RecsysBatch:
     return rb.replace(
         user_hashes=f("user", rb.user_hashes),
-        history_post_hashes=f("post", rb.history_post_hashes), candidate_post_hashes=f("post", rb.candidate_post_hashes),
+        history_post_hashes=f("post", rb.history_post_hashes),
+        candidate_post_hashes=f("post", rb.candidate_post_hashes),
         history_author_hashes=f("author", rb.history_author_hashes),
         candidate_author_hashes=f("author", rb.candidate_author_hashes),
-    )  # fmt: skip
+    )
 
 
 def _full_softmax_ids(rb, consts):
@@ -201,10 +211,12 @@ _SPARSE_TABLES = {
     "ranker_bce": SparseTables(lambda b, c: _recsys_ids(b[0]), lambda b, c, f: ((_recsys_remap(b[0], f), b[1]), c)),
     "full_softmax": SparseTables(
         _full_softmax_ids,
-        lambda b, c, f: (b.replace(batch=_recsys_remap(b.batch, f)), (f("post", c[0]), f("author", c[1]), c[2]))),
-    "sampled_softmax": SparseTables(lambda b, c: _recsys_ids(b.batch),
-                                    lambda b, c, f: (b.replace(batch=_recsys_remap(b.batch, f)), c)),
-}  # fmt: skip
+        lambda b, c, f: (b.replace(batch=_recsys_remap(b.batch, f)), (f("post", c[0]), f("author", c[1]), c[2])),
+    ),
+    "sampled_softmax": SparseTables(
+        lambda b, c: _recsys_ids(b.batch), lambda b, c, f: (b.replace(batch=_recsys_remap(b.batch, f)), c)
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -324,12 +336,20 @@ def _fit(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progress: Pr
     extra.update(val_metrics=_jsonable(val), trained_steps=record["step"])
     save_checkpoint(path, model, step=selected, seeds=record["seeds"], extra=extra)
     return TrainResult(
-        model_kind=task.kind, losses=list(record["losses"]), val_metrics=val,
-        eval_history=list(record["eval_history"]), score_spread=list(record["score_spread"]),
+        model_kind=task.kind,
+        losses=list(record["losses"]),
+        val_metrics=val,
+        eval_history=list(record["eval_history"]),
+        score_spread=list(record["score_spread"]),
         wall_time_s=time.perf_counter() - t_call,
-        train_time_s=train_time, examples_per_s=meter.examples_per_s, checkpoint_path=str(path),
-        step=record["step"], resumed_from=resumed_from, model=model, selected_step=selected,
-    )  # fmt: skip
+        train_time_s=train_time,
+        examples_per_s=meter.examples_per_s,
+        checkpoint_path=str(path),
+        step=record["step"],
+        resumed_from=resumed_from,
+        model=model,
+        selected_step=selected,
+    )
 
 
 def _selection_value(task: _Task, cfg: TrainConfig, val: dict[str, float]) -> tuple[str, float]:

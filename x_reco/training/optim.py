@@ -31,7 +31,7 @@ def _top_key(path) -> str:
 
 
 def param_labels(params: Any) -> Any:
-    """"table" for hash tables, "decay" for matrices, "no_decay" for vectors (norm scales)."""
+    """ "table" for hash tables, "decay" for matrices, "no_decay" for vectors (norm scales)."""
 
     def label(path, leaf):
         if _top_key(path) == TABLES_KEY:
@@ -45,9 +45,12 @@ def learning_rate_schedule(cfg: TrainConfig, peak: float | None = None) -> optax
     """Linear warmup from 0 to ``peak`` then cosine decay to ``end_lr_fraction * peak`` at ``num_steps``."""
     peak = cfg.learning_rate if peak is None else peak
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=peak, warmup_steps=cfg.warmup_steps,
-        decay_steps=cfg.num_steps, end_value=peak * cfg.end_lr_fraction,
-    )  # fmt: skip
+        init_value=0.0,
+        peak_value=peak,
+        warmup_steps=cfg.warmup_steps,
+        decay_steps=cfg.num_steps,
+        end_value=peak * cfg.end_lr_fraction,
+    )
 
 
 INITIAL_ACCUMULATOR = 0.1

@@ -28,7 +28,7 @@ class TqdmProgress:
         if self._bar is not None:
             self._bar.close()
 
-    def __enter__(self) -> "TqdmProgress":
+    def __enter__(self) -> TqdmProgress:
         return self
 
     def __exit__(self, *exc) -> None:

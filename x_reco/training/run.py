@@ -5,7 +5,7 @@
     python -m x_reco.training.run --model retriever --set num_steps=200 --set model_overrides.emb_size=32
 
 Defaults are the partition's ``default_train_config``, as in Dagster: the configs tuned for
-MovieLens-100K on a 2-core CPU (``presets.TUNED``) on real datasets; on ``synthetic`` the demo budget,
+MovieLens-100K on a 2-core CPU (``defaults.TUNED``) on real datasets; on ``synthetic`` the demo budget,
 time-aware negatives and evaluation over the world's recency window. ``--set`` overrides TrainConfig
 fields (``model_overrides.<field>`` for model fields). Sequences use the default ``SequenceConfig``
 (S=32, C=16). Test-split metrics are printed; ``--out`` keeps checkpoints, plots and
@@ -35,12 +35,12 @@ import numpy as np
 from x_reco.data.examples import EngagementSequences
 from x_reco.data.registry import TUNING_PARTITION
 from x_reco.training.config import TrainConfig
-from x_reco.training.presets import catalogue_window_s, default_train_config
+from x_reco.training.defaults import catalogue_window_s, default_train_config
 
 
 def load_sequences(dataset: str, source: str | Path | None = None) -> tuple[EngagementSequences, float | None]:
     """Engagement sequences of a partition (files at ``source``, see ``load_raw``), default
-    SequenceConfig, and the partition's catalogue window (``presets.catalogue_window_s``)."""
+    SequenceConfig, and the partition's catalogue window (``defaults.catalogue_window_s``)."""
     from x_reco.data.events import build_events
     from x_reco.data.registry import load_raw
     from x_reco.data.sequences import build_sequences
@@ -66,19 +66,27 @@ def _parse_set(pairs: list[str], base: dict[str, Any]) -> dict[str, Any]:
 
 def _summary(result) -> dict[str, Any]:
     return {
-        "steps": result.step, "selected_step": result.selected_step, "final_loss": float(np.mean(result.losses[-20:])),
-        "train_time_s": round(result.train_time_s, 1), "wall_time_s": round(result.wall_time_s, 1),
-        "examples_per_s": round(result.examples_per_s, 1), "checkpoint": result.checkpoint_path,
-        "score_spread": result.score_spread, "val": result.val_metrics,
-    }  # fmt: skip
+        "steps": result.step,
+        "selected_step": result.selected_step,
+        "final_loss": float(np.mean(result.losses[-20:])),
+        "train_time_s": round(result.train_time_s, 1),
+        "wall_time_s": round(result.wall_time_s, 1),
+        "examples_per_s": round(result.examples_per_s, 1),
+        "checkpoint": result.checkpoint_path,
+        "score_spread": result.score_spread,
+        "val": result.val_metrics,
+    }
 
 
 def _two_stage_weights() -> dict[str, Any]:
     from x_reco.configs.weights import WeightSet
 
     click_only = WeightSet("click-only", "diagnostic", MappingProxyType({"click": 1.0}))
-    return {"two_stage": WeightSet.published(), "two_stage_engagement_only": WeightSet.engagement_only(),
-            "two_stage_click_only": click_only}  # fmt: skip
+    return {
+        "two_stage": WeightSet.published(),
+        "two_stage_engagement_only": WeightSet.engagement_only(),
+        "two_stage_click_only": click_only,
+    }
 
 
 def _evaluate(results: dict, seqs: EngagementSequences, window: float | None, champion_file: Path | None):
@@ -93,10 +101,18 @@ def _evaluate(results: dict, seqs: EngagementSequences, window: float | None, ch
         model = lambda kind: results[kind].model if kind in results else None  # noqa: E731
         return evaluate_models(seqs, model("retriever"), model("ranker"), catalogue_window_s=window), {}
     outcome = evaluate_checkpoints(
-        seqs, results["retriever"].checkpoint_path, results["ranker"].checkpoint_path, catalogue_window_s=window,
-        champion_file=champion_file, two_stage_weights=_two_stage_weights())
-    audit = {"beats_popularity": outcome.beats_popularity, "replay_max_abs_diff": outcome.replay_differences,
-             "replay_reproduces": outcome.replay_reproduces}  # fmt: skip
+        seqs,
+        results["retriever"].checkpoint_path,
+        results["ranker"].checkpoint_path,
+        catalogue_window_s=window,
+        champion_file=champion_file,
+        two_stage_weights=_two_stage_weights(),
+    )
+    audit = {
+        "beats_popularity": outcome.beats_popularity,
+        "replay_max_abs_diff": outcome.replay_differences,
+        "replay_reproduces": outcome.replay_reproduces,
+    }
     return outcome.evaluation, audit | ({"champion": outcome.champion} if champion_file else {})
 
 
@@ -108,8 +124,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=None, help="run directory (kept); default: a temporary one")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override")
     ap.add_argument("--ranker-set", action="append", default=[], metavar="KEY=VALUE", help="ranker-only override")
-    ap.add_argument("--champions", type=Path, default=None, metavar="ROOT",
-                    help="storage root whose champions/<dataset>.json to update (needs --model both)")
+    ap.add_argument(
+        "--champions",
+        type=Path,
+        default=None,
+        metavar="ROOT",
+        help="storage root whose champions/<dataset>.json to update (needs --model both)",
+    )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     if args.champions and args.model != "both":
@@ -123,8 +144,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="x-reco-run-"))
     t0 = time.perf_counter()
     seqs, window = load_sequences(args.dataset, args.source)
-    report: dict[str, Any] = {"dataset": args.dataset, "data_s": round(time.perf_counter() - t0, 1),
-                              "catalogue_window_s": window}  # fmt: skip
+    report: dict[str, Any] = {
+        "dataset": args.dataset,
+        "data_s": round(time.perf_counter() - t0, 1),
+        "catalogue_window_s": window,
+    }
     results = {}
     for kind in ("retriever", "ranker"):
         if args.model not in (kind, "both"):

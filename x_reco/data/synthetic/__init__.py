@@ -13,17 +13,30 @@ from x_reco.data.synthetic.config import WorldConfig
 from x_reco.data.synthetic.world import TRUTH_TABLES, World, generate_world
 from x_reco.data.tables import INTERACTION_COLUMNS, RawTables
 
-__all__ = ["WorldConfig", "World", "generate_world", "generate_world_tables", "resolve_config",
-           "INTERACTION_EXTRA_COLUMNS"]
+__all__ = [
+    "WorldConfig",
+    "World",
+    "generate_world",
+    "generate_world_tables",
+    "resolve_config",
+    "INTERACTION_EXTRA_COLUMNS",
+]
 
 # Columns the synthetic interactions carry beyond INTERACTION_COLUMNS; dwell_time is the 19th
 # action (binarised long dwell), the raw seconds travel in dwell_seconds.
-INTERACTION_EXTRA_COLUMNS = ("author_id", "visit_id", "surface", "position", *ACTIONS[:18],
-                             "dwell_seconds", "dwell_time")
+INTERACTION_EXTRA_COLUMNS = (
+    "author_id",
+    "visit_id",
+    "surface",
+    "position",
+    *ACTIONS[:18],
+    "dwell_seconds",
+    "dwell_time",
+)
 
 
 def resolve_config(config: WorldConfig | Mapping[str, Any] | None) -> WorldConfig:
-    """None -> the `small` preset (the demo default); a mapping -> WorldConfig.from_dict."""
+    """None -> the `small` world (the demo default); a mapping -> WorldConfig.from_dict."""
     if config is None:
         return WorldConfig.small()
     if isinstance(config, WorldConfig):
@@ -58,10 +71,13 @@ def _interactions(world: World) -> pd.DataFrame:
     n = len(imp)
     author = world.posts.set_index("post_id")["author_id"]
     table = {
-        "user_id": imp["user_id"], "item_id": imp["post_id"], "ts": imp["ts"],
+        "user_id": imp["user_id"],
+        "item_id": imp["post_id"],
+        "ts": imp["ts"],
         "rating": np.full(n, np.nan),
         "label": pd.arrays.IntegerArray(np.zeros(n, np.int8), np.ones(n, bool)),
-        "impression_id": imp["impression_id"], "src_file": np.full(n, "impressions", dtype=object),
+        "impression_id": imp["impression_id"],
+        "src_file": np.full(n, "impressions", dtype=object),
         "src_row": np.arange(n, dtype=np.int64),
         "author_id": author.reindex(imp["post_id"]).to_numpy(),
     }

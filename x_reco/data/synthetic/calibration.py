@@ -62,9 +62,12 @@ class Calibration:
 
     def to_manifest(self) -> dict:
         """JSON-ready nested dicts keyed archetype -> topic -> action."""
+
         def nest(values: np.ndarray, names: tuple[str, ...]) -> dict:
-            return {a: {t: {n: float(v) for n, v in zip(names, values[i, j], strict=True)}
-                        for j, t in enumerate(TOPICS)} for i, a in enumerate(ARCHETYPES)}
+            return {
+                a: {t: {n: float(v) for n, v in zip(names, values[i, j], strict=True)} for j, t in enumerate(TOPICS)}
+                for i, a in enumerate(ARCHETYPES)
+            }
 
         capped = np.argwhere(self.effective_targets < self.targets - 1e-12)
         return {
@@ -73,8 +76,10 @@ class Calibration:
             "targets": nest(self.targets, DISCRETE),
             "effective_targets": nest(self.effective_targets, DISCRETE),
             "mc_rates": nest(self.mc_rates, DISCRETE),
-            "follow_share": {a: dict(zip(TOPICS, map(float, row), strict=True))
-                             for a, row in zip(ARCHETYPES, self.follow_share, strict=True)},
+            "follow_share": {
+                a: dict(zip(TOPICS, map(float, row), strict=True))
+                for a, row in zip(ARCHETYPES, self.follow_share, strict=True)
+            },
             "capped": [[ARCHETYPES[i], TOPICS[j], DISCRETE[k]] for i, j, k in capped],
             "max_abs_error": float(np.max(np.abs(self._latent_errors()))),
         }
@@ -106,15 +111,15 @@ def follow_share(config: WorldConfig) -> np.ndarray:
     return share
 
 
-def _sample_exposures(rng, arch: int, topic: int, n: int, p_follow: float,
-                      config: WorldConfig) -> Exposures:
+def _sample_exposures(rng, arch: int, topic: int, n: int, p_follow: float, config: WorldConfig) -> Exposures:
     """n exposures of one cell drawn from the generator's own distributions."""
     anchor = taste_anchors()[arch, topic]
     followed = rng.random(n) < p_follow
     # Out-of-network picks weigh posts by exp(0.3 q_p), tilting q_p's mean by 0.3 Var(q_p).
     tilt = 0.3 * 2 * QUALITY_SD**2 * ~followed
     return Exposures(
-        archetype=np.full(n, arch), topic=np.full(n, topic),
+        archetype=np.full(n, arch),
+        topic=np.full(n, topic),
         b_u=rng.normal(0.0, B_U_SD, n),
         taste_dev=np.clip(anchor + rng.normal(0.0, TASTE_SD, n), -1.0, 1.0) - anchor,
         quality=tilt + rng.normal(0.0, np.sqrt(2.0) * QUALITY_SD, n),
@@ -125,8 +130,15 @@ def _sample_exposures(rng, arch: int, topic: int, n: int, p_follow: float,
     )
 
 
-def bisect_base_logits(keys: np.ndarray, gate: np.ndarray, force: np.ndarray, denom: np.ndarray,
-                       targets: np.ndarray, tol: float, max_iter: int = 80) -> np.ndarray:
+def bisect_base_logits(
+    keys: np.ndarray,
+    gate: np.ndarray,
+    force: np.ndarray,
+    denom: np.ndarray,
+    targets: np.ndarray,
+    tol: float,
+    max_iter: int = 80,
+) -> np.ndarray:
     """Per column, bisect c so that the share of ((keys < c) & gate) | force hits the target.
 
     keys, gate, force: [N, K]; denom, targets: [K]. The rate is non-decreasing in c and the
@@ -190,12 +202,20 @@ def _calibrate_cell(exp, noise, targets, tol) -> tuple[np.ndarray, np.ndarray]:
         return np.full((n, k), value)
 
     first = (*NEGATIVE, *AROUSAL)
-    fires = _solve(keys, first, ones(len(first)), ones(len(first), False),
-                   np.full(len(first), float(n)), targets, tol, base, effective)
+    fires = _solve(
+        keys,
+        first,
+        ones(len(first)),
+        ones(len(first), False),
+        np.full(len(first), float(n)),
+        targets,
+        tol,
+        base,
+        effective,
+    )
     negative = fires[:, [first.index(a) for a in GATING_NEGATIVES]].any(axis=1)
     forced = fires[:, [first.index(a) for a in AROUSAL]].any(axis=1, keepdims=True)
-    dwell = _solve(keys, ("dwell",), ones(1), forced, np.array([float(n)]), targets, tol,
-                   base, effective)[:, 0]
+    dwell = _solve(keys, ("dwell",), ones(1), forced, np.array([float(n)]), targets, tol, base, effective)[:, 0]
     rest = tuple(a for a in LATENT_ACTIONS if a not in (*first, "dwell"))
     gate, denom = _gated_stage(exp, dwell, negative, rest)
     _solve(keys, rest, gate, np.zeros_like(gate), denom, targets, tol, base, effective)
@@ -204,8 +224,7 @@ def _calibrate_cell(exp, noise, targets, tol) -> tuple[np.ndarray, np.ndarray]:
 
 def _post_rule_rates(exp, noise, base_logits, config) -> np.ndarray:
     """[18] post-rule rates; media-specific actions over exposures of that media type."""
-    eng = sample_engagement(exp, noise, base_logits, P_DM_GIVEN_SHARE,
-                            config.dwell_short_s, config.dwell_long_s)
+    eng = sample_engagement(exp, noise, base_logits, P_DM_GIVEN_SHARE, config.dwell_short_s, config.dwell_long_s)
     rates = eng.actions.mean(axis=0, dtype=float)
     for name, media in MEDIA_ACTION.items():
         mask = _media_masks(exp)[media]
@@ -225,8 +244,7 @@ def calibrate(config: WorldConfig, rng: np.random.Generator) -> Calibration:
     for a, t in np.ndindex(shape):
         exp = _sample_exposures(rng, a, t, config.calibration_draws, shares[a, t], config)
         noise = draw_noise(rng, config.calibration_draws)
-        base[a, t], effective[a, t, LATENT_INDEX] = _calibrate_cell(
-            exp, noise, targets[a, t, LATENT_INDEX], tol)
+        base[a, t], effective[a, t, LATENT_INDEX] = _calibrate_cell(exp, noise, targets[a, t, LATENT_INDEX], tol)
         mc_rates[a, t] = _post_rule_rates(exp, noise, base, config)
     result = Calibration(base, targets, effective, mc_rates, shares)
     worst = float(np.max(np.abs(result._latent_errors())))

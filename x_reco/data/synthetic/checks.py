@@ -19,8 +19,7 @@ def _any(frame: pd.DataFrame, columns) -> np.ndarray:
     return frame[list(columns)].to_numpy().any(axis=1)
 
 
-def _action_rules(imp: pd.DataFrame, media: np.ndarray,
-                  is_quote: np.ndarray) -> dict[str, np.ndarray]:
+def _action_rules(imp: pd.DataFrame, media: np.ndarray, is_quote: np.ndarray) -> dict[str, np.ndarray]:
     """Per-impression violation masks of the rules that need only the row and its post."""
     positives = [a for a in DISCRETE if a not in NEGATIVE and a != "dwell"]
     negative = _any(imp, GATING_NEGATIVES)
@@ -31,8 +30,7 @@ def _action_rules(imp: pd.DataFrame, media: np.ndarray,
         "share_subtype_without_share": _any(imp, ["share_via_dm", "share_via_copy_link"])
         & (imp["share"].to_numpy() == 0),
         "quoted_click_not_quote": (imp["quoted_click"].to_numpy() == 1) & ~is_quote,
-        "follow_and_block": (imp["follow_author"].to_numpy() == 1)
-        & (imp["block_author"].to_numpy() == 1),
+        "follow_and_block": (imp["follow_author"].to_numpy() == 1) & (imp["block_author"].to_numpy() == 1),
     }
     for action, kind in _MEDIA_RULES.items():
         rules[f"{action}_not_{kind}"] = (imp[action].to_numpy() == 1) & (media != kind)
@@ -47,10 +45,10 @@ def _graph_rules(imp: pd.DataFrame, follows: pd.DataFrame) -> dict[str, int]:
     follow = imp.loc[imp["follow_author"] == 1, ["user_id", "author_id", "ts"]]
     edges = follow.merge(follows, on=["user_id", "author_id"], how="left")
     active = (edges["since_ts"] < edges["ts"]) & (
-        edges["until_ts"].isna() | (edges["until_ts"].fillna(0) >= edges["ts"]))
+        edges["until_ts"].isna() | (edges["until_ts"].fillna(0) >= edges["ts"])
+    )
     recorded = edges["since_ts"] == edges["ts"]
-    recorded_per_follow = recorded.groupby(
-        [edges["user_id"], edges["author_id"], edges["ts"]]).any()
+    recorded_per_follow = recorded.groupby([edges["user_id"], edges["author_id"], edges["ts"]]).any()
     return {
         "shown_after_hide": int((joined["ts"] > joined["hidden_ts"]).sum()),
         "follow_while_following": int(active.sum()),
@@ -59,8 +57,9 @@ def _graph_rules(imp: pd.DataFrame, follows: pd.DataFrame) -> dict[str, int]:
     }
 
 
-def structural_violations(impressions: pd.DataFrame, posts: pd.DataFrame, follows: pd.DataFrame,
-                          dwell_short_s: float, dwell_long_s: float) -> dict[str, int]:
+def structural_violations(
+    impressions: pd.DataFrame, posts: pd.DataFrame, follows: pd.DataFrame, dwell_short_s: float, dwell_long_s: float
+) -> dict[str, int]:
     """Count rows breaking each structural rule; every count is 0 for a valid world.
 
     Args:

@@ -27,11 +27,7 @@ CLOCK_START_TS = 1_704_067_200  # 2024-01-01T00:00Z
 
 
 def _is_prob_vector(values: tuple[float, ...], size: int) -> bool:
-    return (
-        len(values) == size
-        and all(v >= 0 for v in values)
-        and math.isclose(sum(values), 1.0, abs_tol=1e-9)
-    )
+    return len(values) == size and all(v >= 0 for v in values) and math.isclose(sum(values), 1.0, abs_tol=1e-9)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,13 +77,13 @@ class WorldConfig:
         if not 0.0 <= self.in_network_share <= 1.0:
             raise ValueError(f"in_network_share must be in [0, 1], got {self.in_network_share}")
         if not _is_prob_vector(self.surface_probs, len(SURFACES)):
-            raise ValueError(f"surface_probs must be {len(SURFACES)} probabilities summing to 1, "
-                             f"got {self.surface_probs}")
+            raise ValueError(
+                f"surface_probs must be {len(SURFACES)} probabilities summing to 1, got {self.surface_probs}"
+            )
         if not _is_prob_vector(self.split, 3):
             raise ValueError(f"split must be 3 shares summing to 1, got {self.split}")
         if not 0 < self.dwell_short_s < self.dwell_long_s:
-            raise ValueError(f"need 0 < dwell_short_s < dwell_long_s, got "
-                             f"{self.dwell_short_s}, {self.dwell_long_s}")
+            raise ValueError(f"need 0 < dwell_short_s < dwell_long_s, got {self.dwell_short_s}, {self.dwell_long_s}")
         if not 0 < self.calibration_tol < 0.5:
             raise ValueError(f"calibration_tol must be in (0, 0.5), got {self.calibration_tol}")
 
@@ -99,8 +95,7 @@ class WorldConfig:
     @classmethod
     def tiny(cls) -> WorldConfig:
         """Unit-test world: builds in about a second."""
-        return cls(seed=0, num_users=60, num_authors=12, num_days=5,
-                   posts_per_author_day=3.0, feed_length=6)
+        return cls(seed=0, num_users=60, num_authors=12, num_days=5, posts_per_author_day=3.0, feed_length=6)
 
     @classmethod
     def small(cls) -> WorldConfig:
@@ -114,23 +109,22 @@ class WorldConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> WorldConfig:
-        """Build from a plain mapping; a `preset` key picks the base; unknown keys raise ValueError.
+        """Build from a plain mapping; a `size` key picks the base world; unknown keys raise ValueError.
 
         `visits_per_day` may also be a mapping keyed by archetype name.
         """
         values = dict(values or {})
-        preset = values.pop("preset", "default")
-        factories = {"tiny": cls.tiny, "small": cls.small, "default": cls.default,
-                     "large": cls.large}
-        if preset not in factories:
-            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(factories)}")
+        size = values.pop("size", "default")
+        factories = {"tiny": cls.tiny, "small": cls.small, "default": cls.default, "large": cls.large}
+        if size not in factories:
+            raise ValueError(f"unknown world size {size!r}; expected one of {sorted(factories)}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown WorldConfig keys {unknown}; known keys are {sorted(known)}")
         if isinstance(values.get("visits_per_day"), Mapping):
             values["visits_per_day"] = _rates_by_archetype(values["visits_per_day"])
-        return dataclasses.replace(factories[preset](), **values)
+        return dataclasses.replace(factories[size](), **values)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists) that `from_dict` accepts back."""
@@ -142,6 +136,5 @@ def _rates_by_archetype(rates: Mapping[str, float]) -> tuple[float, ...]:
     unknown = sorted(set(rates) - set(ARCHETYPES))
     missing = sorted(set(ARCHETYPES) - set(rates))
     if unknown or missing:
-        raise ValueError(f"visits_per_day keys must be {ARCHETYPES}; unknown {unknown}, "
-                         f"missing {missing}")
+        raise ValueError(f"visits_per_day keys must be {ARCHETYPES}; unknown {unknown}, missing {missing}")
     return tuple(float(rates[a]) for a in ARCHETYPES)

@@ -114,8 +114,12 @@ def _probit_of_logit(x: np.ndarray) -> np.ndarray:
 
 
 def sample_engagement(
-    exp: Exposures, noise: Noise, base_logits: np.ndarray, p_dm: np.ndarray,
-    dwell_short_s: float, dwell_long_s: float,
+    exp: Exposures,
+    noise: Noise,
+    base_logits: np.ndarray,
+    p_dm: np.ndarray,
+    dwell_short_s: float,
+    dwell_long_s: float,
 ) -> Engagement:
     """Sample actions for N impressions: a fires iff L_a > Φ⁻¹(1 - π̃_a), then the rules.
 
@@ -151,8 +155,7 @@ def _dwell_seconds(log_s: np.ndarray, forced: np.ndarray, dwell_short_s: float) 
     return np.where(forced & (seconds < dwell_short_s), floor, seconds)
 
 
-def apply_rules(raw: np.ndarray, exp: Exposures, uniforms: np.ndarray,
-                p_dm: np.ndarray) -> np.ndarray:
+def apply_rules(raw: np.ndarray, exp: Exposures, uniforms: np.ndarray, p_dm: np.ndarray) -> np.ndarray:
     """Structural rules of §9.4.4 on raw latent fires [N, 16] -> int8 actions [N, 18]."""
     acts = np.zeros((raw.shape[0], len(DISCRETE)), dtype=bool)
     acts[:, LATENT_INDEX] = raw

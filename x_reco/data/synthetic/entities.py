@@ -125,8 +125,7 @@ def _initial_follows(rng, theta: np.ndarray, author_topic: np.ndarray):
 def make_posts(day_seeds, authors: Authors) -> Posts:
     """Posts day by day, each day from its own seed child, so early days survive a longer run."""
     days = [_posts_of_day(d, np.random.default_rng(s), authors) for d, s in enumerate(day_seeds)]
-    cols = {f.name: np.concatenate([getattr(p, f.name) for p in days])
-            for f in dataclasses.fields(Posts)}
+    cols = {f.name: np.concatenate([getattr(p, f.name) for p in days]) for f in dataclasses.fields(Posts)}
     order = np.argsort(cols["created_ts"], kind="stable")
     return Posts(**{k: v[order] for k, v in cols.items()})
 

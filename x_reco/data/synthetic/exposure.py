@@ -13,8 +13,7 @@ from x_reco.data.synthetic.targets import DISCRETE, P_DM_GIVEN_SHARE, taste_anch
 
 WAKE_S, SLEEP_S = 7 * 3600, 23 * 3600
 QUALITY_WEIGHT = 0.3
-_FOLLOW, _BLOCK, _MUTE = (DISCRETE.index(a)
-                          for a in ("follow_author", "block_author", "mute_author"))
+_FOLLOW, _BLOCK, _MUTE = (DISCRETE.index(a) for a in ("follow_author", "block_author", "mute_author"))
 _ANCHORS = taste_anchors()
 
 
@@ -30,19 +29,31 @@ class Log:
 
     def arrays(self, empty: dict[str, tuple]) -> dict[str, np.ndarray]:
         """Concatenated columns; `empty` gives (dtype, trailing shape) for a log with no rows."""
-        return {name: np.concatenate(self.columns[name]) if self.columns.get(name)
-                else np.zeros((0, *shape), dtype) for name, (dtype, shape) in empty.items()}
+        return {
+            name: np.concatenate(self.columns[name]) if self.columns.get(name) else np.zeros((0, *shape), dtype)
+            for name, (dtype, shape) in empty.items()
+        }
 
 
 IMPRESSION_FIELDS = {
-    "user": (np.int64, ()), "post": (np.int64, ()), "visit_ts": (np.int64, ()),
-    "ts": (np.int64, ()), "surface": (np.int8, ()), "position": (np.int16, ()),
-    "actions": (np.int8, (len(DISCRETE),)), "dwell_seconds": (np.float32, ()),
-    "dwell_time": (np.int8, ()), "probs": (np.float32, (len(DISCRETE) + 1,)),
+    "user": (np.int64, ()),
+    "post": (np.int64, ()),
+    "visit_ts": (np.int64, ()),
+    "ts": (np.int64, ()),
+    "surface": (np.int8, ()),
+    "position": (np.int16, ()),
+    "actions": (np.int8, (len(DISCRETE),)),
+    "dwell_seconds": (np.float32, ()),
+    "dwell_time": (np.int8, ()),
+    "probs": (np.float32, (len(DISCRETE) + 1,)),
     "followed": (bool, ()),
 }
-FOLLOW_FIELDS = {"user": (np.int64, ()), "author": (np.int64, ()), "since_ts": (np.int64, ()),
-                 "until_ts": (np.int64, ())}
+FOLLOW_FIELDS = {
+    "user": (np.int64, ()),
+    "author": (np.int64, ()),
+    "since_ts": (np.int64, ()),
+    "until_ts": (np.int64, ()),
+}
 OPEN = -1  # until_ts of a follow that is still active
 
 
@@ -66,8 +77,15 @@ def visit_times(config: WorldConfig, rate: float, rng: np.random.Generator):
     return np.sort(starts), surfaces
 
 
-def compose_feed(rng, eligible: np.ndarray, in_network: np.ndarray, log_weight: np.ndarray,
-                 author: np.ndarray, feed_length: int, n_in: int) -> np.ndarray:
+def compose_feed(
+    rng,
+    eligible: np.ndarray,
+    in_network: np.ndarray,
+    log_weight: np.ndarray,
+    author: np.ndarray,
+    feed_length: int,
+    n_in: int,
+) -> np.ndarray:
     """Post indices of one feed, in position order.
 
     Followed authors' posts are drawn uniformly, the rest ∝ exp(log_weight), all without
@@ -112,15 +130,20 @@ def _engage(world: _World, u: int, feed: np.ndarray, state: _UserState, rng) -> 
     topic = posts.topic[feed]
     followed = state.followed[world.post_author[feed]]
     exp = Exposures(
-        archetype=np.full(len(feed), arch), topic=topic,
+        archetype=np.full(len(feed), arch),
+        topic=topic,
         b_u=np.full(len(feed), users.b_u[u]),
         taste_dev=users.theta[u, topic] - _ANCHORS[arch, topic],
-        quality=posts.quality[feed], followed=followed,
-        position=np.arange(len(feed)), media=posts.media[feed], is_quote=posts.is_quote[feed],
+        quality=posts.quality[feed],
+        followed=followed,
+        position=np.arange(len(feed)),
+        media=posts.media[feed],
+        is_quote=posts.is_quote[feed],
     )
     cfg = world.config
-    eng = sample_engagement(exp, draw_noise(rng, len(feed)), world.base_logits, P_DM_GIVEN_SHARE,
-                            cfg.dwell_short_s, cfg.dwell_long_s)
+    eng = sample_engagement(
+        exp, draw_noise(rng, len(feed)), world.base_logits, P_DM_GIVEN_SHARE, cfg.dwell_short_s, cfg.dwell_long_s
+    )
     return eng, followed
 
 
@@ -144,8 +167,7 @@ def _initial_state(world: _World, u: int) -> _UserState:
     followed = np.zeros(len(world.authors.topic), dtype=bool)
     followed[mine] = True
     since = {int(a): int(users.created_ts[u]) for a in mine}
-    return _UserState(followed, np.zeros_like(followed), np.zeros(len(world.post_author), bool),
-                      since, [])
+    return _UserState(followed, np.zeros_like(followed), np.zeros(len(world.post_author), bool), since, [])
 
 
 def simulate_user(world: _World, u: int, exp_rng, eng_rng, log: Log, follows: Log) -> None:
@@ -164,8 +186,9 @@ def simulate_user(world: _World, u: int, exp_rng, eng_rng, log: Log, follows: Lo
         window = np.arange(lo, hi)
         window = window[~state.seen[lo:hi] & ~state.hidden[world.post_author[lo:hi]]]
         authors = world.post_author[window]
-        feed = compose_feed(exp_rng, window, state.followed[authors], log_weight[window], authors,
-                            cfg.feed_length, n_in)
+        feed = compose_feed(
+            exp_rng, window, state.followed[authors], log_weight[window], authors, cfg.feed_length, n_in
+        )
         if len(feed) == 0:
             continue
         eng, followed = _engage(world, u, feed, state, eng_rng)
@@ -179,10 +202,19 @@ def simulate_user(world: _World, u: int, exp_rng, eng_rng, log: Log, follows: Lo
 
 def _record(log: Log, u, feed, t, ts, surface, eng: Engagement, followed) -> None:
     n = len(feed)
-    log.add(user=np.full(n, u), post=feed, visit_ts=np.full(n, t), ts=ts,
-            surface=np.full(n, surface, np.int8), position=np.arange(n, dtype=np.int16),
-            actions=eng.actions, dwell_seconds=eng.dwell_seconds, dwell_time=eng.dwell_time,
-            probs=eng.probs.astype(np.float32), followed=followed)
+    log.add(
+        user=np.full(n, u),
+        post=feed,
+        visit_ts=np.full(n, t),
+        ts=ts,
+        surface=np.full(n, surface, np.int8),
+        position=np.arange(n, dtype=np.int16),
+        actions=eng.actions,
+        dwell_seconds=eng.dwell_seconds,
+        dwell_time=eng.dwell_time,
+        probs=eng.probs.astype(np.float32),
+        followed=followed,
+    )
 
 
 def _record_follows(follows: Log, u: int, state: _UserState) -> None:
@@ -192,19 +224,31 @@ def _record_follows(follows: Log, u: int, state: _UserState) -> None:
         follows.add(user=np.full(len(a), u), author=a, since_ts=s, until_ts=e)
 
 
-def simulate(config: WorldConfig, users: Users, authors: Authors, posts: Posts,
-             base_logits: np.ndarray, exposure_seed, engagement_seed):
+def simulate(
+    config: WorldConfig,
+    users: Users,
+    authors: Authors,
+    posts: Posts,
+    base_logits: np.ndarray,
+    exposure_seed,
+    engagement_seed,
+):
     """Run every user; returns (impression columns, follow columns) as dicts of arrays.
 
     Users never influence each other, so each is simulated alone, visit after visit, drawing from
     child u of the exposure and engagement seed sequences; within a visit all work is numpy.
     """
-    world = _World(config, users, authors, posts, base_logits, posts.author,
-                   QUALITY_WEIGHT * posts.quality)
+    world = _World(config, users, authors, posts, base_logits, posts.author, QUALITY_WEIGHT * posts.quality)
     exposure_children = exposure_seed.spawn(config.num_users)
     engagement_children = engagement_seed.spawn(config.num_users)
     log, follows = Log(), Log()
     for u in range(config.num_users):
-        simulate_user(world, u, np.random.default_rng(exposure_children[u]),
-                      np.random.default_rng(engagement_children[u]), log, follows)
+        simulate_user(
+            world,
+            u,
+            np.random.default_rng(exposure_children[u]),
+            np.random.default_rng(engagement_children[u]),
+            log,
+            follows,
+        )
     return log.arrays(IMPRESSION_FIELDS), follows.arrays(FOLLOW_FIELDS)

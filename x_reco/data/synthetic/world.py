@@ -32,8 +32,18 @@ from x_reco.data.synthetic.targets import DISCRETE
 
 SEED_CHILDREN = ("users", "authors", "posts", "exposure", "engagement", "calibration")
 TRUTH_TABLES = ("truth_users", "truth_authors", "truth_posts", "truth_impressions")
-IMPRESSION_COLUMNS = ("impression_id", "user_id", "post_id", "visit_id", "ts", "surface",
-                      "position", *DISCRETE, "dwell_seconds", "dwell_time")
+IMPRESSION_COLUMNS = (
+    "impression_id",
+    "user_id",
+    "post_id",
+    "visit_id",
+    "ts",
+    "surface",
+    "position",
+    *DISCRETE,
+    "dwell_seconds",
+    "dwell_time",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +64,7 @@ class World:
 
 def seed_children(seed: int) -> dict[str, np.random.SeedSequence]:
     """The named children of SeedSequence(seed); SEED_CHILDREN's order is part of the format."""
-    return dict(zip(SEED_CHILDREN, np.random.SeedSequence(seed).spawn(len(SEED_CHILDREN)),
-                    strict=True))
+    return dict(zip(SEED_CHILDREN, np.random.SeedSequence(seed).spawn(len(SEED_CHILDREN)), strict=True))
 
 
 def make_ids(prefix: str, n: int, width: int) -> np.ndarray:
@@ -78,11 +87,12 @@ def generate_world(config: WorldConfig | None = None) -> World:
     users = make_users(config, np.random.default_rng(seeds["users"]), authors)
     posts = make_posts(seeds["posts"].spawn(config.num_days), authors)
     calibration = calibrate(config, np.random.default_rng(seeds["calibration"]))
-    imp, fol = simulate(config, users, authors, posts, calibration.base_logits,
-                        seeds["exposure"], seeds["engagement"])
-    ids = {"user": make_ids("u", config.num_users, 4),
-           "author": make_ids("a", config.num_authors, 3),
-           "post": make_ids("p", len(posts.author), 6)}
+    imp, fol = simulate(config, users, authors, posts, calibration.base_logits, seeds["exposure"], seeds["engagement"])
+    ids = {
+        "user": make_ids("u", config.num_users, 4),
+        "author": make_ids("a", config.num_authors, 3),
+        "post": make_ids("p", len(posts.author), 6),
+    }
     impressions, truth_impressions = _impression_tables(imp, ids)
     tables = {
         "users": pd.DataFrame({"user_id": ids["user"], "created_ts": users.created_ts}),
@@ -92,21 +102,24 @@ def generate_world(config: WorldConfig | None = None) -> World:
         "follows": _follows_table(fol, ids),
         "truth_users": _truth_users(users, ids),
         "truth_authors": _truth_authors(authors, ids),
-        "truth_posts": pd.DataFrame({"post_id": ids["post"],
-                                     "topic": np.array(TOPICS, dtype=object)[posts.topic],
-                                     "q_p": posts.quality}),
+        "truth_posts": pd.DataFrame(
+            {"post_id": ids["post"], "topic": np.array(TOPICS, dtype=object)[posts.topic], "q_p": posts.quality}
+        ),
         "truth_impressions": truth_impressions,
     }
     return World(**tables, manifest=_manifest(config, seeds, calibration, tables))
 
 
 def _posts_table(posts: Posts, ids) -> pd.DataFrame:
-    return pd.DataFrame({
-        "post_id": ids["post"], "author_id": ids["author"][posts.author],
-        "created_ts": posts.created_ts,
-        "media_type": np.array(MEDIA_TYPES, dtype=object)[posts.media],
-        "is_quote": posts.is_quote,
-    })
+    return pd.DataFrame(
+        {
+            "post_id": ids["post"],
+            "author_id": ids["author"][posts.author],
+            "created_ts": posts.created_ts,
+            "media_type": np.array(MEDIA_TYPES, dtype=object)[posts.media],
+            "is_quote": posts.is_quote,
+        }
+    )
 
 
 def _impression_tables(imp: dict[str, np.ndarray], ids) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -117,15 +130,19 @@ def _impression_tables(imp: dict[str, np.ndarray], ids) -> tuple[pd.DataFrame, p
     # Visits are numbered by (start time, user) across all users, never per user.
     _, visit = np.unique(imp["visit_ts"] * num_users + imp["user"], return_inverse=True)
     impression_id = make_ids("i", n, 7)
-    public = {"impression_id": impression_id, "user_id": ids["user"][imp["user"]],
-              "post_id": ids["post"][imp["post"]],
-              "visit_id": make_ids("v", int(visit.max(initial=-1)) + 1, 7)[visit],
-              "ts": imp["ts"], "surface": imp["surface"], "position": imp["position"]}
+    public = {
+        "impression_id": impression_id,
+        "user_id": ids["user"][imp["user"]],
+        "post_id": ids["post"][imp["post"]],
+        "visit_id": make_ids("v", int(visit.max(initial=-1)) + 1, 7)[visit],
+        "ts": imp["ts"],
+        "surface": imp["surface"],
+        "position": imp["position"],
+    }
     public.update({name: imp["actions"][:, k] for k, name in enumerate(DISCRETE)})
     public.update(dwell_seconds=imp["dwell_seconds"], dwell_time=imp["dwell_time"])
     truth = {"impression_id": impression_id, "followed": imp["followed"]}
-    truth.update({f"p_{name}": imp["probs"][:, k]
-                  for k, name in enumerate((*DISCRETE, "dwell_time"))})
+    truth.update({f"p_{name}": imp["probs"][:, k] for k, name in enumerate((*DISCRETE, "dwell_time"))})
     return pd.DataFrame(public), pd.DataFrame(truth)
 
 
@@ -133,23 +150,32 @@ def _follows_table(fol: dict[str, np.ndarray], ids) -> pd.DataFrame:
     order = np.lexsort((fol["author"], fol["user"], fol["since_ts"]))
     until = pd.array(fol["until_ts"][order], dtype="Int64")
     until[fol["until_ts"][order] == OPEN] = pd.NA
-    return pd.DataFrame({"user_id": ids["user"][fol["user"][order]],
-                         "author_id": ids["author"][fol["author"][order]],
-                         "since_ts": fol["since_ts"][order], "until_ts": until})
+    return pd.DataFrame(
+        {
+            "user_id": ids["user"][fol["user"][order]],
+            "author_id": ids["author"][fol["author"][order]],
+            "since_ts": fol["since_ts"][order],
+            "until_ts": until,
+        }
+    )
 
 
 def _truth_users(users: Users, ids) -> pd.DataFrame:
-    table = {"user_id": ids["user"],
-             "archetype": np.array(ARCHETYPES, dtype=object)[users.archetype]}
+    table = {"user_id": ids["user"], "archetype": np.array(ARCHETYPES, dtype=object)[users.archetype]}
     table.update({f"theta_{t}": users.theta[:, k] for k, t in enumerate(TOPICS)})
     table.update(b_u=users.b_u, visit_rate=users.visit_rate)
     return pd.DataFrame(table)
 
 
 def _truth_authors(authors: Authors, ids) -> pd.DataFrame:
-    return pd.DataFrame({"author_id": ids["author"],
-                         "topic": np.array(TOPICS, dtype=object)[authors.topic],
-                         "q_a": authors.quality, "post_rate": authors.post_rate})
+    return pd.DataFrame(
+        {
+            "author_id": ids["author"],
+            "topic": np.array(TOPICS, dtype=object)[authors.topic],
+            "q_a": authors.quality,
+            "post_rate": authors.post_rate,
+        }
+    )
 
 
 def _manifest(config: WorldConfig, seeds, calibration: Calibration, tables) -> dict[str, Any]:
@@ -160,13 +186,10 @@ def _manifest(config: WorldConfig, seeds, calibration: Calibration, tables) -> d
         "generator": "x_reco.data.synthetic.generate_world",
         "x_reco_version": x_reco.__version__,
         "config": config.to_dict(),
-        "seeds": {"root": config.seed,
-                  "children": {name: list(ss.spawn_key) for name, ss in seeds.items()}},
+        "seeds": {"root": config.seed, "children": {name: list(ss.spawn_key) for name, ss in seeds.items()}},
         "clock_start_ts": CLOCK_START_TS,
         "split_cutoffs": {"train_end_ts": train_end, "val_end_ts": val_end},
-        "counts": {name: len(df) for name, df in tables.items()}
-                  | {"visits": int(imp["visit_id"].nunique())},
-        "action_rates": {a: float(imp[a].mean()) if len(imp) else 0.0
-                         for a in (*DISCRETE, "dwell_time")},
+        "counts": {name: len(df) for name, df in tables.items()} | {"visits": int(imp["visit_id"].nunique())},
+        "action_rates": {a: float(imp[a].mean()) if len(imp) else 0.0 for a in (*DISCRETE, "dwell_time")},
         "calibration": calibration.to_manifest(),
     }

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.models.helpers import batch, cand_reps, edit, pad_history, retrieval, tiny, user_rep, user_seq
 from x_reco.common.types import RetrievalOutput
 from x_reco.models import l2_normalize, top_k
 from x_reco.models.testing import random_embeddings
-from tests.models.helpers import batch, cand_reps, edit, pad_history, retrieval, tiny, user_rep, user_seq
 
 
 def test_padding_content_invariance_exact():

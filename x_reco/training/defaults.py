@@ -21,18 +21,33 @@ _SMALL = {**_CPU_MODEL, "num_layers": 2, "num_q_heads": 2, "num_kv_heads": 2, "t
 # train pairs at D=32 in about the CPU time of 3 epochs at D=64 (same val HR@10).
 TUNED: dict[str, dict[str, Any]] = {
     "retriever": dict(
-        preset="reference-mini", model_overrides={**_SMALL, "emb_size": 32, "key_size": 16},
-        batch_size=256, num_steps=1800, learning_rate=2e-3,
-        warmup_steps=100, end_lr_fraction=0.1, weight_decay=0.01, temperature=0.05, table_learning_rate=3e-2,
-        eval_every=0, checkpoint_every=400,
+        preset="reference-mini",
+        model_overrides={**_SMALL, "emb_size": 32, "key_size": 16},
+        batch_size=256,
+        num_steps=1800,
+        learning_rate=2e-3,
+        warmup_steps=100,
+        end_lr_fraction=0.1,
+        weight_decay=0.01,
+        temperature=0.05,
+        table_learning_rate=3e-2,
+        eval_every=0,
+        checkpoint_every=400,
     ),
     "ranker": dict(
-        preset="reference-mini", model_overrides={**_SMALL, "emb_size": 64, "key_size": 32},
-        batch_size=128, num_steps=800, learning_rate=2e-3,
-        warmup_steps=80, end_lr_fraction=0.1, weight_decay=0.01, table_learning_rate=3e-2,
-        eval_every=0, checkpoint_every=400,
+        preset="reference-mini",
+        model_overrides={**_SMALL, "emb_size": 64, "key_size": 32},
+        batch_size=128,
+        num_steps=800,
+        learning_rate=2e-3,
+        warmup_steps=80,
+        end_lr_fraction=0.1,
+        weight_decay=0.01,
+        table_learning_rate=3e-2,
+        eval_every=0,
+        checkpoint_every=400,
     ),
-}  # fmt: skip
+}
 
 # Step budgets a dataset's record names (``DatasetSpec.train_budget``). The demo keeps `make demo` to a
 # few minutes on 2 cores; the real datasets get the tuned budget. The 200-user demo world overfits
@@ -42,8 +57,12 @@ _DEMO_STEPS = {"retriever": 300, "ranker": 200}
 BUDGETS: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "tuned": lambda kind, base: {},
     "demo": lambda kind, base: dict(
-        num_steps=_DEMO_STEPS[kind], checkpoint_every=100, select_best=True, eval_every=50,
-        warmup_steps=min(base["warmup_steps"], _DEMO_STEPS[kind] // 5)),
+        num_steps=_DEMO_STEPS[kind],
+        checkpoint_every=100,
+        select_best=True,
+        eval_every=50,
+        warmup_steps=min(base["warmup_steps"], _DEMO_STEPS[kind] // 5),
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""Phoenix two-tower retrieval: causal user tower with masked mean pool, MLP candidate tower (spec §9)."""
+"""Phoenix two-tower retriever: causal user tower with masked mean pool, MLP candidate tower (spec §9)."""
 
 from __future__ import annotations
 
@@ -52,16 +52,22 @@ class CandidateTower(nnx.Module):
         return l2_normalize(linear(h, self.w2.get_value(), jnp.float32))
 
 
-class PhoenixRetrieval(nnx.Module):
+class PhoenixRetriever(nnx.Module):
     """Two-tower retriever. Param tree: ``tables``, ``embed`` (no candidate_proj), ``layers``, ``cand_tower``."""
 
     def __init__(self, config: PhoenixConfig, *, rngs: nnx.Rngs):
         self.config = config
         self.tables = HashTables(config.vocab_sizes, config.emb_size, init_std=config.table_init_std, rngs=rngs)
         self.embed = EmbeddingAssembly(
-            config.emb_size, config.num_hashes, config.num_history_actions, config.product_surface_vocab_size,
-            with_candidates=False, dtype=config.dtype, param_dtype=config.param_jnp_dtype, rngs=rngs,
-        )  # fmt: skip
+            config.emb_size,
+            config.num_hashes,
+            config.num_history_actions,
+            config.product_surface_vocab_size,
+            with_candidates=False,
+            dtype=config.dtype,
+            param_dtype=config.param_jnp_dtype,
+            rngs=rngs,
+        )
         self.layers = make_layers(config, rngs)
         item_hashes = config.num_post_hashes + config.num_author_hashes
         self.cand_tower = CandidateTower(config.emb_size, item_hashes, param_dtype=config.param_jnp_dtype, rngs=rngs)
