@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from resources.storage import default_root
+from resources.storage import default_root, local_dir
 from x_reco.common.atomic import atomic_file
 from x_reco.data.examples import EngagementSequences
 
@@ -165,7 +165,11 @@ class NpzIOManager(dg.ConfigurableIOManagerFactory):
     def create_io_manager(self, context) -> _NpzUPathIOManager:
         from upath import UPath
 
-        return _NpzUPathIOManager(base_path=UPath(self.base_dir or os.path.join(default_root(), "arrays")))
+        return _NpzUPathIOManager(
+            base_path=UPath(
+                local_dir(self.base_dir, "npz_io_manager.base_dir") or os.path.join(default_root(), "arrays")
+            )
+        )
 
 
 class _JsonUPathIOManager(dg.UPathIOManager):
@@ -199,4 +203,6 @@ class JsonIOManager(dg.ConfigurableIOManagerFactory):
     def create_io_manager(self, context) -> _JsonUPathIOManager:
         from upath import UPath
 
-        return _JsonUPathIOManager(base_path=UPath(self.base_dir or os.path.join(default_root(), "records")))
+        return _JsonUPathIOManager(
+            base_path=UPath(local_dir(self.base_dir, "io_manager.base_dir") or os.path.join(default_root(), "records"))
+        )

@@ -10,8 +10,19 @@ import dagster as dg
 from x_reco.data.registry import dataset_spec
 
 
+def local_dir(value: str, what: str) -> str:
+    """``value`` if it is a local or mounted path; a URL raises, since UPath would write it to a local folder."""
+    if "://" in value:
+        raise ValueError(
+            f"{what}={value!r} is a URL; x-reco stores its files on a local or mounted filesystem "
+            "(deploy/README.md: mount the object store and give its path)"
+        )
+    return value
+
+
 def default_root() -> str:
-    return os.environ.get("XRECO_DATA_ROOT", str(Path(__file__).resolve().parents[1] / "data"))
+    root = os.environ.get("XRECO_DATA_ROOT", "")
+    return local_dir(root, "XRECO_DATA_ROOT") if root else str(Path(__file__).resolve().parents[1] / "data")
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -20,7 +31,7 @@ class StorageResource(dg.ConfigurableResource):
     root: str = ""  # empty: $XRECO_DATA_ROOT, else the repository's data/ folder
 
     def path(self, *parts: str) -> Path:
-        p = Path(self.root or default_root()).joinpath(*parts)
+        p = Path(local_dir(self.root, "storage.root") if self.root else default_root()).joinpath(*parts)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 

@@ -200,3 +200,28 @@ def test_duckdb_io_manager_multi_table_outputs(tmp_path):
     assert list(read_frame(str(tmp_path / "w.duckdb"), "main", "reader")["names"]) == ["a", "b"]
     assert dg.materialize([analysis, reader], resources=io).success
     assert list(read_frame(str(tmp_path / "w.duckdb"), "main", "reader")["names"]) == ["a"]
+
+
+@pytest.mark.parametrize("url", ["memory://x-reco", "s3://bucket/x-reco"])
+def test_url_roots_are_refused_before_anything_is_written(tmp_path, monkeypatch, url):
+    """UPath would write a URL root into a local folder named after it: refuse it with the setting's name."""
+    from resources import JsonIOManager, NpzIOManager, StorageResource
+
+    @dg.asset
+    def arrays():
+        return {"a": np.arange(3)}
+
+    monkeypatch.chdir(tmp_path)
+    for manager, name in (
+        (NpzIOManager(base_dir=url), "npz_io_manager.base_dir"),
+        (JsonIOManager(base_dir=url), "io_manager.base_dir"),
+    ):
+        with pytest.raises(dg.DagsterResourceFunctionError) as err:
+            dg.materialize([arrays], resources={"io_manager": manager})
+        assert isinstance(err.value.__cause__, ValueError) and name in str(err.value.__cause__)
+    with pytest.raises(ValueError, match="storage.root"):
+        StorageResource(root=url).path("checkpoints")
+    monkeypatch.setenv("XRECO_DATA_ROOT", url)
+    with pytest.raises(ValueError, match="XRECO_DATA_ROOT"):
+        StorageResource().path("checkpoints")
+    assert not list(tmp_path.iterdir())  # no local 'memory:' or 's3:' folder appeared
