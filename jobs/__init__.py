@@ -41,7 +41,8 @@ demo_job = dg.define_asset_job(
     description="Everything, for one dataset partition (what `make demo` runs on `synthetic`).",
     # One step at a time: on a 2-core machine a training step running beside `inference_benchmark`
     # made its two process repeats differ by up to 77 % (the `repeats_consistent` check failed).
-    config={"execution": {"config": {"multiprocess": {"max_concurrent": 1}}}},
+    # (An executor, not run config: `dg launch` sends an empty run config that would replace a default.)
+    executor_def=dg.multiprocess_executor.configured({"max_concurrent": 1}),
 )
 
 # Partitions whose data needs no download: retrained weekly once the schedule is switched on.
