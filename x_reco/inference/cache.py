@@ -183,7 +183,7 @@ class PrefixCache:
             shape = (cfg.num_layers, n, 1 + c, cfg.num_kv_heads, cfg.key_size)
             self.pools[c] = (jnp.zeros(shape, sm.cd), jnp.zeros(shape, sm.cd))
             self.free[c] = list(range(n - 1, -1, -1))
-        self.context = key_context(sm)
+        self.context, self._exe_key = key_context(sm), self._executable_key(sm)
         self.entries: collections.OrderedDict[bytes, Entry] = collections.OrderedDict()
         self.by_user: dict[bytes, Entry] = {}
         self.stats, self.tick, self.resident_bytes = CacheStats(), 0, 0
@@ -195,6 +195,7 @@ class PrefixCache:
         """Swap parameters; flush every entry when the param or table version (or variant) changes."""
         old = self.context
         self.sm, self.params, self.context = sm, to_device(sm.params), key_context(sm)
+        self._exe_key = self._executable_key(sm)
         if self.context != old:
             self.flush()
 
@@ -297,9 +298,13 @@ class PrefixCache:
         return entry.slot
 
     # -- device work ------------------------------------------------------------------------------
+    def _executable_key(self, sm: ServingModel) -> tuple:
+        """The static facts a compiled step depends on besides argument shapes (computed once, not per call)."""
+        return (sm.config.digest(), sm.variant, self.chunk, self.append_chunk, self.precision)
+
     def _call(self, name: str, fn, *args, donate=()):
         shaped = args[1:] if isinstance(args[0], ServingParams) else args  # params never change shape
-        key = (name, self.sm.config.digest(), self.sm.variant, self.chunk, self.append_chunk, self.precision)
+        key = (name, *self._exe_key)
         key += tuple((np.shape(a), str(a.dtype)) for a in jax.tree.leaves(shaped))
         exe = self.executables.get(key)
         if exe is None:
