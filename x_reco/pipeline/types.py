@@ -18,6 +18,7 @@ import numpy as np
 
 # name -> (numpy dtype, default). Object columns hold str, None or tuples.
 CANDIDATE_COLUMNS: dict[str, tuple[Any, Any]] = {
+    "row": (np.int64, -1),  # position in the request's retrieved list (set by the framework)
     "post_id": (object, ""),
     "author_id": (object, ""),  # "" = unknown (upstream author_id 0)
     "served_type": (object, ""),  # "in_network" (Thunder) | "oon_retrieval" (Phoenix)
