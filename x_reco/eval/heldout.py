@@ -65,9 +65,13 @@ def ineligible_mask(seqs: EngagementSequences, rows: np.ndarray, window_s: float
     A feed serves recent posts: an item is eligible iff it was created in
     ``[request_ts - window_s, request_ts]``.
     """
-    created = seqs.catalogue.item_created_ts[None, :]
-    t = seqs.examples.request_ts[rows][:, None]
-    return (created > t) | (created < t - window_s)
+    return window_ineligible(seqs.catalogue.item_created_ts[None, :], seqs.examples.request_ts[rows][:, None], window_s)
+
+
+def window_ineligible(created_ts: np.ndarray, t: np.ndarray | int, window_s: float) -> np.ndarray:
+    """True where an item created at ``created_ts`` is outside ``[t - window_s, t]`` (broadcasting);
+    the one eligibility rule of evaluation and of the served feed's retrieval."""
+    return (created_ts > t) | (created_ts < t - window_s)
 
 
 def with_sampled_negatives(seqs: EngagementSequences, split: Split | str, seed: int = 0) -> EngagementSequences:
