@@ -181,37 +181,16 @@ class CandidatePipeline:
         retrieved = self._retrieve(query, clock, trace)
         cands = self._hydrate(query, retrieved, self.hydrators, "hydrator", clock, trace)
         cands, removed = self._filter(query, cands, self.filters, "filter", clock, trace, flags)
-        scored = self._score(query, cands, clock, trace)
-        selected, non_selected = self._select(scored, clock, trace)
-        selected = self._hydrate(
-            query, selected, self.post_selection_hydrators, "post_selection_hydrator", clock, trace
-        )
-        selected, removed_post = self._filter(
-            query, selected, self.post_selection_filters, "post_selection_filter", clock, trace, flags
-        )
-        t0 = time.perf_counter()
-        served = selected.take(np.arange(min(self.result_size, len(selected))))
-        tail = selected.take(np.arange(len(served), len(selected)))
-        trace.append(
-            StageStats(
-                "truncate",
-                "Truncate",
-                True,
-                len(selected),
-                len(served),
-                len(tail),
-                (time.perf_counter() - t0) * 1e6,
-                (t0 - clock.start) * 1e6,
-            )
-        )
-        for row in np.asarray(scored["row"])[~np.isfinite(scored["score"])]:
+        scored, served, tail, non_selected, removed_post = self._finish(query, cands, self.scorers, clock, trace, flags)
+        no_probs = np.isnan(scored.probs).all(axis=1) if scored.probs.shape[1] else np.ones(len(scored), bool)
+        for row in np.asarray(scored["row"])[~np.isfinite(scored["score"]) | no_probs]:
             flags.setdefault(int(row), set()).add("unscored")
         result = FeedResult(
             query=query,
             retrieved=retrieved,
             removed=removed + removed_post,
             scored=scored,
-            selected=selected,
+            selected=Candidates.concat([served, tail]),
             non_selected=Candidates.concat([non_selected, tail]) if len(tail) else non_selected,
             served=served,
             trace=trace,
@@ -229,6 +208,46 @@ class CandidatePipeline:
             _, err, t0, us = _timed(effect.run, query, result)
             error = None if err is None else self._fail("side_effect", effect, err)
             self._stat(trace, clock, "side_effect", effect, True, len(served), len(served), t0, us, error)
+        return result
+
+    def _finish(self, query, cands, scorers, clock, trace, flags):
+        """Stages 5-9: score, select, post-selection hydrate and filter, truncate."""
+        scored = self._score(query, cands, scorers, clock, trace)
+        selected, non_selected = self._select(scored, clock, trace)
+        selected = self._hydrate(
+            query, selected, self.post_selection_hydrators, "post_selection_hydrator", clock, trace
+        )
+        selected, removed_post = self._filter(
+            query, selected, self.post_selection_filters, "post_selection_filter", clock, trace, flags
+        )
+        t0 = time.perf_counter()
+        served = selected.take(np.arange(min(self.result_size, len(selected))))
+        tail = selected.take(np.arange(len(served), len(selected)))
+        us = (time.perf_counter() - t0) * 1e6
+        trace.append(
+            StageStats(
+                "truncate", "Truncate", True, len(selected), len(served), len(tail), us, (t0 - clock.start) * 1e6
+            )
+        )
+        return scored, served, tail, non_selected, removed_post
+
+    def rerank(self, query: Query, cands: Candidates, scorers: Sequence[Component]) -> FeedResult:
+        """Stages 5-9 again over already filtered (and Phoenix-scored) candidates with other scorers:
+        what counterfactual weight sets reuse, so they cost no model call (§15.2)."""
+        clock, trace, flags = _Clock(), [], {}
+        scored, served, tail, non_selected, removed = self._finish(query, cands, scorers, clock, trace, flags)
+        result = FeedResult(
+            query=query,
+            retrieved=cands,
+            removed=removed,
+            scored=scored,
+            selected=Candidates.concat([served, tail]),
+            non_selected=Candidates.concat([non_selected, tail]) if len(tail) else non_selected,
+            served=served,
+            trace=trace,
+            flags=flags,
+        )
+        result.debug["truncated_rows"] = [int(r) for r in tail["row"]]
         return result
 
     def _hydrate_query(self, query: Query, components, clock, trace) -> Query:
@@ -310,8 +329,8 @@ class CandidatePipeline:
             cands = cands.take(keep)
         return cands, removed
 
-    def _score(self, query, cands: Candidates, clock, trace) -> Candidates:
-        for comp in self.scorers:
+    def _score(self, query, cands: Candidates, scorers, clock, trace) -> Candidates:
+        for comp in scorers:
             if not comp.enabled(query):
                 trace.append(StageStats("scorer", comp.name, False, len(cands), len(cands), 0, 0.0, clock.now_us()))
                 continue
