@@ -14,7 +14,6 @@ layout (``<dataset>.<asset>``, ``CREATE OR REPLACE`` in one transaction); connec
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,12 +26,8 @@ from dagster_duckdb import DuckDBResource
 
 from resources.storage import default_root, local_dir
 from x_reco.common.atomic import atomic_file
+from x_reco.common.layout import ARRAYS, RECORDS, WAREHOUSE, schema_for
 from x_reco.data.examples import EngagementSequences
-
-
-def schema_for(partition: str | None) -> str:
-    """DuckDB schema holding one dataset partition's tables, e.g. ``movielens_100k``."""
-    return re.sub(r"[^a-z0-9_]", "_", (partition or "main").lower())
 
 
 @contextmanager
@@ -96,7 +91,7 @@ class DuckDBFrameIOManager(dg.ConfigurableIOManager):
     database: str = ""
 
     def _db(self) -> str:
-        return self.database or os.path.join(default_root(), "warehouse.duckdb")
+        return self.database or os.path.join(default_root(), WAREHOUSE)
 
     def _where(self, context) -> tuple[str, str]:
         partition = context.asset_partition_key if context.has_asset_partitions else None
@@ -166,9 +161,7 @@ class NpzIOManager(dg.ConfigurableIOManagerFactory):
         from upath import UPath
 
         return _NpzUPathIOManager(
-            base_path=UPath(
-                local_dir(self.base_dir, "npz_io_manager.base_dir") or os.path.join(default_root(), "arrays")
-            )
+            base_path=UPath(local_dir(self.base_dir, "npz_io_manager.base_dir") or os.path.join(default_root(), ARRAYS))
         )
 
 
@@ -204,5 +197,5 @@ class JsonIOManager(dg.ConfigurableIOManagerFactory):
         from upath import UPath
 
         return _JsonUPathIOManager(
-            base_path=UPath(local_dir(self.base_dir, "io_manager.base_dir") or os.path.join(default_root(), "records"))
+            base_path=UPath(local_dir(self.base_dir, "io_manager.base_dir") or os.path.join(default_root(), RECORDS))
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from x_reco.common.layout import WAREHOUSE
 from x_reco.data.registry import dataset_spec
 
 
@@ -37,7 +38,7 @@ class StorageResource(dg.ConfigurableResource):
 
     @property
     def warehouse(self) -> str:
-        return str(self.path("warehouse.duckdb"))
+        return str(self.path(WAREHOUSE))
 
 
 class DatasetSourcesResource(dg.ConfigurableResource):
