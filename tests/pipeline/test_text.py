@@ -3,9 +3,12 @@ sequences, ``#``/``@`` markers, accents folded, CJK runs whole (京都 must not 
 
 from __future__ import annotations
 
+import string
+import unicodedata
+
 import pytest
 
-from x_reco.pipeline.text import KeywordMatcher, keyword_matcher, tokenize
+from x_reco.pipeline.text import KeywordMatcher, keyword_matcher, normalize, tokenize
 
 
 @pytest.mark.parametrize(
@@ -86,3 +89,9 @@ def test_keywords_that_tokenize_to_nothing_never_match():
 
 def test_keyword_matcher_is_cached_per_keyword_list():
     assert keyword_matcher(("a", "b")) is keyword_matcher(("a", "b"))
+
+
+def test_ascii_fast_path_equals_the_unicode_path():
+    text = string.printable
+    reference = unicodedata.normalize("NFC", unicodedata.normalize("NFKD", text).casefold())
+    assert normalize(text) == reference

@@ -30,6 +30,8 @@ MARKERS = "#@"
 
 def normalize(text: str) -> str:
     """NFKD + casefold with combining marks dropped, recomposed (NFC) so Hangul and kana stay whole."""
+    if text.isascii():
+        return text.lower()  # the same result, without three passes over the string
     folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
     stripped = "".join(c for c in folded if not unicodedata.combining(c) or c in _KEEP_MARKS)
     return unicodedata.normalize("NFC", stripped)
