@@ -97,7 +97,7 @@ class Candidates:
                 self.cols[name] = _column(name, columns[name], self.n)
             elif dtype is object:
                 col = np.empty(self.n, dtype=object)
-                col[:] = [default] * self.n
+                col.fill(default)  # defaults are immutable (str, None, ())
                 self.cols[name] = col
             else:
                 self.cols[name] = np.full(self.n, default, dtype=dtype)
