@@ -7,23 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from x_reco.common.layout import WAREHOUSE
+from x_reco.common.layout import WAREHOUSE, default_root, local_dir
 from x_reco.data.registry import dataset_spec
-
-
-def local_dir(value: str, what: str) -> str:
-    """``value`` if it is a local or mounted path; a URL raises, since UPath would write it to a local folder."""
-    if "://" in value:
-        raise ValueError(
-            f"{what}={value!r} is a URL; x-reco stores its files on a local or mounted filesystem "
-            "(deploy/README.md: mount the object store and give its path)"
-        )
-    return value
-
-
-def default_root() -> str:
-    root = os.environ.get("XRECO_DATA_ROOT", "")
-    return local_dir(root, "XRECO_DATA_ROOT") if root else str(Path(__file__).resolve().parents[1] / "data")
 
 
 class StorageResource(dg.ConfigurableResource):

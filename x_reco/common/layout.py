@@ -10,10 +10,12 @@ library readers that serve from it (``x-reco feed``): one place for every path a
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 WAREHOUSE = "warehouse.duckdb"
+ROOT_ENV = "XRECO_DATA_ROOT"
 ARRAYS = "arrays"
 RECORDS = "records"
 
@@ -33,3 +35,19 @@ def array_path(root: str | Path, asset: str, partition: str) -> Path:
 
 def record_path(root: str | Path, asset: str, partition: str) -> Path:
     return Path(root) / RECORDS / asset / f"{partition}.json"
+
+
+def local_dir(value: str, what: str) -> str:
+    """``value`` if it is a local or mounted path; a URL raises (it would be written to a local folder)."""
+    if "://" in value:
+        raise ValueError(
+            f"{what}={value!r} is a URL; x-reco stores its files on a local or mounted filesystem "
+            "(deploy/README.md: mount the object store and give its path)"
+        )
+    return value
+
+
+def default_root() -> str:
+    """``$XRECO_DATA_ROOT``, else the repository's ``data/`` folder."""
+    root = os.environ.get(ROOT_ENV, "")
+    return local_dir(root, ROOT_ENV) if root else str(Path(__file__).resolve().parents[2] / "data")
