@@ -12,6 +12,7 @@ from x_reco.data.events import build_events
 from x_reco.data.item_features import item_features as build_item_features
 from x_reco.data.registry import ExampleKind, SplitRule, dataset_spec, load_raw
 from x_reco.data.sequences import SequenceConfig, build_sequences
+from x_reco.data.synthetic import SOCIAL_TABLES
 from x_reco.data.tables import RawTables
 from x_reco.data.truth import truth_table
 
@@ -53,6 +54,14 @@ class RawDataConfig(dg.Config):
             kinds={"duckdb"},
             description="Synthetic ground truth (archetypes, topics, true probabilities); "
             "only diagnostics may read it. Empty for real datasets.",
+        ),
+        "raw_social": dg.AssetOut(
+            io_manager_key=DUCKDB,
+            kinds={"duckdb"},
+            is_required=False,
+            description="The synthetic world's social tables (text, links, media, paywalls, post events, safety, "
+            "muted keywords, blocks; candidate-pipeline spec §14) as raw_social__<name>: the candidate "
+            "pipeline reads them, training never does. Only the synthetic partition has them.",
         ),
         "raw_manifest": dg.AssetOut(
             kinds={"json"},
@@ -108,6 +117,11 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig, sources
         },
     )
     yield dg.Output(truth_table(raw), output_name="world_truth", metadata={"tables": len(raw.truth)})
+    if all(name in raw.extra for name in SOCIAL_TABLES):
+        social = {name: raw.extra[name] for name in SOCIAL_TABLES}
+        rows = {f"rows_{name}": len(frame) for name, frame in social.items()}
+        # The IO manager adds "tables" (their names) and "rows" (the total).
+        yield dg.Output(social, output_name="raw_social", metadata={"table_count": len(social), **rows})
     inter = quality.interactions_frame(partition, raw.interactions)
     inter_result = quality.run_suite(inter, "raw_interactions", quality.interactions_expectations(partition, n_users))
     if spec.quality.structural_rules:

@@ -12,6 +12,7 @@ import pytest
 from assets import data as data_assets
 from resources.io_managers import read_frame
 from tests.dagster_resources import tmp_resources
+from x_reco.data.synthetic import SOCIAL_TABLES, generate_world_tables
 
 
 def _resources(tmp_path):
@@ -47,6 +48,7 @@ def test_materialize_movielens_100k(ml100k):
     assert mats["item_features"]["dims"].value == 19
     assert mats["engagement_events"]["split_test"].value == 943
     assert mats["engagement_sequences"]["examples"].value == 100_000
+    assert "raw_social" not in mats  # only the synthetic world has the §14 social tables
     assert "data:image/png;base64" in mats["engagement_sequences"]["history_plot"].value
     assert len(read_frame(str(tmp / "warehouse.duckdb"), "movielens_100k", "raw_interactions")) == 100_000
     with np.load(tmp / "arrays" / "engagement_sequences" / "movielens-100k.npz", allow_pickle=False) as z:
@@ -74,3 +76,27 @@ def test_failed_check_blocks_downstream(tmp_path, monkeypatch):
     assert "unobserved_zero" in failed[0].metadata["failed"].value
     materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert "engagement_events" in materialized and "engagement_sequences" not in materialized
+
+
+def test_raw_social_stores_every_social_table_of_the_synthetic_world(tmp_path):
+    """raw_social writes <schema>.raw_social__<name> for each §14 table, with per-table row counts."""
+    result = dg.materialize(
+        [data_assets.raw_tables],
+        resources=_resources(tmp_path),
+        partition_key="synthetic",
+        run_config={"ops": {"raw_tables": {"config": {"synthetic_size": "tiny"}}}},
+    )
+    assert result.success
+    meta = {
+        e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }["raw_social"]
+    expected = generate_world_tables({"size": "tiny"}).extra
+    assert meta["table_count"].value == len(SOCIAL_TABLES) == len(meta["tables"].value.split(", "))
+    assert meta["rows"].value == sum(len(expected[name]) for name in SOCIAL_TABLES)
+    for name in SOCIAL_TABLES:
+        assert meta[f"rows_{name}"].value == len(expected[name]), name
+        stored = read_frame(str(tmp_path / "warehouse.duckdb"), "synthetic", f"raw_social__{name}")
+        assert list(stored.columns) == list(expected[name].columns) and len(stored) == len(expected[name]), name
+    links = read_frame(str(tmp_path / "warehouse.duckdb"), "synthetic", "raw_social__post_links")
+    assert links["conversation_id"].isna().sum() == expected["post_links"]["conversation_id"].isna().sum()

@@ -1,7 +1,8 @@
 """Architecture contracts: the x_reco library never imports dagster (it must run alone on a GPU
 machine or in a notebook), importing it changes no environment variable and selects no matplotlib
-backend (quality.py once set GX_ANALYTICS_ENABLED and plotting.py the Agg backend at import), and no
-training or sequence asset reads the synthetic ground truth."""
+backend (quality.py once set GX_ANALYTICS_ENABLED and plotting.py the Agg backend at import), no
+training or sequence asset reads the synthetic ground truth, and none reads the §14 social tables
+(candidate-pipeline spec: only the candidate pipeline may)."""
 
 import ast
 import os
@@ -43,3 +44,44 @@ def test_library_imports_without_dagster_or_global_side_effects():
     )
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
+
+
+SOCIAL_READERS_FORBIDDEN = ("x_reco/training", "x_reco/data/sequences.py", "x_reco/data/events.py")
+
+
+def _ancestors(graph, key):
+    seen, stack = set(), [key]
+    while stack:
+        for parent in graph.get(stack.pop()).parent_keys:
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def test_no_training_or_sequence_asset_depends_on_the_social_tables():
+    import dagster as dg
+
+    from definitions import defs
+
+    graph = defs.get_repository_def().asset_graph
+    social = dg.AssetKey("raw_social")
+    assert social in set(graph.get_all_asset_keys())
+    guarded = [dg.AssetKey("engagement_events"), dg.AssetKey("engagement_sequences")]
+    guarded += [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "models"]
+    assert len(guarded) > 2
+    offenders = [k.to_user_string() for k in guarded if social in _ancestors(graph, k)]
+    assert not offenders, f"training or sequence assets with raw_social upstream: {offenders}"
+
+
+def test_training_and_sequence_code_never_names_a_social_table():
+    from x_reco.data.synthetic import SOCIAL_TABLES
+
+    names = (*SOCIAL_TABLES, "raw_social")
+    paths = []
+    for rel in SOCIAL_READERS_FORBIDDEN:
+        path = ROOT / rel
+        paths += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    assert len(paths) > 2 and all(p.exists() for p in paths)
+    offenders = [f"{p.relative_to(ROOT)}: {n}" for p in paths for n in names if n in p.read_text()]
+    assert not offenders, offenders

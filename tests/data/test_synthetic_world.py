@@ -19,6 +19,7 @@ import pytest
 from x_reco.common.actions import ACTIONS
 from x_reco.data.synthetic import (
     INTERACTION_EXTRA_COLUMNS,
+    SOCIAL_TABLES,
     WorldConfig,
     generate_world,
     generate_world_tables,
@@ -198,7 +199,15 @@ def test_follow_actions_become_follow_edges(tiny):
 def test_manifest_records_config_seeds_and_calibration(tiny):
     m = tiny.manifest
     assert WorldConfig.from_dict(m["config"]) == WorldConfig.tiny()
-    assert set(m["seeds"]["children"]) == {"users", "authors", "posts", "exposure", "engagement", "calibration"}
+    assert set(m["seeds"]["children"]) == {
+        "users",
+        "authors",
+        "posts",
+        "exposure",
+        "engagement",
+        "calibration",
+        "social",
+    }
     cal = m["calibration"]
     assert len(cal["thresholds"]) == 6 and all(len(v) == 6 for v in cal["thresholds"].values())
     assert cal["max_abs_error"] <= WorldConfig.tiny().calibration_tol
@@ -222,7 +231,7 @@ def test_generate_world_tables_maps_to_the_canonical_raw_tables(tiny):
     assert (inter["item_id"] == tiny.impressions["post_id"]).all()
     assert list(raw.items.columns) == ["item_id", *POST_COLUMNS]
     assert list(raw.users.columns) == ["user_id", "created_ts"]
-    assert set(raw.extra) == {"authors", "follows"}
+    assert set(raw.extra) == {"authors", "follows", *SOCIAL_TABLES}  # §14 tables: tests/data/test_synthetic_social.py
     assert set(raw.truth) == {"users", "authors", "posts", "impressions"}
     assert raw.manifest["config"] == tiny.manifest["config"]
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from x_reco.common.actions import ACTIONS
 from x_reco.data.synthetic.config import WorldConfig
+from x_reco.data.synthetic.social import SOCIAL_TABLES, Vocabulary, generate_social, topic_vocabulary
 from x_reco.data.synthetic.world import TRUTH_TABLES, World, generate_world
 from x_reco.data.tables import INTERACTION_COLUMNS, RawTables
 
@@ -20,6 +21,10 @@ __all__ = [
     "generate_world_tables",
     "resolve_config",
     "INTERACTION_EXTRA_COLUMNS",
+    "SOCIAL_TABLES",
+    "Vocabulary",
+    "generate_social",
+    "topic_vocabulary",
 ]
 
 # Columns the synthetic interactions carry beyond INTERACTION_COLUMNS; dwell_time is the 19th
@@ -52,7 +57,8 @@ def generate_world_tables(config: WorldConfig | Mapping[str, Any] | None = None)
     interactions: every impression (engaged or not), with INTERACTION_COLUMNS then
     INTERACTION_EXTRA_COLUMNS, rows in (ts, user_id, position) order and src_row = that row
     number (rating NaN, label <NA>, src_file "impressions"); items = posts; users;
-    extra = {"authors", "follows"}; truth = the four truth tables; manifest = the world's.
+    extra = {"authors", "follows"} and the SOCIAL_TABLES (candidate-pipeline spec §14, which only the
+    candidate pipeline reads); truth = the four truth tables; manifest = the world's.
     """
     world = generate_world(resolve_config(config))
     return RawTables(
@@ -60,7 +66,7 @@ def generate_world_tables(config: WorldConfig | Mapping[str, Any] | None = None)
         interactions=_interactions(world),
         items=world.posts.rename(columns={"post_id": "item_id"}),
         users=world.users.copy(),
-        extra={"authors": world.authors.copy(), "follows": world.follows.copy()},
+        extra={"authors": world.authors.copy(), "follows": world.follows.copy(), **world.social},
         truth={name.removeprefix("truth_"): getattr(world, name) for name in TRUTH_TABLES},
         manifest=world.manifest,
     )

@@ -28,9 +28,11 @@ from x_reco.data.synthetic.entities import (
     make_users,
 )
 from x_reco.data.synthetic.exposure import OPEN, simulate
+from x_reco.data.synthetic.social import generate_social
 from x_reco.data.synthetic.targets import DISCRETE
 
-SEED_CHILDREN = ("users", "authors", "posts", "exposure", "engagement", "calibration")
+# Positional: a new child is appended, never inserted, so earlier children keep their spawn keys.
+SEED_CHILDREN = ("users", "authors", "posts", "exposure", "engagement", "calibration", "social")
 TRUTH_TABLES = ("truth_users", "truth_authors", "truth_posts", "truth_impressions")
 IMPRESSION_COLUMNS = (
     "impression_id",
@@ -48,7 +50,8 @@ IMPRESSION_COLUMNS = (
 
 @dataclasses.dataclass(frozen=True)
 class World:
-    """Public tables (no topic or archetype), truth tables (diagnostics only) and the manifest."""
+    """Public tables (no topic or archetype), truth tables (diagnostics only), the manifest and the
+    §14 social tables (public; only the candidate pipeline reads them)."""
 
     users: pd.DataFrame  # user_id, created_ts
     authors: pd.DataFrame  # author_id
@@ -60,6 +63,8 @@ class World:
     truth_posts: pd.DataFrame  # post_id, topic, q_p
     truth_impressions: pd.DataFrame  # impression_id, followed, p_<action> (pre-rule π̃)
     manifest: dict[str, Any]
+    # SOCIAL_TABLES (candidate-pipeline spec §14), drawn after the simulation; no training input.
+    social: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
 
 
 def seed_children(seed: int) -> dict[str, np.random.SeedSequence]:
@@ -107,7 +112,9 @@ def generate_world(config: WorldConfig | None = None) -> World:
         ),
         "truth_impressions": truth_impressions,
     }
-    return World(**tables, manifest=_manifest(config, seeds, calibration, tables))
+    world = World(**tables, manifest={})
+    social = generate_social(world, config, seeds["social"])
+    return dataclasses.replace(world, social=social, manifest=_manifest(config, seeds, calibration, tables | social))
 
 
 def _posts_table(posts: Posts, ids) -> pd.DataFrame:
