@@ -281,3 +281,5 @@ def test_vocabulary_covers_every_rule_set():
     assert rules.CONTINUOUS_SIGNALS == W.CONTINUOUS_SIGNALS
     for r in RULE_SETS.values():
         assert set(r.probability_signals) <= set(W.PROBABILITY_SIGNALS)
+    assert Gates().min_video_duration_ms == rules.MIN_VIDEO_DURATION_MS  # §10.1 MinVideoDurationMs
+    assert W.WeightSet.published().boosts.mutual_follow_reply == rules.MUTUAL_FOLLOW_REPLY_BOOST
