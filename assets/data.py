@@ -16,6 +16,9 @@ from x_reco.data.synthetic import SOCIAL_TABLES
 from x_reco.data.tables import RawTables
 from x_reco.data.truth import truth_table
 
+# The public tables the candidate pipeline reads beyond items, users and events: the follow graph and §14.
+RAW_SOCIAL_TABLES = ("authors", "follows", *SOCIAL_TABLES)
+
 RAW_CHECKS = [
     dg.AssetCheckSpec("gx_suite", asset=name, blocking=True, description="GX expectations R1-R8 of the datasets spec")
     for name in ("raw_interactions", "raw_items", "raw_users")
@@ -59,7 +62,8 @@ class RawDataConfig(dg.Config):
             io_manager_key=DUCKDB,
             kinds={"duckdb"},
             is_required=False,
-            description="The synthetic world's social tables (text, links, media, paywalls, post events, safety, "
+            description="The synthetic world's follow graph and social tables (authors, follows, text, links, media, "
+            "paywalls, post events, safety, "
             "muted keywords, blocks; candidate-pipeline spec §14) as raw_social__<name>: the candidate "
             "pipeline reads them, training never does. Only the synthetic partition has them.",
         ),
@@ -117,8 +121,8 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig, sources
         },
     )
     yield dg.Output(truth_table(raw), output_name="world_truth", metadata={"tables": len(raw.truth)})
-    if all(name in raw.extra for name in SOCIAL_TABLES):
-        social = {name: raw.extra[name] for name in SOCIAL_TABLES}
+    if all(name in raw.extra for name in RAW_SOCIAL_TABLES):
+        social = {name: raw.extra[name] for name in RAW_SOCIAL_TABLES}
         rows = {f"rows_{name}": len(frame) for name, frame in social.items()}
         # The IO manager adds "tables" (their names) and "rows" (the total).
         yield dg.Output(social, output_name="raw_social", metadata={"table_count": len(social), **rows})

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from assets import data as data_assets
+from assets.data import RAW_SOCIAL_TABLES
 from resources.io_managers import read_frame
 from tests.dagster_resources import tmp_resources
 from x_reco.data.synthetic import SOCIAL_TABLES, generate_world_tables
@@ -92,9 +93,10 @@ def test_raw_social_stores_every_social_table_of_the_synthetic_world(tmp_path):
         for e in result.get_asset_materialization_events()
     }["raw_social"]
     expected = generate_world_tables({"size": "tiny"}).extra
-    assert meta["table_count"].value == len(SOCIAL_TABLES) == len(meta["tables"].value.split(", "))
-    assert meta["rows"].value == sum(len(expected[name]) for name in SOCIAL_TABLES)
-    for name in SOCIAL_TABLES:
+    assert meta["table_count"].value == len(RAW_SOCIAL_TABLES) == len(meta["tables"].value.split(", "))
+    assert set(SOCIAL_TABLES) | {"follows", "authors"} == set(RAW_SOCIAL_TABLES)
+    assert meta["rows"].value == sum(len(expected[name]) for name in RAW_SOCIAL_TABLES)
+    for name in RAW_SOCIAL_TABLES:
         assert meta[f"rows_{name}"].value == len(expected[name]), name
         stored = read_frame(str(tmp_path / "warehouse.duckdb"), "synthetic", f"raw_social__{name}")
         assert list(stored.columns) == list(expected[name].columns) and len(stored) == len(expected[name]), name
