@@ -339,7 +339,7 @@ def test_core_data_links_ancestors_retweets():
     assert list(cd["author_id"]) == ["a2", "a3", "a2", "a1"]  # a retweet keeps the retweeter
     assert cd["ancestors"][0] == ("p1",) and cd["conversation_author_id"][0] == "a1"
     assert cd["retweeted_post_id"][1] == "p1" and cd["retweeted_user_id"][1] == "a1"
-    assert cd["quoted_post_id"][2] == "p1" and list(cd["is_reply"]) == [True, False, False, False]
+    assert list(st.quote(["p4", "p1"])[0]) == ["p1", None] and list(cd["is_reply"]) == [True, False, False, False]
     assert list(cd["is_retweet"]) == [False, True, False, False] and cd["ancestors"][3] == ()
     assert list(cd["created_ts"]) == [150, 160, 170, 100]
     np.testing.assert_array_equal(st.video_duration(["p1", "p2"]), [12_000, np.nan])
@@ -473,3 +473,21 @@ def test_amazon_store_is_the_author():
     seq = build_sequences(events, items, raw.partition, SequenceConfig(history_len=2, candidate_len=1))
     st = TableState(ServingTables.from_raw(raw, events), seq.catalogue, dataset_spec(raw.partition).observed_mask, 2)
     assert list(st.core_data(["b1", "b2"], 30)["author_id"]) == ["Acme", "b2"]  # unknown store -> item id
+
+
+def test_request_time_is_the_kth_test_split_request(world, state):
+    _, _, seq = world
+    test = seq.rows("test")
+    users = seq.catalogue.user_ids[seq.examples.user_idx[test]]
+    for user in np.unique(users)[:10]:
+        want = np.unique(seq.examples.request_ts[test][users == user])
+        got = [state.request_time(str(user), k) for k in range(len(want))]
+        assert got == list(want) and state.default_request_time(str(user)) == want[0]
+        with pytest.raises(ValueError, match="test-split request"):
+            state.request_time(str(user), len(want))
+    with pytest.raises(UnknownUserError):
+        state.request_time("nobody")
+    raw, events = _movielens([("1", "m1", 10, 5), ("1", "m2", 20, 1), ("1", "m3", 30, 4)])
+    ml = build_sequences(events, raw.items, raw.partition, SequenceConfig(history_len=2, candidate_len=1))
+    st = TableState(ServingTables.from_raw(raw, events), ml.catalogue, dataset_spec(raw.partition).observed_mask, 2)
+    assert st.default_request_time("1") == 30  # leave-last-out: the last rating is the test request

@@ -195,6 +195,10 @@ class TableState:
         x = ev[ev["exposed"].to_numpy().astype(bool)]
         self._seen = _Grouped(x["user_id"].astype(str), x["ts"], post_id=x["item_id"].astype(str).to_numpy(object))
         self._events = ev
+        test = ev[ev["split"].astype(str).to_numpy() == "test"]
+        key = test["request_key"].astype(object).where(test["request_key"].notna(), "#" + test["src_row"].astype(str))
+        starts = test.groupby([test["user_id"].astype(str), key], sort=False)["ts"].min().sort_values(kind="stable")
+        self._test_requests = {str(u): g.to_numpy(np.int64) for u, g in starts.groupby(level=0, sort=False)}
 
     def _index_users(self, tables: ServingTables) -> None:
         users = tables.users
@@ -210,10 +214,11 @@ class TableState:
         ids = [*items["item_id"].astype(str), *self.catalogue.item_ids, *self._events["item_id"].astype(str)]
         self._posts = _Ids(ids)
         n, codes = len(self._posts), self._posts.codes(items["item_id"].astype(str).to_numpy(object))
+        cat = self._posts.codes(self.catalogue.item_ids)
         author = np.full(n, "", dtype=object)
+        author[cat] = self.catalogue.author_ids[self.catalogue.item_author_idx].astype(object)  # not in the table
         author[codes] = _item_authors(items, self.partition, self.no_author)
         created = np.full(n, -1, dtype=np.int64)
-        cat = self._posts.codes(self.catalogue.item_ids)
         created[cat] = self.catalogue.item_created_ts  # creation, else first event (real datasets)
         if "created_ts" in items.columns:
             created[codes] = items["created_ts"].to_numpy(np.int64)
@@ -307,6 +312,20 @@ class TableState:
         self.check_user(user_id)
         return self._user_pos.get(user_id, -1)
 
+    def request_time(self, user_id: str, visit: int = 0) -> int:
+        """The start of the user's ``visit``-th test-split request (0-based; per-event datasets: event)."""
+        self.check_user(user_id)
+        times = self._test_requests.get(user_id, np.zeros(0, np.int64))
+        if not 0 <= visit < len(times):
+            raise ValueError(
+                f"user {user_id!r} has {len(times)} test-split request(s) in {self.partition!r}; no visit {visit}"
+            )
+        return int(times[visit])
+
+    def default_request_time(self, user_id: str) -> int:
+        """The user's first test-split request (``x-reco feed`` without ``--at``)."""
+        return self.request_time(user_id, 0)
+
     def history_at(self, user_id: str, t: int) -> History:
         """The user's engaged events with ``ts < t``: the last S, oldest -> newest, end-padded (§4)."""
         h, s = self._history, self.history_len
@@ -378,13 +397,13 @@ class TableState:
         return self._posts.codes(post_ids)
 
     def core_data(self, post_ids: Any, t: int) -> dict[str, np.ndarray]:
-        """§7 CoreData columns; a failure (unknown, created after t, deleted at ≤ t) gives author and
-        text ``""`` and no links (the CoreDataHydration filter then removes it)."""
+        """§7 CoreData columns (the quote's columns are ``quote``'s); a failure (unknown, created after
+        t, deleted at ≤ t) gives author and text ``""`` and no links (CoreDataHydration removes it)."""
         c = self._posts.codes(post_ids)
         ok = (c >= 0) & self._known[c] & (self._created_ts[c] <= t) & (self._deleted[c] > t)
         c = np.where(ok, c, -1)
         out = {"author_id": self._author[c], "text": self._text[c], "created_ts": self._created_ts[c]}
-        out.update({k: self._links[k][c] for k in (*_LINKS, "conversation_author_id")})
+        out.update({k: self._links[k][c] for k in (*_LINKS, "conversation_author_id") if not k.startswith("quoted")})
         out["ancestors"] = self._ancestors[c]
         kind = self._links["kind"][c]
         out["is_reply"], out["is_retweet"] = kind == "reply", kind == "retweet"
