@@ -1,4 +1,4 @@
-"""The `x-reco` command line: fetch datasets, build sequences, train models (with progress bars)."""
+"""The `x-reco` command line: fetch datasets, build sequences, serve and explain a For You feed."""
 
 from __future__ import annotations
 
@@ -48,6 +48,62 @@ def _cmd_sequences(args) -> int:
     return 0
 
 
+EXIT_BAD_ARGS, EXIT_CHECKPOINT, EXIT_STRICT = 2, 3, 4
+
+
+def _cmd_feed(args) -> int:
+    """``x-reco feed``: exit 0; 2 bad arguments or unknown user; 3 checkpoint or data; 4 PipelineError."""
+    from x_reco.common.layout import default_root
+    from x_reco.pipeline.feed import build_pipeline
+    from x_reco.pipeline.render import render_compare, render_feed, render_why
+    from x_reco.pipeline.state import UnknownUserError
+    from x_reco.pipeline.store import ServingDataError
+    from x_reco.pipeline.types import PipelineError
+
+    storage = args.storage or default_root()
+    try:
+        print(f"loading {args.dataset} from {storage} ...", file=sys.stderr)
+        pipeline = build_pipeline(args.dataset, storage, rules=args.rules, weights=args.weights, strict=args.strict)
+    except ServingDataError as exc:
+        print(f"x-reco feed: {exc}", file=sys.stderr)
+        return EXIT_CHECKPOINT
+    except ValueError as exc:  # unknown rule or weight set
+        print(f"x-reco feed: {exc}", file=sys.stderr)
+        return EXIT_BAD_ARGS
+    try:
+        t = args.at if args.at is not None else pipeline.state.request_time(args.user, visit=args.visit)
+        result = pipeline.serve(pipeline.request(args.user, t, page=args.page))
+        compare = pipeline.rescore(result, args.compare.split(",")) if args.compare else None
+    except (UnknownUserError, ValueError) as exc:
+        print(f"x-reco feed: {exc}", file=sys.stderr)
+        return EXIT_BAD_ARGS
+    except PipelineError as exc:
+        print(f"x-reco feed: pipeline error under --strict: {exc}", file=sys.stderr)
+        return EXIT_STRICT
+    report = pipeline.report(result, timings=args.timings, ledger=args.ledger)
+    why = {p: pipeline.why_not(result, p) for p in args.why or ()}
+    if args.json:
+        payload = report | ({"why": why} if why else {}) | ({"compare": compare} if compare else {})
+        print(json.dumps(payload, sort_keys=True, indent=1, default=_json_default))
+        return 0
+    print(render_feed(report, timings=args.timings))
+    for post_id, answer in why.items():
+        print(render_why(post_id, answer))
+    if compare:
+        print(render_compare(compare))
+    return 0
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (set, frozenset, tuple)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="x-reco", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +121,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synthetic-size", default="small")
     p.add_argument("--out", default="sequences.npz")
     p.set_defaults(func=_cmd_sequences)
+
+    p = sub.add_parser("feed", help="serve one For You feed from the partition's champion checkpoints and explain it")
+    p.add_argument("--dataset", default=DEFAULT_PARTITION, choices=PARTITIONS)
+    p.add_argument("--user", required=True, help="user id, e.g. u0042")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--at", type=int, default=None, help="request time (s UTC); default: first test request")
+    when.add_argument("--visit", type=int, default=0, help="the user's K-th test-split request (0-based)")
+    p.add_argument("--page", type=int, default=1, help="page >= 2 is a bottom request")
+    p.add_argument("--rules", default="aug-2026", help="rule set: aug-2026, may-2026 or jan-2026")
+    p.add_argument("--weights", default="published", help="weight set name (published, sync-2026-08-12, ...)")
+    p.add_argument("--compare", default="", help="comma-separated weight sets to re-rank under (no model call)")
+    p.add_argument("--why", nargs="*", default=[], metavar="POST_ID", help="why is (not) this post served")
+    p.add_argument("--strict", action="store_true", help="raise where upstream fails open (exit 4)")
+    p.add_argument("--json", action="store_true", help="machine-readable; byte-identical across reruns")
+    p.add_argument("--timings", action="store_true", help="per-stage latencies (not byte-identical)")
+    p.add_argument("--ledger", action="store_true", help="with --json: the fate of every retrieved candidate")
+    p.add_argument("--storage", default="", help="storage root (default: $XRECO_DATA_ROOT, else ./data)")
+    p.set_defaults(func=_cmd_feed)
 
     args = parser.parse_args(argv)
     return args.func(args)

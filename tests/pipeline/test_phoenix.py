@@ -18,7 +18,7 @@ from x_reco.eval.retrieval import catalogue_index, user_vectors
 from x_reco.inference.params import serving_model
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retriever import PhoenixRetriever
-from x_reco.pipeline.phoenix import PhoenixScorer, PhoenixSource, ServingCatalogue, head_signal_columns
+from x_reco.pipeline.phoenix import PhoenixScorer, PhoenixSource, ServingCatalogue
 from x_reco.pipeline.rules import AUG_2026, MAX_POST_AGE
 from x_reco.pipeline.types import Candidates, FeedRequest, History, Query
 from x_reco.training.config import model_config_for
@@ -77,10 +77,10 @@ def test_probabilities_equal_the_trained_models_on_the_same_batch():
 
 def test_signals_follow_the_head_columns():
     names = _models()[1].config.output_action_names
-    cols = head_signal_columns(tuple(names), AUG_2026.signals)
+    scorer = _scorer()
+    cols = scorer.columns
     assert cols["retweet"] == names.index("repost")
     assert cols["cont_dwell_time"] is None and cols["video_open"] is None  # a19: no seconds head
-    scorer = _scorer()
     _, seqs = _world()
     q = _query(seqs, _rows(seqs)[0])
     cands = Candidates({"post_id": seqs.catalogue.item_ids[:5].astype(object)})

@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from x_reco.common.types import RecsysBatch
+from x_reco.configs.weights import signal_columns
 from x_reco.data.examples import EngagementSequences
 from x_reco.eval.heldout import window_ineligible
 from x_reco.features.hashing import Hasher, HashSpec
@@ -24,22 +25,6 @@ from x_reco.inference.params import ServingModel
 from x_reco.models.retriever import PhoenixRetriever
 from x_reco.pipeline.rules import PHOENIX_MAX_RESULTS
 from x_reco.pipeline.types import Candidates, Component, Query
-
-# x-reco head column -> upstream signal (§9.2); other columns keep their name.
-HEAD_ALIASES = {"repost": "retweet", "dwell_time": "long_dwell"}
-X22_ALIASES = {"repost": "retweet", "dwell_time": "cont_dwell_time", "click_dwell_time": "cont_click_dwell_time"}
-
-
-def head_signal_columns(head_names: tuple[str, ...], signals: tuple[str, ...]) -> dict[str, int | None]:
-    """Column of the checkpoint's head that carries each signal, None where the head has none (§9.2).
-
-    An ``a19`` head's column 18 (``dwell_time``) is P(dwell >= 10 s): the signal ``long_dwell``, never
-    ``cont_dwell_time`` (seconds). An ``x22`` head (it has ``click_dwell_time``) maps its dwell columns to
-    the continuous signals.
-    """
-    aliases = X22_ALIASES if "click_dwell_time" in head_names else HEAD_ALIASES
-    by_signal = {aliases.get(h, h): i for i, h in enumerate(head_names)}
-    return {s: by_signal.get(s) for s in signals}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,9 +135,10 @@ class PhoenixSource(Component):
             )
         self._debug: dict[str, dict] = {}
         self._lock = threading.Lock()
+        self.skip_cold_users = False  # empty_history="upstream": no retrieval without a history (§4)
 
     def enabled(self, query: Query) -> bool:
-        return not query.request.in_network_only
+        return not query.request.in_network_only and not (self.skip_cold_users and query.cold_user)
 
     def scores(self, query: Query) -> tuple[np.ndarray, np.ndarray]:
         """(u·v per catalogue item f32 [I], eligible bool [I]) for this request."""
@@ -222,7 +208,8 @@ class PhoenixScorer(Component):
         self.sm, self.cat, self.signals = sm, cat, tuple(signals)
         self.chunk = config.candidate_len
         self.shared = config.candidate_position_mode == "shared"
-        self.columns = head_signal_columns(tuple(config.output_action_names), self.signals)
+        columns = signal_columns(tuple(config.output_action_names))  # §9.2 aliases, a19 vs x22
+        self.columns = {s: columns.get(s) for s in self.signals}
         self.absent = tuple(s for s, c in self.columns.items() if c is None)
         self._fn = jax.jit(make_score_fn(sm, "chunked", self.chunk))
         self._params = to_device(sm.params)

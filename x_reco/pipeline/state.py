@@ -18,7 +18,7 @@ import pandas as pd
 
 from x_reco.common.actions import ACTIONS
 from x_reco.data.examples import Catalogue
-from x_reco.data.registry import dataset_spec
+from x_reco.data.registry import ExampleKind, dataset_spec
 from x_reco.data.synthetic.config import SURFACES
 from x_reco.data.synthetic.social import SOCIAL_TABLES
 from x_reco.data.tables import RawTables
@@ -192,7 +192,9 @@ class TableState:
             surface=e["surface"].to_numpy(np.int8),
             actions=actions[engaged],
         )
-        x = ev[ev["exposed"].to_numpy().astype(bool)]
+        # Seen = the user's impressions; in per-event data (ratings) every event is an item the user saw.
+        per_event = dataset_spec(self.partition).example_kind == ExampleKind.PER_EVENT
+        x = ev if per_event else ev[ev["exposed"].to_numpy().astype(bool)]
         self._seen = _Grouped(x["user_id"].astype(str), x["ts"], post_id=x["item_id"].astype(str).to_numpy(object))
         self._events = ev
         test = ev[ev["split"].astype(str).to_numpy() == "test"]
