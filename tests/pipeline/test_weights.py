@@ -133,7 +133,7 @@ def test_sync_sets_pinned_field_by_field(name):
 def test_published_is_the_september_sync():
     pub, sep = WeightSet.published(), WeightSet.named("sync-2026-09-24")
     assert WeightSet.named("published") == pub
-    assert repr(pub) == "published@2026-09-24" and pub.sync_date == "2026-09-24"
+    assert pub == sep and repr(pub) == "sync-2026-09-24@2026-09-24" and pub.sync_date == "2026-09-24"
     assert (pub.probability, pub.continuous, pub.boosts, pub.gates, pub.source) == (
         sep.probability,
         sep.continuous,

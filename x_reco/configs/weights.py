@@ -187,8 +187,8 @@ class WeightSet:
 
     @classmethod
     def published(cls) -> WeightSet:
-        """``published`` = ``sync-2026-09-24`` (§2.2 pin), named ``published@2026-09-24``."""
-        return dataclasses.replace(_SYNCS["sync-2026-09-24"], name="published")
+        """``published`` is the ``sync-2026-09-24`` set itself (§2.2 pin): feeds and ledgers name the sync."""
+        return _SYNCS["sync-2026-09-24"]
 
     @classmethod
     def engagement_only(cls) -> WeightSet:
