@@ -175,9 +175,26 @@ class FeedPipeline:
 
     def request(self, user_id: str, t: int | None = None, page: int = 1) -> FeedRequest:
         """A request for ``user_id`` at ``t`` (default: the user's first test-split request)."""
+        self.state.check_user(str(user_id))
         if t is None:
             t = self.state.default_request_time(user_id)
+        lo, hi = self.time_range
+        if not lo <= int(t) <= hi:
+            raise ValueError(
+                f"t={int(t)} is outside the {self.partition} data: its events span [{lo}, {hi - self._slack}] "
+                f"(requests up to {self._slack} s after the last event are allowed)"
+            )
+        if page < 1:
+            raise ValueError(f"page must be >= 1, got {page}")
         return FeedRequest(self.partition, str(user_id), int(t), page=page)
+
+    @property
+    def time_range(self) -> tuple[int, int]:
+        """Request times this data can answer: from its first event to a day after its last."""
+        ts = self.data.events["ts"]
+        return int(ts.min()), int(ts.max()) + self._slack
+
+    _slack = 86_400
 
     def serve(self, request: FeedRequest) -> FeedResult:
         if request.partition != self.partition:
@@ -311,7 +328,7 @@ class FeedPipeline:
             "rules": self.rules.name,
             "weights": repr(self.weights),
             "checkpoints": {k: v for k, v in sorted(self.versions.items())},
-            "absent_signals": list(ranked.absent),
+            "absent_signals": list(self.scorer.absent),  # no head column: contribute 0 (§9.2)
             "masked_weights": list(self.unobserved_signals) if self.options.mask_unobserved else [],
             "cold_user": q.cold_user,
             "history_length": q.history.length if q.history is not None else 0,
