@@ -69,6 +69,36 @@ def evaluate_ranker(
     return out
 
 
+def two_stage_rankings(
+    retriever: PhoenixRetriever,
+    ranker: PhoenixRanker,
+    seqs: EngagementSequences,
+    split: Split | str = Split.TEST,
+    num_retrieved: int = 200,
+    weights: WeightSet | None = None,
+    batch_size: int = 32,
+    catalogue_window_s: float | None = None,
+):
+    """Per batch of held-out targets: ``(rows, targets, top, weighted)`` with the retriever's top
+    ``num_retrieved`` unseen items ``top`` [R, k] (retriever order) and the ranker's weighted score of
+    each, ``weighted`` [R, k]. What ``two_stage`` scores, and what the served feed is checked against."""
+    weights = WeightSet.published() if weights is None else weights
+    rows, targets = seqs.retrieval_pairs(split)
+    items_nd = item_vectors(retriever, seqs)
+    earlier = interacted(seqs, split)
+    k = min(num_retrieved, items_nd.shape[0])
+    for start in range(0, len(rows), batch_size):
+        r, t = rows[start : start + batch_size], targets[start : start + batch_size]
+        scores = user_vectors(retriever, seqs, r, batch_size) @ items_nd.T
+        seen = seen_mask(seqs, split, r, earlier)
+        if catalogue_window_s:
+            seen |= ineligible_mask(seqs, r, catalogue_window_s)
+        seen[np.arange(len(t)), t] = False
+        scores[seen] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        yield r, t, top, _weighted_scores(ranker, seqs, r, top, weights, batch_size)
+
+
 def two_stage(
     retriever: PhoenixRetriever,
     ranker: PhoenixRanker,
@@ -85,22 +115,12 @@ def two_stage(
     Returns ``two_stage_<metric>@k`` (re-ranked), ``retrieval_<metric>@k`` (retriever order, same
     candidates) and ``recall@<num_retrieved>``. A target outside the retrieved set counts as a miss.
     """
-    weights = WeightSet.published() if weights is None else weights
-    rows, targets = seqs.retrieval_pairs(split)
-    items_nd = item_vectors(retriever, seqs)
-    earlier = interacted(seqs, split)
-    k = min(num_retrieved, items_nd.shape[0])
     ranked, retrieved = [], []
-    for start in range(0, len(rows), batch_size):
-        r, t = rows[start : start + batch_size], targets[start : start + batch_size]
-        scores = user_vectors(retriever, seqs, r, batch_size) @ items_nd.T
-        seen = seen_mask(seqs, split, r, earlier)
-        if catalogue_window_s:
-            seen |= ineligible_mask(seqs, r, catalogue_window_s)
-        seen[np.arange(len(t)), t] = False
-        scores[seen] = -np.inf
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        rerank = _weighted_scores(ranker, seqs, r, top, weights, batch_size)
+    k = 0
+    for r, t, top, rerank in two_stage_rankings(
+        retriever, ranker, seqs, split, num_retrieved, weights, batch_size, catalogue_window_s
+    ):
+        k = top.shape[1]
         ranked.append(_rank_in(top, np.argsort(-rerank, axis=1, kind="stable"), t))
         retrieved.append(_rank_in(top, np.arange(k)[None, :].repeat(len(r), 0), t))
     out = {f"two_stage_{m}": v for m, v in ranking_metrics(np.concatenate(ranked), cutoffs).items()}
