@@ -3,14 +3,29 @@ users, incremental append (the model's own ``append_prefix``) == full re-encode,
 any single prefix input or a param_version change, LRU under a byte budget, flush on version change.
 
 Guards the fork's cache bugs: a hit path that treated padded positions as valid (0.37 probability
-error), a key that ignored actions / surfaces / authors / parameter version, and a one-user cache.
+error), a key that ignored actions / surfaces / authors / parameter version, and a one-user cache; and the
+append tail of issue 13 (a user's first append compiled its step mid-serving: p99 40x p50): after
+``warmup`` no request of the warmed buckets compiles, whatever mix of misses, hits, appends and moves.
 """
 
+import dataclasses
+
+import jax
 import numpy as np
 import pytest
 
-from tests.inference.helpers import F32_TOL, batch, edit, model_logits, source, truncate_history, valid_candidates
+from tests.inference.helpers import (
+    F32_TOL,
+    batch,
+    edit,
+    model_logits,
+    pad,
+    source,
+    truncate_history,
+    valid_candidates,
+)
 from x_reco.inference.cache import ExecutableCache, PrefixCache, key_context, prefix_key
+from x_reco.inference.engine import CompileCounter
 from x_reco.inference.requests import Bucket, pad_batch
 
 S = 11  # tiny history_len = the capacity class
@@ -135,3 +150,70 @@ def test_executable_cache_is_bounded_and_shared():
     second = PrefixCache(source(), classes=(S,), precision="highest", executables=first.executables)
     _check(second(b), b)
     assert first.compile_s > 0 and second.compile_s == 0  # the second cache compiled nothing
+
+
+def _rows(b, rows):
+    return dataclasses.replace(b, **{f.name: np.asarray(getattr(b, f.name))[rows] for f in dataclasses.fields(b)})
+
+
+def test_one_user_growing_history_appends_equal_the_uncached_probabilities():
+    user = _rows(batch(seed=21, b=1), [0])  # B=1, full history of S events
+    full = int((np.asarray(user.history_post_hashes)[0, :, 0] != 0).sum())
+    cache = _cache(slots=2, append_chunk=2)
+    cache(truncate_history(user, [2]))
+    for length in range(3, full + 1):  # one new event per request
+        b = truncate_history(user, [length])
+        want = jax.nn.sigmoid(model_logits(b))
+        got = np.asarray(cache(b).probs_bca)
+        assert np.abs(got - np.asarray(want))[valid_candidates(b)].max() <= F32_TOL
+    assert cache.stats.appends == full - 2 and cache.stats.appended_events == full - 2 and cache.stats.misses == 1
+
+
+def test_after_warmup_misses_hits_appends_moves_and_evictions_never_compile():
+    cache = PrefixCache(
+        source(), classes=(S, 16), slots=4, append_chunk=3, precision="highest", executables=ExecutableCache()
+    )
+    full = batch(seed=22, b=2)
+    n, wide_n = full.num_candidates, full.num_candidates + 2
+    lengths = (np.asarray(full.history_post_hashes)[:, :, 0] != 0).sum(axis=1)
+    # encode and append per (B, S), score per (B, S, N), a move into each class from the other: 2+2+3+2
+    assert cache.warmup([(2, S, n), (2, 16, n), Bucket(2, S, wide_n)]) == 9
+    assert cache.warmup([(2, 16, wide_n)]) == 1  # only its score: the encode never sees the candidates
+    requests = [
+        truncate_history(full, np.maximum(lengths - 4, 0)),  # miss
+        truncate_history(full, np.maximum(lengths - 4, 0)),  # hit
+        full,  # append of 4 events (two rounds of 3) to row 0; row 1 (empty history) hits
+        pad_batch(full, Bucket(2, 16, n)),  # hit, moved up to class 16
+        *(batch(seed=s, b=2) for s in (23, 24, 25)),  # misses in class S, evicting its LRU entries
+        pad(full, candidates=2),  # hit in class 16, moved back down, N = 7
+    ]
+    with CompileCounter() as counter:
+        outs = [jax.block_until_ready(cache(r)) for r in requests]
+    assert counter.count == 0 and cache.stats.late_compiles == 0
+    st = cache.stats
+    assert (st.misses, st.hits, st.appends, st.appended_events, st.moves) == (8, 7, 1, 4, 4) and st.evictions >= 1
+    for out, r in zip(outs, requests):
+        _check(out, r if r.num_history == S else full)
+
+
+def test_first_append_compiles_mid_serving_unless_warmed():
+    short = truncate_history(batch(seed=26, b=1), [3])
+    grown = truncate_history(batch(seed=26, b=1), [4])
+    counts = {}
+    for first_use in (False, True):
+        cache = PrefixCache(
+            source(), classes=(S,), precision="highest", executables=ExecutableCache(), warm_on_first_use=first_use
+        )
+        cache(short)  # the bucket's first request: a miss
+        with CompileCounter() as counter:
+            cache(grown)  # the user's first append
+        counts[first_use] = (counter.count, cache.stats.appends)
+    assert counts == {False: (1, 1), True: (0, 1)}  # the probe counts; first-use warming covers the append
+
+
+def test_warmup_validates_buckets_and_a_shared_executable_cache():
+    with pytest.raises(ValueError, match="capacity class"):
+        _cache().warmup([(1, 16, 5)])
+    small = PrefixCache(source(), classes=(S,), executables=ExecutableCache(maxsize=2))
+    with pytest.raises(ValueError, match="needs 3 executables"):
+        small.warmup([(1, S, 5)])

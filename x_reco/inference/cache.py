@@ -12,6 +12,10 @@ Incremental append: a per-user index points at the user's entry; if the request'
 hash to that entry's key and L' > L, the L' - L new events are encoded against the cached K/V and
 written at positions 1+L.. (exact: older K/V never depend on later events). Anything else is a miss.
 Only ``shared`` position mode is cacheable (candidate positions then depend only on L).
+
+Static shapes: every jitted step (encode, append, move, score) has one shape per (B, S) or (B, S, N)
+bucket (plan arrays padded to B, append rounds of ``append_chunk`` events, the encode sees no candidates),
+and ``warmup(buckets)`` compiles and runs each once, so a request inside the buckets never compiles.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import collections
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterable
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +33,7 @@ import numpy as np
 from x_reco.common.types import RecsysBatch
 from x_reco.inference.engine import ExecutableCache, ScoreOutput, aot_compile, finish, to_device
 from x_reco.inference.params import ServingModel, ServingParams
+from x_reco.inference.requests import Bucket, empty_batch
 from x_reco.models import masks
 from x_reco.models.ranker import PrefixKV
 
@@ -83,6 +89,25 @@ def write_slots(
     return jax.lax.fori_loop(0, count, body, pool_lnpkd)
 
 
+def move_slot(src_k, src_v, dst_k, dst_v, src_slot, dst_slot):
+    """Copy one entry from a pool of one class into ``dst_slot`` of another (truncated or zero-padded to P_cap)."""
+    p = min(src_k.shape[2], dst_k.shape[2])
+    k = jnp.zeros(dst_k.shape[:1] + dst_k.shape[2:], dst_k.dtype).at[:, :p].set(src_k[:, src_slot, :p])
+    v = jnp.zeros(dst_v.shape[:1] + dst_v.shape[2:], dst_v.dtype).at[:, :p].set(src_v[:, src_slot, :p])
+    return dst_k.at[:, dst_slot].set(k), dst_v.at[:, dst_slot].set(v)
+
+
+def prefix_only(batch: RecsysBatch) -> RecsysBatch:
+    """``batch`` with zero-width candidate arrays: the prefix encode's input, so its shape never depends on N."""
+    b = batch.batch_size
+    return dataclasses.replace(
+        batch,
+        candidate_post_hashes=np.zeros((b, 0, batch.candidate_post_hashes.shape[2]), np.int32),
+        candidate_author_hashes=np.zeros((b, 0, batch.candidate_author_hashes.shape[2]), np.int32),
+        candidate_product_surface=np.zeros((b, 0), np.int32),
+    )
+
+
 def _targets(rows: list[int], slots: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray, np.int32]:
     """(rows, their slots, count) padded to ``b`` entries, so every call has one static shape."""
     rows_r, slots_r = np.zeros(b, np.int32), np.zeros(b, np.int32)
@@ -112,6 +137,8 @@ class CacheStats:
     moves: int = 0
     evictions: int = 0
     flushes: int = 0
+    compiles: int = 0
+    late_compiles: int = 0  # compilations while serving a request (outside an explicit ``warmup``)
 
     @property
     def hit_rate(self) -> float:
@@ -144,6 +171,8 @@ class PrefixCache:
       chunk: optional candidate chunk size of the scoring pass.
       params: ``sm.params`` already on the device (otherwise copied there).
       executables: compiled steps to reuse and fill (default: this cache's own).
+      warm_on_first_use: the first request of a (B, S, N) bucket not yet warmed runs ``warmup`` for it, so
+        a later append or move of that bucket never compiles mid-serving (``warmup`` at start-up is better).
     """
 
     def __init__(
@@ -158,6 +187,7 @@ class PrefixCache:
         precision: str | None = None,
         params: ServingParams | None = None,
         executables: ExecutableCache | None = None,
+        warm_on_first_use: bool = True,
     ):
         cfg = sm.config
         if cfg.candidate_position_mode != "shared":
@@ -187,17 +217,22 @@ class PrefixCache:
         self.entries: collections.OrderedDict[bytes, Entry] = collections.OrderedDict()
         self.by_user: dict[bytes, Entry] = {}
         self.stats, self.tick, self.resident_bytes = CacheStats(), 0, 0
+        self._owns_executables = executables is None
         self.executables = executables if executables is not None else ExecutableCache()
         self.compile_s = 0.0
+        self.warm_buckets: set[Bucket] = set()
+        self.warm_on_first_use, self._explicit = warm_on_first_use, False
 
     # -- versions ---------------------------------------------------------------------------------
     def reload(self, sm: ServingModel) -> None:
         """Swap parameters; flush every entry when the param or table version (or variant) changes."""
         old = self.context
         self.sm, self.params, self.context = sm, to_device(sm.params), key_context(sm)
-        self._exe_key = self._executable_key(sm)
+        old_key, self._exe_key = self._exe_key, self._executable_key(sm)
         if self.context != old:
             self.flush()
+        if self.warm_buckets and self._exe_key != old_key:
+            self.warmup(self.warm_buckets)
 
     def flush(self) -> None:
         for c, (k, _) in self.pools.items():
@@ -298,25 +333,33 @@ class PrefixCache:
         return entry.slot
 
     # -- device work ------------------------------------------------------------------------------
+    # Every step is (name, fn, args, donated argnums), built by the same code for serving and for
+    # ``warmup``, so a warmed key is exactly the key a request looks up.
     def _executable_key(self, sm: ServingModel) -> tuple:
         """The static facts a compiled step depends on besides argument shapes (computed once, not per call)."""
         return (sm.config.digest(), sm.variant, self.chunk, self.append_chunk, self.precision)
 
-    def _call(self, name: str, fn, *args, donate=()):
+    def _key(self, name: str, args: tuple) -> tuple:
         shaped = args[1:] if isinstance(args[0], ServingParams) else args  # params never change shape
-        key = (name, *self._exe_key)
-        key += tuple((np.shape(a), str(a.dtype)) for a in jax.tree.leaves(shaped))
+        return (name, *self._exe_key) + tuple((np.shape(a), str(a.dtype)) for a in jax.tree.leaves(shaped))
+
+    def _executable(self, name: str, fn, args: tuple, donate=()):
+        """The step's executable for these argument shapes; compiled (and counted) when not cached."""
+        key = self._key(name, args)
         exe = self.executables.get(key)
         if exe is None:
             exe, seconds = aot_compile(fn, *args, precision=self.precision, donate_argnums=donate)
             self.executables.put(key, exe)
             self.compile_s += seconds
-        return exe(*args)
+            self.stats.compiles += 1
+            self.stats.late_compiles += int(not self._explicit)
+        return exe
 
-    def _encode(self, device_batch, plan: Plan) -> None:
+    def _call(self, name: str, fn, args: tuple, donate=()):
+        return self._executable(name, fn, args, donate)(*args)
+
+    def _encode_step(self, device_batch: RecsysBatch, plan: Plan) -> tuple:
         sm = self.sm
-        k_pool, v_pool = self.pools[plan.cls]
-        rows, slots, count = _targets(plan.encode, plan.slots, len(plan.slots))
 
         def encode(params, kp, vp, rows_r, slots_r, count_, batch):
             model = sm.module(params.state)
@@ -324,74 +367,54 @@ class PrefixCache:
             k, v = prefix.k_lbpkd, prefix.v_lbpkd
             return write_slots(kp, k, rows_r, slots_r, count_), write_slots(vp, v, rows_r, slots_r, count_)
 
-        self.pools[plan.cls] = self._call(
-            "encode", encode, self.params, k_pool, v_pool, rows, slots, count, device_batch, donate=(1, 2)
-        )
+        targets = _targets(plan.encode, plan.slots, len(plan.slots))
+        return "encode", encode, (self.params, *self.pools[plan.cls], *targets, prefix_only(device_batch)), (1, 2)
 
-    def _append(self, batch: RecsysBatch, plan: Plan) -> None:
-        sm, m = self.sm, self.append_chunk
-        current = {row: length for row, length in plan.append}
+    def _encode(self, device_batch: RecsysBatch, plan: Plan) -> None:
+        self.pools[plan.cls] = self._call(*self._encode_step(device_batch, plan))
 
-        def append(
-            params, kp, vp, slots_b, lengths_b, user_b, post, author, actions, surface, n_new_b, rows_r, slots_r, count_
-        ):
+    def _append_step(self, batch: RecsysBatch, plan: Plan, current: dict[int, int]) -> tuple:
+        """One round: up to ``append_chunk`` new events of every row in ``current`` (row -> cached length,
+        advanced here) still short of its length, at fixed shapes [B, append_chunk]."""
+        sm, m, b = self.sm, self.append_chunk, len(plan.slots)
+
+        def append(params, kp, vp, slots_b, lengths_b, user_b, post, author, actions, surface, n_new_b, *targets):
             model = sm.module(params.state)
             new = model.history_tokens(post, author, actions, surface)
             valid = jnp.arange(m)[None, :] < n_new_b[:, None]
             cached = PrefixKV(kp[:, slots_b], vp[:, slots_b], masks.prefix_valid(lengths_b, user_b, kp.shape[2]))
             grown = model.append_prefix(cached, new, valid)
-            k, v = grown.k_lbpkd, grown.v_lbpkd
-            return write_slots(kp, k, rows_r, slots_r, count_), write_slots(vp, v, rows_r, slots_r, count_)
+            return write_slots(kp, grown.k_lbpkd, *targets), write_slots(vp, grown.v_lbpkd, *targets)
 
+        slots, lengths, n_new = np.zeros(b, np.int32), np.zeros(b, np.int32), np.zeros(b, np.int32)
+        fields = [np.asarray(getattr(batch, f)) for f in _PREFIX_FIELDS]
+        new = [np.zeros((b, m) + x.shape[2:], d) for x, d in zip(fields, _PREFIX_DTYPES)]
+        for row, start in current.items():
+            count = min(m, int(plan.lengths[row]) - start)
+            if count <= 0:
+                continue
+            slots[row], lengths[row], n_new[row] = plan.slots[row], start, count
+            for arr, x in zip(new, fields):
+                arr[row, :count] = x[row, start : start + count]
+            current[row] = start + count
+        targets = _targets(np.flatnonzero(n_new).tolist(), slots, b)
+        args = (self.params, *self.pools[plan.cls], slots, lengths, plan.user_valid, *new, n_new, *targets)
+        return "append", append, args, (1, 2)
+
+    def _append(self, batch: RecsysBatch, plan: Plan) -> None:
+        current = dict(plan.append)
         while any(current[r] < plan.lengths[r] for r in current):
-            b = len(plan.slots)
-            slots, lengths, n_new = np.zeros(b, np.int32), np.zeros(b, np.int32), np.zeros(b, np.int32)
-            new = [
-                np.zeros((b, m) + np.asarray(getattr(batch, f)).shape[2:], d)
-                for f, d in zip(_PREFIX_FIELDS, _PREFIX_DTYPES)
-            ]
-            for row in current:
-                start = current[row]
-                count = min(m, int(plan.lengths[row]) - start)
-                if count <= 0:
-                    continue
-                slots[row], lengths[row], n_new[row] = plan.slots[row], start, count
-                for arr, f in zip(new, _PREFIX_FIELDS):
-                    arr[row, :count] = np.asarray(getattr(batch, f))[row, start : start + count]
-                current[row] = start + count
-            k_pool, v_pool = self.pools[plan.cls]
-            targets = _targets([r for r in range(b) if n_new[r]], slots, b)
-            self.pools[plan.cls] = self._call(
-                "append",
-                append,
-                self.params,
-                k_pool,
-                v_pool,
-                slots,
-                lengths,
-                plan.user_valid,
-                *new,
-                n_new,
-                *targets,
-                donate=(1, 2),
-            )
+            self.pools[plan.cls] = self._call(*self._append_step(batch, plan, current))
+
+    def _move_step(self, src_cls: int, src_slot: int, dst_cls: int, dst_slot: int) -> tuple:
+        args = (*self.pools[src_cls], *self.pools[dst_cls], np.int32(src_slot), np.int32(dst_slot))
+        return "move", move_slot, args, (2, 3)
 
     def _apply_moves(self, plan: Plan) -> None:
-        def move(src_k, src_v, dst_k, dst_v, src_slot, dst_slot):
-            p = min(src_k.shape[2], dst_k.shape[2])
-            k = jnp.zeros(dst_k.shape[:1] + dst_k.shape[2:], dst_k.dtype).at[:, :p].set(src_k[:, src_slot, :p])
-            v = jnp.zeros(dst_v.shape[:1] + dst_v.shape[2:], dst_v.dtype).at[:, :p].set(src_v[:, src_slot, :p])
-            return dst_k.at[:, dst_slot].set(k), dst_v.at[:, dst_slot].set(v)
-
         for src_cls, src_slot, dst_slot in plan.moves:
-            sk, sv = self.pools[src_cls]
-            dk, dv = self.pools[plan.cls]
-            self.pools[plan.cls] = self._call(
-                "move", move, sk, sv, dk, dv, np.int32(src_slot), np.int32(dst_slot), donate=(2, 3)
-            )
+            self.pools[plan.cls] = self._call(*self._move_step(src_cls, src_slot, plan.cls, dst_slot))
 
-    def score(self, device_batch: RecsysBatch, plan: Plan) -> ScoreOutput:
-        """Candidate pass over the pooled prefixes (slot gather inside the jitted call)."""
+    def _score_step(self, device_batch: RecsysBatch, plan: Plan) -> tuple:
         sm, chunk = self.sm, self.chunk
 
         def cached_score(params, kp, vp, slots_b, lengths_b, user_b, batch):
@@ -400,13 +423,80 @@ class PrefixCache:
             out = model.score_with_prefix(prefix, model.candidate_tokens(batch), batch.candidate_valid_bc, chunk=chunk)
             return finish(params.score_weights, out.logits_bca, out.candidate_mask_bc)
 
-        k_pool, v_pool = self.pools[plan.cls]
-        return self._call(
-            "score", cached_score, self.params, k_pool, v_pool, plan.slots, plan.lengths, plan.user_valid, device_batch
-        )
+        args = (self.params, *self.pools[plan.cls], plan.slots, plan.lengths, plan.user_valid, device_batch)
+        return "score", cached_score, args, ()
+
+    def score(self, device_batch: RecsysBatch, plan: Plan) -> ScoreOutput:
+        """Candidate pass over the pooled prefixes (slot gather inside the jitted call)."""
+        return self._call(*self._score_step(device_batch, plan))
+
+    def warmup(self, buckets: Iterable[Bucket | tuple[int, int, int]]) -> int:
+        """Compile and run once every step a request of these (B, S, N) buckets can hit, so serving never compiles.
+
+        Steps: encode and append per (B, S), score per (B, S, N), a move from every class into each
+        bucket's class. Each runs once on an all-padding batch that writes nothing (a move writes only
+        a free slot), so first-execution costs are paid here too. Compilations outside ``warmup`` are
+        counted in ``stats.late_compiles``; ``reload`` to another variant re-warms. An owned
+        ``ExecutableCache`` grows to hold every step; a shared one that is too small raises ValueError
+        (an evicted step would be recompiled mid-serving). Returns how many executables compiled now.
+        """
+        self._explicit = True
+        try:
+            return self._warm(buckets, strict=True)
+        finally:
+            self._explicit = False
+
+    def warm_for(self, batch: RecsysBatch) -> None:
+        """``warm_on_first_use``: warm the bucket of this host batch if it is new (``__call__`` does this first)."""
+        bucket = Bucket(batch.batch_size, batch.num_history, batch.num_candidates)
+        if self.warm_on_first_use and bucket not in self.warm_buckets and bucket.history in self.pools:
+            self._warm([bucket], strict=False)
+
+    def _warm(self, buckets, strict: bool) -> int:
+        buckets = sorted({b if isinstance(b, Bucket) else Bucket(*map(int, b)) for b in buckets})
+        needed = {self._key(step[0], step[2]) for _, _, step in self._warm_steps(buckets)}
+        missing = sum(self.executables.get(key) is None for key in needed)
+        if self._owns_executables:  # room for every step warmed so far and these
+            self.executables.maxsize = max(self.executables.maxsize, len(self.executables) + missing)
+        elif strict and len(needed) > self.executables.maxsize:
+            raise ValueError(
+                f"warmup needs {len(needed)} executables; the shared ExecutableCache holds {self.executables.maxsize}"
+            )
+        before, done = self.stats.compiles, set()
+        for run, writes, step in self._warm_steps(buckets):  # lazily: args see the pools the last step returned
+            key = self._key(step[0], step[2])
+            if key in done:
+                continue
+            done.add(key)
+            if not run:
+                self._executable(*step)
+                continue
+            out = jax.block_until_ready(self._call(*step))
+            if writes is not None:
+                self.pools[writes] = out
+        self.warm_buckets.update(buckets)
+        return self.stats.compiles - before
+
+    def _warm_steps(self, buckets: list[Bucket]):
+        """(run it?, the class whose pools it returns or None, step) for every step of ``buckets``."""
+        cfg = self.sm.config
+        for bucket in buckets:
+            if bucket.history not in self.pools:
+                raise ValueError(f"bucket {bucket} history S is not a capacity class {sorted(self.pools)}")
+            host = empty_batch(bucket, cfg.num_hashes, cfg.num_history_actions)
+            b, cls = bucket.batch, bucket.history
+            plan = Plan(cls, np.zeros(b, np.int32), np.zeros(b, np.int32), np.zeros(b, bool))
+            yield True, cls, self._encode_step(host, plan)
+            yield True, cls, self._append_step(host, plan, {})
+            yield True, None, self._score_step(host, plan)
+        for dst in sorted({b.history for b in buckets}):
+            for src in (c for c in self.pools if c != dst):
+                free = self.free[dst]
+                yield bool(free), dst, self._move_step(src, 0, dst, free[-1] if free else 0)
 
     def __call__(self, batch: RecsysBatch, device_batch: RecsysBatch | None = None) -> ScoreOutput:
         """Look up, fill (moves, appends, encodes) and score a bucket-padded host batch."""
+        self.warm_for(batch)
         plan = self.lookup(batch)
         if device_batch is None:
             device_batch = jax.device_put(batch, may_alias=False)
@@ -436,4 +526,7 @@ class PrefixCache:
             "pool_bytes": int(sum(2 * k.size * k.dtype.itemsize for k, _ in self.pools.values())),
             "executables": len(self.executables),
             "compile_s": self.compile_s,
+            "compiles": s.compiles,
+            "late_compiles": s.late_compiles,
+            "warm_buckets": [b.as_dict() for b in sorted(self.warm_buckets)],
         }
