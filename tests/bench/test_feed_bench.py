@@ -48,6 +48,8 @@ def test_quick_run_writes_raw_times_table_and_plots(tmp_path, capsys, monkeypatc
     follows = raw["scaling"]["follows"]
     assert [p["follows"] for p in follows] == list(cfg.follow_sizes)
     assert all(_finite(p["raw"]["wall_ms"]) and "source" in p["stages"] for p in [*index, *follows])
+    assert all(_finite(p["phoenix_phases"]["raw"]["encode_ms"] + p["phoenix_phases"]["raw"]["scan_ms"]) for p in index)
+    assert all(_finite(p["thunder_alone"]["raw_ms"]) for p in [main, *follows])
 
     table = (out / "table.md").read_text()
     assert "p50" in table and "random init" in table and "dominates" in table

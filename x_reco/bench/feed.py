@@ -51,8 +51,8 @@ class FeedBenchConfig:
     size: str = "large"
     requests: int = 200
     warmup: int = 20
-    sweep_requests: int = 100  # timed requests per scaling point
-    sweep_warmup: int = 10
+    sweep_requests: int = 200  # timed requests per scaling point
+    sweep_warmup: int = 20
     index_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     follow_sizes: tuple[int, ...] = (10, 30, 100, 200)
     compile_all: bool = True  # every reachable scorer bucket before any request (else: the warm-up's)
@@ -233,6 +233,7 @@ def measure(fp: FeedPipeline, requests: list[FeedRequest], warmup: int) -> dict:
         "requests": [[r.user_id, r.t] for r in requests[warmup:]],
         "wall": summarize(run["wall_ms"]),
         "stages": {k: summarize(v) for k, v in run["stages_ms"].items()},
+        "unattributed": summarize(np.subtract(run["wall_ms"], np.sum(list(run["stages_ms"].values()), axis=0))),
         "components": {k: summarize(v) for k, v in run["components_ms"].items()},
         "counts": {k: summarize(v) for k, v in run["counts"].items()},
         "compiles_in_timed_loop": run["compiles"],
@@ -294,19 +295,58 @@ def sweep_index(fp: FeedPipeline, requests, config: FeedBenchConfig) -> list[dic
     out = []
     for size in sizes:
         _swap_source(fp, base if size == world else padded_source(base, size, config.seed))
-        out.append({"index_size": size, "padded": size > world, **measure(fp, requests, config.sweep_warmup)})
+        point = {"index_size": size, "padded": size > world, **measure(fp, requests, config.sweep_warmup)}
+        out.append(point | {"phoenix_phases": phoenix_phases(fp, requests[config.sweep_warmup :])})
         _swap_source(fp, base)
     return out
+
+
+def phoenix_phases(fp: FeedPipeline, requests) -> dict:
+    """``PhoenixSource.get_candidates`` alone per request (ms), and its user encoding (the compiled
+    retriever tower); the rest is the index scan: u·v, the masks and the top-k."""
+    from x_reco.pipeline.phoenix import _encode_user, request_batch
+
+    src, total, encode = fp.phoenix, [], []
+    for req in requests:
+        query = fp.state.query(req)
+        t0 = time.perf_counter()
+        src.get_candidates(query)
+        t1 = time.perf_counter()
+        np.asarray(_encode_user(src.retriever, request_batch(src.cat, query, np.zeros(0, np.int64), 1)))
+        src.debug_for(query.request.request_id)  # drop the diagnostics the source kept for why-not
+        total.append((t1 - t0) * 1e3)
+        encode.append((time.perf_counter() - t1) * 1e3)
+    scan = list(np.subtract(total, encode))
+    return {"raw": {"total_ms": total, "encode_ms": encode, "scan_ms": scan}} | {
+        k: summarize(v) for k, v in (("total", total), ("encode", encode), ("scan", scan))
+    }
 
 
 def sweep_follows(fp: FeedPipeline, requests, config: FeedBenchConfig) -> list[dict]:
     authors = fp.data.social["authors"]["author_id"].to_numpy()
     pipe, out = fp.pipeline, []
     for k in config.follow_sizes:
-        pipe.dependent_query_hydrators = (FollowListOverride(authors, k, config.seed),)
-        out.append({"follows": min(k, len(authors)), "requested": k, **measure(fp, requests, config.sweep_warmup)})
+        override = FollowListOverride(authors, k, config.seed)
+        pipe.dependent_query_hydrators = (override,)
+        point = {"follows": min(k, len(authors)), "requested": k, **measure(fp, requests, config.sweep_warmup)}
+        out.append(point | {"thunder_alone": thunder_alone(fp, requests[config.sweep_warmup :], override)})
     pipe.dependent_query_hydrators = ()
     return out
+
+
+def thunder_alone(fp: FeedPipeline, requests, override: FollowListOverride | None = None) -> dict:
+    """``ThunderSource.get_candidates`` per request (ms) outside the pipeline: no other source competes
+    for the interpreter lock, which the in-pipeline latency of a concurrent source includes."""
+    (source,) = [s for s in fp.pipeline.sources if s.name == "ThunderSource"]
+    ms = []
+    for req in requests:
+        query = fp.state.query(req)
+        if override is not None:
+            query = dataclasses.replace(query, **override.hydrate(query))
+        t0 = time.perf_counter()
+        source.get_candidates(query)
+        ms.append((time.perf_counter() - t0) * 1e3)
+    return {"raw_ms": ms, **summarize(ms)}
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -327,6 +367,7 @@ def run_feed_bench(config: FeedBenchConfig, out: str | Path, *, command: list[st
     requests = sample_requests(fp, need, config.seed)
     compiled = compile_buckets(fp, requests[0]) if config.compile_all else {"buckets": [], "seconds": 0.0}
     main = measure(fp, requests[: config.requests + config.warmup], config.warmup)
+    main["thunder_alone"] = thunder_alone(fp, requests[config.warmup : config.requests + config.warmup])
     sweep = requests[: config.sweep_requests + config.sweep_warmup]
     scaling = {"index": sweep_index(fp, sweep, config), "follows": sweep_follows(fp, sweep, config)}
     fp.pipeline.close()
@@ -403,14 +444,15 @@ def _stage_order(stage: str) -> int:
     return STAGES.index(stage) if stage in STAGES else len(STAGES)
 
 
-def dominance_sentence(points: list[dict], key: str, unit: str) -> str:
-    """Which stage has the largest p50 at each end of a sweep, and how the source stage grows."""
+def dominance_sentence(points: list[dict], key: str, unit: str, component: str) -> str:
+    """Which stage has the largest p50 at each end of a sweep, and how ``component``'s p50 grows."""
     parts = []
     for p in (points[0], points[-1]) if len(points) > 1 else points:
         top, ms, total = _dominant(p)
         parts.append(f"at {p[key]:,} {unit} the {top} stage dominates ({_ms(ms)} of {_ms(total)} ms stage p50)")
-    src = [p["stages"].get("source", {"p50": 0.0})["p50"] for p in points]
-    return "; ".join(parts) + f"; the source stage p50 goes {_ms(src[0])} → {_ms(src[-1])} ms."
+    ms = [p["components"].get(component, {"p50": float("nan")})["p50"] for p in (points[0], points[-1])]
+    name = component.split("/")[-1]
+    return "; ".join(parts).capitalize() + f"; {name} p50 goes {_ms(ms[0])} → {_ms(ms[-1])} ms."
 
 
 def table_md(raw: dict) -> str:
@@ -418,6 +460,7 @@ def table_md(raw: dict) -> str:
     world, w = meta["world"], main["wall"]
     cpu = meta["cpu"]
     counts = [(k, main["counts"][k]) for k in COUNTS]
+    alone = main["thunder_alone"]
     thunder = main["components"].get("source/ThunderSource", {"p50": float("nan"), "p99": float("nan")})
     lines = [
         f"Feed latency: `{' '.join(meta['command'] or ['run_feed_bench'])}`",
@@ -439,7 +482,9 @@ def table_md(raw: dict) -> str:
         "",
         f"Goals (printed, not asserted): p50 {_goal(w['p50'], GOALS_MS['p50'])}; "
         f"p99 {_goal(w['p99'], GOALS_MS['p99'])}; "
-        f"Thunder lookup p50 {_ms(thunder['p50'])} ms {_goal(thunder['p50'], GOALS_MS['thunder_p50'])}.",
+        f"Thunder lookup p50 {_ms(thunder['p50'])} ms in the pipeline (beside PhoenixSource, sharing the "
+        f"interpreter lock), {_ms(alone['p50'])} ms alone (p99 {_ms(alone['p99'])}): "
+        f"{_goal(alone['p50'], GOALS_MS['thunder_p50'])}.",
         "",
         "| stage (latency_us summed per kind; sources and hydrators run concurrently) | p50 ms | p99 ms |",
         "|---|---|---|",
@@ -447,6 +492,8 @@ def table_md(raw: dict) -> str:
             f"| {k} | {_ms(v['p50'])} | {_ms(v['p99'])} |"
             for k, v in sorted(main["stages"].items(), key=lambda kv: _stage_order(kv[0]))
         ],
+        f"| wall − Σ stages (framework: threads, merges, copies) | {_ms(main['unattributed']['p50'])} | "
+        f"{_ms(main['unattributed']['p99'])} |",
         "",
         "| component | p50 ms | p99 ms |",
         "|---|---|---|",
@@ -465,21 +512,32 @@ def table_md(raw: dict) -> str:
         f"Post-index size ({len(idx[0]['raw']['wall_ms'])} timed requests per point): rows beyond the world's are fake "
         "(random unit vectors, never eligible), so every request scores, masks and partitions all of them while "
         "the funnel after retrieval stays the world's; sizes below the world's index run at its size. "
-        + dominance_sentence(idx, "index_size", "posts"),
+        + dominance_sentence(idx, "index_size", "posts", "source/PhoenixSource")
+        + " PhoenixSource alone (outside the pipeline, p50): "
+        + "; ".join(
+            f"{p['index_size']:,}: encode {_ms(p['phoenix_phases']['encode']['p50'])} + scan "
+            f"{_ms(p['phoenix_phases']['scan']['p50'])} ms"
+            for p in idx
+        )
+        + ".",
         "",
         *_sweep_rows(idx, "index size", "index_size"),
         "",
-        "Follow-list size (followed_ids replaced by k seeded authors of the world; ThunderSource p50 shown): "
-        + dominance_sentence(fol, "follows", "followed authors"),
+        "Follow-list size (a dependent query hydrator replaces followed_ids by k seeded authors of the world): "
+        + dominance_sentence(fol, "follows", "followed authors", "source/ThunderSource"),
         "",
         *_sweep_rows(fol, "follows", "follows"),
     ]
-    thunder_fol = [p["components"].get("source/ThunderSource", {"p50": float("nan")})["p50"] for p in fol]
     lines += [
         "",
-        "ThunderSource p50 by follows: "
-        + ", ".join(f"{p['follows']}: {_ms(v)} ms" for p, v in zip(fol, thunder_fol, strict=True))
-        + ".",
+        "| follows | ThunderSource in the pipeline p50 / p99 ms | ThunderSource alone p50 / p99 ms |",
+        "|---|---|---|",
+        *[
+            f"| {p['follows']} | {_ms(p['components']['source/ThunderSource']['p50'])} / "
+            f"{_ms(p['components']['source/ThunderSource']['p99'])} | {_ms(p['thunder_alone']['p50'])} / "
+            f"{_ms(p['thunder_alone']['p99'])} |"
+            for p in fol
+        ],
     ]
     return "\n".join(lines) + "\n"
 
@@ -516,6 +574,13 @@ def plots(raw: dict, folder: Path) -> dict[str, str]:
             ys = [p["stages"].get(stage, {"p50": 0.0})["p50"] for p in points]
             if max(ys) >= 0.05 * max(p["wall"]["p50"] for p in points):
                 ax.plot(xs, ys, ".:", label=f"{stage} p50")
+        extra = {"follows": [("ThunderSource alone", "thunder_alone")]}.get(
+            kind,
+            [("PhoenixSource encode", "phoenix_phases", "encode"), ("PhoenixSource scan", "phoenix_phases", "scan")],
+        )
+        for label, *path in extra:
+            ys = [p[path[0]][path[1]]["p50"] if len(path) == 2 else p[path[0]]["p50"] for p in points]
+            ax.plot(xs, ys, "x-.", label=f"{label} p50")
         ax.set_xscale("log" if kind == "index" else "linear")
         ax.set(title=f"feed latency vs {xlabel}", xlabel=xlabel, ylabel="ms")
         ax.legend(fontsize=7)
