@@ -33,6 +33,8 @@ EXECUTABLES = ExecutableCache(maxsize=64)  # the caches below share compiled ste
 
 
 def _cache(**kw):
+    """A cache for result tests: it compiles only the steps it runs (warming is tested on its own below)."""
+    kw.setdefault("warm_on_first_use", False)
     return PrefixCache(source(), classes=kw.pop("classes", (S,)), precision="highest", executables=EXECUTABLES, **kw)
 
 
@@ -156,16 +158,18 @@ def _rows(b, rows):
     return dataclasses.replace(b, **{f.name: np.asarray(getattr(b, f.name))[rows] for f in dataclasses.fields(b)})
 
 
-def test_one_user_growing_history_appends_equal_the_uncached_probabilities():
+def test_one_user_growing_history_appends_equal_the_uncached_probabilities_and_never_compile():
     user = _rows(batch(seed=21, b=1), [0])  # B=1, full history of S events
     full = int((np.asarray(user.history_post_hashes)[0, :, 0] != 0).sum())
-    cache = _cache(slots=2, append_chunk=2)
-    cache(truncate_history(user, [2]))
-    for length in range(3, full + 1):  # one new event per request
-        b = truncate_history(user, [length])
-        want = jax.nn.sigmoid(model_logits(b))
-        got = np.asarray(cache(b).probs_bca)
-        assert np.abs(got - np.asarray(want))[valid_candidates(b)].max() <= F32_TOL
+    grown = [truncate_history(user, [length]) for length in range(3, full + 1)]  # one new event per request
+    want = [np.asarray(jax.nn.sigmoid(model_logits(b))) for b in grown]
+    cache = PrefixCache(source(), classes=(S,), slots=2, append_chunk=2, precision="highest")  # default warming
+    cache(truncate_history(user, [2]))  # the bucket's first request (a miss) warms every step of it
+    with CompileCounter() as counter:
+        got = [np.asarray(cache(b).probs_bca) for b in grown]
+    assert counter.count == 0 and cache.stats.late_compiles == 3  # encode, append, score: all on the first request
+    for g, w, b in zip(got, want, grown):
+        assert np.abs(g - w)[valid_candidates(b)].max() <= F32_TOL
     assert cache.stats.appends == full - 2 and cache.stats.appended_events == full - 2 and cache.stats.misses == 1
 
 
@@ -196,19 +200,14 @@ def test_after_warmup_misses_hits_appends_moves_and_evictions_never_compile():
         _check(out, r if r.num_history == S else full)
 
 
-def test_first_append_compiles_mid_serving_unless_warmed():
-    short = truncate_history(batch(seed=26, b=1), [3])
-    grown = truncate_history(batch(seed=26, b=1), [4])
-    counts = {}
-    for first_use in (False, True):
-        cache = PrefixCache(
-            source(), classes=(S,), precision="highest", executables=ExecutableCache(), warm_on_first_use=first_use
-        )
-        cache(short)  # the bucket's first request: a miss
-        with CompileCounter() as counter:
-            cache(grown)  # the user's first append
-        counts[first_use] = (counter.count, cache.stats.appends)
-    assert counts == {False: (1, 1), True: (0, 1)}  # the probe counts; first-use warming covers the append
+def test_without_warming_a_users_first_append_compiles_mid_serving():
+    cache = PrefixCache(
+        source(), classes=(S,), precision="highest", executables=ExecutableCache(), warm_on_first_use=False
+    )
+    cache(truncate_history(batch(seed=26, b=1), [3]))  # the bucket's first request: a miss
+    with CompileCounter() as counter:
+        cache(truncate_history(batch(seed=26, b=1), [4]))  # the user's first append: the issue-13 tail
+    assert counter.count == 1 and cache.stats.appends == 1 and cache.stats.late_compiles == 3
 
 
 def test_warmup_validates_buckets_and_a_shared_executable_cache():
