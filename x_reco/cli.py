@@ -63,7 +63,10 @@ def _cmd_feed(args) -> int:
     storage = args.storage or default_root()
     try:
         print(f"loading {args.dataset} from {storage} ...", file=sys.stderr)
-        pipeline = build_pipeline(args.dataset, storage, rules=args.rules, weights=args.weights, strict=args.strict)
+        # One request: the prefix cache would only add compilations (it pays off across a user's requests).
+        pipeline = build_pipeline(
+            args.dataset, storage, rules=args.rules, weights=args.weights, strict=args.strict, prefix_cache_slots=0
+        )
     except ServingDataError as exc:
         print(f"x-reco feed: {exc}", file=sys.stderr)
         return EXIT_CHECKPOINT

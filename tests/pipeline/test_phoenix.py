@@ -169,3 +169,23 @@ def test_scored_order_equals_the_two_stage_evaluation():
             checked += 1
         break
     assert checked == 8
+
+
+def test_prefix_cache_gives_the_same_probabilities_and_never_compiles_after_warmup():
+    """A user's requests through the prefix cache (hits, appends, misses, any candidate count up to the
+    warmed largest) score as the plain chunked path and compile nothing after ``warmup``."""
+    _, seqs = _world()
+    _, ranker = _models()
+    cat = ServingCatalogue.from_sequences(seqs)
+    plain = PhoenixScorer(serving_model(ranker), cat, AUG_2026.signals)
+    cached = PhoenixScorer(serving_model(ranker), cat, AUG_2026.signals, cache_slots=8, warm_candidates=(64, 300))
+    user = seqs.examples.user_idx[_rows(seqs)[0]]
+    rows = np.flatnonzero(seqs.examples.user_idx == user)[:6]  # one user's requests, history growing
+    ids = cat.item_ids
+    for k, row in enumerate(rows):
+        q = _query(seqs, row)
+        n = (10, 70, 200, 10, 300, 64)[k]
+        for _ in range(2):  # the second is a hit
+            np.testing.assert_allclose(cached.probabilities(q, ids[:n]), plain.probabilities(q, ids[:n]), atol=1e-5)
+    stats = cached.cache.stats
+    assert stats.hits >= len(rows) and stats.late_compiles == 0  # compiled in warmup only

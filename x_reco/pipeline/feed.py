@@ -73,6 +73,8 @@ class FeedOptions:
     backfill: bool = False
     empty_history: str = "score"  # "score": user token alone, flag cold_user; "upstream": no Phoenix
     mask_unobserved: bool = True
+    prefix_cache_slots: int = 256  # users whose prefix K/V is kept across requests (0: no cache)
+    warm_candidates: tuple[int, ...] = ()  # candidate counts compiled at construction (serving: up to 2048)
 
     def __post_init__(self):
         rule_set(self.rules)
@@ -119,7 +121,13 @@ class FeedPipeline:
         self.state = TableState(tables, seqs.catalogue, seqs.observed_mask, seqs.history_len, deleted_at=deleted)
         # -- models
         self.ranker_model = serving_model(ranker)
-        self.scorer = PhoenixScorer(self.ranker_model, self.catalogue, self.rules.signals)
+        self.scorer = PhoenixScorer(
+            self.ranker_model,
+            self.catalogue,
+            self.rules.signals,
+            cache_slots=options.prefix_cache_slots,
+            warm_candidates=options.warm_candidates,
+        )
         self.weights = self._weights(options.weights)
         index = data.index
         if index is None or str(index.get("param_version", "")) != self.versions.get("retriever", ""):

@@ -20,11 +20,12 @@ from x_reco.configs.weights import signal_columns
 from x_reco.data.examples import EngagementSequences
 from x_reco.eval.heldout import window_ineligible
 from x_reco.features.hashing import Hasher, HashSpec
+from x_reco.inference.cache import PrefixCache
 from x_reco.inference.engine import make_score_fn, to_device
 from x_reco.inference.params import ServingModel
 from x_reco.models.retriever import PhoenixRetriever
 from x_reco.pipeline.rules import PHOENIX_MAX_RESULTS
-from x_reco.pipeline.types import Candidates, Component, Query
+from x_reco.pipeline.types import Candidates, Component, FeedRequest, Query
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +184,9 @@ class PhoenixSource(Component):
             return self._debug.pop(request_id, None)
 
 
+_BUCKET_STARTS = tuple(64 * 2**i for i in range(12))
+
+
 def _bucket(n: int, chunk: int) -> int:
     """Candidate slots compiled for ``n`` candidates: a power of two >= 64, a multiple of ``chunk``."""
     size = 64
@@ -201,7 +205,18 @@ class PhoenixScorer(Component):
 
     name = "PhoenixScorer"
 
-    def __init__(self, sm: ServingModel, cat: ServingCatalogue, signals: tuple[str, ...]):
+    def __init__(
+        self,
+        sm: ServingModel,
+        cat: ServingCatalogue,
+        signals: tuple[str, ...],
+        *,
+        cache_slots: int = 0,
+        warm_candidates: tuple[int, ...] = (),
+    ):
+        """``cache_slots > 0`` keeps users' prefix K/V across requests (``x_reco.inference.PrefixCache``,
+        ``shared`` position mode only); ``warm_candidates`` are candidate counts whose executables are
+        compiled and run once now, so requests up to the largest never compile."""
         if sm.kind != "ranker":
             raise ValueError(f"PhoenixScorer needs a ranker ServingModel, got {sm.kind}")
         config = sm.config
@@ -214,9 +229,28 @@ class PhoenixScorer(Component):
         self._fn = jax.jit(make_score_fn(sm, "chunked", self.chunk))
         self._params = to_device(sm.params)
         self.calls = 0  # model calls: counterfactual re-ranking must not add any (§15.2)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the prefix cache's host state and donated pools are not thread-safe
+        self.cache = None
+        if cache_slots and self.shared:
+            self.cache = PrefixCache(
+                sm, classes=(cat.history_len,), slots=cache_slots, chunk=self.chunk, params=self._params
+            )
+        if warm_candidates:
+            self.warmup(warm_candidates)
 
-    def probabilities(self, query: Query, post_ids, author_hint=None) -> np.ndarray:
+    def warmup(self, candidate_counts) -> None:
+        """Compile (and run once) the executables of every candidate bucket up to the largest count."""
+        largest = _bucket(max(max(int(n) for n in candidate_counts), 1), self.chunk)
+        sizes = sorted({_bucket(n, self.chunk) for n in _BUCKET_STARTS if n <= largest} | {largest})
+        sizes = sizes if self.shared else [self.chunk]
+        if self.cache is not None:
+            self.cache.warmup([(1, self.cat.history_len, n) for n in sizes])
+            return
+        for n in sizes:
+            empty = Query(FeedRequest(self.cat.partition, "", 0))
+            self._fn(self._params, request_batch(self.cat, empty, np.zeros(0, np.int64), n))
+
+    def probabilities(self, query: Query, post_ids) -> np.ndarray:
         """Head probabilities f32 [n, A] for catalogue posts (NaN rows for unknown posts)."""
         items = self.cat.items_of(post_ids)
         n = len(items)
@@ -229,8 +263,8 @@ class PhoenixScorer(Component):
         batch = request_batch(self.cat, query, items, size)
         with self._lock:
             self.calls += 1
-        out = self._fn(self._params, batch)
-        probs = np.asarray(out.probs_bca, np.float64)[0, :n]
+            out = self.cache(batch) if self.cache is not None else self._fn(self._params, batch)
+            probs = np.asarray(out.probs_bca, np.float64)[0, :n]
         probs[items < 0] = np.nan
         return probs
 
