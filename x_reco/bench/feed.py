@@ -492,8 +492,8 @@ def table_md(raw: dict) -> str:
             f"| {k} | {_ms(v['p50'])} | {_ms(v['p99'])} |"
             for k, v in sorted(main["stages"].items(), key=lambda kv: _stage_order(kv[0]))
         ],
-        f"| wall − Σ stages (framework: threads, merges, copies) | {_ms(main['unattributed']['p50'])} | "
-        f"{_ms(main['unattributed']['p99'])} |",
+        "| wall − Σ stages (framework work, CPU waits; < 0 when concurrent stages overlap) | "
+        f"{_ms(main['unattributed']['p50'])} | {_ms(main['unattributed']['p99'])} |",
         "",
         "| component | p50 ms | p99 ms |",
         "|---|---|---|",
