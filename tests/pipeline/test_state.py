@@ -458,7 +458,9 @@ def test_movielens_fallbacks():
     assert list(cd["text"]) == ["m1", "m3", "", "m9"] and cd["ancestors"][0] == () and cd["conversation_id"][0] is None
     assert st.core_data(["m2"], 19)["text"][0] == ""  # first rated after t: not yet in the catalogue
     q = st.query(FeedRequest("movielens-100k", "1", 21))
-    assert q.history.length == 2 and q.followed_ids == set() and q.seen_ids == set() and q.account_created_ts is None
+    # every rating before t is an item the user has seen (per-event data has no impressions)
+    assert q.history.length == 2 and q.followed_ids == set() and q.seen_ids == {"m1", "m2"}
+    assert q.account_created_ts is None
     assert np.isnan(st.video_duration(["m1"])).all() and list(st.subscription_author(["m1"])) == [None]
     assert not st.author_blocks_viewer(["movielens-100k:no_author"], "1", 21).any()
     assert list(st.vf_verdict(["m1"], [0], 21)) == [None]
