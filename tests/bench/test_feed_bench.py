@@ -24,7 +24,7 @@ def test_quick_run_writes_raw_times_table_and_plots(tmp_path, capsys, monkeypatc
     raw = json.loads((out / "raw.json").read_text())
     meta, main = raw["metadata"], raw["main"]
     assert meta["cpu"]["model"] and meta["utc"] and len(meta["load_before"]) == 3 and meta["command"][-1] == "--quick"
-    assert "random init" in meta["models"]["weights"]
+    assert "random init" in meta["models"]["weights"] and main["prefix_cache_in_timed_loop"]["misses"] > 0
 
     # every stage kind the pipeline ran, with raw per-request times and p50/p99 summaries
     cfg = feed.FeedBenchConfig.quick()

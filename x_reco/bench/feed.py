@@ -32,7 +32,7 @@ import pandas as pd
 from x_reco.bench.metadata import collect
 from x_reco.common.plotting import figure_png, subplots
 from x_reco.data.examples import EngagementSequences, SequenceConfig, Split
-from x_reco.pipeline.feed import FeedPipeline
+from x_reco.pipeline.feed import FeedOptions, FeedPipeline
 from x_reco.pipeline.phoenix import PhoenixSource, _bucket
 from x_reco.pipeline.rules import PHOENIX_MAX_RESULTS, THUNDER_MAX_RESULTS
 from x_reco.pipeline.store import ServingData
@@ -56,6 +56,7 @@ class FeedBenchConfig:
     index_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     follow_sizes: tuple[int, ...] = (10, 30, 100, 200)
     compile_all: bool = True  # every reachable scorer bucket before any request (else: the warm-up's)
+    prefix_cache_slots: int | None = None  # PhoenixScorer's prefix K/V cache; None: FeedOptions' default
     seed: int = 0
     cache: str | None = None
 
@@ -134,7 +135,7 @@ def _read_world(folder: Path) -> ServingData:
     )
 
 
-def build_feed(data: ServingData, seed: int) -> tuple[FeedPipeline, dict]:
+def build_feed(data: ServingData, seed: int, prefix_cache_slots: int | None = None) -> tuple[FeedPipeline, dict]:
     """A ``FeedPipeline`` over random-init models of the ``make demo`` presets, and their configs."""
     from flax import nnx
 
@@ -151,7 +152,8 @@ def build_feed(data: ServingData, seed: int) -> tuple[FeedPipeline, dict]:
     retriever = PhoenixRetriever(cfgs["retriever"], rngs=nnx.Rngs(params=seed))
     ranker = PhoenixRanker(cfgs["ranker"], rngs=nnx.Rngs(params=seed + 1))
     versions = {"retriever": f"random-init-{seed}", "ranker": f"random-init-{seed + 1}"}
-    fp = FeedPipeline(data, retriever, ranker, versions=versions)
+    slots = {} if prefix_cache_slots is None else {"prefix_cache_slots": prefix_cache_slots}
+    fp = FeedPipeline(data, retriever, ranker, FeedOptions(**slots), versions=versions)
     return fp, {k: dataclasses.asdict(c) for k, c in cfgs.items()}
 
 
@@ -174,21 +176,18 @@ def sample_requests(fp: FeedPipeline, n: int, seed: int) -> list[FeedRequest]:
     return out
 
 
-def compile_buckets(fp: FeedPipeline, request: FeedRequest) -> dict:
-    """Compile every scorer bucket a request can reach (retrieved <= both sources' caps), so the timed
-    loop runs compiled code only."""
+def compile_buckets(fp: FeedPipeline) -> dict:
+    """``PhoenixScorer.warmup`` up to the most candidates a request can reach (both sources' caps), so
+    the timed loop runs compiled code only (the prefix cache's steps too, when it is on)."""
     n_items = len(fp.catalogue.item_ids)
     most = min(PHOENIX_MAX_RESULTS, n_items) + (min(THUNDER_MAX_RESULTS, len(fp.thunder)) if fp.thunder else 0)
-    query = fp.state.query(request)
-    sizes, t0 = [], time.perf_counter()
-    size = 64
-    while size <= _bucket(most, fp.scorer.chunk):
-        ids = fp.catalogue.item_ids[np.arange(size) % n_items]
-        fp.scorer.probabilities(query, ids)
-        sizes.append(size)
-        size *= 2
-    fp.scorer.calls = 0
-    return {"buckets": sizes, "seconds": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    fp.scorer.warmup([most])
+    return {
+        "up_to_candidates": most,
+        "largest_bucket": _bucket(most, fp.scorer.chunk),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def serve_all(fp: FeedPipeline, requests: list[FeedRequest]) -> dict:
@@ -225,8 +224,13 @@ def measure(fp: FeedPipeline, requests: list[FeedRequest], warmup: int) -> dict:
     """Warm-up requests (kept apart), then the timed ones; summaries beside the raw times. Every
     measurement starts from an empty served log (reset in place: the hydrators and the side effect hold it)."""
     fp.served_log.__init__()
+    cache = fp.scorer.cache
+    if cache is not None:
+        cache.flush()  # and a cold prefix cache: sweeps re-serve the same requests
     warm = serve_all(fp, requests[:warmup]) if warmup else None
+    before = dataclasses.asdict(cache.stats) if cache is not None else {}
     run = serve_all(fp, requests[warmup:])
+    after = dataclasses.asdict(cache.stats) if cache is not None else {}
     return {
         "warmup_wall_ms": warm["wall_ms"] if warm else [],
         "raw": run,
@@ -237,6 +241,7 @@ def measure(fp: FeedPipeline, requests: list[FeedRequest], warmup: int) -> dict:
         "components": {k: summarize(v) for k, v in run["components_ms"].items()},
         "counts": {k: summarize(v) for k, v in run["counts"].items()},
         "compiles_in_timed_loop": run["compiles"],
+        "prefix_cache_in_timed_loop": {k: after[k] - before[k] for k in after},
     }
 
 
@@ -361,11 +366,11 @@ def run_feed_bench(config: FeedBenchConfig, out: str | Path, *, command: list[st
     load_before, t_start = os.getloadavg(), time.perf_counter()
     data, cache_info = world_data(config.size, cache)
     t0 = time.perf_counter()
-    fp, model_cfgs = build_feed(data, config.seed)
+    fp, model_cfgs = build_feed(data, config.seed, config.prefix_cache_slots)
     build_s = time.perf_counter() - t0
     need = max(config.requests + config.warmup, config.sweep_requests + config.sweep_warmup)
     requests = sample_requests(fp, need, config.seed)
-    compiled = compile_buckets(fp, requests[0]) if config.compile_all else {"buckets": [], "seconds": 0.0}
+    compiled = compile_buckets(fp) if config.compile_all else {"largest_bucket": None, "seconds": 0.0}
     main = measure(fp, requests[: config.requests + config.warmup], config.warmup)
     main["thunder_alone"] = thunder_alone(fp, requests[config.warmup : config.requests + config.warmup])
     sweep = requests[: config.sweep_requests + config.sweep_warmup]
@@ -392,6 +397,7 @@ def run_feed_bench(config: FeedBenchConfig, out: str | Path, *, command: list[st
             "models": {"weights": "random init (latency does not depend on the weights)", "configs": model_cfgs},
             "pipeline_build_s": build_s,
             "compiled": compiled,
+            "prefix_cache_slots": fp.options.prefix_cache_slots if fp.scorer.cache is not None else 0,
             "rules": fp.rules.name,
             "weights": repr(fp.weights),
             "goals_ms": GOALS_MS,
@@ -473,8 +479,15 @@ def table_md(raw: dict) -> str:
         f"{meta['rules']}, weights {meta['weights']}. Models: the `make demo` presets, **random init** "
         "(latency does not depend on the weights). "
         f"{len(main['raw']['wall_ms'])} timed requests after {len(main['warmup_wall_ms'])} warm-up; scorer "
-        f"buckets compiled before any request: {meta['compiled']['buckets'] or 'none (warm-up compiles)'}; "
-        f"{main['compiles_in_timed_loop']} compilations in the timed loop.",
+        + (
+            f"buckets up to {meta['compiled']['largest_bucket']} candidates compiled before any request; "
+            if meta["compiled"]["largest_bucket"]
+            else "buckets compiled by the warm-up; "
+        )
+        + f"{main['compiles_in_timed_loop']} compilations in the timed loop. Prefix cache: "
+        f"{meta['prefix_cache_slots']} slots, cold at the start of every measurement; timed loop "
+        + ", ".join(f"{k} {main['prefix_cache_in_timed_loop'].get(k, 0)}" for k in ("hits", "misses", "appends"))
+        + ".",
         "",
         "| end-to-end `serve()` | p50 | p90 | p99 | max |",
         "|---|---|---|---|---|",
@@ -602,10 +615,15 @@ def parse(argv: list[str] | None = None) -> tuple[FeedBenchConfig, Path]:
     p.add_argument("--sweep-requests", type=int, default=None, help="timed requests per scaling point")
     p.add_argument("--quick", action="store_true", help="tiny world, a few requests (seconds; for tests)")
     p.add_argument("--cache", default=None, help="world cache folder (default $XRECO_BENCH_CACHE or OUT/cache)")
+    p.add_argument("--prefix-cache-slots", type=int, default=None, help="0: no prefix cache (default: FeedOptions')")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     given = {"size": a.size, "requests": a.requests, "warmup": a.warmup, "sweep_requests": a.sweep_requests}
-    given = {k: v for k, v in given.items() if v is not None} | {"seed": a.seed, "cache": a.cache}
+    given = {k: v for k, v in given.items() if v is not None} | {
+        "seed": a.seed,
+        "cache": a.cache,
+        "prefix_cache_slots": a.prefix_cache_slots,
+    }
     return (FeedBenchConfig.quick(**given) if a.quick else FeedBenchConfig(**given)), a.out
 
 
