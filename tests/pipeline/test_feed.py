@@ -159,7 +159,7 @@ def _before(raw, events, cut: int):
 def test_nothing_at_or_after_t_changes_the_feed_at_t():
     raw, events, seqs = _synthetic()
     full = _pipeline()
-    for user, t in _requests(6, seed=5):
+    for user, t in _requests(3, seed=5):
         cut_raw, cut_events = _before(raw, events, t)
         past = _pipeline(_data(cut_raw, cut_events, seqs))
         a = full.report(full.serve(full.request(user, t)), ledger=True)

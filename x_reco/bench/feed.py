@@ -32,11 +32,15 @@ import pandas as pd
 from x_reco.bench.metadata import collect
 from x_reco.common.plotting import figure_png, subplots
 from x_reco.data.examples import EngagementSequences, SequenceConfig, Split
+from x_reco.data.registry import PARTITIONS, dataset_spec
 from x_reco.pipeline.feed import FeedOptions, FeedPipeline
 from x_reco.pipeline.phoenix import PhoenixSource, _bucket
 from x_reco.pipeline.rules import PHOENIX_MAX_RESULTS, THUNDER_MAX_RESULTS
 from x_reco.pipeline.store import ServingData
 from x_reco.pipeline.types import Component, FeedRequest, Query
+
+# The generated (synthetic) world: the only partition whose size the benchmark can choose.
+GENERATED = next(p for p in PARTITIONS if dataset_spec(p).generated)
 
 SCHEMA_VERSION = 1
 CACHE_VERSION = 1  # bump when the cached layout changes
@@ -107,7 +111,7 @@ def _write_world(world, seq_cfg: SequenceConfig, folder: Path) -> None:
 
     raw = generate_world_tables(world)
     events = build_events(raw)
-    seqs = build_sequences(events, raw.items, "synthetic", seq_cfg)
+    seqs = build_sequences(events, raw.items, raw.partition, seq_cfg)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     (tmp / "social").mkdir(parents=True, exist_ok=True)
     for name, frame in (("items", raw.items), ("users", raw.users), ("events", events)):
@@ -123,7 +127,7 @@ def _write_world(world, seq_cfg: SequenceConfig, folder: Path) -> None:
 def _read_world(folder: Path) -> ServingData:
     social = {p.stem: pd.read_parquet(p) for p in sorted((folder / "social").glob("*.parquet"))}
     return ServingData(
-        partition="synthetic",
+        partition=GENERATED,
         items=pd.read_parquet(folder / "items.parquet"),
         users=pd.read_parquet(folder / "users.parquet"),
         events=pd.read_parquet(folder / "events.parquet"),
@@ -146,7 +150,7 @@ def build_feed(data: ServingData, seed: int, prefix_cache_slots: int | None = No
 
     window = catalogue_window_s(data.manifest)
     cfgs = {
-        kind: model_config_for(default_train_config("synthetic", kind, catalogue_window_s=window), data.sequences)
+        kind: model_config_for(default_train_config(GENERATED, kind, catalogue_window_s=window), data.sequences)
         for kind in ("retriever", "ranker")
     }
     retriever = PhoenixRetriever(cfgs["retriever"], rngs=nnx.Rngs(params=seed))
@@ -309,7 +313,6 @@ def sweep_index(fp: FeedPipeline, requests, config: FeedBenchConfig) -> list[dic
 def phoenix_phases(fp: FeedPipeline, requests) -> dict:
     """``PhoenixSource.get_candidates`` alone per request (ms), and its user encoding (the compiled
     retriever tower); the rest is the index scan: u·v, the masks and the top-k."""
-    from x_reco.pipeline.phoenix import _encode_user, request_batch
 
     src, total, encode = fp.phoenix, [], []
     for req in requests:
@@ -317,7 +320,7 @@ def phoenix_phases(fp: FeedPipeline, requests) -> dict:
         t0 = time.perf_counter()
         src.get_candidates(query)
         t1 = time.perf_counter()
-        np.asarray(_encode_user(src.retriever, request_batch(src.cat, query, np.zeros(0, np.int64), 1)))
+        src.encode_user(query)
         src.debug_for(query.request.request_id)  # drop the diagnostics the source kept for why-not
         total.append((t1 - t0) * 1e3)
         encode.append((time.perf_counter() - t1) * 1e3)

@@ -141,10 +141,14 @@ class PhoenixSource(Component):
     def enabled(self, query: Query) -> bool:
         return not query.request.in_network_only and not (self.skip_cold_users and query.cold_user)
 
+    def encode_user(self, query: Query) -> np.ndarray:
+        """The unit user vector f32 [D] from the viewer's history (the retriever's user tower)."""
+        batch = request_batch(self.cat, query, np.zeros(0, np.int64), 1)
+        return np.asarray(self._encode(self._state, batch))[0]
+
     def scores(self, query: Query) -> tuple[np.ndarray, np.ndarray]:
         """(u·v per catalogue item f32 [I], eligible bool [I]) for this request."""
-        batch = request_batch(self.cat, query, np.zeros(0, np.int64), 1)
-        user = np.asarray(self._encode(self._state, batch))[0]
+        user = self.encode_user(query)
         scores = self.vectors @ user
         eligible = self.mask.copy()
         t = query.t

@@ -49,9 +49,7 @@ class ServingData:
 
 
 def _demo_hint(partition: str) -> str:
-    if partition == "synthetic":
-        return "run `make demo` first"
-    return f"run `dg launch --job demo_job --partition {partition}` first"
+    return f"run `make demo` (the default partition) or `dg launch --job demo_job --partition {partition}` first"
 
 
 def _read_tables(root: Path, partition: str) -> dict[str, pd.DataFrame]:
