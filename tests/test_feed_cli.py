@@ -9,15 +9,19 @@ import shutil
 
 import dagster as dg
 import pytest
+from flax import nnx
 
 from assets import data as data_assets
 from assets import models
 from resources.io_managers import read_frame
 from tests.dagster_resources import tmp_resources
 from tests.test_assets_models import TINY
+from tests.training.helpers import tiny_cfg, toy_seqs
 from x_reco import cli
 from x_reco.eval.champion import champion_path, promote_champion, read_champion
-from x_reco.models.checkpoint import read_metadata
+from x_reco.models.checkpoint import read_metadata, save_checkpoint
+from x_reco.models.ranker import PhoenixRanker
+from x_reco.training.config import model_config_for
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +119,17 @@ def test_feed_bad_input_exit_codes(root, tmp_path):
     champion.write_text(json.dumps(record))
     code, _, err = _feed("--user", user, "--storage", str(broken))
     assert code == 3 and "no-such-checkpoint" in err
+
+
+def test_a_checkpoint_of_another_partition_is_refused(root, tmp_path):
+    """A champion trained under another dataset's HashSpec exits 3 naming the mismatch."""
+    other = PhoenixRanker(model_config_for(tiny_cfg(), toy_seqs()), rngs=nnx.Rngs(0))  # movielens-100k hashes
+    save_checkpoint(tmp_path / "ml-ranker", other)
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)
+    champion = champion_path(moved, "synthetic")
+    record = json.loads(champion.read_text())
+    record["ranker"] = str(tmp_path / "ml-ranker")
+    champion.write_text(json.dumps(record))
+    code, _, err = _feed("--user", _user(root), "--storage", str(moved))
+    assert code == 3 and "does not match synthetic's data" in err
