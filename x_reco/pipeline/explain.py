@@ -34,7 +34,7 @@ def fate_ledger(result: FeedResult) -> dict[int, dict[str, Any]]:
     for pos, row in enumerate(result.served["row"]):
         put(int(row), {"state": "served", "position": pos})
     truncated = set(result.debug.get("truncated_rows", ()))
-    cutoff = _cutoff_score(result)
+    cutoff = result.debug.get("cutoff_score", float("nan"))  # the selector's last kept score
     for i, row in enumerate(result.non_selected["row"]):
         rank = int(result.non_selected["pool_rank"][i])
         if int(row) in truncated:
@@ -47,19 +47,6 @@ def fate_ledger(result: FeedResult) -> dict[int, dict[str, Any]]:
     if missing:
         raise AssertionError(f"rows {missing} of the retrieved candidates have no terminal state")
     return ledger
-
-
-def _cutoff_score(result: FeedResult) -> float:
-    """The score of the last candidate the selector kept (the bar a non-selected post missed)."""
-    scores = [s for s in result.selected["score"] if np.isfinite(s)] + [
-        s for s, r in zip(result.scored["score"], result.scored["pool_rank"], strict=True) if 0 <= r < _top_k(result)
-    ]
-    return float(min(scores)) if scores else float("nan")
-
-
-def _top_k(result: FeedResult) -> int:
-    sel = result.trace and [t for t in result.trace if t.stage == "selector"]
-    return sel[0].n_kept if sel else 0
 
 
 def near_miss(result: FeedResult, row: int) -> list[str]:

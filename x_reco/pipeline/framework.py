@@ -181,22 +181,12 @@ class CandidatePipeline:
         retrieved = self._retrieve(query, clock, trace)
         cands = self._hydrate(query, retrieved, self.hydrators, "hydrator", clock, trace)
         cands, removed = self._filter(query, cands, self.filters, "filter", clock, trace, flags)
-        scored, served, tail, non_selected, removed_post = self._finish(query, cands, self.scorers, clock, trace, flags)
+        result = self._finish(query, cands, self.scorers, clock, trace, flags)
+        result.retrieved, result.removed = retrieved, removed + result.removed
+        scored = result.scored
         no_probs = np.isnan(scored.probs).all(axis=1) if scored.probs.shape[1] else np.ones(len(scored), bool)
         for row in np.asarray(scored["row"])[~np.isfinite(scored["score"]) | no_probs]:
             flags.setdefault(int(row), set()).add("unscored")
-        result = FeedResult(
-            query=query,
-            retrieved=retrieved,
-            removed=removed + removed_post,
-            scored=scored,
-            selected=Candidates.concat([served, tail]),
-            non_selected=Candidates.concat([non_selected, tail]) if len(tail) else non_selected,
-            served=served,
-            trace=trace,
-            flags=flags,
-        )
-        result.debug["truncated_rows"] = [int(r) for r in tail["row"]]
         for comp in self.sources:
             debug_for = getattr(comp, "debug_for", None)
             diag = debug_for(query.request.request_id) if debug_for else None
@@ -207,17 +197,19 @@ class CandidatePipeline:
                 continue
             _, err, t0, us = _timed(effect.run, query, result)
             error = None if err is None else self._fail("side_effect", effect, err)
-            self._stat(trace, clock, "side_effect", effect, True, len(served), len(served), t0, us, error)
+            n = len(result.served)
+            self._stat(trace, clock, "side_effect", effect, True, n, n, t0, us, error)
         return result
 
-    def _finish(self, query, cands, scorers, clock, trace, flags):
-        """Stages 5-9: score, select, post-selection hydrate and filter, truncate."""
+    def _finish(self, query, cands, scorers, clock, trace, flags) -> FeedResult:
+        """Stages 5-9 over the filtered ``cands``: score, select, post-selection hydrate and filter, truncate."""
         scored = self._score(query, cands, scorers, clock, trace)
         selected, non_selected = self._select(scored, clock, trace)
+        cutoff = float(selected["score"][-1]) if len(selected) else float("nan")  # the bar the rest missed
         selected = self._hydrate(
             query, selected, self.post_selection_hydrators, "post_selection_hydrator", clock, trace
         )
-        selected, removed_post = self._filter(
+        selected, removed = self._filter(
             query, selected, self.post_selection_filters, "post_selection_filter", clock, trace, flags
         )
         t0 = time.perf_counter()
@@ -229,26 +221,25 @@ class CandidatePipeline:
                 "truncate", "Truncate", True, len(selected), len(served), len(tail), us, (t0 - clock.start) * 1e6
             )
         )
-        return scored, served, tail, non_selected, removed_post
-
-    def rerank(self, query: Query, cands: Candidates, scorers: Sequence[Component]) -> FeedResult:
-        """Stages 5-9 again over already filtered (and Phoenix-scored) candidates with other scorers:
-        what counterfactual weight sets reuse, so they cost no model call (§15.2)."""
-        clock, trace, flags = _Clock(), [], {}
-        scored, served, tail, non_selected, removed = self._finish(query, cands, scorers, clock, trace, flags)
         result = FeedResult(
             query=query,
             retrieved=cands,
             removed=removed,
             scored=scored,
-            selected=Candidates.concat([served, tail]),
+            selected=selected,
             non_selected=Candidates.concat([non_selected, tail]) if len(tail) else non_selected,
             served=served,
             trace=trace,
             flags=flags,
         )
         result.debug["truncated_rows"] = [int(r) for r in tail["row"]]
+        result.debug["cutoff_score"] = cutoff
         return result
+
+    def rerank(self, query: Query, cands: Candidates, scorers: Sequence[Component]) -> FeedResult:
+        """Stages 5-9 again over already filtered (and Phoenix-scored) candidates with other scorers:
+        what counterfactual weight sets reuse, so they cost no model call (§15.2)."""
+        return self._finish(query, cands, scorers, _Clock(), [], {})
 
     def _hydrate_query(self, query: Query, components, clock, trace) -> Query:
         enabled = [c for c in components if c.enabled(query)]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from x_reco.configs.weights import CONTINUOUS_SIGNALS
+
 # home-mixer/params/config.rs [A] (§2.3)
 NEGATIVE_SCORES_OFFSET = 0.001
 TOP_K_CANDIDATES_TO_SELECT = 50
@@ -63,7 +65,6 @@ _JAN_POSITIVE = (
     "follow_author",
 )
 _NEGATIVE = ("not_interested", "block_author", "mute_author", "report")
-CONTINUOUS_SIGNALS = ("cont_dwell_time", "cont_click_dwell_time")
 
 # Pre-scoring filters by name (§8), in the aug-2026 order.
 _JAN_FILTERS = (
