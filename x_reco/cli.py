@@ -65,7 +65,13 @@ def _cmd_feed(args) -> int:
         print(f"loading {args.dataset} from {storage} ...", file=sys.stderr)
         # One request: the prefix cache would only add compilations (it pays off across a user's requests).
         pipeline = build_pipeline(
-            args.dataset, storage, rules=args.rules, weights=args.weights, strict=args.strict, prefix_cache_slots=0
+            args.dataset,
+            storage,
+            rules=args.rules,
+            weights=args.weights,
+            strict=args.strict,
+            prefix_cache_slots=0,
+            variant=args.variant,
         )
     except ServingDataError as exc:
         print(f"x-reco feed: {exc}", file=sys.stderr)
@@ -134,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--page", type=int, default=1, help="page >= 2 is a bottom request")
     p.add_argument("--rules", default="aug-2026", help="rule set: aug-2026, may-2026 or jan-2026")
     p.add_argument("--weights", default="published", help="weight set name (published, sync-2026-08-12, ...)")
+    p.add_argument(
+        "--variant", default="w8+t8", help="ranker weight/table format: w8+t8 (served), f32 (as trained), w8, t8, bf16w"
+    )
     p.add_argument("--compare", default="", help="comma-separated weight sets to re-rank under (no model call)")
     p.add_argument("--why", nargs="*", default=[], metavar="POST_ID", help="why is (not) this post served")
     p.add_argument("--strict", action="store_true", help="raise where upstream fails open (exit 4)")

@@ -20,6 +20,7 @@ from x_reco.common.actions import ACTION_INDEX
 from x_reco.configs.weights import WeightSet
 from x_reco.data.registry import dataset_spec
 from x_reco.inference.params import serving_model
+from x_reco.inference.quantize import VARIANT_BUILDERS, make_variant
 from x_reco.models.checkpoint import restore_checkpoint
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retriever import PhoenixRetriever
@@ -75,11 +76,16 @@ class FeedOptions:
     mask_unobserved: bool = True
     prefix_cache_slots: int = 256  # users whose prefix K/V is kept across requests (0: no cache)
     warm_candidates: tuple[int, ...] = ()  # candidate counts compiled at construction (serving: up to 2048)
+    # The ranker's weight/table format (x_reco.inference.quantize): serving runs the INT8 variant of the
+    # champion by default; "f32" is the trained model itself (the parity tests of §18 item 2 use it).
+    variant: str = "w8+t8"
 
     def __post_init__(self):
         rule_set(self.rules)
         if self.empty_history not in EMPTY_HISTORY_MODES:
             raise ValueError(f"empty_history {self.empty_history!r} not in {EMPTY_HISTORY_MODES}")
+        if self.variant not in VARIANT_BUILDERS:
+            raise ValueError(f"variant {self.variant!r} not in {sorted(VARIANT_BUILDERS)}")
 
 
 class FeedPipeline:
@@ -120,7 +126,8 @@ class FeedPipeline:
         tables = ServingTables(data.partition, data.items, data.events, data.users, dict(social))
         self.state = TableState(tables, seqs.catalogue, seqs.observed_mask, seqs.history_len, deleted_at=deleted)
         # -- models
-        self.ranker_model = serving_model(ranker)
+        self.source_model = serving_model(ranker)  # f32, the checkpoint as trained
+        self.ranker_model = make_variant(self.source_model, options.variant)
         self.scorer = PhoenixScorer(
             self.ranker_model,
             self.catalogue,
@@ -336,6 +343,7 @@ class FeedPipeline:
             "rules": self.rules.name,
             "weights": repr(self.weights),
             "checkpoints": {k: v for k, v in sorted(self.versions.items())},
+            "ranker_variant": self.ranker_model.variant,
             "absent_signals": list(self.scorer.absent),  # no head column: contribute 0 (§9.2)
             "masked_weights": list(self.unobserved_signals) if self.options.mask_unobserved else [],
             "cold_user": q.cold_user,
