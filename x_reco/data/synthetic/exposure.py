@@ -1,4 +1,8 @@
-"""The recommender in the loop (datasets spec §9.3): visits, feeds, engagement and graph updates."""
+"""The recommender in the loop (datasets spec §9.3): visits, feeds, engagement and graph updates.
+
+Each visit's feed comes from a ``FeedPolicy`` (candidate-pipeline spec §15.4 hook); the default is the
+world's own composer (``compose_feed``), which leaves every table byte-identical.
+"""
 
 from __future__ import annotations
 
@@ -124,7 +128,7 @@ class _World:
     quality_weight: np.ndarray  # [P] 0.3 q_p
 
 
-def _engage(world: _World, u: int, feed: np.ndarray, state: _UserState, rng) -> tuple:
+def _engage(world: _World, u: int, feed: np.ndarray, state: _UserState, rng, first_position: int = 0) -> tuple:
     posts, users = world.posts, world.users
     arch = users.archetype[u]
     topic = posts.topic[feed]
@@ -136,7 +140,7 @@ def _engage(world: _World, u: int, feed: np.ndarray, state: _UserState, rng) -> 
         taste_dev=users.theta[u, topic] - _ANCHORS[arch, topic],
         quality=posts.quality[feed],
         followed=followed,
-        position=np.arange(len(feed)),
+        position=first_position + np.arange(len(feed)),
         media=posts.media[feed],
         is_quote=posts.is_quote[feed],
     )
@@ -148,17 +152,22 @@ def _engage(world: _World, u: int, feed: np.ndarray, state: _UserState, rng) -> 
 
 
 def _update_graph(state: _UserState, authors: np.ndarray, actions: np.ndarray, ts: np.ndarray):
-    """Follow, block and mute take effect before the user's next visit."""
-    for j in np.flatnonzero(actions[:, _FOLLOW]):
+    """Follow, block and mute take effect before the user's next visit, in position order.
+
+    A follow of an author already followed or hidden is ignored: the world's composer never shows an
+    author twice per visit, but another policy may (§15.4), and a follow must not reopen an edge.
+    """
+    follow, hide = actions[:, _FOLLOW] > 0, (actions[:, _BLOCK] | actions[:, _MUTE]) > 0
+    for j in np.flatnonzero(follow | hide):
         a = int(authors[j])
-        state.followed[a] = True
-        state.since[a] = int(ts[j])
-    for j in np.flatnonzero(actions[:, _BLOCK] | actions[:, _MUTE]):
-        a = int(authors[j])
-        state.hidden[a] = True
-        if state.followed[a]:
-            state.followed[a] = False
-            state.closed.append((a, state.since.pop(a), int(ts[j])))
+        if follow[j] and not (state.followed[a] or state.hidden[a]):
+            state.followed[a] = True
+            state.since[a] = int(ts[j])
+        if hide[j]:
+            state.hidden[a] = True
+            if state.followed[a]:
+                state.followed[a] = False
+                state.closed.append((a, state.since.pop(a), int(ts[j])))
 
 
 def _initial_state(world: _World, u: int) -> _UserState:
@@ -170,8 +179,58 @@ def _initial_state(world: _World, u: int) -> _UserState:
     return _UserState(followed, np.zeros_like(followed), np.zeros(len(world.post_author), bool), since, [])
 
 
-def simulate_user(world: _World, u: int, exp_rng, eng_rng, log: Log, follows: Log) -> None:
-    """Every visit of user u, appended to `log`; the user's follow edges go to `follows`."""
+@dataclasses.dataclass(frozen=True)
+class Visit:
+    """What a feed policy knows when user ``user`` opens the app at ``t`` (§15.4 hook).
+
+    ``window`` holds the post indices the world's composer may show: created in ``[t - recency, t)``,
+    unseen, by an author the user has not hidden. ``state`` is the user's live graph (read it, never
+    write it). ``page`` is 1 for a visit and 2, 3, ... for the follow-up pages a policy asks for;
+    ``first_position`` is the feed position of the page's first post.
+    """
+
+    world: _World
+    user: int
+    t: int
+    surface: int
+    page: int
+    first_position: int
+    window: np.ndarray
+    state: _UserState
+    exp_rng: np.random.Generator
+    log_weight: np.ndarray  # [P] the composer's out-of-network log-weights for this user
+    n_in: int  # the composer's in-network slots
+
+
+class FeedPolicy:
+    """Chooses every visit's feed; this base class is the world's own composer (``compose_feed``).
+
+    A policy returns the feed's post indices in position order (empty: the visit shows nothing).
+    After the world sampled the engagement and updated the user's graph, ``observe`` sees the
+    outcome and may ask for a follow-up page at a time (None: the visit ends).
+    """
+
+    def __call__(self, visit: Visit) -> np.ndarray:
+        world, window = visit.world, visit.window
+        authors = world.post_author[window]
+        in_network = visit.state.followed[authors]
+        n = world.config.feed_length
+        return compose_feed(visit.exp_rng, window, in_network, visit.log_weight[window], authors, n, visit.n_in)
+
+    def observe(self, visit: Visit, feed: np.ndarray, engagement: Engagement, ts: np.ndarray) -> int | None:
+        return None
+
+
+WORLD_COMPOSER = FeedPolicy()
+
+
+def simulate_user(
+    world: _World, u: int, exp_rng, eng_rng, log: Log, follows: Log, policy: FeedPolicy = WORLD_COMPOSER
+) -> None:
+    """Every visit of user u, appended to `log`; the user's follow edges go to `follows`.
+
+    ``policy`` chooses each feed (default: the world's composer, whose output is the world's tables).
+    """
     cfg, posts = world.config, world.posts
     state = _initial_state(world, u)
     theta_weight = cfg.personalization * world.users.theta[u, posts.topic]
@@ -181,26 +240,28 @@ def simulate_user(world: _World, u: int, exp_rng, eng_rng, log: Log, follows: Lo
     starts, surfaces = visit_times(cfg, world.users.visit_rate[u], exp_rng)
     free_at = np.iinfo(np.int64).min
     for start, surface in zip(starts, surfaces, strict=True):
-        t = max(int(start), free_at)  # a visit starts after the previous one ended
-        lo, hi = np.searchsorted(posts.created_ts, [t - recency, t])
-        window = np.arange(lo, hi)
-        window = window[~state.seen[lo:hi] & ~state.hidden[world.post_author[lo:hi]]]
-        authors = world.post_author[window]
-        feed = compose_feed(
-            exp_rng, window, state.followed[authors], log_weight[window], authors, cfg.feed_length, n_in
-        )
-        if len(feed) == 0:
-            continue
-        eng, followed = _engage(world, u, feed, state, eng_rng)
-        ts = impression_times(t, eng.dwell_seconds)
-        _record(log, u, feed, t, ts, surface, eng, followed)
-        state.seen[feed] = True
-        _update_graph(state, world.post_author[feed], eng.actions, ts)
-        free_at = int(ts[-1]) + 1
+        page: tuple[int, int, int] | None = (max(int(start), free_at), 1, 0)  # a visit starts after the last ended
+        while page is not None:
+            t, number, first = page
+            lo, hi = np.searchsorted(posts.created_ts, [t - recency, t])
+            window = np.arange(lo, hi)
+            window = window[~state.seen[lo:hi] & ~state.hidden[world.post_author[lo:hi]]]
+            visit = Visit(world, u, t, int(surface), number, first, window, state, exp_rng, log_weight, n_in)
+            feed = np.asarray(policy(visit), dtype=np.int64)
+            if len(feed) == 0:
+                break
+            eng, followed = _engage(world, u, feed, state, eng_rng, first)
+            ts = impression_times(t, eng.dwell_seconds)
+            _record(log, u, feed, t, ts, surface, eng, followed, first)
+            state.seen[feed] = True
+            _update_graph(state, world.post_author[feed], eng.actions, ts)
+            free_at = int(ts[-1]) + 1
+            follow_up = policy.observe(visit, feed, eng, ts)
+            page = None if follow_up is None else (max(int(follow_up), free_at), number + 1, first + len(feed))
     _record_follows(follows, u, state)
 
 
-def _record(log: Log, u, feed, t, ts, surface, eng: Engagement, followed) -> None:
+def _record(log: Log, u, feed, t, ts, surface, eng: Engagement, followed, first_position: int = 0) -> None:
     n = len(feed)
     log.add(
         user=np.full(n, u),
@@ -208,7 +269,7 @@ def _record(log: Log, u, feed, t, ts, surface, eng: Engagement, followed) -> Non
         visit_ts=np.full(n, t),
         ts=ts,
         surface=np.full(n, surface, np.int8),
-        position=np.arange(n, dtype=np.int16),
+        position=np.arange(first_position, first_position + n, dtype=np.int16),
         actions=eng.actions,
         dwell_seconds=eng.dwell_seconds,
         dwell_time=eng.dwell_time,
@@ -232,23 +293,34 @@ def simulate(
     base_logits: np.ndarray,
     exposure_seed,
     engagement_seed,
+    policy: FeedPolicy = WORLD_COMPOSER,
+    only: np.ndarray | None = None,
 ):
-    """Run every user; returns (impression columns, follow columns) as dicts of arrays.
+    """Run every user (or the user indices in ``only``, ascending); returns (impression columns,
+    follow columns) as dicts of arrays.
 
     Users never influence each other, so each is simulated alone, visit after visit, drawing from
-    child u of the exposure and engagement seed sequences; within a visit all work is numpy.
+    child u of the exposure and engagement seed sequences; within a visit all work is numpy. A user
+    simulated alone (``only``) gets exactly the rows the full run gives them. ``policy`` composes
+    every feed (§15.4; default: the world's composer).
     """
-    world = _World(config, users, authors, posts, base_logits, posts.author, QUALITY_WEIGHT * posts.quality)
+    world = make_world(config, users, authors, posts, base_logits)
     exposure_children = exposure_seed.spawn(config.num_users)
     engagement_children = engagement_seed.spawn(config.num_users)
     log, follows = Log(), Log()
-    for u in range(config.num_users):
+    for u in range(config.num_users) if only is None else np.unique(np.asarray(only, dtype=np.int64)):
         simulate_user(
             world,
-            u,
+            int(u),
             np.random.default_rng(exposure_children[u]),
             np.random.default_rng(engagement_children[u]),
             log,
             follows,
+            policy,
         )
     return log.arrays(IMPRESSION_FIELDS), follows.arrays(FOLLOW_FIELDS)
+
+
+def make_world(config: WorldConfig, users: Users, authors: Authors, posts: Posts, base_logits: np.ndarray) -> _World:
+    """The read-only inputs every user's simulation shares (what a ``Visit`` carries as ``world``)."""
+    return _World(config, users, authors, posts, base_logits, posts.author, QUALITY_WEIGHT * posts.quality)
