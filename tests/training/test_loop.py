@@ -145,7 +145,7 @@ def test_sigkill_midway_then_restart_matches_uninterrupted(reference, tmp_path):
     assert resumed.losses == reference[0].losses
 
 
-@pytest.mark.parametrize("loss", ["full", "sampled"])
+@pytest.mark.parametrize("loss", [pytest.param("full", marks=pytest.mark.slow), "sampled"])  # full: make test-slow
 def test_time_aware_negatives(loss, tmp_path):
     """A window that excludes nothing reproduces the time-blind loss curve (to f32 rounding: the mask
     changes XLA's fusion); a short

@@ -21,7 +21,15 @@ class Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("kind,loss", [("retriever", "full"), ("retriever", "sampled"), ("ranker", "full")])
+# The full-softmax retriever (~15 s, the sampled one covers the same sparse step) is `make test-slow`.
+@pytest.mark.parametrize(
+    "kind,loss",
+    [
+        pytest.param("retriever", "full", marks=pytest.mark.slow),
+        ("retriever", "sampled"),
+        ("ranker", "full"),
+    ],
+)
 def test_sparse_equals_dense_rowwise_adagrad(kind, loss, tmp_path):
     train = loop.train_retriever if kind == "retriever" else loop.train_ranker
     cfg = tiny_cfg(num_steps=8, checkpoint_every=0, retrieval_loss=loss, table_learning_rate=3e-2)
