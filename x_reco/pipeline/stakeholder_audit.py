@@ -12,9 +12,11 @@ Per request and weight set, over the served feed (positions 0..n-1):
   author Gini (served posts per author, over the distinct authors of the request's scored pool, so an
   eligible author who got nothing counts as 0); expected negative actions per served post (``Σ_neg p̂``);
   small-author share (served posts whose author's follower count at t is strictly below the median over
-  the distinct authors of the scored pool).
+  the distinct authors of the scored pool); ``author_gini_pooled``: served posts per author over all
+  requests together.
 
-Means are per request with a seeded 95 % percentile bootstrap over requests (``reward.stats.bootstrap_ci``).
+p̂ of a retweet is its source post's (what Phoenix scored); π̃ is the served post's own. Means are per
+request with a seeded 95 % percentile bootstrap over requests (``reward.stats.bootstrap_ci``).
 """
 
 from __future__ import annotations
@@ -172,7 +174,15 @@ def _pool_authors(result: FeedResult) -> tuple[np.ndarray, np.ndarray]:
     return authors, result.scored["author_followers_count"][first]
 
 
-def feed_row(result, served, ref_ids, absent, names, w_kd, oracle) -> dict:
+def _feed_row(
+    result: FeedResult,
+    served: Candidates,
+    ref_ids: list[str],
+    absent: Sequence[str],
+    names: Sequence[str],
+    w_kd: np.ndarray,
+    oracle: WorldOracle | None,
+) -> dict:
     """One request × weight set: utilities per stakeholder and the feed-level metrics."""
     ids = [str(p) for p in served["post_id"]]
     n, q = len(ids), result.query
@@ -247,6 +257,8 @@ def stakeholder_audit(
       oracle: the synthetic world's model (true utility and gap); None elsewhere.
       seed, n_boot: the bootstrap over requests (same seed, same intervals).
     """
+    if not results:
+        raise ValueError("stakeholder_audit needs at least one served request")
     calls = pipeline.scorer.calls
     sets = list({repr(w): w for w in (resolve_weight_set(pipeline, s) for s in weight_sets)}.values())
     reference = resolve_weight_set(pipeline, "published")
@@ -261,7 +273,7 @@ def stakeholder_audit(
             req = result.query.request
             head = {"weight_set": repr(w), "request": i, "request_id": req.request_id, "user_id": req.user_id}
             head |= {"t": req.t, "page": req.page}
-            rows.append(head | feed_row(result, served, list(ref[i]["post_id"]), absent, names, w_kd, oracle))
+            rows.append(head | _feed_row(result, served, list(ref[i]["post_id"]), absent, names, w_kd, oracle))
     per_request = pd.DataFrame(rows)
     labels = [repr(w) for w in sets]
     pooled = {label: _pooled_gini(results, feeds[label]) for label in labels}
