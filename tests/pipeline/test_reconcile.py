@@ -1,0 +1,53 @@
+"""§18 item 10: the explanations of served feeds reconcile with what was served, and a feed whose
+served score, weighted score or stage counts were altered after the fact does not."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tests.pipeline.test_feed import _pipeline, _requests
+from x_reco.pipeline.framework import StageStats
+from x_reco.pipeline.reconcile import reconcile
+
+
+@pytest.fixture(scope="module")
+def served():
+    pipe = _pipeline(variant="f32", prefix_cache_slots=0)
+    results = [pipe.serve(pipe.request(u, t)) for u, t in _requests(6)]
+    return pipe, [r for r in results if len(r.served)]
+
+
+def test_served_feeds_reconcile(served):
+    pipe, results = served
+    assert results
+    for result in results:
+        problems, counts = reconcile(pipe, result)
+        assert problems == [], problems
+        assert counts["served"] == len(result.served) and counts["retrieved"] == len(result.retrieved)
+
+
+def _altered(result, column: str, factor: float):
+    served = result.served.copy()
+    values = np.asarray(served[column], np.float64).copy()
+    values[0] *= factor
+    served[column] = values
+    return dataclasses.replace(result, served=served)
+
+
+@pytest.mark.parametrize("column", ["score", "weighted_score", "oon_multiplier"])
+def test_an_altered_served_column_is_caught(served, column):
+    pipe, results = served
+    problems, _ = reconcile(pipe, _altered(results[0], column, 1.0 + 1e-6))
+    assert problems and "position 0" in problems[0]
+
+
+def test_an_uncounted_candidate_is_caught(served):
+    pipe, results = served
+    result = results[0]
+    stage = next(s for s in result.trace if s.enabled and s.n_in)
+    bad = dataclasses.replace(stage, n_kept=stage.n_kept - 1)
+    trace = [bad if s is stage else s for s in result.trace]
+    assert isinstance(bad, StageStats)
+    problems, _ = reconcile(pipe, dataclasses.replace(result, trace=trace))
+    assert any("n_in" in p for p in problems)
