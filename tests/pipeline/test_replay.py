@@ -24,6 +24,7 @@ from x_reco.pipeline.replay import (
     ReplayConfig,
     ReplayPolicy,
     ReplayState,
+    _follow_drift,
     closed_loop_replay,
     gini,
     simulate_world,
@@ -160,9 +161,14 @@ def test_bad_replays_get_clear_errors(pipe):
         ReplayConfig(weight_sets=("published", "published"))
 
 
-def test_gini():
+def test_gini_and_follow_drift():
     assert gini(np.full(7, 3)) == 0.0 and gini(np.zeros(5)) == 0.0
     assert gini(np.eye(1, 11)[0]) == pytest.approx(10 / 11)
+    # user 0 follows authors 1 and 2 at start, only 1 at t (distance 1/2); user 1 follows nobody (0).
+    fol = {
+        k: np.array(v) for k, v in (("user", [0, 0]), ("author", [1, 2]), ("since_ts", [0, 0]), ("until_ts", [-1, 5]))
+    }
+    assert _follow_drift(fol, np.array([0, 1]), 1, 10, 3) == pytest.approx(0.25)
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ the world's own composer before the replay start, the pipeline from then on. A p
 request through the stages of ``FeedPipeline.serve``, answered from a ``ReplayState`` (the partition's
 tables before the start, the replay's own impressions, follows, blocks and mutes after); the user sees
 the first ``feed_length`` served posts (the rest are served, not seen), a page 2 follows at t + 60 s
-with p 0.3 (power users) / 0.1, and the world's engagement model samples what the user does.
+(or when page 1 ends, if later) with p 0.3 (power users) / 0.1, and the world's engagement model
+samples what the user does.
 Engagement noise is the world's per-user stream (common random numbers across weight sets); ``seed``
 draws the user sample and the page-2 coins. Checkpoints stay frozen and nothing is trained.
 """
@@ -116,8 +117,9 @@ class ReplayState:
         # §14 user_blocks: the first block_author / mute_author per (user, author).
         hidden = self._hidden.setdefault(user_id, {})
         before = self.base.social_fields(user_id, self.start)
+        before = before["blocked_ids"] | before["muted_ids"]
         for j in np.flatnonzero(raw[:, _BLOCK] | raw[:, _MUTE]):
-            if author[j] not in hidden and author[j] not in before["blocked_ids"] | before["muted_ids"]:
+            if author[j] not in hidden and author[j] not in before:
                 hidden[author[j]] = (int(ts[j]), "block" if raw[j, _BLOCK] else "mute")
 
     def set_follows(self, user_id: str, author_ids, since, until) -> None:
@@ -362,19 +364,18 @@ def gini(counts: np.ndarray) -> float:
     return 0.0 if total == 0 else float(2.0 * (np.arange(1, n + 1) * x).sum() / (n * total) - (n + 1) / n)
 
 
-def _follow_drift(fol: dict[str, np.ndarray], users: np.ndarray, start: int, t: int) -> float:
-    """Mean Jaccard distance between each user's follow set at ``start`` and at ``t``."""
+def _follow_drift(fol: dict[str, np.ndarray], users: np.ndarray, start: int, t: int, num_authors: int) -> float:
+    """Mean over ``users`` of the Jaccard distance between the follow set at ``start`` and at ``t``."""
 
-    def open_at(at):
+    def edges(at):
         ok = (fol["since_ts"] < at) & ((fol["until_ts"] == OPEN) | (fol["until_ts"] >= at))
-        return set(zip(fol["user"][ok].tolist(), fol["author"][ok].tolist(), strict=True))
+        return np.unique(fol["user"][ok] * num_authors + fol["author"][ok])
 
-    a, b = open_at(start), open_at(t)
-    dist = []
-    for u in users.tolist():
-        x, y = {e for e in a if e[0] == u}, {e for e in b if e[0] == u}
-        dist.append(1.0 - len(x & y) / len(x | y) if x | y else 0.0)
-    return float(np.mean(dist))
+    a, b = edges(start), edges(t)
+    size = int(users.max(initial=0)) + 1
+    both = np.bincount(np.intersect1d(a, b) // num_authors, minlength=size)[users]
+    either = np.bincount(np.union1d(a, b) // num_authors, minlength=size)[users]
+    return float(np.mean(np.where(either > 0, 1.0 - both / np.maximum(either, 1), 0.0)))
 
 
 def _impressions(run: dict, name: str, ids, post_author, start: int) -> pd.DataFrame:
@@ -422,7 +423,7 @@ def _tables(runs: dict, pipe: FeedPipeline, world: WorldConfig, start: int, conf
             mean = (lambda x: float(x.mean())) if m.any() else (lambda x: float("nan"))
             row |= {"small_author_share": mean(small[author[m]]), "in_network_share": mean(frame["in_network"][m])}
             row["negative_rate"] = mean(negative[m])
-            row["follow_drift"] = _follow_drift(run["fol"], only, start, start + (d + 1) * DAY_S)
+            row["follow_drift"] = _follow_drift(run["fol"], only, start, start + (d + 1) * DAY_S, world.num_authors)
             row |= {u: mean(frame[u].to_numpy()[m]) for u in UTILITIES}
             rows.append(row)
         s = run["served"]
@@ -455,6 +456,7 @@ def metrics_png(metrics: pd.DataFrame) -> bytes:
         for name, g in metrics.groupby("weight_set", sort=False):
             ax.plot(g["day"] + 1, g[metric], marker="o", label=name)
         ax.set_title(metric, fontsize=9)
+        ax.set_xticks(np.arange(1, int(metrics["day"].max()) + 2))
         ax.set_xlabel("replay day", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(METRICS) :]:
