@@ -6,6 +6,7 @@ from assets import data as data_assets
 from assets import inference as inference_assets
 from assets import models as model_assets
 from assets import research as research_assets
+from assets import serving as serving_assets
 from jobs import JOBS, SCHEDULES
 from resources import DatasetSourcesResource, DuckDBFrameIOManager, JsonIOManager, NpzIOManager, StorageResource
 
@@ -22,7 +23,7 @@ def build_resources() -> dict:
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data_assets, inference_assets, model_assets, research_assets]),
+    assets=dg.load_assets_from_modules([data_assets, inference_assets, model_assets, research_assets, serving_assets]),
     jobs=JOBS,
     schedules=SCHEDULES,
     resources=build_resources(),

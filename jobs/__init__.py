@@ -35,6 +35,12 @@ audit_job = dg.define_asset_job(
     description="E4, the audit toolkit on the 18-action space (dataset-independent, not partitioned).",
 )
 
+serving_job = dg.define_asset_job(
+    "serving_job",
+    selection=dg.AssetSelection.groups("serving"),
+    description="The served model variant, served feeds with their re-audit, and the weight-set audit of one dataset.",
+)
+
 demo_job = dg.define_asset_job(
     "demo_job",
     selection=dg.AssetSelection.all(),
@@ -60,5 +66,5 @@ def weekly_retrain(context: dg.ScheduleEvaluationContext):
         yield dg.RunRequest(run_key=f"{partition}-{context.scheduled_execution_time:%Y%m%d}", partition_key=partition)
 
 
-JOBS = [data_job, models_job, research_job, audit_job, demo_job]
+JOBS = [data_job, models_job, research_job, audit_job, serving_job, demo_job]
 SCHEDULES = [weekly_retrain]

@@ -1,0 +1,438 @@
+"""Serving group: the optimized model that serves, the feeds it serves, and who those feeds favour.
+
+``serving_model`` records which variant of the champion ranker serves (INT8 weights and tables by
+default) with its bytes and its agreement with the f32 checkpoint; ``served_feeds`` serves a seeded
+sample of test-split requests through the same ``FeedPipeline`` as ``x-reco feed`` and re-audits them;
+``feed_stakeholder_audit`` re-ranks the same requests under every weight set from one model call per
+request (spec candidate-pipeline.md §15.3, §16). ``closed_loop_replay`` (group research, its own job)
+lets the pipeline compose the synthetic world's feeds for a few days (§15.4).
+"""
+
+import math
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from assets.common import DATASETS, DUCKDB, frame_markdown, image
+from resources import StorageResource
+from x_reco.bench.quality import QualityJob
+from x_reco.configs.weights import KNOWN_NAMES
+from x_reco.data.examples import EngagementSequences
+from x_reco.data.synthetic.oracle import WorldOracle
+from x_reco.eval.champion import champion_path, read_champion
+from x_reco.pipeline.audit import reaudit, reaudit_summary
+from x_reco.pipeline.feed import build_pipeline
+from x_reco.pipeline.reconcile import reconcile
+from x_reco.pipeline.rules import DEFAULT_RULES
+from x_reco.pipeline.served import feed_frames, feed_summary, funnel_png, sample_requests, serve_all
+from x_reco.pipeline.stakeholder_audit import bt_weight_sets, stakeholder_audit
+from x_reco.pipeline.types import FeedRequest
+
+SERVING = "serving"
+
+
+def _md(df: pd.DataFrame, max_rows: int = 40) -> dg.MetadataValue:
+    return dg.MetadataValue.md(frame_markdown(df, max_rows))
+
+
+def _champion(storage: StorageResource, partition: str) -> dict:
+    record = read_champion(champion_path(storage.path(), partition))
+    if record is None:
+        raise dg.Failure(
+            f"{partition} has no champion models yet: materialize model_evaluation first "
+            f"(`dg launch --job models_job --partition {partition}`)"
+        )
+    return record
+
+
+def _progress(context, what: str):
+    """A ``progress(i, n)`` callback logging step counts and an ETA at most every 5 s."""
+    start, last = time.perf_counter(), [0.0]
+
+    def log(i: int, n: int) -> None:
+        now = time.perf_counter()
+        if i < n and now - last[0] < 5.0:
+            return
+        last[0] = now
+        rate = i / max(now - start, 1e-9)
+        eta = f"{(n - i) / rate:,.0f}s" if rate > 0 and math.isfinite(rate) else "?"
+        context.log.info(f"{what} {i}/{n} ({rate:,.1f}/s) ETA {eta}")
+
+    return log
+
+
+# -- serving_model ------------------------------------------------------------------------------
+
+
+class ServingModelConfig(dg.Config):
+    """The ranker format that serves, and the held-out sample its agreement with f32 is measured on."""
+
+    variant: str = "w8+t8"
+    agreement_users: int = 64
+    agreement_candidates: int = 256
+    seed: int = 0
+
+
+@dg.asset(
+    partitions_def=DATASETS,
+    group_name=SERVING,
+    deps=["model_evaluation"],
+    kinds={"jax"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "agrees_with_f32",
+            asset="serving_model",
+            blocking=True,
+            description="the served variant ranks held-out candidates like the f32 checkpoint (§5.6 gates)",
+        )
+    ],
+)
+def serving_model(
+    context: dg.AssetExecutionContext,
+    config: ServingModelConfig,
+    storage: StorageResource,
+    engagement_sequences: EngagementSequences,
+):
+    """The optimized variant of the champion ranker that serving runs: its bytes by dtype, digests and
+    agreement with the f32 checkpoint on held-out users (a small JSON record; the variant itself is a
+    pure function of the checkpoint, rebuilt where it serves)."""
+
+    partition = context.partition_key
+    champion = _champion(storage, partition)
+    job = QualityJob.trained(
+        champion["ranker"],
+        engagement_sequences,
+        users=config.agreement_users,
+        candidates=config.agreement_candidates,
+        seed=config.seed,
+        variants=(config.variant,),
+    )
+    (quality,) = job.run()
+    block = quality["quality"]
+    record = {
+        "partition": partition,
+        "variant": config.variant,
+        "ranker_checkpoint": champion["ranker"],
+        "retriever_checkpoint": champion["retriever"],
+        "ranker_param_version": quality["param_version"],
+        "source_param_digest": quality["source_param_digest"],
+        "config_digest": quality["config_digest"],
+        "bytes_by_dtype": quality["param_bytes"],
+        "bytes_total": quality["bytes_total"],
+        "bytes_ratio_vs_f32": quality["bytes_ratio_vs_f32"],
+        "quantized": quality["quantized"],
+        "agreement": _agreement(block),
+    }
+    bytes_rows = [
+        {"group": g, "dtype": dt, "bytes": b}
+        for g, by in sorted(quality["param_bytes"].items())
+        for dt, b in sorted(by.items())
+    ]
+    agreement = record["agreement"]
+    yield dg.Output(
+        record,
+        metadata={
+            "variant": config.variant,
+            "ranker_param_version": record["ranker_param_version"],
+            "source_param_digest": record["source_param_digest"],
+            "bytes_total": record["bytes_total"],
+            "bytes_ratio_vs_f32": record["bytes_ratio_vs_f32"],
+            "bytes_by_dtype": _md(pd.DataFrame(bytes_rows)),
+            **{f"agreement_{k}": v for k, v in agreement.items() if isinstance(v, int | float)},
+        },
+    )
+    gates = block.get("gates", {}).get("checks", {}) if "aborted" not in block else {}
+    passed = "aborted" not in block and all(v is not False for v in gates.values())
+    yield dg.AssetCheckResult(
+        passed=passed,
+        metadata={
+            **{f"gate_{k}": str(v) for k, v in gates.items()},
+            **({"aborted": block["aborted"]} if "aborted" in block else {}),
+        },
+    )
+
+
+def _agreement(block: dict) -> dict:
+    if "aborted" in block:
+        return {"aborted": block["aborted"]}
+    top = {k.replace("/", "_"): v["overlap"] for k, v in block["topk"].items() if k.startswith("weighted@")}
+    return {
+        "users": block["users"],
+        "candidates": block["candidates"],
+        "prob_max_abs_diff": block["probs"]["max_abs"],
+        "prob_mean_abs_diff": block["probs"]["mean_abs"],
+        "kendall_tau_weighted_median": block["kendall_tau"]["weighted"]["median"],
+        **{f"top_overlap_{k}": v for k, v in sorted(top.items())},
+    }
+
+
+# -- served_feeds -------------------------------------------------------------------------------
+
+
+class ServedFeedsConfig(dg.Config):
+    """A seeded sample of users at their first test-split request times (+ a page 2 on synthetic)."""
+
+    num_users: int = 100
+    requests_per_user: int = 3
+    seed: int = 0
+    rules: str = DEFAULT_RULES
+    weights: str = "published"
+
+
+def _pipeline(storage: StorageResource, partition: str, record: dict, rules: str, weights: str):
+    """The partition's FeedPipeline with the variant ``serving_model`` recorded; refuses a champion that
+    changed since (the feeds would not come from the recorded model)."""
+
+    pipeline = build_pipeline(partition, str(storage.path()), rules=rules, weights=weights, variant=record["variant"])
+    if pipeline.versions.get("ranker") != record["ranker_param_version"]:
+        raise dg.Failure(
+            f"the champion ranker of {partition} is {pipeline.versions.get('ranker')}, serving_model recorded "
+            f"{record['ranker_param_version']}: rematerialize serving_model"
+        )
+    return pipeline
+
+
+@dg.asset(
+    partitions_def=DATASETS,
+    group_name=SERVING,
+    io_manager_key=DUCKDB,
+    pool="duckdb",
+    deps=["candidate_index", "engagement_events", "raw_interactions", "raw_social"],
+    kinds={"jax", "duckdb"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "filters_reaudit",
+            asset="served_feeds",
+            blocking=True,
+            description="every served post re-checked against every filter by independent code: no violation",
+        ),
+        dg.AssetCheckSpec(
+            "explanations_reconcile",
+            asset="served_feeds",
+            blocking=True,
+            description="one terminal state per candidate, n_in = kept + removed, Σ w·p = c, score identities",
+        ),
+        dg.AssetCheckSpec(
+            "feed_length", asset="served_feeds", description="most feeds are full (min(result size, eligible))"
+        ),
+    ],
+)
+def served_feeds(
+    context: dg.AssetExecutionContext,
+    config: ServedFeedsConfig,
+    storage: StorageResource,
+    serving_model: dict,
+):
+    """Feeds for a seeded sample of users at their test-split request times, served by the champion
+    checkpoints through the pipeline ``x-reco feed`` runs; tables ``served_feed_items``,
+    ``feed_ledger`` and ``feed_stage_stats``."""
+
+    partition = context.partition_key
+    pipeline = _pipeline(storage, partition, serving_model, config.rules, config.weights)
+    requests = sample_requests(pipeline, config.num_users, config.requests_per_user, config.seed)
+    context.log.info(f"serving {len(requests)} requests of {partition} ({serving_model['variant']} ranker)")
+    results = serve_all(pipeline, requests, progress=_progress(context, "request"))
+    frames = {"feed_requests": request_table(requests), **feed_frames(pipeline, results)}
+    summary = feed_summary(frames)
+    violations = reaudit(frames["served_feed_items"], pipeline.data, pipeline.rules, pipeline.window_s)
+    problems, counts = [], {}
+    for r in results:
+        p, c = reconcile(pipeline, r)
+        problems += p
+        for k, v in c.items():
+            counts[k] = counts.get(k, 0) + v
+    yield dg.Output(frames, metadata=_served_metadata(summary, frames, pipeline, funnel_png(frames)))
+    yield dg.AssetCheckResult(
+        check_name="filters_reaudit",
+        passed=len(violations) == 0,
+        metadata={
+            "served_posts": len(frames["served_feed_items"]),
+            "violations": len(violations),
+            **{f"violations_{k}": v for k, v in reaudit_summary(violations).items()},
+            **({"examples": _md(violations.head(20))} if len(violations) else {}),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="explanations_reconcile",
+        passed=not problems,
+        metadata={
+            "requests": len(results),
+            "problems": len(problems),
+            **{f"ledger_{k}": v for k, v in sorted(counts.items())},
+            **({"examples": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:20]))} if problems else {}),
+        },
+    )
+    full = float(summary.get("full_feed_share", float("nan")))
+    yield dg.AssetCheckResult(
+        check_name="feed_length",
+        passed=bool(full >= 0.5),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"full_feed_share": full, "mean_length": float(summary.get("mean_feed_length", float("nan")))},
+    )
+
+
+def _served_metadata(summary: dict, frames: dict, pipeline, funnel: bytes) -> dict:
+    meta = {}
+    for k, v in summary.items():
+        if isinstance(v, pd.DataFrame):
+            meta[k] = _md(v)
+        elif isinstance(v, bool | int | float | str) and not (isinstance(v, float) and not math.isfinite(v)):
+            meta[k] = v
+    meta["removal_funnel_plot"] = image(funnel, "removals per filter")
+    meta["versions"] = dg.MetadataValue.json(
+        {
+            "checkpoints": dict(sorted(pipeline.versions.items())),
+            "variant": pipeline.ranker_model.variant,
+            "rules": pipeline.rules.name,
+            "weights": repr(pipeline.weights),
+        }
+    )
+    return meta
+
+
+# -- feed_stakeholder_audit ---------------------------------------------------------------------
+
+
+class FeedAuditConfig(dg.Config):
+    """Weight sets to re-rank under (empty: the partition's default list) and the bootstrap seed."""
+
+    weight_sets: list[str] = []
+    seed: int = 0
+    n_boot: int = 1000
+
+
+def default_weight_sets(partition: str, bt_sets: dict) -> list:
+    """The syncs, engagement-only, and on synthetic the stakeholder and BT-learned sets (§16)."""
+    names = [n for n in KNOWN_NAMES if n.startswith("sync-") or n in ("published", "engagement-only")]
+    names = [n for n in names if n != "published"]  # `published` is the sync of 2026-09-24
+    if partition == "synthetic":
+        names += [n for n in KNOWN_NAMES if n.startswith("stakeholder:")]
+        return names + [bt_sets[k] for k in sorted(bt_sets)]
+    return names
+
+
+@dg.asset(
+    partitions_def=DATASETS,
+    group_name=SERVING,
+    io_manager_key=DUCKDB,
+    pool="duckdb",
+    ins={
+        "served_feeds": dg.AssetIn(),
+        "serving_model": dg.AssetIn(),
+        "stakeholder_utilities": dg.AssetIn(),
+        "bt_reward_models": dg.AssetIn(),
+        "raw_manifest": dg.AssetIn(),
+    },
+    kinds={"jax", "duckdb"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "reproduces_served_feeds",
+            asset="feed_stakeholder_audit",
+            blocking=True,
+            description="re-serving the requests under `published` gives the stored feeds, one model call each",
+        )
+    ],
+)
+def feed_stakeholder_audit(
+    context: dg.AssetExecutionContext,
+    config: FeedAuditConfig,
+    storage: StorageResource,
+    served_feeds: dict,
+    serving_model: dict,
+    stakeholder_utilities: dict,
+    bt_reward_models: dict,
+    raw_manifest: dict,
+):
+    """The requests of ``served_feeds`` re-ranked under every weight set from one model call per request:
+    predicted (and, on synthetic, true) utility per stakeholder, overlap with ``published``, in-network
+    share, author Gini, negative-action rate and small-author share (§15.3).
+
+    The true utility comes from ``WorldOracle``, the world's engagement model rebuilt from the raw
+    manifest's seeds and calibration; the asset does not read ``world_truth``, so the graph keeps
+    ground truth upstream of the diagnostics group only (tests/test_definitions.py)."""
+
+    partition = context.partition_key
+    items = served_feeds["served_feed_items"]
+    rules = str(items["rules"].iloc[0]) if len(items) else DEFAULT_RULES
+    pipeline = _pipeline(storage, partition, serving_model, rules, "published")
+    requests = _stored_requests(pipeline, served_feeds)
+    calls = pipeline.scorer.calls
+    results = serve_all(pipeline, requests, progress=_progress(context, "request"))
+    model_calls = pipeline.scorer.calls - calls
+    mismatched = _compare_with_stored(results, items)
+    oracle = None
+    if partition == "synthetic":
+        oracle = WorldOracle.from_manifest(raw_manifest)
+    bt_sets = bt_weight_sets(bt_reward_models["bt_runs"]) if partition == "synthetic" else {}
+    sets = list(config.weight_sets) or default_weight_sets(partition, bt_sets)
+    sets = [bt_sets.get(s.removeprefix("bt:"), s) if isinstance(s, str) and s.startswith("bt:") else s for s in sets]
+    audit = stakeholder_audit(
+        pipeline,
+        results,
+        sets,
+        stakeholder_utilities["stakeholder_weights"],
+        oracle=oracle,
+        seed=config.seed,
+        n_boot=config.n_boot,
+    )
+    assert pipeline.scorer.calls - calls == model_calls, "re-ranking must not call the model"
+    table = audit.tables["feed_weightset_audit"]
+    figures = {k.removesuffix(".png").replace("/", "__"): image(v, k) for k, v in audit.figures.items()}
+    yield dg.Output(
+        audit.tables,
+        metadata={
+            "requests": len(results),
+            "weight_sets": len(sets),
+            "model_calls": model_calls,
+            "audit": _md(table, max_rows=60),
+            **figures,
+        },
+    )
+    yield dg.AssetCheckResult(
+        passed=not mismatched and model_calls == len(results),
+        metadata={
+            "requests": len(results),
+            "model_calls": model_calls,
+            "mismatched_requests": len(mismatched),
+            **({"examples": ", ".join(mismatched[:10])} if mismatched else {}),
+        },
+    )
+
+
+def request_table(requests) -> pd.DataFrame:
+    """The requests in the order they were served (the served log of §12 depends on it)."""
+    return pd.DataFrame(
+        {
+            "order": np.arange(len(requests), dtype=np.int64),
+            "request_id": [r.request_id for r in requests],
+            "user_id": [r.user_id for r in requests],
+            "t": np.array([r.t for r in requests], dtype=np.int64),
+            "page": np.array([r.page for r in requests], dtype=np.int64),
+        }
+    )
+
+
+def _stored_requests(pipeline, frames: dict) -> list:
+    """Rebuild the stored requests, in serving order; refuses a request whose id does not rebuild."""
+
+    out = []
+    for row in frames["feed_requests"].sort_values("order").itertuples(index=False):
+        req = FeedRequest(pipeline.partition, str(row.user_id), int(row.t), page=int(row.page))
+        if req.request_id != row.request_id:
+            raise dg.Failure(
+                f"request {row.request_id} does not rebuild (got {req.request_id}): stored feeds are stale"
+            )
+        out.append(req)
+    return out
+
+
+def _compare_with_stored(results, items: pd.DataFrame) -> list[str]:
+    stored = items.sort_values(["request_id", "position"]).groupby("request_id")["post_id"].apply(list).to_dict()
+    bad = []
+    for r in results:
+        rid = r.query.request.request_id
+        if [str(p) for p in r.served["post_id"]] != stored.get(rid, []):
+            bad.append(rid)
+    return bad
