@@ -89,6 +89,7 @@ def test_feed_json_loads_the_champion_and_is_byte_identical(root):
     )
     assert len(report["served"]) == min(35, eligible)
     assert all("latency_us" not in f for f in report["funnel"])  # no timings unless asked
+    assert all("attribution" not in p for p in report["served"])  # nor history attribution
 
 
 def test_feed_table_why_and_compare(root):
@@ -96,9 +97,10 @@ def test_feed_table_why_and_compare(root):
     code, text, _ = _feed("--user", user, "--storage", str(root), "--timings", "--compare", "engagement-only")
     assert code == 0 and "For You feed" in text and "funnel:" in text and "jaccard@35" in text
     served = json.loads(_feed("--user", user, "--json", "--storage", str(root))[1])["served"][0]["post_id"]
-    code, out, _ = _feed("--user", user, "--storage", str(root), "--json", "--why", served, "p999999")
+    code, out, _ = _feed("--user", user, "--storage", str(root), "--json", "--why", served, "p999999", "--attribute")
     why = json.loads(out)["why"]
     assert why[served]["state"] == "served" and why["p999999"]["state"] == "never_retrieved"
+    assert all(0 < len(p["attribution"]) <= 3 for p in json.loads(out)["served"])
 
 
 def test_feed_bad_input_exit_codes(root, tmp_path):

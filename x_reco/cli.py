@@ -83,13 +83,24 @@ def _cmd_feed(args) -> int:
         t = args.at if args.at is not None else pipeline.state.request_time(args.user, visit=args.visit)
         result = pipeline.serve(pipeline.request(args.user, t, page=args.page))
         compare = pipeline.rescore(result, args.compare.split(",")) if args.compare else None
+        attribution, attribute_s = None, 0.0
+        if args.attribute:
+            t0 = time.perf_counter()
+            attribution = pipeline.attribute(result)
+            attribute_s = time.perf_counter() - t0
     except (UnknownUserError, ValueError) as exc:
         print(f"x-reco feed: {exc}", file=sys.stderr)
         return EXIT_BAD_ARGS
     except PipelineError as exc:
         print(f"x-reco feed: pipeline error under --strict: {exc}", file=sys.stderr)
         return EXIT_STRICT
-    report = pipeline.report(result, timings=args.timings, ledger=args.ledger)
+    report = pipeline.report(result, timings=args.timings, ledger=args.ledger, attribution=attribution)
+    if attribution is not None and args.timings:  # the cost of §15.5 (it includes compiling its call)
+        report["attribution_cost"] = {
+            "ms": attribute_s * 1e3,
+            "ranker_calls": attribution.ranker_calls,
+            "prefix": attribution.prefix,
+        }
     why = {p: pipeline.why_not(result, p) for p in args.why or ()}
     if args.json:
         payload = report | ({"why": why} if why else {}) | ({"compare": compare} if compare else {})
@@ -145,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--compare", default="", help="comma-separated weight sets to re-rank under (no model call)")
     p.add_argument("--why", nargs="*", default=[], metavar="POST_ID", help="why is (not) this post served")
+    p.add_argument(
+        "--attribute", action="store_true", help="leave-one-out: the history events each served post owes most to"
+    )
     p.add_argument("--strict", action="store_true", help="raise where upstream fails open (exit 4)")
     p.add_argument("--json", action="store_true", help="machine-readable; byte-identical across reruns")
     p.add_argument("--timings", action="store_true", help="per-stage latencies (not byte-identical)")

@@ -25,6 +25,7 @@ from x_reco.models.checkpoint import restore_checkpoint
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retriever import PhoenixRetriever
 from x_reco.pipeline import hydrators as H
+from x_reco.pipeline.attribution import Attribution, attribute
 from x_reco.pipeline.explain import compare_feeds, fate_ledger, near_miss, top_contributions
 from x_reco.pipeline.filters import post_selection_filters, pre_scoring_filters
 from x_reco.pipeline.framework import CandidatePipeline, FeedResult
@@ -271,6 +272,11 @@ class FeedPipeline:
             return entry
         return {"post_id": post_id, "state": "never_retrieved", "reasons": self._never_retrieved(result, post_id)}
 
+    def attribute(self, result: FeedResult, top: int = 3) -> Attribution:
+        """Leave-one-out history attribution of every served post (§15.5): ``Δ_e = c(post | H) − c(post | H \\ e)``
+        per history event, through this pipeline's ranker and prefix cache; ``top`` events per post reported."""
+        return attribute(result, self.scorer, self.weights, self.rules, top)
+
     def _never_retrieved(self, result: FeedResult, post_id: str) -> list[str]:
         q = result.query
         t = q.t
@@ -300,9 +306,12 @@ class FeedPipeline:
                 )
         return reasons
 
-    def report(self, result: FeedResult, timings: bool = False, ledger: bool = False) -> dict[str, Any]:
+    def report(
+        self, result: FeedResult, timings: bool = False, ledger: bool = False, attribution: Attribution | None = None
+    ) -> dict[str, Any]:
         """The feed as plain data (what ``x-reco feed`` prints): header, served posts with their top-3
-        contributions, and the funnel. Floats at full precision; latencies only with ``timings``."""
+        contributions (and, given ``attribute(result)``, their top history events), and the funnel.
+        Floats at full precision; latencies only with ``timings``."""
         q = result.query
         ranked = self._rank(result, self.weights)
         pos = {int(r): i for i, r in enumerate(result.scored["row"])}
@@ -357,6 +366,11 @@ class FeedPipeline:
             "served": served,
             "funnel": funnel,
         }
+        if attribution is not None:
+            if attribution.post_ids != tuple(p["post_id"] for p in served):
+                raise ValueError("attribution of another feed: its served posts differ from this result's")
+            for entry, events in zip(served, attribution.as_report(), strict=True):
+                entry["attribution"] = events
         if ledger:
             out["ledger"] = {str(k): v for k, v in sorted(fate_ledger(result).items())}
         return out

@@ -40,6 +40,8 @@ def render_feed(report: dict[str, Any], timings: bool = False) -> str:
             f" {'+'.join(p['sources']):<15} {p['score']:>9.4f} {p['weighted']:>9.4f} {div:>10}"
             f" {p['oon_multiplier']:>5.2f}  {top}"
         )
+        if "attribution" in p:
+            lines.append(f"      because: {_because(p['attribution'])}")
     if not r["served"]:
         lines.append("(no eligible posts)")
     c = r["counts"]
@@ -64,7 +66,19 @@ def render_feed(report: dict[str, Any], timings: bool = False) -> str:
     if timings:
         total = sum(s.get("latency_us", 0.0) for s in r["funnel"])
         lines.append(f"  total stage time {total / 1000:.1f} ms")
+    if timings and "attribution_cost" in r:
+        a = r["attribution_cost"]
+        lines.append(f"  attribution {a['ms']:.1f} ms, {a['ranker_calls']} ranker call(s), prefix {a['prefix']}")
     return "\n".join(lines)
+
+
+def _because(events: list[dict[str, Any]]) -> str:
+    """§15.5 top events: "favorite p000123 (slot 4) Δ+0.812 41%", largest |Δ| first."""
+    parts = [
+        f"{'+'.join(e['actions']) or 'event'} {e['post_id']} (slot {e['position']}) Δ{e['delta']:+.3f} {e['share']:.0%}"
+        for e in events
+    ]
+    return " · ".join(parts) or "no history"
 
 
 def render_why(post_id: str, answer: dict[str, Any]) -> str:
