@@ -6,6 +6,7 @@ sample of test-split requests through the same ``FeedPipeline`` as ``x-reco feed
 ``feed_stakeholder_audit`` re-ranks the same requests under every weight set from one model call per
 request (spec candidate-pipeline.md §15.3, §16). ``closed_loop_replay`` (group research, its own job)
 lets the pipeline compose the synthetic world's feeds for a few days (§15.4).
+
 """
 
 import math
@@ -25,6 +26,8 @@ from x_reco.eval.champion import champion_path, read_champion
 from x_reco.pipeline.audit import reaudit, reaudit_summary
 from x_reco.pipeline.feed import build_pipeline
 from x_reco.pipeline.reconcile import reconcile
+from x_reco.pipeline.replay import ReplayConfig
+from x_reco.pipeline.replay import closed_loop_replay as closed_loop_replay_run
 from x_reco.pipeline.rules import DEFAULT_RULES
 from x_reco.pipeline.served import feed_frames, feed_summary, funnel_png, sample_requests, serve_all
 from x_reco.pipeline.stakeholder_audit import bt_weight_sets, stakeholder_audit
@@ -179,6 +182,7 @@ class ServedFeedsConfig(dg.Config):
     seed: int = 0
     rules: str = DEFAULT_RULES
     weights: str = "published"
+    attribute: bool = True  # the top-3 history events behind every served post (§15.5), one call per request
 
 
 def _pipeline(storage: StorageResource, partition: str, record: dict, rules: str, weights: str):
@@ -234,7 +238,14 @@ def served_feeds(
     requests = sample_requests(pipeline, config.num_users, config.requests_per_user, config.seed)
     context.log.info(f"serving {len(requests)} requests of {partition} ({serving_model['variant']} ranker)")
     results = serve_all(pipeline, requests, progress=_progress(context, "request"))
-    frames = {"feed_requests": request_table(requests), **feed_frames(pipeline, results)}
+    attributions = {}
+    if config.attribute:
+        log = _progress(context, "attribution")
+        for i, r in enumerate(results):
+            if len(r.served):
+                attributions[r.query.request.request_id] = pipeline.attribute(r)
+            log(i + 1, len(results))
+    frames = {"feed_requests": request_table(requests), **feed_frames(pipeline, results, attributions)}
     summary = feed_summary(frames)
     violations = reaudit(frames["served_feed_items"], pipeline.data, pipeline.rules, pipeline.window_s)
     problems, counts = [], {}
@@ -436,3 +447,62 @@ def _compare_with_stored(results, items: pd.DataFrame) -> list[str]:
         if [str(p) for p in r.served["post_id"]] != stored.get(rid, []):
             bad.append(rid)
     return bad
+
+
+# -- closed_loop_replay -------------------------------------------------------------------------
+
+
+class ReplayAssetConfig(dg.Config):
+    """Days replayed at the end of the world, the weight sets (``world``: the world's own composer, the
+    baseline), the rule set, the user sample (0: every user) and the seed of the sample and page-2 coins."""
+
+    days: int = 3
+    weight_sets: list[str] = ["world", "published", "engagement-only", "stakeholder:society"]
+    rules: str = DEFAULT_RULES
+    users: int = 0
+    seed: int = 0
+
+
+@dg.asset(
+    partitions_def=DATASETS,
+    group_name="research",
+    io_manager_key=DUCKDB,
+    pool="duckdb",
+    ins={"serving_model": dg.AssetIn(), "raw_manifest": dg.AssetIn()},
+    kinds={"jax", "duckdb"},
+)
+def closed_loop_replay(
+    context: dg.AssetExecutionContext,
+    config: ReplayAssetConfig,
+    storage: StorageResource,
+    serving_model: dict,
+    raw_manifest: dict,
+):
+    """The served pipeline composes the synthetic world's feeds for its last ``days`` days, per weight set,
+    checkpoints frozen (§15.4): author-exposure Gini, small-author share, in-network share, negative
+    feedback, follow-graph drift and true utility per day. Synthetic partition only; its own job."""
+    partition = context.partition_key
+    if partition != "synthetic":
+        raise dg.Failure(f"closed_loop_replay simulates the synthetic world; {partition} has no world model")
+    pipeline = _pipeline(storage, partition, serving_model, config.rules, "published")
+    replay_config = ReplayConfig(
+        days=config.days,
+        seed=config.seed,
+        weight_sets=tuple(config.weight_sets),
+        rules=config.rules,
+        users=config.users or None,
+    )
+    context.log.info(f"replaying {config.days} days x {len(config.weight_sets)} weight sets of {partition}")
+    t0 = time.perf_counter()
+    result = closed_loop_replay_run(pipeline, raw_manifest, replay_config)
+    metrics = result.tables["replay_metrics"]
+    return dg.Output(
+        result.tables,
+        metadata={
+            "seconds": time.perf_counter() - t0,
+            "weight_sets": ", ".join(config.weight_sets),
+            "impressions": int(metrics["impressions"].sum()),
+            "metrics": _md(metrics, max_rows=60),
+            **{k: image(v, k) for k, v in result.figures.items()},
+        },
+    )

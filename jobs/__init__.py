@@ -3,6 +3,8 @@
 Every asset is partitioned by dataset except ``audit_toolkit`` (the same for every dataset): it has
 its own unpartitioned ``audit_job`` and stays out of ``research_job``, so that a backfill over datasets
 does not recompute it once per partition. ``demo_job`` (one partition) materializes it once as well.
+``serving_job`` serves and audits feeds from a partition's champion; ``closed_loop_replay`` (minutes of
+simulation) has its own ``replay_job`` and stays out of ``research_job`` and ``demo_job``.
 """
 
 import dagster as dg
@@ -22,10 +24,11 @@ models_job = dg.define_asset_job(
 )
 
 AUDIT = dg.AssetSelection.assets("audit_toolkit")
+REPLAY = dg.AssetSelection.assets("closed_loop_replay")  # minutes on the demo world: its own job
 
 research_job = dg.define_asset_job(
     "research_job",
-    selection=dg.AssetSelection.groups("research") - AUDIT,
+    selection=dg.AssetSelection.groups("research") - AUDIT - REPLAY,
     description="Stakeholder utilities, BT reward models and the Goodhart analyses E1-E3 of one dataset.",
 )
 
@@ -41,9 +44,15 @@ serving_job = dg.define_asset_job(
     description="The served model variant, served feeds with their re-audit, and the weight-set audit of one dataset.",
 )
 
+replay_job = dg.define_asset_job(
+    "replay_job",
+    selection=REPLAY,
+    description="Closed-loop replay: the served pipeline composes the synthetic world's feeds for its last days.",
+)
+
 demo_job = dg.define_asset_job(
     "demo_job",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - REPLAY,
     description="Everything, for one dataset partition (what `make demo` runs on `synthetic`).",
     # One step at a time: on a 2-core machine a training step running beside `inference_benchmark`
     # made its two process repeats differ by up to 77 % (the `repeats_consistent` check failed).
@@ -66,5 +75,5 @@ def weekly_retrain(context: dg.ScheduleEvaluationContext):
         yield dg.RunRequest(run_key=f"{partition}-{context.scheduled_execution_time:%Y%m%d}", partition_key=partition)
 
 
-JOBS = [data_job, models_job, research_job, audit_job, serving_job, demo_job]
+JOBS = [data_job, models_job, research_job, audit_job, serving_job, replay_job, demo_job]
 SCHEDULES = [weekly_retrain]

@@ -9,6 +9,7 @@ import json
 import dagster as dg
 import pytest
 
+from assets import data as data_assets
 from assets import serving
 from resources.io_managers import read_frame
 from tests.dagster_resources import tmp_resources
@@ -24,12 +25,11 @@ RUN_CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
-def run(champion_root):
-    from assets import data as data_assets
+def _upstream() -> list:
+    """Definitions of everything upstream (loaded from the session's storage root, not rerun)."""
     from assets import models, research
 
-    upstream = [
+    return [
         data_assets.raw_tables,
         data_assets.engagement_events,
         data_assets.engagement_sequences,
@@ -40,8 +40,12 @@ def run(champion_root):
         research.stakeholder_utilities,
         research.bt_reward_models,
     ]
+
+
+@pytest.fixture(scope="module")
+def run(champion_root):
     result = dg.materialize(
-        [*SERVING, *upstream],
+        [*SERVING, *_upstream()],
         selection=SERVING,
         resources=tmp_resources(champion_root),
         partition_key="synthetic",
@@ -87,14 +91,13 @@ def test_served_feeds_are_what_x_reco_feed_serves(run):
     first = requests.iloc[0]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = cli.main(
-            ["feed", "--user", first["user_id"], "--at", str(first["t"]), "--json", "--storage", str(root)]
-        )
+        code = cli.main(["feed", "--user", first["user_id"], "--at", str(first["t"]), "--json", "--storage", str(root)])
     assert code == 0
     served = [p["post_id"] for p in json.loads(out.getvalue())["served"]]
     items = read_frame(db, "synthetic", "served_feeds__served_feed_items")
     stored = items[items["request_id"] == first["request_id"]].sort_values("position")["post_id"].tolist()
     assert served == stored and len(stored) > 0
+    assert items["attribution"].str.startswith("[").all()  # §15.5: every served post carries its top events
 
 
 def test_weight_set_audit_covers_every_set_and_stakeholder(run):
@@ -104,3 +107,21 @@ def test_weight_set_audit_covers_every_set_and_stakeholder(run):
     assert any(s.startswith("bt:") for s in sets) and any(s.startswith("stakeholder:") for s in sets)
     assert {"user", "platform", "society"} <= set(table["stakeholder"])
     assert table["true_utility"].notna().all() and table["gap_utility"].notna().all()
+
+
+def test_closed_loop_replay_asset_on_a_user_sample(run):
+    """The replay asset (its own job) runs the served pipeline as the world's composer for one day."""
+    root, _ = run
+    result = dg.materialize(
+        [serving.closed_loop_replay, *SERVING, *_upstream()],
+        selection=[serving.closed_loop_replay],
+        resources=tmp_resources(root),
+        partition_key="synthetic",
+        run_config={
+            "ops": {"closed_loop_replay": {"config": {"days": 1, "users": 4, "weight_sets": ["world", "published"]}}}
+        },
+    )
+    assert result.success
+    metrics = read_frame(str(root / "warehouse.duckdb"), "synthetic", "closed_loop_replay__replay_metrics")
+    assert set(metrics["weight_set"]) == {"world", "published"} and (metrics["impressions"] > 0).all()
+    assert "data:image/png;base64" in str(_meta(result, "closed_loop_replay")["replay_metrics"].value)

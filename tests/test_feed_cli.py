@@ -7,58 +7,22 @@ import io
 import json
 import shutil
 
-import dagster as dg
 import pytest
 from flax import nnx
 
-from assets import data as data_assets
-from assets import models
 from resources.io_managers import read_frame
-from tests.dagster_resources import tmp_resources
-from tests.test_assets_models import TINY
 from tests.training.helpers import tiny_cfg, toy_seqs
 from x_reco import cli
-from x_reco.eval.champion import champion_path, promote_champion, read_champion
+from x_reco.eval.champion import champion_path, read_champion
 from x_reco.models.checkpoint import read_metadata, save_checkpoint
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.training.config import model_config_for
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("feed")
-    train = {"config": {"num_steps": 8, "overrides_json": TINY}}
-    assets = [
-        data_assets.raw_tables,
-        data_assets.engagement_events,
-        data_assets.engagement_sequences,
-        models.retriever_checkpoint,
-        models.ranker_checkpoint,
-        models.candidate_index,
-    ]
-    result = dg.materialize(
-        assets,
-        resources=tmp_resources(tmp),
-        partition_key="synthetic",
-        run_config={
-            "ops": {
-                "raw_tables": {"config": {"synthetic_size": "small"}},
-                "retriever_checkpoint": train,
-                "ranker_checkpoint": train,
-            }
-        },
-    )
-    assert result.success
-    # model_evaluation (not run here: it is tested in test_assets_models) would promote these models
-    # once its checks pass; the feed serves whatever the champion record names.
-    record = lambda n: json.loads((tmp / "records" / n / "synthetic.json").read_text())  # noqa: E731
-    promote_champion(
-        champion_path(tmp, "synthetic"),
-        0.5,
-        record("retriever_checkpoint")["path"],
-        record("ranker_checkpoint")["path"],
-    )
-    return tmp
+def root(champion_root):
+    """The session's storage root of real Dagster runs with a champion pair (tests/conftest.py)."""
+    return champion_root
 
 
 def _feed(*args) -> tuple[int, str, str]:

@@ -153,3 +153,14 @@ def compare_feeds(
         "entering": [delta(p) | {"position": b.index(p)} for p in b if p not in sa],
         "leaving": [delta(p) | {"position": a.index(p)} for p in a if p not in sb],
     }
+
+
+def gini(counts: Any) -> float:
+    """Gini coefficient of non-negative counts (0: equal; → 1: one holder takes all); 0 for none."""
+    x = np.sort(np.asarray(counts, dtype=np.float64).reshape(-1))
+    if len(x) == 0 or x.sum() <= 0:
+        return 0.0
+    if x[0] < 0:
+        raise ValueError(f"gini needs non-negative counts, got {x[0]}")
+    n = len(x)
+    return float(2.0 * np.sum(np.arange(1, n + 1) * x) / (n * x.sum()) - (n + 1) / n)

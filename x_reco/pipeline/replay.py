@@ -30,6 +30,7 @@ from x_reco.data.synthetic.exposure import OPEN, FeedPolicy, Visit, simulate
 from x_reco.data.synthetic.targets import LATENT_ACTIONS
 from x_reco.data.synthetic.world import make_ids, seed_children
 from x_reco.pipeline import hydrators as H
+from x_reco.pipeline.explain import gini
 from x_reco.pipeline.feed import FeedPipeline, ServedLogSideEffect
 from x_reco.pipeline.framework import CandidatePipeline
 from x_reco.pipeline.rules import DEFAULT_RULES, rule_set
@@ -357,13 +358,6 @@ def _world_config(pipe: FeedPipeline, world) -> WorldConfig:
 
 
 # -- metrics ------------------------------------------------------------------------------------------
-def gini(counts: np.ndarray) -> float:
-    """Gini coefficient of non-negative counts (0: equal exposure; 0 for no exposure at all)."""
-    x = np.sort(np.asarray(counts, np.float64))
-    n, total = len(x), x.sum()
-    return 0.0 if total == 0 else float(2.0 * (np.arange(1, n + 1) * x).sum() / (n * total) - (n + 1) / n)
-
-
 def _follow_drift(fol: dict[str, np.ndarray], users: np.ndarray, start: int, t: int, num_authors: int) -> float:
     """Mean over ``users`` of the Jaccard distance between the follow set at ``start`` and at ``t``."""
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from x_reco.common.plotting import figure_png, subplots
-from x_reco.pipeline.explain import fate_ledger
+from x_reco.pipeline.explain import fate_ledger, gini
 from x_reco.pipeline.feed import FeedPipeline
 from x_reco.pipeline.framework import FeedResult
 from x_reco.pipeline.rules import RESULT_SIZE
@@ -49,6 +49,9 @@ ITEM_COLUMNS: dict[str, str] = {
     "retriever": "object",
     "variant": "object",  # the ranker's serving variant (x_reco.inference.quantize)
     "top_contributions": "object",  # JSON [[signal, w·p], ...], the top 3 by |w·p| (§15.1)
+    # JSON of the top-3 history events behind the post (§15.5: position, post_id, actions, delta,
+    # share); "" when the feed was served without attribution
+    "attribution": "object",
 }
 LEDGER_COLUMNS: dict[str, str] = {
     "request_id": "object",
@@ -157,8 +160,8 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=list(columns)).astype(columns)
 
 
-def _item_rows(pipeline: FeedPipeline, result: FeedResult) -> list[dict[str, Any]]:
-    report = pipeline.report(result)  # the CLI's view: one definition of every served field
+def _item_rows(pipeline: FeedPipeline, result: FeedResult, attribution=None) -> list[dict[str, Any]]:
+    report = pipeline.report(result, attribution=attribution)  # the CLI's view: one definition of every field
     base = {k: report[k] for k in ("request_id", "user_id", "t", "page", "rules")}
     base |= {"weight_set": report["weights"], "variant": report["ranker_variant"]}
     base |= {k: pipeline.versions.get(k, "") for k in ("ranker", "retriever")}
@@ -174,6 +177,7 @@ def _item_rows(pipeline: FeedPipeline, result: FeedResult) -> list[dict[str, Any
                 "score": _float(p["score"]),
                 "weighted_score": _float(p["weighted"]),
                 "top_contributions": _json(p["top_contributions"]),
+                "attribution": _json(p["attribution"]) if "attribution" in p else "",
             }
         )
     return rows
@@ -215,16 +219,19 @@ def _stage_rows(result: FeedResult) -> list[dict[str, Any]]:
     ]
 
 
-def feed_frames(pipeline: FeedPipeline, results: Sequence[FeedResult]) -> dict[str, pd.DataFrame]:
+def feed_frames(
+    pipeline: FeedPipeline, results: Sequence[FeedResult], attributions: Mapping[str, Any] | None = None
+) -> dict[str, pd.DataFrame]:
     """``served_feed_items`` (one row per served post), ``feed_ledger`` (one row per retrieved
     candidate: its terminal state, §15.1) and ``feed_stage_stats`` (one row per ``StageStats``, §3.4).
 
-    Requests are ordered by (user, t, page) whatever the order of ``results``.
+    Requests are ordered by (user, t, page) whatever the order of ``results``. ``attributions`` maps a
+    request id to its ``FeedPipeline.attribute`` result (§15.5), written to the ``attribution`` column.
     """
     ordered = sorted(results, key=lambda r: (r.query.user_id, r.query.t, r.query.request.page))
     items, ledger, stages = [], [], []
     for result in ordered:
-        items += _item_rows(pipeline, result)
+        items += _item_rows(pipeline, result, (attributions or {}).get(result.query.request.request_id))
         ledger += _ledger_rows(result)
         stages += _stage_rows(result)
     return {
@@ -232,17 +239,6 @@ def feed_frames(pipeline: FeedPipeline, results: Sequence[FeedResult]) -> dict[s
         "feed_ledger": _frame(ledger, LEDGER_COLUMNS),
         "feed_stage_stats": _frame(stages, STAGE_COLUMNS),
     }
-
-
-def gini(counts: Any) -> float:
-    """Gini coefficient of non-negative counts (0: equal; → 1: one holder takes all); 0 for none."""
-    x = np.sort(np.asarray(counts, dtype=np.float64).reshape(-1))
-    if len(x) == 0 or x.sum() <= 0:
-        return 0.0
-    if x[0] < 0:
-        raise ValueError(f"gini needs non-negative counts, got {x[0]}")
-    n = len(x)
-    return float(2.0 * np.sum(np.arange(1, n + 1) * x) / (n * x.sum()) - (n + 1) / n)
 
 
 def removal_funnel(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -31,7 +31,7 @@ from x_reco.common.actions import ACTIONS, DISCRETE_ACTIONS, NEGATIVE_ACTIONS
 from x_reco.common.plotting import figure_png, subplots
 from x_reco.configs.weights import WeightSet, head_signal
 from x_reco.data.synthetic.oracle import WorldOracle
-from x_reco.pipeline.explain import kendall_tau, rbo
+from x_reco.pipeline.explain import gini, kendall_tau, rbo
 from x_reco.pipeline.feed import FeedPipeline
 from x_reco.pipeline.framework import FeedResult
 from x_reco.pipeline.scoring import RankingScorer
@@ -111,15 +111,6 @@ def bt_weight_sets(
         source = f"bt_reward_models bt_runs ({tag}), mean over seeds; synthetic only"
         out[str(name)] = WeightSet.from_actions(f"bt:{name}", tag, dict(zip(DISCRETE_ACTIONS, w)), source=source)
     return out
-
-
-def gini(x) -> float:
-    """Gini coefficient of non-negative values (0: equal; (n−1)/n: all on one); 0 for an empty or zero sum."""
-    v = np.sort(np.asarray(x, np.float64))
-    n, total = len(v), v.sum()
-    if n == 0 or total <= 0:
-        return 0.0
-    return float(2.0 * np.sum(np.arange(1, n + 1) * v) / (n * total) - (n + 1) / n)
 
 
 def jaccard_at(a: Sequence[str], b: Sequence[str], k: int = JACCARD_K) -> float:
