@@ -52,7 +52,8 @@ def _champion(storage: StorageResource, partition: str) -> dict:
 
 def _progress(context, what: str):
     """A ``progress(i, n)`` callback logging step counts and an ETA at most every 5 s."""
-    start, last = time.perf_counter(), [0.0]
+    start = time.perf_counter()
+    last = [start]  # the first line after 5 s: the first request compiles
 
     def log(i: int, n: int) -> None:
         now = time.perf_counter()

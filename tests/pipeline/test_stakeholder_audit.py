@@ -74,6 +74,14 @@ def test_published_reproduces_the_served_feeds_and_overlaps_itself_fully(served,
     assert list(mine["served_ids"]) == [",".join(r.served["post_id"]) for r in results]
     table = out.tables["feed_weightset_audit"].set_index("weight_set")
     assert (table.loc[PUBLISHED, ["jaccard35", "rbo", "kendall_tau"]] == 1.0).all(axis=None)
+    paired = ["predicted_utility_vs_published", "true_utility_vs_published"]
+    assert (table.loc[PUBLISHED, paired] == 0.0).all(axis=None)  # a set against itself: no difference
+    other = table.loc["stakeholder:society@alpha=4.0"]
+    np.testing.assert_allclose(  # the paired mean difference is the difference of the means
+        other["true_utility_vs_published"].to_numpy(),
+        other["true_utility"].to_numpy() - table.loc[PUBLISHED, "true_utility"].to_numpy(),
+        atol=1e-9,
+    )
     assert table.loc["engagement-only@2026-09-24", "jaccard35"].iloc[0] < 1.0  # a set that does differ
     overlap = out.tables["feed_weightset_overlap"]
     np.testing.assert_array_equal(overlap.to_numpy(), overlap.to_numpy().T)

@@ -210,8 +210,12 @@ def _ci(values: pd.Series, n_boot: int, seed: int) -> tuple[float, float, float]
     return (mean, *bootstrap_ci(v, n_boot, seed))
 
 
-def _summary(per_request: pd.DataFrame, labels, names, oracle, absent, n_boot: int, seed: int, pooled) -> pd.DataFrame:
-    """One row per weight set × stakeholder (or per set without stakeholders) with means and 95 % CIs."""
+def _summary(
+    per_request: pd.DataFrame, reference: pd.DataFrame, labels, names, oracle, absent, n_boot: int, seed: int, pooled
+) -> pd.DataFrame:
+    """One row per weight set × stakeholder (or per set without stakeholders) with means and 95 % CIs,
+    and the paired difference to ``published`` on the same requests (``*_vs_published``: the CI of a
+    difference between sets, which the two sets' own intervals overstate)."""
     rows = []
     metrics = [m for m in FEED_METRICS if m in per_request]
     for label in labels:
@@ -226,6 +230,10 @@ def _summary(per_request: pd.DataFrame, labels, names, oracle, absent, n_boot: i
             for kind in kinds if k is not None else ():
                 col = f"{kind}_{k}"
                 row[f"{kind}_utility"], row[f"{kind}_utility_lo"], row[f"{kind}_utility_hi"] = _ci(g[col], n_boot, seed)
+                if kind != "gap":
+                    diff = pd.Series(g[col].to_numpy() - reference[col].to_numpy())
+                    name = f"{kind}_utility_vs_published"
+                    row[name], row[f"{name}_lo"], row[f"{name}_hi"] = _ci(diff, n_boot, seed)
             rows.append(row | feed)
     return pd.DataFrame(rows)
 
@@ -266,9 +274,13 @@ def stakeholder_audit(
             head |= {"t": req.t, "page": req.page}
             rows.append(head | _feed_row(result, served, list(ref[i]["post_id"]), absent, names, w_kd, oracle))
     per_request = pd.DataFrame(rows)
+    ref_rows = [
+        _feed_row(result, ref[i], list(ref[i]["post_id"]), absent, names, w_kd, oracle)
+        for i, result in enumerate(results)
+    ]
     labels = [repr(w) for w in sets]
     pooled = {label: _pooled_gini(results, feeds[label]) for label in labels}
-    summary = _summary(per_request, labels, names, oracle, absent, n_boot, seed, pooled)
+    summary = _summary(per_request, pd.DataFrame(ref_rows), labels, names, oracle, absent, n_boot, seed, pooled)
     overlap = overlap_matrix(labels, feeds)
     figures = {"feed_audit_overlap.png": overlap_png(overlap)}
     if names:
