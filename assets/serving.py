@@ -453,6 +453,24 @@ def _compare_with_stored(results, items: pd.DataFrame) -> list[str]:
 # -- closed_loop_replay -------------------------------------------------------------------------
 
 
+def _replay_progress(context):
+    """Replay progress every 10 s: the weight set, its requests so far, sets done and an ETA."""
+    start = time.perf_counter()
+    last = [start]
+
+    def log(name: str, done: int, total: int, requests: int) -> None:
+        now = time.perf_counter()
+        if requests >= 0 and now - last[0] < 10.0:
+            return
+        last[0] = now
+        elapsed = now - start
+        eta = f"{elapsed / done * (total - done):,.0f}s" if done else "?"
+        what = f"{requests} requests served" if requests >= 0 else "done"
+        context.log.info(f"replay {name}: {what}; weight sets {done}/{total}, {elapsed:,.0f}s elapsed, ETA {eta}")
+
+    return log
+
+
 class ReplayAssetConfig(dg.Config):
     """Days replayed at the end of the world, the weight sets (``world``: the world's own composer, the
     baseline), the rule set, the user sample (0: every user) and the seed of the sample and page-2 coins."""
@@ -495,7 +513,7 @@ def closed_loop_replay(
     )
     context.log.info(f"replaying {config.days} days x {len(config.weight_sets)} weight sets of {partition}")
     t0 = time.perf_counter()
-    result = closed_loop_replay_run(pipeline, raw_manifest, replay_config)
+    result = closed_loop_replay_run(pipeline, raw_manifest, replay_config, progress=_replay_progress(context))
     metrics = result.tables["replay_metrics"]
     return dg.Output(
         result.tables,

@@ -290,7 +290,7 @@ def replay_pipeline(pipe: FeedPipeline, state: ReplayState, log: ServedLog, weig
     )
 
 
-def _run(pipe: FeedPipeline, world: WorldConfig, start: int, name: str, config: ReplayConfig, only) -> dict:
+def _run(pipe: FeedPipeline, world: WorldConfig, start: int, name: str, config: ReplayConfig, only, tick=None) -> dict:
     """One weight set's replay: impressions, follow edges, pages and the served log."""
     if name == WORLD_POLICY:
         policy = ReplayPolicy(world, start, feed_length=config.feed_length, seed=config.seed)
@@ -301,10 +301,15 @@ def _run(pipe: FeedPipeline, world: WorldConfig, start: int, name: str, config: 
     state, log = ReplayState(pipe.state, start, pipe.catalogue.observed_mask), ServedLog()
     stages = replay_pipeline(pipe, state, log, name)
     user_ids = world_ids(world)["user"]
+    served = [0]
 
     def serve(visit: Visit) -> list[str]:
         request = FeedRequest(pipe.partition, str(user_ids[visit.user]), visit.t, visit.page, visit.surface)
-        return list(stages.run(Query(request)).served["post_id"])
+        out = list(stages.run(Query(request)).served["post_id"])
+        served[0] += 1
+        if tick is not None:
+            tick(served[0])
+        return out
 
     policy = ReplayPolicy(world, start, state, serve, config.feed_length, config.seed)
     try:
@@ -318,6 +323,7 @@ def closed_loop_replay(
     pipeline: FeedPipeline | Callable[[str], FeedPipeline],
     world: WorldConfig | Mapping[str, Any] | None = None,
     config: ReplayConfig = ReplayConfig(),
+    progress: Callable[[str, int, int, int], None] | None = None,
 ) -> ReplayResult:
     """Replay the world's last ``config.days`` days with the pipeline as its feed, per weight set.
 
@@ -327,6 +333,8 @@ def closed_loop_replay(
       world: the world's ``WorldConfig``, raw manifest or config dict (default: the manifest the
         pipeline was built from); it must be the world the pipeline's tables come from.
       config: days, seed, weight sets, rules, feed length, user sample.
+      progress: ``progress(weight_set, sets_done, sets_total, requests_served)``, called after every
+        pipeline request and once when each weight set is done (logs with step counts and an ETA).
     """
     pipe = pipeline if isinstance(pipeline, FeedPipeline) else pipeline(config.rules)
     if pipe.rules.name != config.rules:
@@ -339,7 +347,12 @@ def closed_loop_replay(
     only = np.arange(world_cfg.num_users)
     if config.users is not None and config.users < world_cfg.num_users:
         only = np.sort(np.random.default_rng(config.seed).choice(world_cfg.num_users, config.users, replace=False))
-    runs = {name: _run(pipe, world_cfg, start, name, config, only) for name in config.weight_sets}
+    runs = {}
+    for i, name in enumerate(config.weight_sets):
+        tick = (lambda n, name=name, i=i: progress(name, i, len(config.weight_sets), n)) if progress else None
+        runs[name] = _run(pipe, world_cfg, start, name, config, only, tick)
+        if progress is not None:
+            progress(name, i + 1, len(config.weight_sets), -1)
     tables = _tables(runs, pipe, world_cfg, start, config, only)
     return ReplayResult(tables, {"replay_metrics": metrics_png(tables["replay_metrics"])})
 
