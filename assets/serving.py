@@ -75,7 +75,7 @@ class ServingModelConfig(dg.Config):
 
     variant: str = "w8+t8"
     agreement_users: int = 64
-    agreement_candidates: int = 256
+    agreement_candidates: int = 1000  # the §5.6 top-10@1000 gate needs 1000
     seed: int = 0
 
 
