@@ -4,9 +4,8 @@
 default) with its bytes and its agreement with the f32 checkpoint; ``served_feeds`` serves a seeded
 sample of test-split requests through the same ``FeedPipeline`` as ``x-reco feed`` and re-audits them;
 ``feed_stakeholder_audit`` re-ranks the same requests under every weight set from one model call per
-request (spec candidate-pipeline.md §15.3, §16). ``closed_loop_replay`` (group research, its own job)
-lets the pipeline compose the synthetic world's feeds for a few days (§15.4).
-
+request (spec candidate-pipeline.md §15.3, §16). ``closed_loop_replay`` (``assets/replay.py``) builds
+its pipeline with ``serving_pipeline`` too.
 """
 
 import math
@@ -21,13 +20,12 @@ from resources import StorageResource
 from x_reco.bench.quality import QualityJob
 from x_reco.configs.weights import KNOWN_NAMES
 from x_reco.data.examples import EngagementSequences
+from x_reco.data.registry import dataset_spec
 from x_reco.data.synthetic.oracle import WorldOracle
 from x_reco.eval.champion import champion_path, read_champion
 from x_reco.pipeline.audit import reaudit, reaudit_summary
 from x_reco.pipeline.feed import build_pipeline
 from x_reco.pipeline.reconcile import reconcile
-from x_reco.pipeline.replay import ReplayConfig
-from x_reco.pipeline.replay import closed_loop_replay as closed_loop_replay_run
 from x_reco.pipeline.rules import DEFAULT_RULES
 from x_reco.pipeline.served import feed_frames, feed_summary, funnel_png, sample_requests, serve_all
 from x_reco.pipeline.stakeholder_audit import bt_weight_sets, stakeholder_audit
@@ -186,7 +184,7 @@ class ServedFeedsConfig(dg.Config):
     attribute: bool = True  # the top-3 history events behind every served post (§15.5), one call per request
 
 
-def _pipeline(storage: StorageResource, partition: str, record: dict, rules: str, weights: str):
+def serving_pipeline(storage: StorageResource, partition: str, record: dict, rules: str, weights: str):
     """The partition's FeedPipeline with the variant ``serving_model`` recorded; refuses a champion that
     changed since (the feeds would not come from the recorded model)."""
 
@@ -235,7 +233,7 @@ def served_feeds(
     ``feed_ledger`` and ``feed_stage_stats``."""
 
     partition = context.partition_key
-    pipeline = _pipeline(storage, partition, serving_model, config.rules, config.weights)
+    pipeline = serving_pipeline(storage, partition, serving_model, config.rules, config.weights)
     requests = sample_requests(pipeline, config.num_users, config.requests_per_user, config.seed)
     context.log.info(f"serving {len(requests)} requests of {partition} ({serving_model['variant']} ranker)")
     results = serve_all(pipeline, requests, progress=_progress(context, "request"))
@@ -319,7 +317,7 @@ def default_weight_sets(partition: str, bt_sets: dict) -> list:
     """The syncs, engagement-only, and on synthetic the stakeholder and BT-learned sets (§16)."""
     names = [n for n in KNOWN_NAMES if n.startswith("sync-") or n in ("published", "engagement-only")]
     names = [n for n in names if n != "published"]  # `published` is the sync of 2026-09-24
-    if partition == "synthetic":
+    if dataset_spec(partition).generated:  # the world's action-space stakeholders (reward spec §1.3)
         names += [n for n in KNOWN_NAMES if n.startswith("stakeholder:")]
         return names + [bt_sets[k] for k in sorted(bt_sets)]
     return names
@@ -368,16 +366,15 @@ def feed_stakeholder_audit(
     partition = context.partition_key
     items = served_feeds["served_feed_items"]
     rules = str(items["rules"].iloc[0]) if len(items) else DEFAULT_RULES
-    pipeline = _pipeline(storage, partition, serving_model, rules, "published")
+    pipeline = serving_pipeline(storage, partition, serving_model, rules, "published")
     requests = _stored_requests(pipeline, served_feeds)
     calls = pipeline.scorer.calls
     results = serve_all(pipeline, requests, progress=_progress(context, "request"))
     model_calls = pipeline.scorer.calls - calls
     mismatched = _compare_with_stored(results, items)
-    oracle = None
-    if partition == "synthetic":
-        oracle = WorldOracle.from_manifest(raw_manifest)
-    bt_sets = bt_weight_sets(bt_reward_models["bt_runs"]) if partition == "synthetic" else {}
+    world = dataset_spec(partition).generated  # a generated world has an engagement model to ask
+    oracle = WorldOracle.from_manifest(raw_manifest) if world else None
+    bt_sets = bt_weight_sets(bt_reward_models["bt_runs"]) if world else {}
     sets = list(config.weight_sets) or default_weight_sets(partition, bt_sets)
     sets = [bt_sets.get(s.removeprefix("bt:"), s) if isinstance(s, str) and s.startswith("bt:") else s for s in sets]
     audit = stakeholder_audit(
@@ -448,80 +445,3 @@ def _compare_with_stored(results, items: pd.DataFrame) -> list[str]:
         if [str(p) for p in r.served["post_id"]] != stored.get(rid, []):
             bad.append(rid)
     return bad
-
-
-# -- closed_loop_replay -------------------------------------------------------------------------
-
-
-def _replay_progress(context):
-    """Replay progress every 10 s: the weight set, its requests so far, sets done and an ETA."""
-    start = time.perf_counter()
-    last = [start]
-
-    def log(name: str, done: int, total: int, requests: int) -> None:
-        now = time.perf_counter()
-        if requests >= 0 and now - last[0] < 10.0:
-            return
-        last[0] = now
-        elapsed = now - start
-        eta = f"{elapsed / done * (total - done):,.0f}s" if done else "?"
-        what = f"{requests} requests served" if requests >= 0 else "done"
-        context.log.info(f"replay {name}: {what}; weight sets {done}/{total}, {elapsed:,.0f}s elapsed, ETA {eta}")
-
-    return log
-
-
-class ReplayAssetConfig(dg.Config):
-    """Days replayed at the end of the world, the weight sets (``world``: the world's own composer, the
-    baseline), the rule set, the user sample (0: every user) and the seed of the sample and page-2 coins."""
-
-    days: int = 3
-    weight_sets: list[str] = ["world", "published", "engagement-only", "stakeholder:society"]
-    rules: str = DEFAULT_RULES
-    users: int = 0
-    seed: int = 0
-
-
-@dg.asset(
-    partitions_def=DATASETS,
-    group_name="research",
-    io_manager_key=DUCKDB,
-    pool="duckdb",
-    ins={"serving_model": dg.AssetIn(), "raw_manifest": dg.AssetIn()},
-    kinds={"jax", "duckdb"},
-)
-def closed_loop_replay(
-    context: dg.AssetExecutionContext,
-    config: ReplayAssetConfig,
-    storage: StorageResource,
-    serving_model: dict,
-    raw_manifest: dict,
-):
-    """The served pipeline composes the synthetic world's feeds for its last ``days`` days, per weight set,
-    checkpoints frozen (§15.4): author-exposure Gini, small-author share, in-network share, negative
-    feedback, follow-graph drift and true utility per day. Synthetic partition only; its own job."""
-    partition = context.partition_key
-    if partition != "synthetic":
-        raise dg.Failure(f"closed_loop_replay simulates the synthetic world; {partition} has no world model")
-    pipeline = _pipeline(storage, partition, serving_model, config.rules, "published")
-    replay_config = ReplayConfig(
-        days=config.days,
-        seed=config.seed,
-        weight_sets=tuple(config.weight_sets),
-        rules=config.rules,
-        users=config.users or None,
-    )
-    context.log.info(f"replaying {config.days} days x {len(config.weight_sets)} weight sets of {partition}")
-    t0 = time.perf_counter()
-    result = closed_loop_replay_run(pipeline, raw_manifest, replay_config, progress=_replay_progress(context))
-    metrics = result.tables["replay_metrics"]
-    return dg.Output(
-        result.tables,
-        metadata={
-            "seconds": time.perf_counter() - t0,
-            "weight_sets": ", ".join(config.weight_sets),
-            "impressions": int(metrics["impressions"].sum()),
-            "metrics": _md(metrics, max_rows=60),
-            **{k: image(v, k) for k, v in result.figures.items()},
-        },
-    )

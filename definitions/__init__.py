@@ -5,6 +5,7 @@ import dagster as dg
 from assets import data as data_assets
 from assets import inference as inference_assets
 from assets import models as model_assets
+from assets import replay as replay_assets
 from assets import research as research_assets
 from assets import serving as serving_assets
 from jobs import JOBS, SCHEDULES
@@ -23,7 +24,9 @@ def build_resources() -> dict:
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data_assets, inference_assets, model_assets, research_assets, serving_assets]),
+    assets=dg.load_assets_from_modules(
+        [data_assets, inference_assets, model_assets, research_assets, serving_assets, replay_assets]
+    ),
     jobs=JOBS,
     schedules=SCHEDULES,
     resources=build_resources(),

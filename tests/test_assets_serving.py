@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from assets import data as data_assets
-from assets import serving
+from assets import replay, serving
 from resources.io_managers import read_frame
 from tests.dagster_resources import tmp_resources
 from x_reco import cli
@@ -113,8 +113,8 @@ def test_closed_loop_replay_asset_on_a_user_sample(run):
     """The replay asset (its own job) runs the served pipeline as the world's composer for one day."""
     root, _ = run
     result = dg.materialize(
-        [serving.closed_loop_replay, *SERVING, *_upstream()],
-        selection=[serving.closed_loop_replay],
+        [replay.closed_loop_replay, *SERVING, *_upstream()],
+        selection=[replay.closed_loop_replay],
         resources=tmp_resources(root),
         partition_key="synthetic",
         run_config={
