@@ -1,7 +1,5 @@
 """Session fixtures shared by test modules."""
 
-import json
-
 import dagster as dg
 import pytest
 
@@ -9,30 +7,21 @@ from tests.dagster_resources import tmp_resources
 
 
 @pytest.fixture(scope="session")
-def champion_root(tmp_path_factory):
-    """A storage root that real Dagster runs wrote on the small synthetic world: data, 8-step tiny
-    retriever and ranker, candidate index, stakeholder utilities and smoke BT models, and the champion
-    record naming the two checkpoints (what ``model_evaluation`` writes once its checks pass)."""
-    from assets import data as data_assets
-    from assets import models, research
-    from tests.test_assets_models import TINY
-    from x_reco.eval.champion import champion_path, promote_champion
+def models_run(tmp_path_factory):
+    """One real Dagster run on the small synthetic world, shared by the models, serving and feed tests:
+    data, 12-step tiny retriever and ranker, candidate index, model_evaluation (which writes the
+    champion record when its blocking checks pass), stakeholder utilities and smoke BT models.
+    Returns (storage root, result); the run may be red when the tiny retriever loses to popularity."""
+    from assets import research
+    from tests.test_assets_models import MODELS, TINY
 
-    tmp = tmp_path_factory.mktemp("champion")
-    train = {"config": {"num_steps": 8, "overrides_json": TINY}}
+    tmp = tmp_path_factory.mktemp("models")
+    train = {"config": {"num_steps": 12, "overrides_json": TINY}}
     result = dg.materialize(
-        [
-            data_assets.raw_tables,
-            data_assets.engagement_events,
-            data_assets.engagement_sequences,
-            models.retriever_checkpoint,
-            models.ranker_checkpoint,
-            models.candidate_index,
-            research.stakeholder_utilities,
-            research.bt_reward_models,
-        ],
+        [*MODELS, research.stakeholder_utilities, research.bt_reward_models],
         resources=tmp_resources(tmp),
         partition_key="synthetic",
+        raise_on_error=False,
         run_config={
             "ops": {
                 "raw_tables": {"config": {"synthetic_size": "small"}},
@@ -42,12 +31,24 @@ def champion_root(tmp_path_factory):
             }
         },
     )
-    assert result.success
-    record = lambda n: json.loads((tmp / "records" / n / "synthetic.json").read_text())  # noqa: E731
-    promote_champion(
-        champion_path(tmp, "synthetic"),
-        0.5,
-        record("retriever_checkpoint")["path"],
-        record("ranker_checkpoint")["path"],
-    )
+    return tmp, result
+
+
+@pytest.fixture(scope="session")
+def champion_root(models_run):
+    """The session run's storage root with a champion pair: the one model_evaluation promoted, else
+    (a tiny retriever that lost to popularity) the run's two checkpoints, promoted by hand."""
+    import json
+
+    from x_reco.eval.champion import champion_path, promote_champion, read_champion
+
+    tmp, _ = models_run
+    if read_champion(champion_path(tmp, "synthetic")) is None:
+        record = lambda n: json.loads((tmp / "records" / n / "synthetic.json").read_text())  # noqa: E731
+        promote_champion(
+            champion_path(tmp, "synthetic"),
+            0.5,
+            record("retriever_checkpoint")["path"],
+            record("ranker_checkpoint")["path"],
+        )
     return tmp

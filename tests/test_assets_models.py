@@ -55,23 +55,9 @@ MODELS = [
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("models")
-    train = {"config": {"num_steps": 12, "overrides_json": TINY}}
-    result = dg.materialize(
-        MODELS,
-        resources=tmp_resources(tmp),
-        partition_key="synthetic",
-        raise_on_error=False,
-        run_config={
-            "ops": {
-                "raw_tables": {"config": {"synthetic_size": "small"}},
-                "retriever_checkpoint": train,
-                "ranker_checkpoint": train,
-            }
-        },
-    )
-    return tmp, result
+def run(models_run):
+    """The session's models-group run (tests/conftest.py): small synthetic world, 12 training steps."""
+    return models_run
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,8 @@ No timing thresholds: a test only proves the benchmark measures what it says."""
 import json
 import math
 
+import pytest
+
 from x_reco.bench import feed
 from x_reco.pipeline.framework import STAGES
 
@@ -13,6 +15,7 @@ def _finite(values) -> bool:
     return len(values) > 0 and all(isinstance(v, float | int) and math.isfinite(v) for v in values)
 
 
+@pytest.mark.slow  # ~18 s of world building and serving: `make test-slow` (and `make bench` runs it)
 def test_quick_run_writes_raw_times_table_and_plots(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("XRECO_BENCH_CACHE", raising=False)
     feed.main(["--out", str(tmp_path), "--quick"])

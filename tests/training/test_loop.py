@@ -118,6 +118,7 @@ def toy_run(ckpt_dir, *args, devices: int = 1, **popen) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, **popen)
 
 
+@pytest.mark.slow  # ~14 s in a subprocess with two CPU devices: `make test-slow`
 def test_two_device_mesh_matches_one_device(reference, tmp_path):
     proc = toy_run(tmp_path, "--stop-at", 30, devices=2)
     out, _ = proc.communicate(timeout=300)
