@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from collections.abc import Iterator
@@ -12,15 +11,22 @@ import numpy as np
 import pandas as pd
 
 from x_reco.data.archive import (
+    UNIX_SECONDS,
+    check_complete,
+    check_ids,
+    check_range,
+    check_unique,
     decode,
     file_digests,
     gunzip,
+    gzip_lines,
+    require_rows,
     split_fields,
     text_lines,
     to_float,
     to_int,
 )
-from x_reco.data.errors import CorruptArchiveError, EncodingError, MissingFileError, SchemaError
+from x_reco.data.errors import EncodingError, MissingFileError, SchemaError
 from x_reco.data.movielens import tie_statistics
 from x_reco.data.tables import INTERACTION_COLUMNS, RawTables
 
@@ -76,17 +82,26 @@ def _read_ratings(path: Path) -> tuple[pd.DataFrame, dict]:
     data = path.read_bytes()
     if path.suffix == ".gz":
         data = gunzip(data, label)
-    lines = text_lines(decode(data, label, "utf-8"))
+    text = decode(data, label, "utf-8")
+    check_complete(text, label, ",", _CSV_HEADER)
+    lines = text_lines(text)
     header = tuple(lines[0].split(",")) if lines else ()
     if header != _CSV_HEADER:
         missing = next((c for c in _CSV_HEADER if c not in header), None)
         raise SchemaError(label, 1, missing, f"header {','.join(header)!r}, expected {','.join(_CSV_HEADER)!r}")
     raw = split_fields(lines[1:], label=label, sep=",", names=_CSV_HEADER, first_line=2)
+    require_rows(len(raw), label=label, first_line=2, what="ratings")
+    for field in ("user_id", "parent_asin"):
+        check_ids(raw[field], label=label, field=field, first_line=2)
+    check_unique(raw, ("user_id", "parent_asin"), label=label, first_line=2)  # R5
     rating = to_float(raw["rating"], label=label, field="rating", first_line=2)
     bad = np.flatnonzero((rating < 1) | (rating > 5))
     if bad.size:  # R3
         raise SchemaError(label, int(bad[0]) + 2, "rating", f"rating {rating[bad[0]]} not in 1..5")
-    ts, unit = _seconds(to_int(raw["timestamp"], label=label, field="timestamp", first_line=2), label)
+    lo, hi = UNIX_SECONDS
+    raw_ts = to_int(raw["timestamp"], label=label, field="timestamp", first_line=2, lo=lo, hi=hi * 1000)
+    ts, unit = _seconds(raw_ts, label)
+    check_range(ts, label=label, field="timestamp", lo=lo, hi=hi, first_line=2, strings=raw["timestamp"])
     inter = pd.DataFrame(
         {
             "user_id": raw["user_id"].astype(object),
@@ -125,16 +140,11 @@ def reference_subset(inter: pd.DataFrame, top_items: int = 20_000, min_user_revi
 def _jsonl(path: Path, pattern: re.Pattern, wanted: set) -> Iterator[tuple[int, dict]]:
     """Stream ``(line, record)`` of a gzip JSON Lines file, parsing only lines whose
     ``pattern`` match is in ``wanted`` (the files are far larger than the subset)."""
-    label = str(path)
-    try:
-        with gzip.open(path, "rb") as fh:
-            for line_no, line in enumerate(fh, start=1):
-                match = pattern.search(line)
-                if match is None or match.group(1).decode("utf-8", "replace") not in wanted:
-                    continue
-                yield line_no, _loads(line, label, line_no)
-    except (gzip.BadGzipFile, EOFError, OSError) as exc:
-        raise CorruptArchiveError(label, None, str(exc)) from exc
+    for line_no, line in gzip_lines(path):
+        match = pattern.search(line)
+        if match is None or match.group(1).decode("utf-8", "replace") not in wanted:
+            continue
+        yield line_no, _loads(line, str(path), line_no)
 
 
 def _loads(line: bytes, label: str, line_no: int) -> dict:

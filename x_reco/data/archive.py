@@ -7,11 +7,12 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import itertools
 import re
 import stat
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,12 @@ from x_reco.data.errors import (
 
 MAX_ENTRY_BYTES = 4 * 2**30
 SIZE_FACTOR = 20  # a member may declare at most this multiple of its expected size
+# gzip declares no trustworthy size: a stream may expand to this multiple of its compressed size
+# (text compresses 3-10x, a bomb ~1000x), and always to GZIP_FLOOR_BYTES
+GZIP_RATIO = 100
+GZIP_FLOOR_BYTES = 1 << 20
+EXACT_INT = 2**53  # larger magnitudes are not exact once parsed as float64
+UNIX_SECONDS = (0, 4_102_444_800)  # 1970-01-01 .. 2100-01-01: any other timestamp is corrupt
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ZIP_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, NotImplementedError)
@@ -183,10 +190,57 @@ def read_members(
     return _read_zip_members(path, names, optional, prefix, expected_sizes or {})
 
 
-def gunzip(data: bytes, label: str) -> bytes:
-    """Decompress a whole gzip stream; a truncated or corrupt one is ``CorruptArchiveError``."""
+def gzip_limit(compressed_bytes: int) -> int:
+    """Bytes a gzip stream of this compressed size may expand to (its zip-bomb cap)."""
+    return max(GZIP_FLOOR_BYTES, GZIP_RATIO * compressed_bytes)
+
+
+def _gzip_too_big(label: str, limit: int) -> UnsafeArchiveEntryError:
+    inner = re.sub(r"\.gz$", "", Path(label).name)
+    return UnsafeArchiveEntryError(label, inner, f"expands past {limit} bytes (gzip limit)")
+
+
+def gunzip(data: bytes, label: str, max_bytes: int | None = None) -> bytes:
+    """Decompress a whole gzip stream (every member) into memory.
+
+    A truncated or corrupt stream is ``CorruptArchiveError``; one expanding past ``max_bytes``
+    (default ``gzip_limit(len(data))``, at most 4 GiB) is ``UnsafeArchiveEntryError``, raised
+    before more than that is held.
+    """
+    limit = min(MAX_ENTRY_BYTES, gzip_limit(len(data))) if max_bytes is None else max_bytes
+    chunks, total = [], 0
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+            while chunk := fh.read(min(_CHUNK, limit - total + 1)):
+                total += len(chunk)
+                if total > limit:
+                    raise _gzip_too_big(label, limit)
+                chunks.append(chunk)
+    except _GZIP_ERRORS as exc:
+        raise CorruptArchiveError(label, None, str(exc)) from exc
+    return b"".join(chunks)
+
+
+def gzip_lines(path: str | Path, max_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """Stream ``(line number, line)`` of a gzip file without holding it in memory.
+
+    The expansion cap is ``max_bytes`` (default ``gzip_limit`` of the file's size); a line is
+    never read past it, so one endless line cannot fill memory either.
+    """
+    path = Path(path)
+    label = str(path)
+    limit = gzip_limit(path.stat().st_size) if max_bytes is None else max_bytes
+    total = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            for line_no in itertools.count(1):
+                line = fh.readline(limit - total + 1)
+                if not line:
+                    return
+                total += len(line)
+                if total > limit:
+                    raise _gzip_too_big(label, limit)
+                yield line_no, line
     except _GZIP_ERRORS as exc:
         raise CorruptArchiveError(label, None, str(exc)) from exc
 
@@ -205,6 +259,17 @@ def decode(data: bytes, label: str, encoding: str) -> str:
     if bad >= 0:
         raise EncodingError(label, text.count("\n", 0, bad) + 1, encoding, "U+FFFD in text")
     return text
+
+
+def check_complete(text: str, label: str, sep: str | None = None, names: Sequence[str] = ()) -> None:
+    """A non-empty text file must end with a newline; otherwise it was cut inside its last line
+    (an interrupted download or copy), and the last value may be silently short."""
+    if not text or text.endswith("\n"):
+        return
+    last = text[text.rfind("\n") + 1 :]
+    field = names[min(last.count(sep), len(names) - 1)] if sep and names else None
+    line = text.count("\n") + 1
+    raise SchemaError(label, line, field, f"truncated: the file ends inside line {line}, without a newline")
 
 
 def text_lines(text: str) -> list[str]:
@@ -267,8 +332,10 @@ def split_fields(lines: list[str], *, label: str, sep: str, names: Sequence[str]
 
 
 def parse_delimited(data: bytes, *, label: str, sep: str, names: Sequence[str], encoding: str) -> pd.DataFrame:
-    """Decode, then split a header-less delimited file (line numbers are 1-based)."""
-    return split_fields(text_lines(decode(data, label, encoding)), label=label, sep=sep, names=names)
+    """Decode, check it is complete, then split a header-less delimited file (lines 1-based)."""
+    text = decode(data, label, encoding)
+    check_complete(text, label, sep, names)
+    return split_fields(text_lines(text), label=label, sep=sep, names=names)
 
 
 def _first_bad(strings: pd.Series, bad: np.ndarray, label: str, field: str, first_line: int, what: str) -> None:
@@ -292,10 +359,72 @@ def to_float(
     return values
 
 
-def to_int(strings: pd.Series, *, label: str, field: str, first_line: int = 1) -> np.ndarray:
-    """Parse a string column as int64; empty, fractional or non-numeric cells are errors."""
+def check_range(
+    values: np.ndarray,
+    *,
+    label: str,
+    field: str,
+    lo: float,
+    hi: float,
+    first_line: int = 1,
+    strings: pd.Series | None = None,
+) -> None:
+    """The first value outside ``[lo, hi]`` is a ``SchemaError`` quoting its source text."""
+    bad = np.flatnonzero((values < lo) | (values > hi))
+    if bad.size:
+        i = int(bad[0])
+        shown = strings.iloc[i] if strings is not None else repr(float(values[i]))
+        raise SchemaError(label, first_line + i, field, f"{shown!r} is outside {lo:.0f}..{hi:.0f}")
+
+
+def to_int(
+    strings: pd.Series,
+    *,
+    label: str,
+    field: str,
+    first_line: int = 1,
+    lo: float = -EXACT_INT,
+    hi: float = EXACT_INT,
+) -> np.ndarray:
+    """Parse a string column as int64; empty, fractional or non-numeric cells are errors, and so
+    is a value outside ``[lo, hi]`` (by default +-2**53, so nothing wraps around int64)."""
     values = pd.to_numeric(strings, errors="coerce")
     as_float = values.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(as_float) | (np.floor(as_float) != as_float)
     _first_bad(strings, bad, label, field, first_line, "an integer")
+    check_range(as_float, label=label, field=field, lo=lo, hi=hi, first_line=first_line, strings=strings)
     return values.to_numpy(dtype=np.int64)
+
+
+def check_ids(strings: pd.Series, *, label: str, field: str, first_line: int = 1, pattern: str | None = None) -> None:
+    """Ids are non-empty strings (and full matches of ``pattern`` when given)."""
+    bad = (strings == "").to_numpy()
+    if pattern is not None:
+        bad |= ~strings.str.fullmatch(pattern).to_numpy(dtype=bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        what = "empty id" if strings.iloc[i] == "" else f"id {strings.iloc[i]!r} does not match {pattern}"
+        raise SchemaError(label, first_line + i, field, what)
+
+
+def check_unique(frame: pd.DataFrame, keys: Sequence[str], *, label: str, first_line: int = 1) -> None:
+    """A repeated key (one column or a tuple of columns) is a ``SchemaError`` at its second line."""
+    dup = frame.duplicated(list(keys)).to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        key = tuple(frame[k].iloc[i] for k in keys)
+        same = np.logical_and.reduce([(frame[k] == v).to_numpy() for k, v in zip(keys, key)])
+        first = int(np.flatnonzero(same)[0])
+        shown = key[0] if len(key) == 1 else key
+        raise SchemaError(
+            label,
+            first_line + i,
+            keys[-1],
+            f"duplicate {', '.join(keys)} {shown!r} (first on line {first_line + first})",
+        )
+
+
+def require_rows(n: int, *, label: str, first_line: int = 1, what: str = "rows") -> None:
+    """An empty table is a ``SchemaError``: every reader needs at least one data line."""
+    if n == 0:
+        raise SchemaError(label, first_line, None, f"empty file: no {what}")

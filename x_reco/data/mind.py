@@ -9,7 +9,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from x_reco.data.archive import Member, file_digests, parse_delimited, read_members
+from x_reco.data.archive import (
+    UNIX_SECONDS,
+    Member,
+    check_ids,
+    check_range,
+    file_digests,
+    parse_delimited,
+    read_members,
+    require_rows,
+)
 from x_reco.data.errors import MissingFileError, SchemaError
 from x_reco.data.tables import INTERACTION_COLUMNS, RawTables
 
@@ -47,7 +56,9 @@ def _parse_times(raw: pd.DataFrame, label: str) -> np.ndarray:
     row = _first_false(parsed.notna().to_numpy())
     if row is not None:
         raise SchemaError(label, row + 1, "Time", f"cannot parse {raw['time'].iloc[row]!r}")
-    return parsed.to_numpy().astype("datetime64[s]").astype(np.int64)
+    ts = parsed.to_numpy().astype("datetime64[s]").astype(np.int64)
+    check_range(ts, label=label, field="Time", lo=UNIX_SECONDS[0], hi=UNIX_SECONDS[1], strings=raw["time"])
+    return ts
 
 
 def _check_pattern(values: pa.Array, pattern: str, rows: np.ndarray, label: str, field: str) -> None:
@@ -77,6 +88,9 @@ def _impression_tokens(raw: pd.DataFrame, label: str) -> pd.DataFrame:
 def _read_behaviors(member: Member, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(behaviors, interactions) of one ``behaviors.tsv``."""
     raw = parse_delimited(member.data, label=member.label, sep="\t", names=_BEHAVIOR_FIELDS, encoding="utf-8")
+    require_rows(len(raw), label=member.label, what="impressions")
+    check_ids(raw["impression_id"], label=member.label, field="Impression ID", pattern=r"\d+")
+    check_ids(raw["user_id"], label=member.label, field="User ID", pattern=r"U\d+")
     dup = _first_false(~raw["impression_id"].duplicated().to_numpy())
     if dup is not None:  # R5: ids restart per file but are unique within one
         raise SchemaError(
@@ -116,6 +130,8 @@ def _read_behaviors(member: Member, split: str) -> tuple[pd.DataFrame, pd.DataFr
 
 def _read_news(member: Member, split: str) -> pd.DataFrame:
     raw = parse_delimited(member.data, label=member.label, sep="\t", names=_NEWS_FIELDS, encoding="utf-8")
+    require_rows(len(raw), label=member.label, what="news")
+    check_ids(raw["news_id"], label=member.label, field="News ID", pattern=r"N\d+")
     return raw.assign(_label=member.label, _line=np.arange(1, len(raw) + 1))
 
 

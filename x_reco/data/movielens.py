@@ -9,9 +9,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from x_reco.data.archive import Member, file_digests, parse_delimited, read_members, to_int
+from x_reco.data.archive import (
+    UNIX_SECONDS,
+    Member,
+    check_ids,
+    check_unique,
+    file_digests,
+    parse_delimited,
+    read_members,
+    require_rows,
+    to_int,
+)
 from x_reco.data.errors import MissingFileError, SchemaError
-from x_reco.data.recbole import AtomicTable, atomic_interactions, find_atomic_dir, read_atomic_dir
+from x_reco.data.recbole import AtomicTable, atomic_interactions, find_atomic_dir, read_atomic_dir, require_field
 from x_reco.data.tables import INTERACTION_COLUMNS, RawTables
 
 ML_GENRES = (
@@ -55,6 +65,7 @@ _RATING_FIELDS = ("user_id", "item_id", "rating", "timestamp")
 _USER_COLUMNS = ("user_id", "age", "gender", "occupation", "zip_code")
 # RecBole's conversion moved the title's last "(...)" into release_year, "(V)" included
 _TITLE_SUFFIX = re.compile(r"^(.*?)\s*\(([^()]*)\)\s*$")
+_ML_ID = r"[1-9][0-9]*"  # MovieLens ids are positive integers, kept as their source strings
 
 
 def recbole_ml100k_dir() -> Path:
@@ -89,9 +100,20 @@ def _resolve(path: Path, name: str) -> tuple[str, Path]:
 # --- shared parsing --------------------------------------------------------------------------
 
 
-def _ratings(member: Member, sep: str, encoding: str) -> pd.DataFrame:
-    """Canonical interactions from a u.data / ratings.dat member (src_row = line order)."""
+def _check_keys(frame: pd.DataFrame, keys: tuple[str, ...], label: str, first_line: int, what: str | None) -> None:
+    """At least one row (unless ``what`` is None), numeric ids, no repeated key."""
+    if what is not None:
+        require_rows(len(frame), label=label, first_line=first_line, what=what)
+    for key in keys:
+        check_ids(frame[key], label=label, field=key, first_line=first_line, pattern=_ML_ID)
+    check_unique(frame, keys, label=label, first_line=first_line)
+
+
+def _ratings(member: Member, sep: str, encoding: str, what: str | None = "ratings") -> pd.DataFrame:
+    """Canonical interactions from a u.data / ratings.dat member (src_row = line order);
+    ``what=None`` lets the file be empty (ua.base / ua.test)."""
     raw = parse_delimited(member.data, label=member.label, sep=sep, names=_RATING_FIELDS, encoding=encoding)
+    _check_keys(raw, ("user_id", "item_id"), member.label, 1, what)
     rating = to_int(raw["rating"], label=member.label, field="rating")
     bad = np.flatnonzero((rating < 1) | (rating > 5))
     if bad.size:
@@ -100,7 +122,9 @@ def _ratings(member: Member, sep: str, encoding: str) -> pd.DataFrame:
         {
             "user_id": raw["user_id"].astype(object),
             "item_id": raw["item_id"].astype(object),
-            "ts": to_int(raw["timestamp"], label=member.label, field="timestamp"),
+            "ts": to_int(
+                raw["timestamp"], label=member.label, field="timestamp", lo=UNIX_SECONDS[0], hi=UNIX_SECONDS[1]
+            ),
             "rating": rating.astype(np.float64),
             "label": pd.Series(pd.NA, index=raw.index, dtype="Int8"),
             "impression_id": None,
@@ -141,6 +165,7 @@ def _year_token(token: str) -> str | None:
 
 
 def _users(frame: pd.DataFrame, label: str, first_line: int) -> pd.DataFrame:
+    _check_keys(frame, ("user_id",), label, first_line, "users")
     users = frame[list(_USER_COLUMNS)].astype(object).reset_index(drop=True)
     users["age"] = to_int(users["age"], label=label, field="age", first_line=first_line)
     return users
@@ -152,6 +177,7 @@ def _users(frame: pd.DataFrame, label: str, first_line: int) -> pd.DataFrame:
 def _gl100k_items(member: Member) -> pd.DataFrame:
     names = ("item_id", "title", "release_date", "video_release_date", "imdb_url", *GENRE_COLUMNS)
     raw = parse_delimited(member.data, label=member.label, sep="|", names=names, encoding="latin-1")
+    _check_keys(raw, ("item_id",), member.label, 1, "items")
     flags = np.stack([to_int(raw[c], label=member.label, field=c) for c in GENRE_COLUMNS], 1)
     bad = np.argwhere((flags != 0) & (flags != 1))
     if bad.size:  # R7
@@ -243,7 +269,7 @@ def _add_ua_split(tables: RawTables, members: dict[str, Member] | None = None) -
 
 
 def _check_same_split(member: Member, rebuilt: pd.DataFrame) -> None:
-    given = _ratings(member, "\t", "ascii")
+    given = _ratings(member, "\t", "ascii", what=None)
     cols = ["user_id", "item_id", "rating", "ts"]
     if len(given) != len(rebuilt):
         raise SchemaError(
@@ -258,7 +284,9 @@ def _check_same_split(member: Member, rebuilt: pd.DataFrame) -> None:
 
 
 def _recbole_items(table: AtomicTable) -> pd.DataFrame:
+    require_field(table, "item_id", "token")
     frame = table.frame
+    _check_keys(frame, ("item_id",), table.label, 2, "items")
     genre_field = next((f for f in ("class", "genre") if f in table.types), None)
     title_field = next((f for f in ("movie_title", "title") if f in table.types), None)
     if genre_field is None:
@@ -276,6 +304,7 @@ def _recbole_movielens(partition: str, path: Path) -> RawTables:
         if suffix not in tables:
             raise MissingFileError(path, f"{name}.{suffix}")
     inter = atomic_interactions(tables["inter"], f"{name}.inter")
+    _check_keys(inter, ("user_id", "item_id"), tables["inter"].label, 2, "ratings")
     bad = np.flatnonzero(~np.isin(inter["rating"].to_numpy(), [1, 2, 3, 4, 5]))
     if bad.size:  # R3: whole stars only (also catches a missing rating field)
         raise SchemaError(tables["inter"].label, int(bad[0]) + 2, "rating", "not in 1..5")
@@ -297,6 +326,7 @@ def _gl1m_items(member: Member) -> pd.DataFrame:
     raw = parse_delimited(
         member.data, label=member.label, sep="::", names=("item_id", "title", "genres"), encoding="latin-1"
     )
+    _check_keys(raw, ("item_id",), member.label, 1, "items")
     flags = _flags_from_names(raw["genres"], member.label, "genres", "|", 1)
     split = [_split_title(t) for t in raw["title"]]
     return _items(raw["item_id"], [t for t, _ in split], [_year_token(y or "") for _, y in split], flags)

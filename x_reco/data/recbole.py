@@ -8,7 +8,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from x_reco.data.archive import decode, sha256_bytes, split_fields, text_lines, to_float
+from x_reco.data.archive import (
+    UNIX_SECONDS,
+    check_complete,
+    check_ids,
+    check_range,
+    check_unique,
+    decode,
+    require_rows,
+    sha256_bytes,
+    split_fields,
+    text_lines,
+    to_float,
+)
 from x_reco.data.errors import MissingFileError, SchemaError
 from x_reco.data.tables import INTERACTION_COLUMNS, RawTables
 
@@ -63,7 +75,10 @@ def _parse_float_seq(strings: pd.Series, label: str, field: str) -> pd.Series:
 
 def read_atomic(data: bytes, label: str) -> AtomicTable:
     """Parse one atomic file's bytes. Token columns stay strings; float columns are float64."""
-    lines = text_lines(decode(data, label, "utf-8"))
+    text = decode(data, label, "utf-8")
+    header = text.split("\n", 1)[0].split("\t")
+    check_complete(text, label, "\t", [field.rpartition(":")[0] or field for field in header])
+    lines = text_lines(text)
     if lines and lines[0].startswith("\ufeff"):
         lines[0] = lines[0][1:]  # a BOM is not part of the first field name
     if not lines:
@@ -85,19 +100,22 @@ def read_atomic_file(path: str | Path) -> AtomicTable:
     return read_atomic(path.read_bytes(), str(path))
 
 
-def _require(table: AtomicTable, field: str, kind: str) -> None:
+def require_field(table: AtomicTable, field: str, kind: str) -> None:
     if field not in table.types:
         raise SchemaError(table.label, 1, field, "required field missing from the header")
     if table.types[field] != kind:
         raise SchemaError(table.label, 1, field, f"expected type {kind!r}, got {table.types[field]!r}")
 
 
-def _integral(values: np.ndarray, table: AtomicTable, field: str, what: str) -> np.ndarray:
+def _timestamps(table: AtomicTable) -> np.ndarray:
+    """The ``timestamp`` column as int64 Unix seconds: present, integral and within UNIX_SECONDS."""
+    values = table.frame["timestamp"].to_numpy()
     bad = np.flatnonzero(np.floor(values) != values)  # NaN fails too
     if bad.size:
         i = int(bad[0])
-        detail = f"missing {what}" if np.isnan(values[i]) else f"non-integral {what} {values[i]!r}"
-        raise SchemaError(table.label, i + 2, field, detail)
+        detail = "missing timestamp" if np.isnan(values[i]) else f"non-integral timestamp {values[i]!r}"
+        raise SchemaError(table.label, i + 2, "timestamp", detail)
+    check_range(values, label=table.label, field="timestamp", lo=UNIX_SECONDS[0], hi=UNIX_SECONDS[1], first_line=2)
     return values.astype(np.int64)
 
 
@@ -110,15 +128,18 @@ def atomic_interactions(table: AtomicTable, src_file: str) -> pd.DataFrame:
     """
     frame, n = table.frame, len(table.frame)
     for canonical in ("user_id", "item_id", "ts"):
-        _require(table, *_INTER_FIELDS[canonical])
+        require_field(table, *_INTER_FIELDS[canonical])
     for canonical in ("rating", "label", "impression_id"):
         if _INTER_FIELDS[canonical][0] in table.types:
-            _require(table, *_INTER_FIELDS[canonical])
+            require_field(table, *_INTER_FIELDS[canonical])
+    require_rows(n, label=table.label, first_line=2, what="interactions")
+    for field in ("user_id", "item_id"):
+        check_ids(frame[field], label=table.label, field=field, first_line=2)
     out = pd.DataFrame(
         {
             "user_id": frame["user_id"].astype(object),
             "item_id": frame["item_id"].astype(object),
-            "ts": _integral(frame["timestamp"].to_numpy(), table, "timestamp", "timestamp"),
+            "ts": _timestamps(table),
             "rating": frame["rating"] if "rating" in frame else np.full(n, np.nan),
             "label": _labels(table),
             "impression_id": frame["impression_id"] if "impression_id" in frame else None,
@@ -170,8 +191,11 @@ def read_atomic_dir(path: str | Path, name: str | None = None) -> dict[str, Atom
 def _side_table(table: AtomicTable | None, key: str, ids: pd.Series) -> pd.DataFrame:
     if table is None:  # no side file: the ids seen in the interactions, sorted
         return pd.DataFrame({key: sorted(ids.unique())}, dtype=object)
-    _require(table, key, "token")
+    require_field(table, key, "token")
     frame = table.frame
+    require_rows(len(frame), label=table.label, first_line=2, what=key.removesuffix("_id") + "s")
+    check_ids(frame[key], label=table.label, field=key, first_line=2)
+    check_unique(frame, (key,), label=table.label, first_line=2)
     return frame[[key, *[c for c in frame.columns if c != key]]].reset_index(drop=True)
 
 
