@@ -22,6 +22,7 @@ import gc
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from x_reco.bench.metadata import collect
+from x_reco.common.atomic import temp_sibling
 from x_reco.common.plotting import figure_png, subplots
 from x_reco.data.examples import EngagementSequences, SequenceConfig, Split
 from x_reco.data.registry import PARTITIONS, dataset_spec
@@ -112,7 +114,7 @@ def _write_world(world, seq_cfg: SequenceConfig, folder: Path) -> None:
     raw = generate_world_tables(world)
     events = build_events(raw)
     seqs = build_sequences(events, raw.items, raw.partition, seq_cfg)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    tmp = temp_sibling(folder, directory=True)  # unique to this writer; a killed one's is swept next time
     (tmp / "social").mkdir(parents=True, exist_ok=True)
     for name, frame in (("items", raw.items), ("users", raw.users), ("events", events)):
         frame.reset_index(drop=True).to_parquet(tmp / f"{name}.parquet")
@@ -121,7 +123,13 @@ def _write_world(world, seq_cfg: SequenceConfig, folder: Path) -> None:
     seqs.to_npz(tmp / "sequences.npz")
     (tmp / "manifest.json").write_text(json.dumps(raw.manifest, default=str))
     (tmp / "done").write_text("")
-    tmp.rename(folder)  # atomic: a half-written cache is never read
+    try:
+        tmp.rename(folder)  # atomic: a half-written cache is never read
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "done").exists():
+            raise
+        # another set-up published the same world first: keep it
 
 
 def _read_world(folder: Path) -> ServingData:

@@ -4,6 +4,8 @@ The benchmark source of a preset is built on the host: trunk parameters from ``P
 initializers (seeded), hash tables from a seeded numpy normal generator (row 0 zero). Tables are
 generated, digested and kept as ``.npy`` files in a source cache once, then memory-mapped by every
 benchmark process, so all processes and variants share one source and one ``source_param_digest``.
+Each file is written under a temporary name unique to its writer and renamed into place, so set-ups
+that build the same source at once both succeed, and a killed set-up's leftover is swept by the next.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from x_reco.common.atomic import atomic_file, clean_stale_temps, temp_sibling, write_json
 from x_reco.common.types import RecsysBatch
 from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.data.examples import EngagementSequences, Split
@@ -61,33 +64,43 @@ def _trunk(kind: str, cfg: PhoenixConfig, seed: int, folder: Path) -> dict[str, 
     with _cpu():
         state = nnx.state(MODEL_CLASSES[kind](small, rngs=nnx.Rngs(params=seed)))
     flat = {k: np.asarray(v) for k, v in leaf_paths(state) if not k.startswith("tables/")}
-    np.savez(folder / "trunk.tmp.npz", **flat)
-    os.replace(folder / "trunk.tmp.npz", path)
+    with atomic_file(path) as fh:
+        np.savez(fh, **flat)
     return flat
 
 
 def _table(path: Path, rows: int, dim: int, std: float, seed: int, entity: str) -> np.ndarray:
     """N(0, std) table with row 0 zero; chunk c drawn from ``default_rng([seed, entity, c])`` (threads)."""
+    clean_stale_temps(path)
     if not path.exists():
-        tmp = path.with_suffix(".tmp.npy")
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(rows, dim))
-
-        def fill(chunk: int) -> None:
-            start, stop = chunk * TABLE_CHUNK, min(rows, (chunk + 1) * TABLE_CHUNK)
-            rng = np.random.default_rng([seed, ENTITY_SEEDS[entity], chunk])
-            out[start:stop] = rng.standard_normal((stop - start, dim), dtype=np.float32) * np.float32(std)
-
-        with ThreadPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as pool:
-            list(pool.map(fill, range(-(-rows // TABLE_CHUNK))))
-        out[0] = 0.0
-        out.flush()
-        del out
-        os.replace(tmp, path)
+        tmp = temp_sibling(path)
+        try:
+            _fill_table(tmp, rows, dim, std, seed, entity)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return np.load(path, mmap_mode="r")
 
 
+def _fill_table(tmp: Path, rows: int, dim: int, std: float, seed: int, entity: str) -> None:
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(rows, dim))
+
+    def fill(chunk: int) -> None:
+        start, stop = chunk * TABLE_CHUNK, min(rows, (chunk + 1) * TABLE_CHUNK)
+        rng = np.random.default_rng([seed, ENTITY_SEEDS[entity], chunk])
+        out[start:stop] = rng.standard_normal((stop - start, dim), dtype=np.float32) * np.float32(std)
+
+    with ThreadPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as pool:
+        list(pool.map(fill, range(-(-rows // TABLE_CHUNK))))
+    out[0] = 0.0
+    out.flush()  # the memory map closes when ``out`` goes out of scope, before the rename
+
+
 def cache_dir(root: str | Path | None = None) -> Path:
-    return Path(root or os.environ.get("XRECO_BENCH_CACHE", Path(tempfile.gettempdir()) / "x_reco_bench_sources"))
+    """``root``, else ``$XRECO_BENCH_CACHE``, else a folder of this user's under the system temp directory."""
+    default = Path(tempfile.gettempdir()) / f"x_reco_bench_sources-{os.getuid()}"
+    return Path(root or os.environ.get("XRECO_BENCH_CACHE", default))
 
 
 def bench_source(
@@ -106,9 +119,7 @@ def bench_source(
     digest = tuple(json.loads(meta_path.read_text())["digests"]) if meta_path.exists() else None
     sm = from_state(kind, cfg, state, digest=digest)
     if digest is None:
-        meta_path.write_text(
-            json.dumps({"digests": [sm.source_param_digest, sm.table_version], "config": cfg.digest()})
-        )
+        write_json(meta_path, {"digests": [sm.source_param_digest, sm.table_version], "config": cfg.digest()})
     return sm
 
 

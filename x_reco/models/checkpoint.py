@@ -1,6 +1,8 @@
 """Orbax save/restore of Phoenix models with JSON metadata (config, HashSpec, param_version).
 
-Layout of a checkpoint directory (written to a temporary sibling, then renamed into place)::
+Layout of a checkpoint directory (written to a temporary sibling, then renamed into place; a
+save killed half-way leaves a hidden ``.<dir>.*.tmp`` that the next save of ``<dir>`` sweeps, see
+``common.atomic``)::
 
     <dir>/state/          Orbax StandardCheckpointer tree of ``nnx.state(model)`` (params + tables)
     <dir>/metadata.json   model_kind, config, hash_spec, action names, position mode, step,
