@@ -174,7 +174,7 @@ def test_to_int_never_wraps_around():
 
 def test_user_age_out_of_range(tmp_path):
     folder = grouplens_dir(tmp_path, u_user=b"1|24|M|technician|85711\n2|1e30|F|other|94043\n")
-    fails(lambda: read_movielens_100k(folder, sha256=None), "u.user, line 2, field 'age'", "age", "outside")
+    fails(lambda: read_movielens_100k(folder, sha256=None), "u.user, line 2, field 'age'", "age", "outside 0..150")
 
 
 # --- empty and non-numeric ids -------------------------------------------------------------------

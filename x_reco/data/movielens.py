@@ -167,7 +167,7 @@ def _year_token(token: str) -> str | None:
 def _users(frame: pd.DataFrame, label: str, first_line: int) -> pd.DataFrame:
     _check_keys(frame, ("user_id",), label, first_line, "users")
     users = frame[list(_USER_COLUMNS)].astype(object).reset_index(drop=True)
-    users["age"] = to_int(users["age"], label=label, field="age", first_line=first_line)
+    users["age"] = to_int(users["age"], label=label, field="age", first_line=first_line, lo=0, hi=150)
     return users
 
 
