@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 import pandas as pd
+import pydantic
 
 from assets.common import DATASETS, DUCKDB, NPZ, check_result, image
 from resources import DatasetSourcesResource
@@ -13,6 +14,7 @@ from x_reco.data.item_features import item_features as build_item_features
 from x_reco.data.registry import ExampleKind, SplitRule, dataset_spec, load_raw
 from x_reco.data.sequences import SequenceConfig, build_sequences
 from x_reco.data.synthetic import SOCIAL_TABLES
+from x_reco.data.synthetic.config import WorldConfig
 from x_reco.data.tables import RawTables
 from x_reco.data.truth import truth_table
 
@@ -36,8 +38,14 @@ class RawDataConfig(dg.Config):
     """Which source to read; for `synthetic`, the world size and seed."""
 
     synthetic_size: str = "small"
-    synthetic_seed: int = -1  # -1: the size's seed
+    synthetic_seed: int = pydantic.Field(-1, ge=-1)  # -1: the size's seed
     source_path: str = ""  # overrides DatasetSourcesResource for this run
+
+    @pydantic.model_validator(mode="after")
+    def check_fields(self):
+        """A bad field fails the run before any work, with the field, its value and what is allowed."""
+        WorldConfig.from_dict({"size": self.synthetic_size})
+        return self
 
 
 @dg.multi_asset(
@@ -193,10 +201,10 @@ def engagement_events(
 class SequenceBuildConfig(dg.Config):
     """Sizes and hashing of the engagement sequences (datasets spec §11)."""
 
-    history_len: int = 32
-    candidate_len: int = 16
-    seed: int = 0
-    vocab_size: int = 100_000
+    history_len: int = pydantic.Field(32, ge=1)
+    candidate_len: int = pydantic.Field(16, ge=1)
+    seed: int = pydantic.Field(0, ge=0)
+    vocab_size: int = pydantic.Field(100_000, ge=2)
 
 
 @dg.asset(

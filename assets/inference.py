@@ -5,10 +5,11 @@ import json
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pydantic
 
 from assets.common import DATASETS, DUCKDB, image
 from resources import StorageResource
-from x_reco.bench.harness import BenchConfig, run_benchmark
+from x_reco.bench.harness import PRESET_S, BenchConfig, run_benchmark
 from x_reco.common.atomic import atomic_dir
 from x_reco.data.examples import EngagementSequences
 
@@ -19,11 +20,20 @@ class BenchmarkConfig(dg.Config):
 
     grid: str = "issue"
     presets: list[str] = []
-    repeats: int = 2
-    calls: int = 100
-    users: int = 200
+    repeats: int = pydantic.Field(2, ge=1)
+    calls: int = pydantic.Field(100, ge=1)
+    users: int = pydantic.Field(200, ge=1)
     retrieval: bool = False  # the 1M-item retrieval rows take minutes on a CPU: `make bench` has them
     trained_quality: bool = True
+
+    @pydantic.model_validator(mode="after")
+    def check_fields(self):
+        """A bad field fails the run before any work, with the field, its value and what is allowed."""
+        unknown = sorted(set(self.presets) - set(PRESET_S))
+        if unknown:
+            raise ValueError(f"presets={self.presets}: unknown {unknown}; expected some of {sorted(PRESET_S)}")
+        bench_config(self, None, None)  # BenchConfig checks the grid
+        return self
 
 
 def bench_config(config: BenchmarkConfig, checkpoint: str | None, sequences: EngagementSequences | None) -> BenchConfig:

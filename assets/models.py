@@ -5,6 +5,7 @@ import math
 import time
 
 import dagster as dg
+import pydantic
 
 from assets.common import DATASETS, DUCKDB, NPZ, frame_markdown, image
 from resources import StorageResource
@@ -15,7 +16,7 @@ from x_reco.eval.plots import loss_curve_png, metric_bars_png
 from x_reco.eval.report import COMPARE_KEYS, REPLAY_TOLERANCE
 from x_reco.eval.retrieval import catalogue_index
 from x_reco.models.checkpoint import restore_checkpoint
-from x_reco.training.defaults import catalogue_window_s, default_train_config
+from x_reco.training.defaults import catalogue_window_s, check_overrides, default_train_config, overrides_from_json
 from x_reco.training.loop import train_ranker, train_retriever
 from x_reco.training.progress import throttled
 from x_reco.training.record import run_name, train_record
@@ -24,9 +25,18 @@ from x_reco.training.record import run_name, train_record
 class ModelTrainConfig(dg.Config):
     """Overrides of the partition's default TrainConfig (x_reco.training.defaults); empty = default."""
 
-    num_steps: int = 0
+    num_steps: int = 0  # 0: the partition's default
     seed: int = 0
     overrides_json: str = ""  # e.g. '{"learning_rate": 0.002, "model_overrides": {"emb_size": 32}}'
+
+    @pydantic.model_validator(mode="after")
+    def check_fields(self):
+        """A bad field fails the run before any work, with the field, its value and what is allowed."""
+        if self.num_steps < 0:
+            raise ValueError(f"num_steps={self.num_steps} must be >= 1, or 0 for the partition's default")
+        steps = {"num_steps": self.num_steps} if self.num_steps else {}
+        check_overrides({"seed": self.seed, **overrides_from_json(self.overrides_json), **steps})
+        return self
 
 
 def _train_config(config: ModelTrainConfig, partition: str, kind: str, window_s: float | None = None):

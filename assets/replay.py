@@ -5,12 +5,14 @@ world's feeds for its last days, per weight set, checkpoints frozen. Group ``res
 import time
 
 import dagster as dg
+import pydantic
 
 from assets.common import DATASETS, DUCKDB, frame_markdown, image
 from assets.serving import serving_pipeline
 from resources import StorageResource
+from x_reco.configs.weights import WeightSet
 from x_reco.data.registry import dataset_spec
-from x_reco.pipeline.replay import ReplayConfig
+from x_reco.pipeline.replay import WORLD_POLICY, ReplayConfig
 from x_reco.pipeline.replay import closed_loop_replay as closed_loop_replay_run
 from x_reco.pipeline.rules import DEFAULT_RULES
 
@@ -37,11 +39,20 @@ class ReplayAssetConfig(dg.Config):
     """Days replayed at the end of the world, the weight sets (``world``: the world's own composer, the
     baseline), the rule set, the user sample (0: every user) and the seed of the sample and page-2 coins."""
 
-    days: int = 3
+    days: int = pydantic.Field(3, ge=1)
     weight_sets: list[str] = ["world", "published", "engagement-only", "stakeholder:society"]
     rules: str = DEFAULT_RULES
-    users: int = 0
-    seed: int = 0
+    users: int = pydantic.Field(0, ge=0)
+    seed: int = pydantic.Field(0, ge=0)
+
+    @pydantic.model_validator(mode="after")
+    def check_fields(self):
+        """A bad field fails the run before any work, with the field, its value and what is allowed."""
+        for name in self.weight_sets:
+            if name != WORLD_POLICY:
+                WeightSet.named(name)
+        ReplayConfig(self.days, self.seed, tuple(self.weight_sets), self.rules, users=self.users or None)
+        return self
 
 
 @dg.asset(

@@ -2,13 +2,14 @@
 
 import dagster as dg
 import pandas as pd
+import pydantic
 
 from assets.common import DATASETS, DUCKDB, frame_markdown, image
 from x_reco.data.tables import RawTables
 from x_reco.reward import api, checks
 from x_reco.reward.audit import AuditConfig
 from x_reco.reward.deviations import deviations_table
-from x_reco.reward.protocols import PROTOCOLS, pairs_config, run_analysis
+from x_reco.reward.protocols import PROTOCOLS, SCALES, pairs_config, resolve_protocols, run_analysis
 
 
 class ResearchConfig(dg.Config):
@@ -17,6 +18,16 @@ class ResearchConfig(dg.Config):
 
     protocols: list[str] = list(PROTOCOLS)
     scale: str = "auto"
+
+    @pydantic.model_validator(mode="after")
+    def check_fields(self):
+        """A bad field fails the run before any work, with the field, its value and what is allowed."""
+        if not self.protocols:
+            raise ValueError(f"protocols=[] must name at least one of {sorted(PROTOCOLS)}")
+        resolve_protocols(self.protocols)
+        if self.scale not in SCALES:
+            raise ValueError(f"scale={self.scale!r} must be one of {SCALES}")
+        return self
 
 
 def _figure_metadata(figures: dict[str, bytes], limit: int = 8) -> dict:

@@ -14,19 +14,21 @@ import time
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pydantic
 
 from assets.common import DATASETS, DUCKDB, frame_markdown, image
 from resources import StorageResource
 from x_reco.bench.quality import QualityJob
-from x_reco.configs.weights import KNOWN_NAMES
+from x_reco.configs.weights import KNOWN_NAMES, WeightSet
 from x_reco.data.examples import EngagementSequences
 from x_reco.data.registry import dataset_spec
 from x_reco.data.synthetic.oracle import WorldOracle
 from x_reco.eval.champion import champion_path, read_champion
+from x_reco.inference.quantize import VARIANT_BUILDERS
 from x_reco.pipeline.audit import reaudit, reaudit_summary
 from x_reco.pipeline.feed import build_pipeline
 from x_reco.pipeline.reconcile import reconcile
-from x_reco.pipeline.rules import DEFAULT_RULES
+from x_reco.pipeline.rules import DEFAULT_RULES, rule_set
 from x_reco.pipeline.served import feed_frames, feed_summary, funnel_png, sample_requests, serve_all
 from x_reco.pipeline.stakeholder_audit import bt_weight_sets, stakeholder_audit
 from x_reco.pipeline.types import FeedRequest
@@ -72,9 +74,16 @@ class ServingModelConfig(dg.Config):
     """The ranker format that serves, and the held-out sample its agreement with f32 is measured on."""
 
     variant: str = "w8+t8"
-    agreement_users: int = 64
-    agreement_candidates: int = 1000  # the §5.6 top-10@1000 gate needs 1000
-    seed: int = 0
+    agreement_users: int = pydantic.Field(64, ge=1)
+    agreement_candidates: int = pydantic.Field(1000, ge=1)  # the §5.6 top-10@1000 gate needs 1000
+    seed: int = pydantic.Field(0, ge=0)
+
+    @pydantic.model_validator(mode="after")
+    def check_fields(self):
+        """A bad field fails the run before any work, with the field, its value and what is allowed."""
+        if self.variant not in VARIANT_BUILDERS:
+            raise ValueError(f"variant={self.variant!r} must be one of {sorted(VARIANT_BUILDERS)}")
+        return self
 
 
 @dg.asset(
@@ -176,12 +185,19 @@ def _agreement(block: dict) -> dict:
 class ServedFeedsConfig(dg.Config):
     """A seeded sample of users at their first test-split request times (+ a page 2 on synthetic)."""
 
-    num_users: int = 100
-    requests_per_user: int = 3
-    seed: int = 0
+    num_users: int = pydantic.Field(100, ge=1)
+    requests_per_user: int = pydantic.Field(3, ge=1)
+    seed: int = pydantic.Field(0, ge=0)
     rules: str = DEFAULT_RULES
     weights: str = "published"
     attribute: bool = True  # the top-3 history events behind every served post (§15.5), one call per request
+
+    @pydantic.model_validator(mode="after")
+    def check_fields(self):
+        """A bad field fails the run before any work, with the field, its value and what is allowed."""
+        rule_set(self.rules)
+        WeightSet.named(self.weights)
+        return self
 
 
 def serving_pipeline(storage: StorageResource, partition: str, record: dict, rules: str, weights: str):
@@ -309,8 +325,15 @@ class FeedAuditConfig(dg.Config):
     """Weight sets to re-rank under (empty: the partition's default list) and the bootstrap seed."""
 
     weight_sets: list[str] = []
-    seed: int = 0
-    n_boot: int = 1000
+    seed: int = pydantic.Field(0, ge=0)
+    n_boot: int = pydantic.Field(1000, ge=1)
+
+    @pydantic.model_validator(mode="after")
+    def check_fields(self):
+        """A bad field fails the run before any work, with the field, its value and what is allowed."""
+        for name in self.weight_sets:
+            WeightSet.named(name)
+        return self
 
 
 def default_weight_sets(partition: str, bt_sets: dict) -> list:

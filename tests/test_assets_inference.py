@@ -5,6 +5,7 @@ and the latency plots to its materialization."""
 import json
 
 import dagster as dg
+import pytest
 
 from assets import data as data_assets
 from assets import inference, models
@@ -13,6 +14,7 @@ from tests.dagster_resources import tmp_resources
 from tests.training.helpers import toy_seqs
 
 
+@pytest.mark.slow  # ~28 s of worker processes; `make test-slow` (and `make demo` materializes the asset)
 def test_inference_benchmark_asset_tiny_grid(tmp_path):
     (tmp_path / "records" / "ranker_checkpoint").mkdir(parents=True)
     (tmp_path / "records" / "ranker_checkpoint" / "synthetic.json").write_text(json.dumps({"path": "unused"}))

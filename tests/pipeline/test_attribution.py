@@ -30,7 +30,7 @@ PROB_TOL = 1e-6
 @pytest.fixture(scope="module")
 def served():
     """The default (w8+t8) pipeline and one served feed of a viewer with 8 history events."""
-    pipe = _pipeline()
+    pipe = _pipeline(variant="w8+t8")
     u, t = _requests(n=4, seed=3)[1]
     result = pipe.serve(pipe.request(u, t))
     assert result.query.history.length == 8 and len(result.served) == 35

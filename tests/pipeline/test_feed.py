@@ -49,6 +49,10 @@ def _data(raw, events, seqs) -> ServingData:
 
 
 def _pipeline(data=None, **options) -> FeedPipeline:
+    """The tiny world's pipeline; the f32 ranker unless a test asks for a variant (the semantics under
+    test do not depend on it, and the INT8 variant compiles slower; tests/test_assets_serving.py and
+    tests/test_feed_cli.py serve the default w8+t8)."""
+    options.setdefault("variant", "f32")
     data = data or _data(*_synthetic())
     retriever, ranker = _models()
     return FeedPipeline(data, retriever, ranker, FeedOptions(**options), {"retriever": "r0", "ranker": "k0"})

@@ -123,7 +123,7 @@ def test_items_are_the_cli_report_in_request_order_and_rebuild_identically(world
     assert [json.loads(c) for c in rows["top_contributions"]] == [p["top_contributions"] for p in report["served"]]
     np.testing.assert_array_equal(rows["score"], [p["score"] for p in report["served"]])
     assert rows["in_network"].tolist() == [p["network"] == "IN" for p in report["served"]]
-    assert set(rows["weight_set"]) == {report["weights"]} and set(rows["variant"]) == {"w8+t8"}
+    assert set(rows["weight_set"]) == {report["weights"]} and set(rows["variant"]) == {report["ranker_variant"]}
     assert set(rows["ranker"]) == {"k0"} and set(rows["retriever"]) == {"r0"}
     again = feed_frames(pipe, results[::-1])  # any input order gives the same tables
     for name in TABLES:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import numbers
+import types
+import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +29,11 @@ _HASH_KEYS = (
     "author_vocab_size",
     "hash_spec",
 )
+_AT_LEAST_1 = ("batch_size", "num_steps", "eval_batch_size", "keep_checkpoints")
+_AT_LEAST_0 = ("warmup_steps", "eval_every", "checkpoint_every", "seed", "full_softmax_max_items", "weight_decay")
+_ABOVE_0 = ("learning_rate", "clip_norm", "temperature", "table_learning_rate", "negative_window_s")
+_FRACTIONS = ("end_lr_fraction",)
+_CHOICES = {"retrieval_loss": RETRIEVAL_LOSSES, "table_optimizer": TABLE_OPTIMIZERS}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -70,30 +80,16 @@ class TrainConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self):
-        object.__setattr__(self, "model_overrides", dict(self.model_overrides))
-        errors = []
-        positive = ("batch_size", "num_steps", "eval_batch_size", "keep_checkpoints")
-        errors += [f"{n}={getattr(self, n)} must be >= 1" for n in positive if getattr(self, n) < 1]
-        nonneg = ("warmup_steps", "weight_decay", "eval_every", "checkpoint_every", "end_lr_fraction")
-        errors += [f"{n}={getattr(self, n)} must be >= 0" for n in nonneg if getattr(self, n) < 0]
-        if self.warmup_steps >= self.num_steps:
-            errors.append(f"warmup_steps={self.warmup_steps} must be < num_steps={self.num_steps}")
-        for name in ("learning_rate", "clip_norm", "temperature"):
-            if not getattr(self, name) > 0:
-                errors.append(f"{name}={getattr(self, name)} must be > 0")
-        if self.negative_window_s is not None and not self.negative_window_s > 0:
-            errors.append(f"negative_window_s={self.negative_window_s} must be > 0 (or None)")
-        if self.select_best and not self.eval_every:
-            errors.append("select_best needs eval_every > 0 (the evaluations it selects from)")
-        if self.table_learning_rate is not None and not self.table_learning_rate > 0:
-            errors.append(f"table_learning_rate={self.table_learning_rate} must be > 0")
-        if self.retrieval_loss not in RETRIEVAL_LOSSES:
-            errors.append(f"retrieval_loss={self.retrieval_loss!r} not in {RETRIEVAL_LOSSES}")
-        if self.table_optimizer not in TABLE_OPTIMIZERS:
-            errors.append(f"table_optimizer={self.table_optimizer!r} not in {TABLE_OPTIMIZERS}")
+        if isinstance(self.model_overrides, Mapping):
+            object.__setattr__(self, "model_overrides", dict(self.model_overrides))
+        errors = field_errors(self.to_dict())
+        if not errors:  # relations between fields, once each field is of its type and range
+            if self.warmup_steps >= self.num_steps:
+                errors.append(f"warmup_steps={self.warmup_steps} must be < num_steps={self.num_steps}")
+            if self.select_best and not self.eval_every:
+                errors.append("select_best needs eval_every > 0 (the evaluations it selects from), got eval_every=0")
         if errors:
             raise ValueError("invalid TrainConfig: " + "; ".join(errors))
-        PhoenixConfig.preset(self.preset).replace(**self._model_fields())  # unknown keys / bad values raise now
 
     def _model_fields(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_overrides.items() if k not in _HASH_KEYS}
@@ -131,7 +127,8 @@ class TrainConfig:
     # -- serialization ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["model_overrides"] = dict(self.model_overrides)
+        if isinstance(self.model_overrides, Mapping):
+            out["model_overrides"] = dict(self.model_overrides)
         return out
 
     def to_json(self) -> str:
@@ -142,11 +139,95 @@ class TrainConfig:
         """Inverse of ``to_dict``; unknown keys raise ValueError."""
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {unknown}")
+            raise ValueError(f"unknown TrainConfig keys: {unknown}; known: {sorted(_hints(cls))}")
         return cls(**data)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def field_errors(values: Mapping[str, Any]) -> list[str]:
+    """What is wrong with each of ``values`` (TrainConfig fields, all or some) on its own: an unknown name,
+    a type, range or choice, the preset, the model overrides. One ``"field=value must be ..."`` per error."""
+    hints = _hints(TrainConfig)
+    unknown = sorted(set(values) - set(hints))
+    errors = [f"unknown TrainConfig keys: {unknown}; known: {sorted(hints)}"] if unknown else []
+    for name, value in values.items():
+        error = (_type_error(name, value, hints[name]) or _range_error(name, value)) if name in hints else None
+        errors += [error] if error else []
+    if not errors and ("preset" in values or "model_overrides" in values):
+        errors += _model_errors(values.get("preset", TrainConfig.preset), values.get("model_overrides", {}))
+    return errors
+
+
+def _model_errors(preset: str, model_overrides: Mapping[str, Any]) -> list[str]:
+    """The preset must exist and the model overrides make a valid ``PhoenixConfig`` of it."""
+    try:
+        base = PhoenixConfig.preset(preset)
+    except ValueError as err:
+        return [f"preset={preset!r}: {err}"]
+    fields = {k: v for k, v in model_overrides.items() if k not in _HASH_KEYS}
+    hints = _hints(PhoenixConfig)
+    numeric = {k: v for k, v in model_overrides.items() if hints.get(k) in (int, float, bool)}
+    errors = [e for k, v in numeric.items() if (e := _type_error(f"model_overrides.{k}", v, hints[k]))]
+    if errors:
+        return errors
+    try:
+        base.replace(**fields)
+    except (TypeError, ValueError) as err:
+        return [f"model_overrides={fields} on preset {preset!r}: {err}"]
+    return []
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+_TYPE_NAMES = {int: "an int", float: "a number", bool: "True or False", str: "a string", type(None): "None"}
+
+
+def _type_error(name: str, value: Any, hint: Any) -> str | None:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if any(_is_instance(value, t) for t in options):
+        return None
+    allowed = " or ".join(_TYPE_NAMES.get(t, f"a {getattr(typing.get_origin(t) or t, '__name__', t)}") for t in options)
+    return f"{name}={value!r} must be {allowed}"
+
+
+def _is_instance(value: Any, t: Any) -> bool:
+    if t is Any:
+        return True
+    if t is type(None):
+        return value is None
+    if isinstance(value, bool) or t is bool:  # bool is an int to Python, not to a config
+        return isinstance(value, bool) and t is bool
+    if t in (int, float):
+        return isinstance(value, numbers.Integral if t is int else numbers.Real)
+    origin = typing.get_origin(t) or t
+    if origin is tuple:
+        return isinstance(value, tuple | list)
+    return isinstance(origin, type) and isinstance(value, origin)
+
+
+def _range_error(name: str, value: Any) -> str | None:
+    """``value`` is of the field's type here."""
+    if name in _CHOICES:
+        return None if value in _CHOICES[name] else f"{name}={value!r} must be one of {_CHOICES[name]}"
+    if value is None or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    if not math.isfinite(value):
+        return f"{name}={value!r} must be finite"
+    if name in _AT_LEAST_1 and value < 1:
+        return f"{name}={value!r} must be >= 1"
+    if name in _AT_LEAST_0 and value < 0:
+        return f"{name}={value!r} must be >= 0"
+    if name in _ABOVE_0 and not value > 0:
+        return f"{name}={value!r} must be > 0"
+    if name in _FRACTIONS and not 0 <= value <= 1:
+        return f"{name}={value!r} must be in [0, 1]"
+    return None
 
 
 def model_config_for(cfg: TrainConfig, seqs: EngagementSequences) -> PhoenixConfig:

@@ -12,7 +12,7 @@ import numpy as np
 
 from x_reco.data.examples import EngagementSequences
 from x_reco.data.registry import dataset_spec
-from x_reco.training.config import TrainConfig
+from x_reco.training.config import TrainConfig, field_errors
 
 _CPU_MODEL = {"compute_dtype": "float32"}  # bf16 matmuls are emulated (slow) on CPU
 _SMALL = {**_CPU_MODEL, "num_layers": 2, "num_q_heads": 2, "num_kv_heads": 2, "table_init_std": 0.1}
@@ -89,6 +89,31 @@ def default_train_config(
         base["negative_window_s"] = float(catalogue_window_s)
     base.update(overrides)
     return TrainConfig.from_dict(base)
+
+
+def check_overrides(overrides: Mapping[str, Any]) -> None:
+    """Raise ValueError, naming each field, its value and what is allowed, if ``default_train_config``
+    overrides are wrong on their own, before the partition (hence the run's whole config) is known:
+    for a run config to fail before any work. Relations between fields are checked at construction."""
+    errors: list[str] = []
+    for tuned in TUNED.values():
+        model = {k: tuned[k] for k in ("preset", "model_overrides")}
+        errors += [e for e in field_errors({**model, **overrides}) if e not in errors]
+    if errors:
+        raise ValueError("invalid TrainConfig overrides: " + "; ".join(errors))
+
+
+def overrides_from_json(text: str) -> dict[str, Any]:
+    """The TrainConfig overrides a JSON object spells ('' for none); ValueError if it is not one."""
+    try:
+        overrides = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"overrides_json={text!r} is not JSON ({err}); expected an object of TrainConfig fields"
+        ) from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"overrides_json={text!r} must be a JSON object of TrainConfig fields")
+    return overrides
 
 
 def data_digest(seqs: EngagementSequences) -> str:

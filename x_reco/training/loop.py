@@ -4,7 +4,7 @@
 ``TrainConfig`` and a run directory. Under the directory: ``train/`` holds the resumable checkpoints
 (``resume.py``) and ``model/`` the exported model (``checkpoint.save_checkpoint``). Calling again with
 the same directory and config resumes from the latest checkpoint and, on CPU, reproduces the loss
-curve of an uninterrupted run bit for bit.
+curve of an uninterrupted run bit for bit. One process trains a directory at a time (``lock.run_lock``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retriever import PhoenixRetriever
 from x_reco.training.config import TrainConfig, model_config_for
 from x_reco.training.data import step_chunk
+from x_reco.training.lock import run_lock
 from x_reco.training.optim import SPARSE, learning_rate_schedule, make_optimizer
 from x_reco.training.resume import TrainCheckpoints
 from x_reco.training.step import (
@@ -282,6 +283,11 @@ def _check_resumable(record: dict[str, Any], task: _Task, seqs, cfg: TrainConfig
 
 
 def _fit(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progress: Progress | None) -> TrainResult:
+    with run_lock(ckpt_dir):  # a second trainer of this directory fails here, not inside Orbax
+        return _fit_locked(task, seqs, cfg, ckpt_dir, progress)
+
+
+def _fit_locked(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progress: Progress | None) -> TrainResult:
     t_call = time.perf_counter()
     dp = data_parallel()
     if cfg.batch_size % dp.num_devices:

@@ -7,8 +7,9 @@
 Defaults are the partition's ``default_train_config``, as in Dagster: the configs tuned for
 MovieLens-100K on a 2-core CPU (``defaults.TUNED``) on real datasets; on ``synthetic`` the demo budget,
 time-aware negatives and evaluation over the world's recency window. ``--set`` overrides TrainConfig
-fields (``model_overrides.<field>`` for model fields). Sequences use the default ``SequenceConfig``
-(S=32, C=16). Test-split metrics are printed; ``--out`` keeps checkpoints, plots and
+fields (``model_overrides.<field>`` for model fields); a bad key, type or range exits with status 2,
+naming the field, the value and what is allowed, before any data is loaded. Sequences use the default
+``SequenceConfig`` (S=32, C=16). Test-split metrics are printed; ``--out`` keeps checkpoints, plots and
 ``metrics.json`` (a temporary directory otherwise).
 
 Evaluation is the Dagster ``model_evaluation`` asset's: with ``--model both`` the exported checkpoints
@@ -49,19 +50,39 @@ def load_sequences(dataset: str, source: str | Path | None = None) -> tuple[Enga
     return build_sequences(build_events(raw), raw.items, dataset), catalogue_window_s(raw.manifest)
 
 
+_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
 def _parse_set(pairs: list[str], base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``--set KEY=VALUE`` overrides; a value is a Python literal (``5``, ``2e-3``, ``None``,
+    ``False``; also ``true``/``false``/``none``), else a string. TrainConfig checks keys, types and ranges."""
     out = {**base, "model_overrides": dict(base.get("model_overrides", {}))}
     for pair in pairs:
-        key, _, raw = pair.partition("=")
+        key, eq, raw = pair.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. num_steps=200")
+        key, raw = key.strip(), raw.strip()
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
-            value = raw
+            value = _WORDS.get(raw.lower(), raw)
         if key.startswith("model_overrides."):
             out["model_overrides"][key.split(".", 1)[1]] = value
         else:
             out[key] = value
     return out
+
+
+def train_configs(args: argparse.Namespace, window: float | None) -> dict[str, TrainConfig]:
+    """The TrainConfig of each model ``args`` train: the partition's defaults with ``--set`` (and, for the
+    ranker, ``--ranker-set``) overrides. ValueError names the field, the value and what is allowed."""
+    configs = {}
+    for kind in ("retriever", "ranker"):
+        if args.model in (kind, "both"):
+            overrides = args.set + (args.ranker_set if kind == "ranker" else [])
+            base = default_train_config(args.dataset, kind, catalogue_window_s=window).to_dict()
+            configs[kind] = TrainConfig.from_dict(_parse_set(overrides, base))
+    return configs
 
 
 def _summary(result) -> dict[str, Any]:
@@ -135,6 +156,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.champions and args.model != "both":
         ap.error("--champions needs --model both (a champion is a retriever and a ranker)")
+    try:  # every config before any work (the data's catalogue window is only known after loading it)
+        train_configs(args, window=None)
+    except ValueError as exc:
+        ap.error(str(exc))
 
     from x_reco.eval.champion import champion_path
     from x_reco.eval.plots import loss_curve_png, metric_bars_png
@@ -150,12 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "catalogue_window_s": window,
     }
     results = {}
-    for kind in ("retriever", "ranker"):
-        if args.model not in (kind, "both"):
-            continue
-        overrides = args.set + (args.ranker_set if kind == "ranker" else [])
-        base = default_train_config(args.dataset, kind, catalogue_window_s=window).to_dict()
-        cfg = TrainConfig.from_dict(_parse_set(overrides, base))
+    for kind, cfg in train_configs(args, window).items():
         train = train_retriever if kind == "retriever" else train_ranker
         with TqdmProgress(kind, disable=args.no_progress, file=sys.stderr, mininterval=2.0) as bar:
             results[kind] = train(seqs, cfg, out_dir / kind, progress=bar)
