@@ -12,9 +12,14 @@ from x_reco.data.registry import DEFAULT_PARTITION, PARTITIONS
 
 
 def _cmd_fetch(args) -> int:
+    from x_reco.data.errors import XRecoDataError
     from x_reco.data.fetch import fetch
 
-    paths = fetch(args.partition, args.dest)
+    try:
+        paths = fetch(args.partition, args.dest)
+    except XRecoDataError as exc:  # a short download, a bad archive: the message says what and what to do
+        print(f"x-reco fetch: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps({"partition": args.partition, "files": [str(p) for p in paths]}, indent=2, default=str))
     return 0
 

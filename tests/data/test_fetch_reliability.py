@@ -116,3 +116,20 @@ def test_killed_download_leftover_is_swept_by_the_next_fetch(server, tmp_path):
     leftover.write_bytes(BODY[:10])
     fetch("x", tmp_path, downloads=(Download(f"{server}/full", "a.zip"),))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "x.sha256.json"]
+
+
+def test_cli_prints_the_reason_not_a_traceback(server, tmp_path, monkeypatch, capsys):
+    """`x-reco fetch` on a short body exits 1 with the one-line reason (the registry's download list is
+    pointed at the local server; the download itself is real)."""
+    import dataclasses
+
+    from x_reco import cli
+    from x_reco.data import fetch as fetch_module
+
+    real = fetch_module.dataset_spec("mind-small")
+    short = dataclasses.replace(real, downloads=(Download(f"{server}/short", "a.zip"),))
+    monkeypatch.setattr(fetch_module, "dataset_spec", lambda name: short)
+    code = cli.main(["fetch", "mind-small", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("x-reco fetch: ") and "received 10 of 100 bytes" in err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
