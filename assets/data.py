@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 import pydantic
 
-from assets.common import DATASETS, DUCKDB, NPZ, check_result, image
+from assets.common import DATASETS, DUCKDB, NPZ, check_result, image, publish_after_audit
 from resources import DatasetSourcesResource
 from x_reco.data import quality, summary
 from x_reco.data.events import build_events
@@ -99,57 +99,71 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig, sources
     raw = load_raw(partition, source, synthetic_config=synthetic if spec.generated else None)
     n_users = len(raw.users)
     manifest = _json_safe(raw.manifest)
-    yield dg.Output(
-        manifest,
-        output_name="raw_manifest",
-        metadata={
-            "keys": len(manifest),
-            "summary": dg.MetadataValue.json({k: v for k, v in manifest.items() if k != "calibration"}),
-        },
-    )  # the full manifest is the output
-    yield dg.Output(
-        raw.interactions,
-        output_name="raw_interactions",
-        metadata={
-            "rows": len(raw.interactions),
-            "users": raw.interactions["user_id"].nunique(),
-            "items": raw.interactions["item_id"].nunique(),
-        },
-    )
-    yield dg.Output(raw.items, output_name="raw_items", metadata={"rows": len(raw.items)})
-    yield dg.Output(raw.users, output_name="raw_users", metadata={"rows": n_users})
     features = build_item_features(raw)
-    yield dg.Output(
-        features,
-        output_name="item_features",
-        metadata={
-            "items": len(features),
-            "pool": int(features["in_pool"].sum()),
-            "dims": sum(c.startswith("f_") for c in features.columns),
-        },
-    )
-    yield dg.Output(truth_table(raw), output_name="world_truth", metadata={"tables": len(raw.truth)})
+    outputs = [
+        dg.Output(
+            raw.interactions,
+            output_name="raw_interactions",
+            metadata={
+                "rows": len(raw.interactions),
+                "users": raw.interactions["user_id"].nunique(),
+                "items": raw.interactions["item_id"].nunique(),
+            },
+        ),
+        dg.Output(raw.items, output_name="raw_items", metadata={"rows": len(raw.items)}),
+        dg.Output(raw.users, output_name="raw_users", metadata={"rows": n_users}),
+        dg.Output(
+            features,
+            output_name="item_features",
+            metadata={
+                "items": len(features),
+                "pool": int(features["in_pool"].sum()),
+                "dims": sum(c.startswith("f_") for c in features.columns),
+            },
+        ),
+        dg.Output(truth_table(raw), output_name="world_truth", metadata={"tables": len(raw.truth)}),
+    ]
     if all(name in raw.extra for name in RAW_SOCIAL_TABLES):
         social = {name: raw.extra[name] for name in RAW_SOCIAL_TABLES}
         rows = {f"rows_{name}": len(frame) for name, frame in social.items()}
         # The IO manager adds "tables" (their names) and "rows" (the total).
-        yield dg.Output(social, output_name="raw_social", metadata={"table_count": len(social), **rows})
+        outputs.append(dg.Output(social, output_name="raw_social", metadata={"table_count": len(social), **rows}))
+    # The manifest last: it is published only after every table it describes was written.
+    outputs.append(
+        dg.Output(
+            manifest,
+            output_name="raw_manifest",
+            metadata={
+                "keys": len(manifest),
+                "summary": dg.MetadataValue.json({k: v for k, v in manifest.items() if k != "calibration"}),
+            },
+        )
+    )  # the full manifest is the output
+    yield from publish_after_audit(context, outputs, _raw_checks(partition, spec, raw, features))
+
+
+def _raw_checks(partition: str, spec, raw: RawTables, features: pd.DataFrame) -> list[dg.AssetCheckResult]:
+    """The blocking GX suites of raw_tables, run on the in-memory tables before any is written."""
+    n_users = len(raw.users)
     inter = quality.interactions_frame(partition, raw.interactions)
     inter_result = quality.run_suite(inter, "raw_interactions", quality.interactions_expectations(partition, n_users))
     if spec.quality.structural_rules:
         inter_result = quality.merge_results(inter_result, quality.structural_rules_result(raw))
-    yield check_result(inter_result, asset_key="raw_interactions")
-    yield check_result(
-        quality.run_suite(raw.items, "raw_items", quality.items_expectations(partition)), asset_key="raw_items"
-    )
-    yield check_result(
-        quality.run_suite(raw.users, "raw_users", quality.users_expectations(partition, n_users)), asset_key="raw_users"
-    )
     feat_frame = features.assign(in_pool_int=features["in_pool"].astype(int))
-    yield check_result(
-        quality.run_suite(feat_frame, "item_features", quality.item_features_expectations(partition)),
-        asset_key="item_features",
-    )
+    return [
+        check_result(inter_result, asset_key="raw_interactions"),
+        check_result(
+            quality.run_suite(raw.items, "raw_items", quality.items_expectations(partition)), asset_key="raw_items"
+        ),
+        check_result(
+            quality.run_suite(raw.users, "raw_users", quality.users_expectations(partition, n_users)),
+            asset_key="raw_users",
+        ),
+        check_result(
+            quality.run_suite(feat_frame, "item_features", quality.item_features_expectations(partition)),
+            asset_key="item_features",
+        ),
+    ]
 
 
 def _json_safe(obj):
@@ -181,7 +195,10 @@ def engagement_events(
     raw = RawTables(partition, raw_interactions, raw_items, pd.DataFrame({"user_id": []}), manifest=raw_manifest)
     events = build_events(raw)
     stats = summary.events_summary(events)
-    yield dg.Output(
+    result = quality.run_suite(
+        quality.events_frame(events, partition), "engagement_events", quality.events_expectations(partition)
+    )
+    output = dg.Output(
         events,
         metadata={
             "rows": stats["rows"],
@@ -192,10 +209,7 @@ def engagement_events(
             "actions_plot": image(summary.actions_png(stats["actions"], f"{partition}: actions"), "actions"),
         },
     )
-    result = quality.run_suite(
-        quality.events_frame(events, partition), "engagement_events", quality.events_expectations(partition)
-    )
-    yield check_result(result)
+    yield from publish_after_audit(context, [output], [check_result(result)])
 
 
 class SequenceBuildConfig(dg.Config):
@@ -239,7 +253,7 @@ def engagement_sequences(
     seqs = build_sequences(engagement_events, raw_items, partition, cfg)
     stats = summary.sequences_summary(seqs)
     quantiles = stats.pop("history_len_quantiles")
-    yield dg.Output(
+    output = dg.Output(
         seqs,
         metadata={
             **stats,
@@ -256,4 +270,4 @@ def engagement_sequences(
             quality.leave_last_out_frame(seqs), "leave_last_out", quality.leave_last_out_expectations()
         )
         result = quality.merge_results(result, lloo)
-    yield check_result(result)
+    yield from publish_after_audit(context, [output], [check_result(result)])

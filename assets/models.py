@@ -7,7 +7,7 @@ import time
 import dagster as dg
 import pydantic
 
-from assets.common import DATASETS, DUCKDB, NPZ, frame_markdown, image
+from assets.common import DATASETS, DUCKDB, NPZ, frame_markdown, image, publish_after_audit
 from resources import StorageResource
 from x_reco.data.examples import EngagementSequences
 from x_reco.eval.champion import PRIMARY_METRIC, champion_path
@@ -83,7 +83,7 @@ def _checkpoint_asset(kind: str):
         context.log.info(f"training {kind} on {partition}: {cfg.num_steps} steps, preset {cfg.preset}, dir {run_dir}")
         result = trainer(engagement_sequences, cfg, run_dir, progress=_log_progress(context, kind))
         record = train_record(kind, partition, cfg, engagement_sequences, result)
-        yield dg.Output(
+        output = dg.Output(
             record,
             metadata={
                 "checkpoint_path": dg.MetadataValue.path(record["path"]),
@@ -97,7 +97,8 @@ def _checkpoint_asset(kind: str):
                 **{f"val_{k}": v for k, v in record["val_metrics"].items() if v is not None},
             },
         )
-        yield dg.AssetCheckResult(passed=record["losses_finite"], metadata={"final_loss": record["final_loss"]})
+        check = dg.AssetCheckResult(passed=record["losses_finite"], metadata={"final_loss": record["final_loss"]})
+        yield from publish_after_audit(context, [output], [check])
 
     return _asset
 
@@ -167,9 +168,9 @@ def model_evaluation(
         champion_file=champion_path(storage.path(), context.partition_key),
     )
     table = outcome.evaluation.table()
-    yield dg.Output(table, metadata=_evaluation_metadata(outcome, table))
+    output = dg.Output(table, metadata=_evaluation_metadata(outcome, table))
     evaluation = outcome.evaluation
-    yield dg.AssetCheckResult(
+    beats = dg.AssetCheckResult(
         check_name="beats_popularity",
         passed=outcome.beats_popularity,
         metadata={
@@ -178,7 +179,7 @@ def model_evaluation(
             "catalogue": "time window" if window else "full",
         },
     )
-    yield dg.AssetCheckResult(
+    replay = dg.AssetCheckResult(
         check_name="restore_reproduces_validation",
         passed=outcome.replay_reproduces,
         metadata={
@@ -186,6 +187,7 @@ def model_evaluation(
             **{f"max_abs_diff_{k}": v for k, v in outcome.replay_differences.items()},
         },
     )
+    yield from publish_after_audit(context, [output], [beats, replay])
 
 
 def _evaluation_metadata(outcome: EvaluationOutcome, table) -> dict:

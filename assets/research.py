@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 import pydantic
 
-from assets.common import DATASETS, DUCKDB, frame_markdown, image
+from assets.common import DATASETS, DUCKDB, frame_markdown, image, publish_after_audit
 from x_reco.data.tables import RawTables
 from x_reco.reward import api, checks
 from x_reco.reward.audit import AuditConfig
@@ -86,9 +86,10 @@ def preference_pairs(context: dg.AssetExecutionContext, item_features: pd.DataFr
     """Preference pairs per stakeholder and seed from the true weights (80/20 train/held-out)."""
     weights = stakeholder_utilities["stakeholder_weights"]
     table = api.preference_pairs(item_features, weights, pairs_config(context.partition_key)).tables["preference_pairs"]
-    yield dg.Output(table, metadata={"pairs": len(table), "heldout_share": checks.heldout_share(table)})
+    output = dg.Output(table, metadata={"pairs": len(table), "heldout_share": checks.heldout_share(table)})
     agree = checks.label_agreement(table, item_features, weights)
-    yield dg.AssetCheckResult(passed=agree == 1.0, metadata={"agreement": agree})
+    check = dg.AssetCheckResult(passed=agree == 1.0, metadata={"agreement": agree})
+    yield from publish_after_audit(context, [output], [check])
 
 
 @dg.asset(
@@ -120,7 +121,7 @@ def bt_reward_models(
     )
     tables = result.tables
     converged = checks.bt_convergence(tables["bt_runs"])
-    yield dg.Output(
+    output = dg.Output(
         tables,
         metadata={
             "runs": len(tables["bt_runs"]),
@@ -129,10 +130,11 @@ def bt_reward_models(
             "cosines": _table_md(tables["cosines"]),
         },
     )
-    yield dg.AssetCheckResult(
+    check = dg.AssetCheckResult(
         passed=converged["passed"],
         metadata={k: converged[k] for k in ("finite_losses", "all_above_chance", "min_heldout_accuracy")},
     )
+    yield from publish_after_audit(context, [output], [check])
 
 
 SUMMARY_TABLES = {
@@ -175,9 +177,10 @@ def _analysis_asset(name: str, description: str):
         tables = result.tables
         summary = {"summary": _table_md(tables[SUMMARY_TABLES[name]])} if SUMMARY_TABLES[name] in tables else {}
         meta = {f"{k}_rows": len(v) for k, v in tables.items()}
-        yield dg.Output(tables, metadata=meta | _figure_metadata(result.figures) | summary)
+        output = dg.Output(tables, metadata=meta | _figure_metadata(result.figures) | summary)
         empty = checks.empty_tables(tables)
-        yield dg.AssetCheckResult(passed=not empty, metadata={"empty_tables": ", ".join(empty) or "none"})
+        check = dg.AssetCheckResult(passed=not empty, metadata={"empty_tables": ", ".join(empty) or "none"})
+        yield from publish_after_audit(context, [output], [check])
 
     return _asset
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pydantic
 
-from assets.common import DATASETS, DUCKDB, frame_markdown, image
+from assets.common import DATASETS, DUCKDB, frame_markdown, image, publish_after_audit
 from resources import StorageResource
 from x_reco.bench.quality import QualityJob
 from x_reco.configs.weights import KNOWN_NAMES, WeightSet
@@ -142,7 +142,7 @@ def serving_model(
         for dt, b in sorted(by.items())
     ]
     agreement = record["agreement"]
-    yield dg.Output(
+    output = dg.Output(
         record,
         metadata={
             "variant": config.variant,
@@ -156,13 +156,14 @@ def serving_model(
     )
     gates = block.get("gates", {}).get("checks", {}) if "aborted" not in block else {}
     passed = "aborted" not in block and all(v is not False for v in gates.values())
-    yield dg.AssetCheckResult(
+    check = dg.AssetCheckResult(
         passed=passed,
         metadata={
             **{f"gate_{k}": str(v) for k, v in gates.items()},
             **({"aborted": block["aborted"]} if "aborted" in block else {}),
         },
     )
+    yield from publish_after_audit(context, [output], [check])
 
 
 def _agreement(block: dict) -> dict:
@@ -269,8 +270,8 @@ def served_feeds(
         problems += p
         for k, v in c.items():
             counts[k] = counts.get(k, 0) + v
-    yield dg.Output(frames, metadata=_served_metadata(summary, frames, pipeline, funnel_png(frames)))
-    yield dg.AssetCheckResult(
+    output = dg.Output(frames, metadata=_served_metadata(summary, frames, pipeline, funnel_png(frames)))
+    reaudited = dg.AssetCheckResult(
         check_name="filters_reaudit",
         passed=len(violations) == 0,
         metadata={
@@ -280,7 +281,7 @@ def served_feeds(
             **({"examples": _md(violations.head(20))} if len(violations) else {}),
         },
     )
-    yield dg.AssetCheckResult(
+    reconciled = dg.AssetCheckResult(
         check_name="explanations_reconcile",
         passed=not problems,
         metadata={
@@ -291,12 +292,13 @@ def served_feeds(
         },
     )
     full = float(summary.get("full_feed_share", float("nan")))
-    yield dg.AssetCheckResult(
+    length = dg.AssetCheckResult(
         check_name="feed_length",
         passed=bool(full >= 0.5),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"full_feed_share": full, "mean_length": float(summary.get("mean_feed_length", float("nan")))},
     )
+    yield from publish_after_audit(context, [output], [reaudited, reconciled, length])
 
 
 def _served_metadata(summary: dict, frames: dict, pipeline, funnel: bytes) -> dict:
@@ -412,7 +414,7 @@ def feed_stakeholder_audit(
     assert pipeline.scorer.calls - calls == model_calls, "re-ranking must not call the model"
     table = audit.tables["feed_weightset_audit"]
     figures = {k.removesuffix(".png").replace("/", "__"): image(v, k) for k, v in audit.figures.items()}
-    yield dg.Output(
+    output = dg.Output(
         audit.tables,
         metadata={
             "requests": len(results),
@@ -422,7 +424,7 @@ def feed_stakeholder_audit(
             **figures,
         },
     )
-    yield dg.AssetCheckResult(
+    check = dg.AssetCheckResult(
         passed=not mismatched and model_calls == len(results),
         metadata={
             "requests": len(results),
@@ -431,6 +433,7 @@ def feed_stakeholder_audit(
             **({"examples": ", ".join(mismatched[:10])} if mismatched else {}),
         },
     )
+    yield from publish_after_audit(context, [output], [check])
 
 
 def request_table(requests) -> pd.DataFrame:

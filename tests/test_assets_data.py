@@ -58,7 +58,8 @@ def test_materialize_movielens_100k(ml100k):
 
 
 def test_failed_check_blocks_downstream(tmp_path, monkeypatch):
-    """Corrupt the events table: its blocking check fails and sequences are not materialized."""
+    """Corrupt the events table: its blocking check fails, the events are not published (write-audit-publish)
+    and sequences are not materialized."""
     from x_reco.data import events as events_mod
 
     real = events_mod.build_events
@@ -76,7 +77,7 @@ def test_failed_check_blocks_downstream(tmp_path, monkeypatch):
     assert [c.asset_key.path[-1] for c in failed] == ["engagement_events"]
     assert "unobserved_zero" in failed[0].metadata["failed"].value
     materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
-    assert "engagement_events" in materialized and "engagement_sequences" not in materialized
+    assert "engagement_events" not in materialized and "engagement_sequences" not in materialized
 
 
 def test_raw_social_stores_every_social_table_of_the_synthetic_world(tmp_path):

@@ -94,8 +94,11 @@ def test_pairs_check_fails_on_a_flipped_label(run, monkeypatch):
 
     monkeypatch.setattr(research.api, "preference_pairs", flipped)
     context = dg.build_asset_context(partition_key="synthetic")
-    _, check = research.preference_pairs(context, item_features=features, stakeholder_utilities=utilities)
+    events = research.preference_pairs(context, item_features=features, stakeholder_utilities=utilities)
+    check = next(events)  # the failed check comes first; the pairs are never published
     assert not check.passed and check.metadata["agreement"].value < 1.0
+    with pytest.raises(dg.Failure, match="nothing was published"):
+        next(events)
 
 
 def test_audit_direct_call_needs_no_partition():
