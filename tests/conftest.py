@@ -52,3 +52,11 @@ def champion_root(models_run):
             record("ranker_checkpoint")["path"],
         )
     return tmp
+
+
+@pytest.fixture(scope="session")
+def toy_model_records(tmp_path_factory):
+    """Checkpoint records of trained toy models (tests/eval/helpers.py), trained once per session."""
+    from tests.eval.helpers import toy_records
+
+    return toy_records(tmp_path_factory.mktemp("toy_models"))

@@ -20,7 +20,6 @@ from assets.common import DATASETS, NPZ
 from resources import NpzIOManager, StorageResource
 from resources.io_managers import read_frame
 from tests.dagster_resources import tmp_resources
-from tests.eval.helpers import toy_records
 from tests.training.helpers import PARTITION, toy_seqs
 from x_reco.data.examples import EngagementSequences
 from x_reco.eval.champion import champion_path, read_champion
@@ -61,9 +60,9 @@ def run(models_run):
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def toy(toy_model_records):
     """model_evaluation's inputs for toy models that beat popularity (whole catalogue: no window)."""
-    return {**toy_records(tmp_path_factory.mktemp("toy")), "engagement_sequences": toy_seqs(), "raw_manifest": {}}
+    return {**toy_model_records, "engagement_sequences": toy_seqs(), "raw_manifest": {}}
 
 
 @pytest.fixture(scope="module")

@@ -109,6 +109,7 @@ def test_weight_set_audit_covers_every_set_and_stakeholder(run):
     assert table["true_utility"].notna().all() and table["gap_utility"].notna().all()
 
 
+@pytest.mark.slow  # ~8 s; the replay itself is tested in tests/pipeline/test_replay.py
 def test_closed_loop_replay_asset_on_a_user_sample(run):
     """The replay asset (its own job) runs the served pipeline as the world's composer for one day."""
     root, _ = run

@@ -215,6 +215,7 @@ def test_trained_quality_users_come_from_a_path_or_the_loaded_value(tmp_path):
     assert from_value.batch.batch_size == 5 and from_value.hash_spec == seqs.hash_spec
 
 
+@pytest.mark.slow  # ~11 s; the serving_model asset test runs QualityJob.trained on a trained checkpoint
 def test_quality_on_a_trained_checkpoint_rehashes_trains_and_gates(tmp_path):
     """The checkpoint quality path: re-hash sequences to fewer rows, train, score every variant vs ref-f32."""
     toy_seqs().to_npz(tmp_path / "toy.npz")

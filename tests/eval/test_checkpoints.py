@@ -8,15 +8,14 @@ import json
 
 import pytest
 
-from tests.eval.helpers import toy_records
 from tests.training.helpers import PARTITION, toy_seqs
 from x_reco.eval.champion import champion_path, read_champion
 from x_reco.eval.checkpoints import evaluate_checkpoints
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    return toy_records(tmp_path_factory.mktemp("toy_models"))
+def records(toy_model_records):
+    return toy_model_records
 
 
 def _evaluate(records, champion_file=None, **kwargs):

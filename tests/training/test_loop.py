@@ -146,7 +146,9 @@ def test_sigkill_midway_then_restart_matches_uninterrupted(reference, tmp_path):
     assert resumed.losses == reference[0].losses
 
 
-@pytest.mark.parametrize("loss", [pytest.param("full", marks=pytest.mark.slow), "sampled"])  # full: make test-slow
+# ~10 s each: `make test-slow` (the models-group test trains with the 48 h negative window)
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["full", "sampled"])
 def test_time_aware_negatives(loss, tmp_path):
     """A window that excludes nothing reproduces the time-blind loss curve (to f32 rounding: the mask
     changes XLA's fusion); a short
@@ -169,6 +171,7 @@ def test_time_aware_negatives(loss, tmp_path):
     assert read_metadata(windowed.checkpoint_path)["extra"]["train_config"]["negative_window_s"] == 300.0
 
 
+@pytest.mark.slow  # ~9 s: `make test-slow`
 def test_select_best_exports_the_validation_best_and_resumes_to_it(tmp_path):
     cfg = tiny_cfg(
         num_steps=40, checkpoint_every=10, eval_every=5, select_best=True, learning_rate=3e-2, warmup_steps=2

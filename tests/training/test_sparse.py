@@ -21,12 +21,12 @@ class Stop(Exception):
     pass
 
 
-# The full-softmax retriever (~15 s, the sampled one covers the same sparse step) is `make test-slow`.
+# The retriever cases (~10-15 s each; the ranker case runs the same sparse step) are `make test-slow`.
 @pytest.mark.parametrize(
     "kind,loss",
     [
         pytest.param("retriever", "full", marks=pytest.mark.slow),
-        ("retriever", "sampled"),
+        pytest.param("retriever", "sampled", marks=pytest.mark.slow),
         ("ranker", "full"),
     ],
 )
