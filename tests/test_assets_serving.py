@@ -9,7 +9,6 @@ import json
 import dagster as dg
 import pytest
 
-from assets import data as data_assets
 from assets import replay, serving
 from resources.io_managers import read_frame
 from tests.dagster_resources import tmp_resources
@@ -27,19 +26,10 @@ RUN_CONFIG = {
 
 def _upstream() -> list:
     """Definitions of everything upstream (loaded from the session's storage root, not rerun)."""
-    from assets import models, research
+    from assets import research
+    from tests.test_assets_models import MODELS
 
-    return [
-        data_assets.raw_tables,
-        data_assets.engagement_events,
-        data_assets.engagement_sequences,
-        models.retriever_checkpoint,
-        models.ranker_checkpoint,
-        models.candidate_index,
-        models.model_evaluation,
-        research.stakeholder_utilities,
-        research.bt_reward_models,
-    ]
+    return [*MODELS, research.stakeholder_utilities, research.bt_reward_models]
 
 
 @pytest.fixture(scope="module")
