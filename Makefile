@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 DEMO_PARTITION ?= synthetic
+# pytest-xdist workers for `make test` (one per core of the 2-core CI machine).
+TEST_WORKERS ?= 2
 
 .PHONY: install lock demo test test-slow test-gpu ui bench bench-full clean
 
@@ -38,7 +40,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
