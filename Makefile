@@ -28,9 +28,12 @@ lock: $(STAMP)
 	  echo "# Regenerate with \`make lock\` after changing pyproject.toml dependencies."; \
 	  $(BIN)/pip freeze --exclude-editable | grep -iv '^x-reco=='; } > requirements.lock
 
-$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
+# The instance's storage is created here, once: two first runs on a never-used DAGSTER_HOME race to
+# create its SQLite schema (Dagster 1.13.27: `UNIQUE constraint failed: alembic_version`).
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
 	cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster instance migrate > /dev/null
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dg launch --job demo_job --partition $(DEMO_PARTITION)

@@ -52,13 +52,15 @@ def publish_after_audit(
     given order: put a manifest last, so that it is published after its tables) and then the checks.
     When one fails, yield the checks marked ``published: False`` and raise ``dg.Failure``: no IO
     manager runs, so the previous version of every output (tables and manifest) stays in place, the
-    run is red and nothing downstream runs.
+    run is red and nothing downstream runs. Several DuckDB outputs are published in one transaction
+    (``resources.io_managers``: the manager writes them all when the last arrives), so a step that
+    dies between two of them leaves every table at its previous version.
 
     A blocking check that only ran after its Output would be too late: Dagster stops downstream
     steps but does not un-publish what the IO manager already wrote."""
     failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
     if not failed:
-        yield from outputs
+        yield from _one_duckdb_transaction(context, outputs)
         yield from checks
         return
     for c in checks:
@@ -70,6 +72,25 @@ def publish_after_audit(
         metadata={"failed_checks": len(failed), "kept": kept},
         allow_retries=False,
     )
+
+
+def _one_duckdb_transaction(context, outputs: Sequence[dg.Output]) -> list[dg.Output]:
+    """Number the step's DuckDB outputs k of n (output metadata ``transaction_part(s)``) when there
+    are several, so that the DuckDB IO manager publishes them together at the n-th."""
+    try:
+        defs = context.op_def.output_dict
+    except Exception:  # a direct call with build_asset_context() has no op definition
+        return list(outputs)
+    duck = [o.output_name for o in outputs if o.output_name in defs and defs[o.output_name].io_manager_key == DUCKDB]
+    if len(duck) < 2:
+        return list(outputs)
+    part = {name: k for k, name in enumerate(duck, start=1)}
+    return [
+        o.with_metadata({**o.metadata, "transaction_part": part[o.output_name], "transaction_parts": len(duck)})
+        if o.output_name in part
+        else o
+        for o in outputs
+    ]
 
 
 def _output_asset_names(context, outputs: Sequence[dg.Output]) -> list[str]:

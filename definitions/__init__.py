@@ -9,6 +9,7 @@ from assets import replay as replay_assets
 from assets import research as research_assets
 from assets import serving as serving_assets
 from jobs import JOBS, SCHEDULES
+from jobs.preflight import preflight_executor
 from resources import DatasetSourcesResource, DuckDBFrameIOManager, JsonIOManager, NpzIOManager, StorageResource
 
 
@@ -30,4 +31,5 @@ defs = dg.Definitions(
     jobs=JOBS,
     schedules=SCHEDULES,
     resources=build_resources(),
+    executor=preflight_executor,  # the run config of every step is validated before the first starts
 )

@@ -9,18 +9,21 @@ simulation) has its own ``replay_job`` and stays out of ``research_job`` and ``d
 
 import dagster as dg
 
+from jobs.preflight import preflight_executor
 from x_reco.data.registry import PARTITIONS, dataset_spec
 
 data_job = dg.define_asset_job(
     "data_job",
     selection=dg.AssetSelection.groups("data"),
     description="Raw tables, item features, events and engagement sequences for one dataset partition.",
+    executor_def=preflight_executor,
 )
 
 models_job = dg.define_asset_job(
     "models_job",
     selection=dg.AssetSelection.groups("models"),
     description="Retrain the retriever and ranker, rebuild the candidate index, evaluate, update the champion.",
+    executor_def=preflight_executor,
 )
 
 AUDIT = dg.AssetSelection.assets("audit_toolkit")
@@ -30,24 +33,28 @@ research_job = dg.define_asset_job(
     "research_job",
     selection=dg.AssetSelection.groups("research") - AUDIT - REPLAY,
     description="Stakeholder utilities, BT reward models and the Goodhart analyses E1-E3 of one dataset.",
+    executor_def=preflight_executor,
 )
 
 audit_job = dg.define_asset_job(
     "audit_job",
     selection=AUDIT,
     description="E4, the audit toolkit on the 18-action space (dataset-independent, not partitioned).",
+    executor_def=preflight_executor,
 )
 
 serving_job = dg.define_asset_job(
     "serving_job",
     selection=dg.AssetSelection.groups("serving"),
     description="The served model variant, served feeds with their re-audit, and the weight-set audit of one dataset.",
+    executor_def=preflight_executor,
 )
 
 replay_job = dg.define_asset_job(
     "replay_job",
     selection=REPLAY,
     description="Closed-loop replay: the served pipeline composes the synthetic world's feeds for its last days.",
+    executor_def=preflight_executor,
 )
 
 demo_job = dg.define_asset_job(
@@ -57,7 +64,7 @@ demo_job = dg.define_asset_job(
     # One step at a time: on a 2-core machine a training step running beside `inference_benchmark`
     # made its two process repeats differ by up to 77 % (the `repeats_consistent` check failed).
     # (An executor, not run config: `dg launch` sends an empty run config that would replace a default.)
-    executor_def=dg.multiprocess_executor.configured({"max_concurrent": 1}),
+    executor_def=preflight_executor.configured({"multiprocess": {"max_concurrent": 1}}),
 )
 
 # Partitions whose data needs no download: retrained weekly once the schedule is switched on.

@@ -9,6 +9,12 @@ INSERT outside one transaction, so a failed rewrite leaves the partition empty f
 the research assets return a dict of tables, which it has no handler for. What stays custom is the table
 layout (``<dataset>.<asset>``, ``CREATE OR REPLACE`` in one transaction); connections come from
 ``dagster_duckdb.DuckDBResource``, whose backoff waits while another process holds the file lock.
+
+A step with several DuckDB outputs (``raw_tables``: interactions, items, users, features, truth and the
+social tables) publishes them in one transaction: ``assets.common.publish_after_audit`` numbers them
+(output metadata ``transaction_part`` k of ``transaction_parts`` n), this manager holds parts 1..n-1 in
+memory and writes all n in one transaction when part n arrives. A step that fails between two of its
+outputs (the file locked by another process, a killed worker) leaves every table at its previous version.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -42,24 +49,39 @@ def duckdb_connection(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
             con.close()
 
 
-def write_frames(database: str, schema: str, frames: dict[str, pd.DataFrame], stale_prefix: str = "") -> None:
-    """Replace each ``schema.<name>`` with its frame in one transaction (columns may change between
-    runs); with ``stale_prefix``, also drop the other tables of that prefix."""
+@dataclass(frozen=True)
+class TableWrite:
+    """The tables of one output: replace each ``schema.<name>`` with its frame; with ``stale_prefix``,
+    also drop the other tables of that prefix (a dict output that lost a key)."""
+
+    schema: str
+    frames: dict[str, pd.DataFrame]
+    stale_prefix: str = ""
+
+
+def write_tables(database: str, writes: list[TableWrite]) -> None:
+    """Apply every write in one transaction (columns may change between runs): all or nothing."""
     with duckdb_connection(database) as con:
         con.execute("BEGIN")
         try:
-            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            for name, df in frames.items():
-                con.register("frame_to_write", df)
-                con.execute(f'CREATE OR REPLACE TABLE "{schema}"."{name}" AS SELECT * FROM frame_to_write')
-                con.unregister("frame_to_write")
-            stale = set(_table_names(con, schema, stale_prefix)) - set(frames) if stale_prefix else set()
-            for name in sorted(stale):
-                con.execute(f'DROP TABLE "{schema}"."{name}"')
+            for w in writes:
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{w.schema}"')
+                for name, df in w.frames.items():
+                    con.register("frame_to_write", df)
+                    con.execute(f'CREATE OR REPLACE TABLE "{w.schema}"."{name}" AS SELECT * FROM frame_to_write')
+                    con.unregister("frame_to_write")
+                stale = set(_table_names(con, w.schema, w.stale_prefix)) - set(w.frames) if w.stale_prefix else set()
+                for name in sorted(stale):
+                    con.execute(f'DROP TABLE "{w.schema}"."{name}"')
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+
+def write_frames(database: str, schema: str, frames: dict[str, pd.DataFrame], stale_prefix: str = "") -> None:
+    """Replace each ``schema.<name>`` with its frame in one transaction."""
+    write_tables(database, [TableWrite(schema, frames, stale_prefix)])
 
 
 def write_frame(database: str, schema: str, table: str, df: pd.DataFrame) -> None:
@@ -84,6 +106,20 @@ def _table_names(con: duckdb.DuckDBPyConnection, schema: str, prefix: str) -> li
     return [r[0] for r in rows]
 
 
+# Outputs of a multi-output step held until its last DuckDB output: (run id, step key) -> writes.
+_PENDING: dict[tuple[str, str], list[TableWrite]] = {}
+
+
+def _transaction_part(context: dg.OutputContext) -> tuple[int, int]:
+    """(k, n) from the output metadata ``publish_after_audit`` sets; (1, 1) for a lone output."""
+    try:
+        meta = context.output_metadata or {}
+    except Exception:  # a context built by hand has no step
+        return 1, 1
+    value = lambda k: getattr(meta.get(k), "value", meta.get(k))  # noqa: E731  (MetadataValue or plain int)
+    return int(value("transaction_part") or 1), int(value("transaction_parts") or 1)
+
+
 class DuckDBFrameIOManager(dg.ConfigurableIOManager):
     """Stores each partition of a DataFrame asset as table ``<partition>.<asset>`` in DuckDB, and a
     dict of DataFrames as tables ``<partition>.<asset>__<name>``."""
@@ -104,15 +140,37 @@ class DuckDBFrameIOManager(dg.ConfigurableIOManager):
             if bad or not obj:
                 raise TypeError(f"{context.asset_key}: expected a non-empty dict of DataFrames, bad keys {bad}")
             frames = {f"{table}__{name}": frame for name, frame in obj.items()}
-            write_frames(self._db(), schema, frames, stale_prefix=f"{table}__")
-            context.add_output_metadata(
-                {"tables": ", ".join(f"{schema}.{n}" for n in frames), "rows": sum(len(f) for f in obj.values())}
-            )
-            return
-        if not isinstance(obj, pd.DataFrame):
+            write = TableWrite(schema, frames, stale_prefix=f"{table}__")
+            metadata = {"tables": ", ".join(f"{schema}.{n}" for n in frames), "rows": sum(len(f) for f in obj.values())}
+        elif isinstance(obj, pd.DataFrame):
+            write = TableWrite(schema, {table: obj})
+            metadata = {"table": f"{schema}.{table}", "rows": len(obj)}
+        else:
             raise TypeError(f"{context.asset_key}: expected a pandas DataFrame, got {type(obj).__name__}")
-        write_frame(self._db(), schema, table, obj)
-        context.add_output_metadata({"table": f"{schema}.{table}", "rows": len(obj)})
+        part, parts = _transaction_part(context)
+        key = (context.run_id, context.step_key)
+        if parts > 1:
+            if part == 1 or key not in _PENDING:  # a new step transaction (a failed step's leftovers go)
+                for stale in [k for k in _PENDING if k[1] == context.step_key]:
+                    del _PENDING[stale]
+                _PENDING[key] = []
+            _PENDING[key].append(write)
+            if part < parts:
+                context.add_output_metadata(
+                    {**metadata, "published": f"with the step's other outputs ({part}/{parts})"}
+                )
+                return
+            writes = _PENDING.pop(key)
+            if len(writes) != parts:
+                raise RuntimeError(
+                    f"{context.step_key}: {len(writes)} of {parts} outputs of the step's transaction arrived; "
+                    "nothing was written"
+                )
+            write_tables(self._db(), writes)
+            context.add_output_metadata({**metadata, "published": f"all {parts} outputs in one transaction"})
+            return
+        write_tables(self._db(), [write])
+        context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext):
         schema, table = self._where(context)

@@ -132,6 +132,38 @@ def test_locked_warehouse_leaves_the_manifest(good_root, tiny_world, monkeypatch
     _assert_unchanged(good_root, before)
 
 
+def test_a_step_that_dies_between_its_outputs_publishes_none_of_them(good_root, tiny_world, monkeypatch):
+    """raw_tables' six DuckDB outputs go in one transaction: the fifth (world_truth) cannot be stored,
+    after the first four were handed to the IO manager. Past bug: each output was its own
+    transaction, so the first four tables were already replaced (new interactions beside the old
+    manifest and the old downstream tables)."""
+    before = _snapshot(good_root)
+    inter = tiny_world.interactions.iloc[:-50].copy()  # a valid, different world
+    monkeypatch.setattr(data_assets, "load_raw", _source(tiny_world, interactions=inter))
+    monkeypatch.setattr(data_assets, "truth_table", lambda raw: ["not", "a", "frame"])
+    result = dg.materialize(
+        [data_assets.raw_tables],
+        resources=tmp_resources(good_root),
+        partition_key="synthetic",
+        run_config=TINY,
+        raise_on_error=False,
+    )
+    assert not result.success and "expected a pandas DataFrame, got list" in _step_error(result, "raw_tables")
+    _assert_unchanged(good_root, before)
+
+
+def test_the_outputs_of_a_step_are_numbered_for_one_transaction(good_root, tiny_world, monkeypatch):
+    monkeypatch.setattr(data_assets, "load_raw", _source(tiny_world))
+    result = dg.materialize(
+        [data_assets.raw_tables], resources=tmp_resources(good_root), partition_key="synthetic", run_config=TINY
+    )
+    meta = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    parts = {name: m["transaction_part"].value for name, m in meta.items() if "transaction_part" in m}
+    assert sorted(parts.values()) == [1, 2, 3, 4, 5, 6] and "raw_manifest" not in parts
+    assert {m["transaction_parts"].value for name, m in meta.items() if name in parts} == {6}
+    assert meta["raw_social"]["published"].value == "all 6 outputs in one transaction"
+
+
 def test_failed_check_on_a_single_asset_keeps_its_table_and_skips_downstream(tmp_path):
     """The helper on a one-output DuckDB asset: the second, failing version never reaches the table."""
     versions = iter([pd.DataFrame({"v": [1, 2]}), pd.DataFrame({"v": [-1]})])
