@@ -7,7 +7,10 @@ whose last step had a bad value first spent minutes on the steps before it. ``pr
 wraps Dagster's default executor (multiprocess, or in-process through ``execution: {config:
 {in_process: {}}}``): before it starts any step it builds the ``Config`` of every step in the plan from
 the run config, and fails the run with every bad field named when one does not validate. Every job
-and the implicit asset job (``Definitions(executor=...)``) use it.
+and the implicit asset job (``Definitions(executor=...)``) use it. It also rejects a run whose
+partition tag is not one of its job's partitions (a run launched from the UI's launchpad or with
+``dagster job launch --tags``; the CLIs' ``--partition`` is checked earlier, by
+``resources.storage.NamedPartitions``), instead of letting its first step fail on the name.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from collections.abc import Iterator, Mapping
 
 import dagster as dg
 import pydantic
+
+from resources.storage import unknown_partition_message
+
+PARTITION_TAG = "dagster/partition"  # the run tag Dagster stores a run's partition key in
 
 
 class RunConfigError(ValueError):
@@ -52,6 +59,14 @@ def preflight_errors(job_def: dg.JobDefinition, run_config: Mapping, step_keys: 
     return errors
 
 
+def partition_error(job_def: dg.JobDefinition, tags: Mapping[str, str]) -> str | None:
+    """``partition: <message>`` when the run's partition tag is not a key of its job's partitions."""
+    key, partitions = (tags or {}).get(PARTITION_TAG), job_def.partitions_def
+    if key is None or partitions is None or partitions.has_partition_key(key):
+        return None
+    return "partition: " + unknown_partition_message(key, partitions.get_partition_keys())
+
+
 class PreflightExecutor(dg.Executor):
     """Validates the run's step configs, then hands the plan to the wrapped executor."""
 
@@ -69,6 +84,8 @@ class PreflightExecutor(dg.Executor):
     def execute(self, plan_context, execution_plan) -> Iterator:
         job_def = plan_context.job.get_definition()
         errors = preflight_errors(job_def, plan_context.run_config, list(execution_plan.step_keys_to_execute))
+        bad_partition = partition_error(job_def, plan_context.dagster_run.tags)
+        errors = [bad_partition, *errors] if bad_partition else errors
         if errors:
             plan_context.log.error("run config rejected before any step ran:\n" + "\n".join(errors))
             raise RunConfigError(

@@ -1,14 +1,41 @@
-"""Where x-reco keeps its files, and where each dataset partition's source files live."""
+"""Where x-reco keeps its files, the dataset partitions, and where each partition's source files live."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+import click
 import dagster as dg
 
 from x_reco.common.layout import WAREHOUSE, default_root, local_dir
 from x_reco.data.registry import dataset_spec
+
+
+def unknown_partition_message(key: str, keys: Sequence[str]) -> str:
+    """One line naming the bad key and the valid ones (a long list by its ends and its length)."""
+    known = ", ".join(keys) if len(keys) <= 12 else f"{keys[0]} ... {keys[-1]} ({len(keys)} keys)"
+    return f"unknown partition {key!r}; expected one of: {known}"
+
+
+class UnknownPartitionError(click.ClickException, ValueError):
+    """A partition key that is not in the partitions definition. As a ``ClickException`` it is
+    printed by the ``dg`` and ``dagster`` CLIs as one line (``Error: <message>``, exit status 1)."""
+
+
+class NamedPartitions(dg.StaticPartitionsDefinition):
+    """Static partitions whose unknown key is reported in one line that names the valid keys.
+
+    ``dg launch --partition`` (with ``--job`` or ``--assets``) and ``dagster asset materialize
+    --partition`` call ``validate_partition_key`` before any run exists. Dagster's own error (1.13.27) names only the
+    bad key and comes under a traceback (with ``--assets``, replaced by a ``DagsterInvalidSubsetError``
+    that names no key list); this one is printed alone, with the keys.
+    """
+
+    def validate_partition_key(self, partition_key: str, context=None) -> None:
+        if not self.has_partition_key(partition_key):
+            raise UnknownPartitionError(unknown_partition_message(partition_key, self.get_partition_keys()))
 
 
 class StorageResource(dg.ConfigurableResource):

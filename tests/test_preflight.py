@@ -1,11 +1,14 @@
 """Issue 12, item 6 for whole runs: a bad value in any step's config fails the run before its first
 step starts. Before the pre-flight executor, ``models_job`` with a bad ``ranker_checkpoint`` config
-first trained the retriever (the ranker's config was only built when its step started)."""
+first trained the retriever (the ranker's config was only built when its step started). Issue 11,
+item 5: a run whose partition tag is not a dataset (the launchpad's tags, ``dagster job launch
+--tags``) is stopped the same way, naming the partitions; its first step used to fail on the name."""
 
 import dagster as dg
 import pytest
 
-from jobs.preflight import RunConfigError, preflight_errors
+from jobs.preflight import RunConfigError, partition_error, preflight_errors
+from x_reco.data.registry import PARTITIONS
 
 BAD_MODELS_CONFIG = {
     "ops": {
@@ -20,6 +23,10 @@ def _job(name: str) -> dg.JobDefinition:
     from definitions import defs
 
     return defs.resolve_job_def(name)
+
+
+def data_job() -> dg.JobDefinition:
+    return _job("data_job")
 
 
 def models_job() -> dg.JobDefinition:
@@ -89,3 +96,29 @@ def test_a_valid_config_runs_through_the_preflight(tmp_path, monkeypatch):
         )
         assert result.success
         assert [e.step_key for e in result.get_step_success_events()] == ["audit_toolkit"]
+
+
+def test_an_unknown_partition_tag_is_named_with_the_partitions():
+    error = partition_error(data_job(), {"dagster/partition": "bogus"})
+    assert error == f"partition: unknown partition 'bogus'; expected one of: {', '.join(PARTITIONS)}"
+    assert partition_error(data_job(), {"dagster/partition": PARTITIONS[0]}) is None
+    assert partition_error(audit_job(), {"dagster/partition": "bogus"}) is None  # not partitioned: no opinion
+
+
+def test_a_run_with_an_unknown_partition_fails_before_any_step_starts(tmp_path, monkeypatch):
+    monkeypatch.setenv("XRECO_DATA_ROOT", str(tmp_path / "data"))
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = dg.execute_job(
+            dg.reconstructable(data_job),
+            instance=instance,
+            run_config={"execution": {"config": {"in_process": {}}}},
+            tags={"dagster/partition": "bogus"},
+            raise_on_error=False,
+        )
+        assert not result.success
+        events = [e.dagster_event for e in instance.all_logs(result.run_id) if e.dagster_event]
+        assert [e for e in events if e.event_type == dg.DagsterEventType.STEP_START] == []
+        failure = next(e for e in events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+        text = failure.event_specific_data.error.to_string()
+        assert "partition: unknown partition 'bogus'; expected one of: synthetic, movielens-100k" in text
+    assert not (tmp_path / "data").exists()

@@ -37,6 +37,21 @@ class MissingFileError(XRecoDataError):
         super().__init__(f"missing file: {what}" + (f" ({hint})" if hint else ""))
 
 
+class MissingSourceError(MissingFileError):
+    """A downloaded dataset read without its files: names the variable to set and the fetch command."""
+
+    def __init__(self, partition: str, env_var: str, source=None):
+        self.partition, self.env_var = partition, env_var
+        self.path, self.member = (str(source) if source is not None else f"<{partition} files>"), None
+        where = f"{source} does not exist" if source is not None else f"${env_var} is not set"
+        dest = f"data/sources/{partition}"
+        XRecoDataError.__init__(
+            self,
+            f"no source files for {partition} ({where}): download them with `x-reco fetch {partition} {dest}`,"
+            f" then `export {env_var}=$PWD/{dest}`",
+        )
+
+
 class SchemaError(XRecoDataError):
     def __init__(self, file, line: int | None, field: str | None, detail: str):
         self.file, self.line, self.field, self.detail = str(file), line, field, detail

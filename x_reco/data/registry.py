@@ -20,7 +20,7 @@ from x_reco.common.actions import ACTIONS, action_mask
 from x_reco.data import events as ev
 from x_reco.data import item_features as feats
 from x_reco.data.amazon import read_amazon_kindle
-from x_reco.data.errors import MissingFileError
+from x_reco.data.errors import MissingSourceError
 from x_reco.data.mind import read_mind_small
 from x_reco.data.movielens import ML_1M_SHA256, ML_100K_SHA256, read_movielens_1m, read_movielens_100k
 from x_reco.data.recbole import find_atomic_dir, read_recbole_raw
@@ -296,7 +296,9 @@ def load_raw(partition: str, source: str | Path | None = None, *, synthetic_conf
     if source is None:
         if spec.bundled:
             return spec.read()
-        raise MissingFileError(f"<{partition} files>", None, f"set the source path in config (or ${spec.source_env})")
+        raise MissingSourceError(partition, spec.source_env)
+    if not Path(source).exists():
+        raise MissingSourceError(partition, spec.source_env, source)
     if spec.recbole_fallback and find_atomic_dir(source) is not None:
         return read_recbole_raw(partition, source)
     return spec.read(source)
