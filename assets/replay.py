@@ -37,13 +37,17 @@ def _replay_progress(context):
 
 class ReplayAssetConfig(dg.Config):
     """Days replayed at the end of the world, the weight sets (``world``: the world's own composer, the
-    baseline), the rule set, the user sample (0: every user) and the seed of the sample and page-2 coins."""
+    baseline), the rule set, the user sample (unset: every user) and the seed of the sample and page-2 coins."""
 
-    days: int = pydantic.Field(3, ge=1)
-    weight_sets: list[str] = ["world", "published", "engagement-only", "stakeholder:society"]
-    rules: str = DEFAULT_RULES
-    users: int = pydantic.Field(0, ge=0)
-    seed: int = pydantic.Field(0, ge=0)
+    days: int = pydantic.Field(3, ge=1, description="days replayed at the end of the synthetic world")
+    weight_sets: list[str] = pydantic.Field(
+        [WORLD_POLICY, "published", "engagement-only", "stakeholder:society"],
+        description=f"distinct weight sets that compose the feeds; `{WORLD_POLICY}` is the world's own "
+        "composer (the baseline)",
+    )
+    rules: str = pydantic.Field(DEFAULT_RULES, description="rule set of the candidate pipeline")
+    users: int | None = pydantic.Field(None, ge=1, description="users sampled per day; unset: every user")
+    seed: int = pydantic.Field(0, ge=0, description="seed of the user sample and of the page-2 coins")
 
     @pydantic.model_validator(mode="after")
     def check_fields(self):
@@ -51,7 +55,7 @@ class ReplayAssetConfig(dg.Config):
         for name in self.weight_sets:
             if name != WORLD_POLICY:
                 WeightSet.named(name)
-        ReplayConfig(self.days, self.seed, tuple(self.weight_sets), self.rules, users=self.users or None)
+        ReplayConfig(self.days, self.seed, tuple(self.weight_sets), self.rules, users=self.users)
         return self
 
 
@@ -59,7 +63,6 @@ class ReplayAssetConfig(dg.Config):
     partitions_def=DATASETS,
     group_name="research",
     io_manager_key=DUCKDB,
-    pool="duckdb",
     ins={"serving_model": dg.AssetIn(), "raw_manifest": dg.AssetIn()},
     kinds={"jax", "duckdb"},
 )
@@ -82,7 +85,7 @@ def closed_loop_replay(
         seed=config.seed,
         weight_sets=tuple(config.weight_sets),
         rules=config.rules,
-        users=config.users or None,
+        users=config.users,
     )
     context.log.info(f"replaying {config.days} days x {len(config.weight_sets)} weight sets of {partition}")
     t0 = time.perf_counter()

@@ -16,8 +16,15 @@ class ResearchConfig(dg.Config):
     """Protocols to run and the scale: `auto` is the dataset record's `research_scale`, `smoke`
     (N <= 200, 2 seeds) on `synthetic` and `full` (the published protocol sizes) on real datasets."""
 
-    protocols: list[str] = list(PROTOCOLS)
-    scale: str = "auto"
+    protocols: list[str] = pydantic.Field(
+        list(PROTOCOLS),
+        description=f"Goodhart analysis protocols to run (at least one of {sorted(PROTOCOLS)})",
+    )
+    scale: str = pydantic.Field(
+        "auto",
+        description=f"one of {list(SCALES)}: `auto` takes the dataset record's research_scale, `smoke` "
+        "is N <= 200 with 2 seeds, `full` the published protocol sizes",
+    )
 
     @pydantic.model_validator(mode="after")
     def check_fields(self):
@@ -42,7 +49,6 @@ def _table_md(df: pd.DataFrame, max_rows: int = 40) -> dg.MetadataValue:
     partitions_def=DATASETS,
     group_name="research",
     io_manager_key=DUCKDB,
-    pool="duckdb",
     ins={"raw_interactions": dg.AssetIn(), "raw_items": dg.AssetIn(), "item_features": dg.AssetIn()},
     kinds={"duckdb", "jax"},
 )
@@ -71,7 +77,6 @@ def stakeholder_utilities(
     partitions_def=DATASETS,
     group_name="research",
     io_manager_key=DUCKDB,
-    pool="duckdb",
     check_specs=[
         dg.AssetCheckSpec(
             "labels_consistent",
@@ -96,7 +101,6 @@ def preference_pairs(context: dg.AssetExecutionContext, item_features: pd.DataFr
     partitions_def=DATASETS,
     group_name="research",
     io_manager_key=DUCKDB,
-    pool="duckdb",
     check_specs=[
         dg.AssetCheckSpec(
             "converged",
@@ -150,7 +154,6 @@ def _analysis_asset(name: str, description: str):
         partitions_def=DATASETS,
         group_name="research",
         io_manager_key=DUCKDB,
-        pool="duckdb",
         description=description,
         kinds={"duckdb", "jax"},
         check_specs=[
@@ -194,7 +197,7 @@ labels_not_loss = _analysis_asset(
 data_budget = _analysis_asset("data_budget", "E3: regret recovery vs number of preference pairs, N50/N80")
 
 
-@dg.asset(group_name="research", io_manager_key=DUCKDB, pool="duckdb", kinds={"duckdb"})
+@dg.asset(group_name="research", io_manager_key=DUCKDB, kinds={"duckdb"})
 def audit_toolkit(context: dg.AssetExecutionContext):
     """E4: cosine of platform vs society vectors in the 18-action space; the threshold x* computed.
 

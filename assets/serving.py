@@ -73,10 +73,17 @@ def _progress(context, what: str):
 class ServingModelConfig(dg.Config):
     """The ranker format that serves, and the held-out sample its agreement with f32 is measured on."""
 
-    variant: str = "w8+t8"
-    agreement_users: int = pydantic.Field(64, ge=1)
-    agreement_candidates: int = pydantic.Field(1000, ge=1)  # the §5.6 top-10@1000 gate needs 1000
-    seed: int = pydantic.Field(0, ge=0)
+    variant: str = pydantic.Field(
+        "w8+t8",
+        description=f"ranker format that serves, one of {sorted(VARIANT_BUILDERS)} (w8+t8: INT8 weights and tables)",
+    )
+    agreement_users: int = pydantic.Field(
+        64, ge=1, description="held-out users on which the served variant's ranking is compared with f32"
+    )
+    agreement_candidates: int = pydantic.Field(
+        1000, ge=1, description="candidates per agreement user (the §5.6 top-10@1000 gate needs 1000)"
+    )
+    seed: int = pydantic.Field(0, ge=0, description="seed of the agreement sample")
 
     @pydantic.model_validator(mode="after")
     def check_fields(self):
@@ -186,12 +193,18 @@ def _agreement(block: dict) -> dict:
 class ServedFeedsConfig(dg.Config):
     """A seeded sample of users at their first test-split request times (+ a page 2 on synthetic)."""
 
-    num_users: int = pydantic.Field(100, ge=1)
-    requests_per_user: int = pydantic.Field(3, ge=1)
-    seed: int = pydantic.Field(0, ge=0)
-    rules: str = DEFAULT_RULES
-    weights: str = "published"
-    attribute: bool = True  # the top-3 history events behind every served post (§15.5), one call per request
+    num_users: int = pydantic.Field(100, ge=1, description="users sampled from the test split")
+    requests_per_user: int = pydantic.Field(3, ge=1, description="feed requests served per sampled user")
+    seed: int = pydantic.Field(0, ge=0, description="seed of the user sample and of the page-2 coins")
+    rules: str = pydantic.Field(DEFAULT_RULES, description="rule set of the candidate pipeline (filters, diversity)")
+    weights: str = pydantic.Field(
+        "published", description="weight set that scores the served feeds (a name from x_reco.configs.weights)"
+    )
+    attribute: bool = pydantic.Field(
+        True,
+        description="also attribute each served post to its top-3 history events (§15.5; one more model call "
+        "per request)",
+    )
 
     @pydantic.model_validator(mode="after")
     def check_fields(self):
@@ -218,7 +231,6 @@ def serving_pipeline(storage: StorageResource, partition: str, record: dict, rul
     partitions_def=DATASETS,
     group_name=SERVING,
     io_manager_key=DUCKDB,
-    pool="duckdb",
     deps=["candidate_index", "engagement_events", "raw_interactions", "raw_social"],
     kinds={"jax", "duckdb"},
     check_specs=[
@@ -326,14 +338,18 @@ def _served_metadata(summary: dict, frames: dict, pipeline, funnel: bytes) -> di
 class FeedAuditConfig(dg.Config):
     """Weight sets to re-rank under (empty: the partition's default list) and the bootstrap seed."""
 
-    weight_sets: list[str] = []
-    seed: int = pydantic.Field(0, ge=0)
-    n_boot: int = pydantic.Field(1000, ge=1)
+    weight_sets: list[str] | None = pydantic.Field(
+        None,
+        description="weight sets to re-rank the served requests under; unset: the partition's default list "
+        "(the syncs, engagement-only, and on a generated world its stakeholders and BT-learned sets)",
+    )
+    seed: int = pydantic.Field(0, ge=0, description="seed of the bootstrap")
+    n_boot: int = pydantic.Field(1000, ge=1, description="bootstrap resamples of each confidence interval")
 
     @pydantic.model_validator(mode="after")
     def check_fields(self):
         """A bad field fails the run before any work, with the field, its value and what is allowed."""
-        for name in self.weight_sets:
+        for name in self.weight_sets or []:
             WeightSet.named(name)
         return self
 
@@ -352,7 +368,6 @@ def default_weight_sets(partition: str, bt_sets: dict) -> list:
     partitions_def=DATASETS,
     group_name=SERVING,
     io_manager_key=DUCKDB,
-    pool="duckdb",
     ins={
         "served_feeds": dg.AssetIn(),
         "serving_model": dg.AssetIn(),
@@ -400,7 +415,7 @@ def feed_stakeholder_audit(
     world = dataset_spec(partition).generated  # a generated world has an engagement model to ask
     oracle = WorldOracle.from_manifest(raw_manifest) if world else None
     bt_sets = bt_weight_sets(bt_reward_models["bt_runs"]) if world else {}
-    sets = list(config.weight_sets) or default_weight_sets(partition, bt_sets)
+    sets = list(config.weight_sets or []) or default_weight_sets(partition, bt_sets)
     sets = [bt_sets.get(s.removeprefix("bt:"), s) if isinstance(s, str) and s.startswith("bt:") else s for s in sets]
     audit = stakeholder_audit(
         pipeline,

@@ -7,8 +7,15 @@ every partition in one table filtered by ``partition_expr``, but a partition's c
 columns for synthetic and MovieLens), so the second dataset's insert fails; a rewrite is a DELETE then an
 INSERT outside one transaction, so a failed rewrite leaves the partition empty for downstream loads; and
 the research assets return a dict of tables, which it has no handler for. What stays custom is the table
-layout (``<dataset>.<asset>``, ``CREATE OR REPLACE`` in one transaction); connections come from
-``dagster_duckdb.DuckDBResource``, whose backoff waits while another process holds the file lock.
+layout (``<dataset>.<asset>``, ``CREATE OR REPLACE`` in one transaction).
+
+No Dagster pool serializes DuckDB steps: a step computes with nothing held, and only its connections
+are serialized, by ``x_reco.common.filelock.database_lock``: an exclusive ``flock`` on
+``<database>.lock`` held while the connection is open (a wait over 5 s is logged in the step's log).
+Loads take it exclusively too: they open read-write, because DuckDB refuses a read-only connection in
+a process that still has a read-write one to the same file (dagster-duckdb leaves one open after a
+failed step); the serving store's read-only readers (``x_reco.pipeline.store``) share it. Connections
+come from ``dagster_duckdb.DuckDBResource``, whose backoff still covers an opener outside x-reco.
 
 A step with several DuckDB outputs (``raw_tables``: interactions, items, users, features, truth and the
 social tables) publishes them in one transaction: ``assets.common.publish_after_audit`` numbers them
@@ -23,7 +30,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -33,20 +39,26 @@ from dagster_duckdb import DuckDBResource
 
 from resources.storage import default_root, local_dir
 from x_reco.common.atomic import atomic_file
+from x_reco.common.filelock import database_lock
 from x_reco.common.layout import ARRAYS, RECORDS, WAREHOUSE, schema_for
 from x_reco.data.examples import EngagementSequences
 
 
 @contextmanager
-def duckdb_connection(database: str) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived connection from ``DuckDBResource``, closed even when the block raises (the
+def duckdb_connection(database: str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection under the database's lock, closed even when the block raises (the
     resource closes it only on success, and an open connection keeps the file locked)."""
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
-    with DuckDBResource(database=database).get_connection() as con:
-        try:
-            yield con
-        finally:
-            con.close()
+    with database_lock(database, read_only=read_only, log=dg.get_dagster_logger().warning):
+        opener = (
+            duckdb.connect(database, read_only=True)
+            if read_only
+            else DuckDBResource(database=database).get_connection()
+        )
+        with opener as con:
+            try:
+                yield con
+            finally:
+                con.close()
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ BAD = [
     (BenchmarkConfig, {"grid": "huge"}, "unknown grid 'huge'"),
     (BenchmarkConfig, {"presets": ["xl"]}, "presets=['xl']: unknown ['xl']"),
     (BenchmarkConfig, {"repeats": 0}, "repeats"),
+    (BenchmarkConfig, {"calls": 0}, "calls"),
+    (BenchmarkConfig, {"users": -4}, "users"),
     (ResearchConfig, {"protocols": ["preprnt"]}, "unknown protocols ['preprnt']"),
     (ResearchConfig, {"protocols": []}, "protocols=[] must name at least one"),
     (ResearchConfig, {"scale": "big"}, "scale='big' must be one of"),
@@ -43,6 +45,7 @@ BAD = [
     (FeedAuditConfig, {"n_boot": 0}, "n_boot"),
     (ReplayAssetConfig, {"days": 0}, "days"),
     (ReplayAssetConfig, {"users": -1}, "users"),
+    (ReplayAssetConfig, {"users": 0}, "users"),  # unset (None) means every user; 0 no longer does
     (ReplayAssetConfig, {"weight_sets": ["world", "wrld"]}, "unknown weight set 'wrld'"),
     (ReplayAssetConfig, {"weight_sets": ["world", "world"]}, "distinct weight sets"),
     (ReplayAssetConfig, {"rules": "dec-2026"}, "unknown rule set 'dec-2026'"),
@@ -58,6 +61,26 @@ def test_bad_config_is_rejected_when_built(cls, fields, message):
 @pytest.mark.parametrize("cls", sorted({c for c, _, _ in BAD}, key=lambda c: c.__name__))
 def test_defaults_are_valid(cls):
     cls()
+
+
+DESCRIBED = [BenchmarkConfig, ResearchConfig, ServingModelConfig, ServedFeedsConfig, FeedAuditConfig, ReplayAssetConfig]
+
+
+@pytest.mark.parametrize("cls", DESCRIBED, ids=lambda c: c.__name__)
+def test_every_field_is_described_on_the_launch_form(cls):
+    """The Dagster launchpad shows each field's description: none of these may be left blank."""
+    fields = cls.to_fields_dict()
+    assert set(fields) == set(cls.model_fields)
+    assert not [name for name, field in fields.items() if not field.description]
+
+
+def test_unset_fields_keep_their_default_behaviour():
+    from assets.inference import bench_config
+
+    assert FeedAuditConfig().weight_sets is None and ReplayAssetConfig().users is None
+    demo = bench_config(BenchmarkConfig(), "demo", None, None)
+    assert demo.presets == ("oss-mini",) and demo.calls == 20
+    assert bench_config(BenchmarkConfig(calls=7), "issue", None, None).calls == 7
 
 
 def test_valid_overrides_pass():

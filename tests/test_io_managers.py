@@ -1,12 +1,15 @@
 """Storage contracts: DuckDB tables round-trip per partition and tolerate schema changes
 (dagster#13098), partitions with different columns stay apart, a failed write leaves the previous
-tables in place, two processes writing one DuckDB file both succeed (the single-writer lock of
-dagster#16248), and .npz arrays are written atomically and loaded without pickle. One test re-measures
-why DataFrames do not use dagster-duckdb's own IO manager, so an upgrade that lifts the reason shows."""
+tables in place, two processes writing one DuckDB file at once both succeed (the single-writer lock of
+dagster#16248; no Dagster pool serializes DuckDB steps: every connection takes ``<database>.lock``), a
+reader waits for a writer instead of failing, the serving store's readers share the lock, and .npz
+arrays are written atomically and loaded without pickle. One test re-measures why DataFrames do not
+use dagster-duckdb's own IO manager, so an upgrade that lifts the reason shows."""
 
 import subprocess
 import sys
 import textwrap
+import time
 
 import dagster as dg
 import numpy as np
@@ -15,6 +18,8 @@ import pytest
 
 from resources import DuckDBFrameIOManager
 from resources.io_managers import read_frame, schema_for, write_frame
+from x_reco.common.filelock import file_lock, lock_path
+from x_reco.pipeline.store import _read_tables
 
 TWO_DATASETS = dg.StaticPartitionsDefinition(["synthetic", "movielens-100k"])
 ITEMS = {
@@ -47,6 +52,75 @@ def test_two_processes_write_one_duckdb_file(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code, p]) for p in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert len(read_frame(db, "a", "t")) == len(read_frame(db, "b", "t")) == 15
+
+
+def _hold(db: str, read_only: bool, seconds: float) -> subprocess.Popen:
+    """A process that opens ``db`` (read-write through ``duckdb_connection``, or read-only under the
+    shared lock as the serving store does) and keeps it open ``seconds``."""
+    code = textwrap.dedent(f"""
+        import time, duckdb
+        from resources.io_managers import duckdb_connection
+        from x_reco.common.filelock import database_lock
+        if {read_only}:
+            with database_lock({db!r}, read_only=True), duckdb.connect({db!r}, read_only=True):
+                print("open", flush=True)
+                time.sleep({seconds})
+        else:
+            with duckdb_connection({db!r}) as con:
+                con.execute('CREATE OR REPLACE TABLE synthetic.raw_items AS SELECT 7 AS v')
+                print("open", flush=True)
+                time.sleep({seconds})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "open"
+    return proc
+
+
+def _seed(db: str) -> None:
+    frames = {n: pd.DataFrame({"v": [1]}) for n in ("raw_items", "raw_users", "engagement_events")}
+    for name, frame in frames.items():
+        write_frame(db, "synthetic", name, frame)
+
+
+def test_a_reader_waits_for_a_writer_instead_of_failing(tmp_path):
+    """Past behaviour: a read-only open beside a writer failed at once with DuckDB's "Conflicting lock
+    is held" (``x-reco feed`` during a Dagster run). Now the reader waits and sees the committed table."""
+    db = str(tmp_path / "warehouse.duckdb")
+    _seed(db)
+    writer = _hold(db, read_only=False, seconds=2.0)
+    t0 = time.perf_counter()
+    assert list(read_frame(db, "synthetic", "raw_items")["v"]) == [7]
+    assert time.perf_counter() - t0 > 1.0
+    writer.wait(timeout=60)
+    writer = _hold(db, read_only=False, seconds=2.0)
+    t0 = time.perf_counter()
+    assert list(_read_tables(tmp_path, "synthetic")["raw_items"]["v"]) == [7]  # the serving store's read
+    assert time.perf_counter() - t0 > 1.0
+    assert writer.wait(timeout=60) == 0
+
+
+def test_serving_readers_share_the_lock_and_a_writer_waits_for_them(tmp_path):
+    db = str(tmp_path / "warehouse.duckdb")
+    _seed(db)
+    reader = _hold(db, read_only=True, seconds=2.0)
+    t0 = time.perf_counter()
+    assert list(_read_tables(tmp_path, "synthetic")["raw_users"]["v"]) == [1]
+    assert time.perf_counter() - t0 < 1.5  # DuckDB admits many read-only processes
+    write_frame(db, "synthetic", "raw_users", pd.DataFrame({"v": [2]}))
+    assert time.perf_counter() - t0 > 1.0  # the writer waited for the reader
+    assert reader.wait(timeout=60) == 0
+    assert list(read_frame(db, "synthetic", "raw_users")["v"]) == [2]
+
+
+def test_a_long_wait_for_the_lock_is_logged(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    _seed(db)
+    holder = _hold(db, read_only=False, seconds=1.5)
+    lines: list[str] = []
+    with file_lock(lock_path(db), warn_after_s=0.3, log=lines.append) as waited:
+        assert waited > 0.3
+    assert lines[0].startswith("waiting") and str(lock_path(db)) in lines[0] and lines[-1].startswith("got")
+    assert holder.wait(timeout=60) == 0
 
 
 def test_partitions_with_different_columns_stay_apart(tmp_path):

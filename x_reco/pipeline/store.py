@@ -1,27 +1,31 @@
 """What a feed is served from, read from a storage root that ``make demo`` (or any Dagster run) wrote.
 
 ``load_serving_data(root, partition)`` reads the partition's public tables from the DuckDB warehouse
-(read-only), its engagement sequences and candidate index (.npz), its raw manifest, and the champion
-record naming the checkpoints (``x_reco.common.layout`` has every path). Errors name what is missing
-and how to produce it.
+(read-only, under the shared ``<warehouse>.lock`` of ``x_reco.common.filelock``, so a read waits for a
+Dagster step's write instead of failing), its engagement sequences and candidate index (.npz), its raw
+manifest, and the champion record naming the checkpoints (``x_reco.common.layout`` has every path).
+Errors name what is missing and how to produce it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from x_reco.common.filelock import database_lock
 from x_reco.common.layout import array_path, record_path, schema_for, warehouse_path
 from x_reco.data.examples import EngagementSequences
 from x_reco.data.registry import dataset_spec
 from x_reco.eval.champion import champion_path, read_champion
 
 SOCIAL_ASSET = "raw_social"
+_LOG = logging.getLogger(__name__)
 
 
 class ServingDataError(RuntimeError):
@@ -59,31 +63,38 @@ def _read_tables(root: Path, partition: str) -> dict[str, pd.DataFrame]:
     if not db.exists():
         raise ServingDataError(f"no warehouse at {db}: {_demo_hint(partition)}")
     schema = schema_for(partition)
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.IOException as exc:
-        raise ServingDataError(f"cannot open {db} read-only ({exc}); is a Dagster run writing it?") from exc
-    try:
-        names = {
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]
-            ).fetchall()
-        }
-        need = ("raw_items", "raw_users", "engagement_events")
-        missing = [n for n in need if n not in names]
-        if missing:
-            raise ServingDataError(f"{db} has no tables {missing} in schema {schema!r}: {_demo_hint(partition)}")
-        out = {n: con.execute(f'SELECT * FROM "{schema}"."{n}"').df() for n in need}
-        prefix = f"{SOCIAL_ASSET}__"
-        out["social"] = {
-            n.removeprefix(prefix): con.execute(f'SELECT * FROM "{schema}"."{n}"').df()
-            for n in sorted(names)
-            if n.startswith(prefix)
-        }
-        return out
-    finally:
-        con.close()
+    with database_lock(db, read_only=True, log=_LOG.warning):
+        try:
+            con = duckdb.connect(str(db), read_only=True)
+        except duckdb.IOException as exc:
+            raise ServingDataError(
+                f"cannot open {db} read-only ({exc}); is a process outside x-reco writing it?"
+            ) from exc
+        try:
+            return _select_tables(con, db, schema, partition)
+        finally:
+            con.close()
+
+
+def _select_tables(con, db: Path, schema: str, partition: str) -> dict[str, pd.DataFrame]:
+    names = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]
+        ).fetchall()
+    }
+    need = ("raw_items", "raw_users", "engagement_events")
+    missing = [n for n in need if n not in names]
+    if missing:
+        raise ServingDataError(f"{db} has no tables {missing} in schema {schema!r}: {_demo_hint(partition)}")
+    out = {n: con.execute(f'SELECT * FROM "{schema}"."{n}"').df() for n in need}
+    prefix = f"{SOCIAL_ASSET}__"
+    out["social"] = {
+        n.removeprefix(prefix): con.execute(f'SELECT * FROM "{schema}"."{n}"').df()
+        for n in sorted(names)
+        if n.startswith(prefix)
+    }
+    return out
 
 
 def _object_ids(frame: pd.DataFrame) -> pd.DataFrame:
