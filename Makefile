@@ -10,7 +10,7 @@ DEMO_PARTITION ?= synthetic
 # pytest-xdist workers for `make test` (one per core of the 2-core CI machine).
 TEST_WORKERS ?= 2
 
-.PHONY: install lock demo test test-slow test-gpu ui bench bench-full clean
+.PHONY: install lock demo test test-slow test-services test-gpu ui bench bench-full clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,7 +45,17 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 
-test-slow: $(STAMP)
+# The services the slow tests start themselves: a PostgreSQL server (tests/slow/test_postgres_instance.py)
+# and headless Chromium (tests/slow/test_ui_browser.py). Debian packages, installed when missing.
+test-services:
+	@missing=""; \
+	  { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium chromium-driver"; \
+	  if [ -z "$$missing" ]; then echo "test-services: postgresql and chromium present"; \
+	  elif [ "$$(id -u)" != 0 ]; then echo "test-services: not root, not installing:$$missing (the slow tests that need them fail)"; \
+	  else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+test-slow: $(STAMP) test-services
 	$(BIN)/python -m pytest -q -m slow
 
 # Inference benchmark: raw.json, table.md and latency plots under bench_out/ (reduced CPU grid;
