@@ -1,7 +1,8 @@
 """Benchmark harness (inference spec §5): §3 floors, worker records carry every §5.8 field, one shared
 source digest across variants and processes, repeat flags at 10 %, report files, typed jobs planned
 from a ``BenchConfig`` and each run in a fresh worker process (a failed or dead worker costs only its
-own job); the full CLI run is ``slow``.
+own job), progress reported per configuration while a worker runs (past complaint: the Dagster step
+logged nothing for minutes), and the ``demo`` grid the asset runs by default; the full CLI run is ``slow``.
 """
 
 import dataclasses
@@ -116,6 +117,39 @@ def test_grids_cover_the_issue_rows():
     assert harness.grid_for("large", "issue")["dense"] == [[1, 512, 2048]]
     full = harness.grid_for("oss-mini", "full")
     assert len(full["split"]) == 7 * 4 * 3 and len(full["w8"]) == 3 * 2 * 3
+
+
+def test_demo_grid_times_the_four_serving_paths_and_scores_int8_on_the_trained_ranker_only():
+    demo = harness.grid_for("oss-mini", "demo")
+    assert tuple(demo) == harness.DEMO_VARIANTS and all(shapes == [[1, 127, 256]] for shapes in demo.values())
+    config = harness.BenchConfig.for_grid("demo", presets=("oss-mini",), calls=None, users=7, retrieval=False)
+    assert (config.calls, config.users, config.quality_users) == (20, 7, 32)  # unset: the grid's; given: kept
+    kinds = [j.kind for j in harness.make_jobs(config, "cpu")]
+    assert kinds == ["timing", "timing"]  # no quality on the random-init source
+    trained = harness.BenchConfig.for_grid("demo", checkpoint="ckpt", sequences=toy_seqs(), retrieval=False)
+    quality = [j for j in harness.make_jobs(trained, "cpu") if j.kind == "quality"]
+    assert len(quality) == 1 and quality[0].checkpoint == "ckpt" and quality[0].variants == ("w8+t8",)
+    assert harness.BenchConfig.for_grid("issue").calls == 100 and harness.parse(["--out", "x"])[0].grid == "reduced"
+
+
+def test_progress_counts_every_configuration_once_even_when_labels_are_lost_or_a_job_fails():
+    timing = TimingJob("tiny", {"split": [(1, 11, 64), (2, 11, 64)], "dense": [(1, 11, 64)]})
+    probe = ProbeJob()
+    calls = []
+    tracker = harness._Tracker([timing, probe], lambda *a: calls.append(a))
+    tracker.step(timing, "tiny r0 split B=1 S=11 N=64")
+    tracker.finish(timing, {"error": None})  # two labels still in flight when the job ended
+    tracker.step(timing, "late label")  # ignored: the job is counted
+    tracker.finish(probe, {"error": "worker process died"})
+    assert [(d, t) for d, t, _, _ in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert calls[0][2] == "tiny r0 split B=1 S=11 N=64" and calls[-1][2] == "probe failed"
+    assert all(e >= 0 for *_, e in calls)
+
+
+def test_a_worker_reports_configurations_while_its_job_runs():
+    heard = []
+    results = list(run_jobs([ProbeJob("report"), ProbeJob()], on_report=lambda job, label: heard.append(label)))
+    assert heard == ["first", "second"] and all(records for _, records, _ in results)
 
 
 def test_cli_options_plan_typed_jobs():

@@ -4,8 +4,11 @@ Every job (metadata; timing per preset and repeat; GPU memory probes; quality; r
 fresh worker process (``x_reco.bench.jobs``), timing twice by default so run-to-run differences show;
 the parent never touches the accelerator. Outputs under ``out``: ``raw.json`` (schema_version,
 metadata, every record), ``table.md``, ``latency_vs_candidates.png``, ``latency_vs_history.png``.
-Grids: ``reduced`` (default; < 10 min on a 2-core CPU), ``issue`` (the rows the inference issue asks
-for), ``full`` (the spec §5.2 grid; ``--full``).
+Grids: ``demo`` (the Dagster asset's default: the four serving paths at (B, S, N) = (1, S, 256), trained
+INT8 quality only, with the smaller calls and users of ``GRID_SETTINGS``; about a minute on a 2-core CPU), ``reduced``
+(the CLI's default; < 10 min on a 2-core CPU), ``issue`` (the rows the inference issue asks for),
+``full`` (the spec §5.2 grid; ``--full``). ``run_benchmark(..., progress=...)`` reports each finished
+configuration.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from x_reco.bench import report
 from x_reco.bench.jobs import Job, run_jobs
@@ -29,7 +34,21 @@ from x_reco.data.examples import EngagementSequences
 SCHEMA_VERSION = 1
 PRESET_S = {"oss-mini": 127, "large": 512, "tiny": 11, "reference-mini": 32}
 OTHER = ("chunked-64", "cached", "bf16w", "w8", "w8+t8")
-GRIDS = ("reduced", "issue", "full")
+GRIDS = ("demo", "reduced", "issue", "full")
+DEMO_VARIANTS = ("dense", "split", "cached", "w8+t8")
+# What a grid changes in BenchConfig's defaults (``BenchConfig.for_grid``): the demo times fewer calls
+# and users (its records say "protocol": not ok), and scores INT8 quality on the trained ranker only.
+GRID_SETTINGS: dict[str, dict] = {
+    "demo": {
+        "calls": 20,
+        "users": 16,
+        "quality_users": 32,
+        "quality_candidates": 256,
+        "quality_variants": ("w8+t8",),
+        "preset_quality": False,
+    }
+}
+Progress = Callable[[int, int, str, float], None]  # (done, total, label, elapsed_s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +60,8 @@ class BenchConfig:
     ``restore_checkpoint`` directory) adds a quality job on trained weights whose users come from
     ``sequences``: an ``EngagementSequences`` value or its ``.npz`` path. ``pipelined`` defaults to 200
     back-to-back calls on GPU and 0 on CPU; ``retrieval_batch`` to 1 on CPU and 1, 16 on GPU.
+    ``quality_variants`` (default: every ``QUALITY_VARIANTS``) are scored against ref-f32; ``preset_quality``
+    also scores them on the random-init ``oss-mini`` source (the trained job needs ``checkpoint``).
     """
 
     grid: str = "reduced"
@@ -57,6 +78,8 @@ class BenchConfig:
     sequences: EngagementSequences | str | None = None
     quality_users: int = 200
     quality_candidates: int = 1000
+    quality_variants: tuple[str, ...] | None = None
+    preset_quality: bool = True
     quality: bool = True
     retrieval: bool = True
     timing: bool = True
@@ -74,6 +97,12 @@ class BenchConfig:
             raise ValueError("checkpoint and sequences go together")
         if self.repeats < 1 or self.calls < 1:
             raise ValueError(f"repeats ({self.repeats}) and calls ({self.calls}) must be >= 1")
+
+    @classmethod
+    def for_grid(cls, grid: str, **fields) -> BenchConfig:
+        """``grid`` with its ``GRID_SETTINGS``; ``fields`` given as None take the grid's (or the class's) default."""
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cls(grid=grid, **{**GRID_SETTINGS.get(grid, {}), **given})
 
     def settings(self) -> dict:
         """JSON-able settings for ``raw.json`` (in-memory sequences are named, not copied)."""
@@ -104,6 +133,8 @@ def grid_for(preset: str, grid: str) -> dict[str, list[list[int]]]:
             rows.update({v: [(1, s, n)] for v in ("ref-f32", "chunked-64", "bf16w", "w8")})
         rows["split"] += [(16, s, 500), (64, s, 500)] if preset != "large" else [(16, s, 500)]
         return _grid(rows)
+    if grid == "demo":  # the Dagster asset's default: one point per serving path, ~1 min on 2 CPU cores
+        return _grid({v: [(1, 128 if preset == "large" else s, 256)] for v in DEMO_VARIANTS})
     if preset == "large":  # reduced CPU grid: one short-history point per path
         return _grid({"dense": [(1, 128, 64)], "split": [(1, 128, 64)]})
     rows = {
@@ -222,8 +253,10 @@ def _timing_jobs(config: BenchConfig, gpu: bool, rows: Mapping[str, int], pipeli
 
 def _quality_jobs(config: BenchConfig, rows: Mapping[str, int]) -> list[QualityJob]:
     common = {"users": config.quality_users, "candidates": config.quality_candidates, "seed": config.seed}
+    if config.quality_variants is not None:
+        common["variants"] = tuple(config.quality_variants)
     jobs = []
-    if "oss-mini" in config.presets:
+    if "oss-mini" in config.presets and config.preset_quality:
         jobs.append(
             QualityJob(preset="oss-mini", table_rows=rows.get("oss-mini"), source_cache=config.source_cache, **common)
         )
@@ -293,12 +326,42 @@ def _protocol(config: BenchConfig, record: dict) -> dict:
     return {"ok": not problems, "problems": problems}
 
 
-def _run_all(config: BenchConfig, out: Path) -> tuple[dict, list[dict], list[dict], str]:
+def _units(job: Job) -> int:
+    """Configurations a job reports: each (variant, shape) of a timing job; one for any other job."""
+    return sum(len(shapes) for _, shapes in job.grid) if isinstance(job, TimingJob) else 1
+
+
+class _Tracker:
+    """Feeds ``progress(done, total, label, elapsed_s)``: timing configurations as their worker reports
+    them, the rest of a job's configurations (other kinds, labels lost in flight, failures) when it ends."""
+
+    def __init__(self, jobs: list[Job], progress: Progress | None):
+        self.progress, self.t0, self.done = progress, time.perf_counter(), 0
+        self.left = {id(j): _units(j) for j in jobs}
+        self.total = sum(self.left.values())
+
+    def step(self, job: Job, label: str) -> None:
+        if self.left[id(job)] > 0:
+            self.left[id(job)] -= 1
+            self.done += 1
+            if self.progress is not None:
+                self.progress(self.done, self.total, label, time.perf_counter() - self.t0)
+
+    def finish(self, job: Job, log: dict) -> None:
+        label = f"{job.kind} {getattr(job, 'preset', None) or ''}".strip() + (" failed" if log["error"] else "")
+        while self.left[id(job)] > 0:
+            self.step(job, label)
+
+
+def _run_all(config: BenchConfig, out: Path, progress: Progress | None) -> tuple[dict, list[dict], list[dict], str]:
     """Metadata first (it names the backend the jobs are planned for), then every job; raw.json after each."""
     _, records, log = next(run_jobs([MetadataJob(config.device_label)]))
     metadata, logs, all_records = (records[0] if records else {}), [log], []
     backend = metadata.get("backend", "cpu")
-    for _, records, log in run_jobs(make_jobs(config, backend)):
+    jobs = make_jobs(config, backend)
+    tracker = _Tracker(jobs, progress)
+    for job, records, log in run_jobs(jobs, on_report=tracker.step if progress is not None else None):
+        tracker.finish(job, log)
         logs.append(log)
         all_records += records
         partial = {
@@ -312,8 +375,13 @@ def _run_all(config: BenchConfig, out: Path) -> tuple[dict, list[dict], list[dic
     return metadata, logs, all_records, backend
 
 
-def run_benchmark(config: BenchConfig, out: str | Path, *, command: list[str] | None = None) -> dict:
+def run_benchmark(
+    config: BenchConfig, out: str | Path, *, command: list[str] | None = None, progress: Progress | None = None
+) -> dict:
     """Run the benchmark into ``out``; the one entry point of the CLI and the Dagster asset.
+
+    ``progress(done, total, label, elapsed_s)`` is called after each timed configuration (and each
+    quality, memory or retrieval job), in this process.
 
     Returns the dict written to ``out/raw.json`` plus ``raw["paths"]`` (raw.json, table.md, plots) and
     ``raw["headline"]`` (``report.headline``: flat numeric p50/p90/p99 per configuration, device, digests).
@@ -321,7 +389,7 @@ def run_benchmark(config: BenchConfig, out: str | Path, *, command: list[str] | 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    metadata, logs, records, backend = _run_all(config, out)
+    metadata, logs, records, backend = _run_all(config, out, progress)
     for r in records:
         if r.get("kind", "timing") in ("timing", "retrieval"):
             r["protocol"] = _protocol(config, r)
@@ -357,6 +425,13 @@ def run_benchmark(config: BenchConfig, out: str | Path, *, command: list[str] | 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     config, out = parse(argv)
-    raw = run_benchmark(config, out, command=[sys.executable, "-m", "x_reco.bench", *argv])
+    with tqdm(desc="benchmark", unit="config", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int, label: str, elapsed_s: float) -> None:
+            bar.total = total
+            bar.set_postfix_str(label, refresh=False)
+            bar.update(done - bar.n)
+
+        raw = run_benchmark(config, out, command=[sys.executable, "-m", "x_reco.bench", *argv], progress=progress)
     print((out / "table.md").read_text())
     return raw

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 
-from x_reco.bench.jobs import execute
+from x_reco.bench.jobs import execute, report
 from x_reco.bench.workload import bench_config, bench_source, synthetic_requests
 from x_reco.inference.cache import PrefixCache
 from x_reco.inference.engine import abstract_batch, aot_compile, make_score_fn, memory_analysis, to_device
@@ -336,6 +336,7 @@ def run_timing(job: TimingJob) -> list[dict]:
         for b, s, n in shapes:
             print(f"[{job.preset} r{job.repeat}] {name} B={b} S={s} N={n}", file=sys.stderr, flush=True)
             records.append(time_config(sm, params, spec, b, s, n, job))
+            report(f"{job.preset} r{job.repeat} {name} B={b} S={s} N={n}")
         del params, sm
         gc.collect()
     return records
