@@ -119,6 +119,32 @@ def _cmd_feed(args) -> int:
     return 0
 
 
+def _cmd_champion(args) -> int:
+    """Show a dataset's champion and the ones it replaced; ``--rollback`` restores the previous one."""
+    from x_reco.common.layout import default_root
+    from x_reco.eval.champion import champion_history, champion_path, read_champion, rollback_champion
+
+    path = champion_path(args.storage or default_root(), args.dataset)
+    if args.rollback:
+        try:
+            rollback_champion(path)
+        except ValueError as exc:
+            print(f"x-reco champion: {exc}", file=sys.stderr)
+            return 1
+        print(f"rolled back: {path} is the previous champion again")
+    current = read_champion(path)
+    if current is None:
+        print(f"{args.dataset} has no champion yet ({path}): model_evaluation promotes one when its checks pass")
+        return 1
+    history = champion_history(path)
+    for label, record in [("champion", current), *[(f"before -{k}", r) for k, r in enumerate(history[::-1], 1)]]:
+        print(
+            f"{label:>10}  {record['metric_name']} {record['metric']:.4f}  retriever {record['retriever']}  "
+            f"ranker {record['ranker']}"
+        )
+    return 0
+
+
 def _json_default(value):
     import numpy as np
 
@@ -170,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ledger", action="store_true", help="with --json: the fate of every retrieved candidate")
     p.add_argument("--storage", default="", help="storage root (default: $XRECO_DATA_ROOT, else ./data)")
     p.set_defaults(func=_cmd_feed)
+
+    p = sub.add_parser("champion", help="show a dataset's champion models and history; --rollback restores the last")
+    p.add_argument("--dataset", default=DEFAULT_PARTITION, choices=PARTITIONS)
+    p.add_argument("--rollback", action="store_true", help="make the champion it replaced the champion again")
+    p.add_argument("--storage", default="", help="storage root (default: $XRECO_DATA_ROOT, else ./data)")
+    p.set_defaults(func=_cmd_champion)
 
     args = parser.parse_args(argv)
     return args.func(args)

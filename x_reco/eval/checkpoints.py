@@ -4,12 +4,15 @@ The one function behind both the Dagster ``model_evaluation`` asset and ``python
 x_reco.training.run --champions DIR``: restore the exported checkpoints, evaluate them on the test
 split (``x_reco.eval.report``), replay their logged validation metrics, and write the champion record
 only when the audit passed (the retriever beats popularity, the replay reproduces) and the new
-models beat the current champion (write-audit-publish: a failed audit publishes nothing).
+models beat the current champion (write-audit-publish: a failed audit publishes nothing). The
+champion is judged on the same evaluation as the candidates: its retriever is re-evaluated on this
+test split, since the score it was promoted with came from an earlier test day when data moves on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +28,10 @@ from x_reco.eval.report import (
     replay_validation,
     require_examples,
 )
+from x_reco.eval.retrieval import evaluate_retrieval
 from x_reco.models.checkpoint import restore_checkpoint
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +66,7 @@ def evaluate_checkpoints(
     logged_val: Mapping[str, Mapping[str, float | None]] | None = None,
     champion_file: str | Path | None = None,
     two_stage_weights: Mapping[str, object] | None = None,
+    evaluated_on: Mapping[str, Any] | None = None,
 ) -> EvaluationOutcome:
     """Evaluate, audit and maybe promote the checkpoints at ``retriever_path`` and ``ranker_path``.
 
@@ -70,6 +77,7 @@ def evaluate_checkpoints(
         ``val_metrics`` each checkpoint's metadata logged.
       champion_file: the champion record to update (``champion.champion_path``); None leaves every
         champion alone.
+      evaluated_on: a description of this evaluation (data digest, clock) kept in a new champion's record.
     """
     require_examples(seqs, (Split.VAL, Split.TEST))
     retriever, retriever_meta = restore_checkpoint(retriever_path)
@@ -91,6 +99,33 @@ def evaluate_checkpoints(
         current = read_champion(champion_file)
         return dataclasses.replace(outcome, champion={"promoted": False, **(current or {"metric": math.nan})})
     champion = promote_champion(
-        champion_file, evaluation.primary("retriever", PRIMARY_METRIC), str(retriever_path), str(ranker_path)
+        champion_file,
+        evaluation.primary("retriever", PRIMARY_METRIC),
+        str(retriever_path),
+        str(ranker_path),
+        champion_metric=champion_on_split(seqs, read_champion(champion_file), retriever_path, catalogue_window_s),
+        evaluated_on=evaluated_on,
     )
     return dataclasses.replace(outcome, champion=champion)
+
+
+def champion_on_split(
+    seqs: EngagementSequences,
+    champion: Mapping[str, Any] | None,
+    candidate_retriever: str | Path,
+    catalogue_window_s: float | None,
+) -> float | None:
+    """The champion retriever's ``PRIMARY_METRIC`` on ``seqs``' test split; None when there is no
+    champion, it is the candidate itself, or its checkpoint no longer restores against this data
+    (then its recorded score is what the candidate must beat)."""
+    if champion is None or Path(champion["retriever"]).resolve() == Path(candidate_retriever).resolve():
+        return None
+    try:
+        model, _ = restore_checkpoint(champion["retriever"])
+        metrics = evaluate_retrieval(model, seqs, Split.TEST, catalogue_window_s=catalogue_window_s)
+    except (OSError, ValueError) as exc:  # pruned, or trained on another HashSpec
+        log.warning(
+            "champion retriever %s not re-evaluated (%s); its recorded score stands", champion["retriever"], exc
+        )
+        return None
+    return float(metrics[PRIMARY_METRIC])

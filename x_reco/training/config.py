@@ -51,6 +51,8 @@ class TrainConfig:
     ``eval_every`` steps and at the end (``selection_metric``, higher is better; default
     ``masked_ndcg@10`` for the retriever, ``mean_auc`` for the ranker): early stopping without
     stopping, so a run longer than the data supports does not export an overfit model.
+    With ``init_checkpoint`` the run warm-starts: the parameters of that exported model (same kind
+    and shapes) replace the seeded initialization; the optimizer state starts fresh.
     ``mask_sampled_negative_actions`` drops the ranker's negative-action labels on sampled negatives
     (see ``data.make_labels``); the default keeps the spec's all-zero rows.
     """
@@ -78,6 +80,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
+    init_checkpoint: str | None = None  # an exported model (``model/`` dir) to warm-start from
 
     def __post_init__(self):
         if isinstance(self.model_overrides, Mapping):

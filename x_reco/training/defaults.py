@@ -73,13 +73,23 @@ def catalogue_window_s(manifest: Mapping[str, Any]) -> float | None:
     return float(hours) * 3600 if hours else None
 
 
+WARM_START_FRACTION = 3  # a warm start trains a third of the partition's step budget
+
+
 def default_train_config(
-    partition: str, kind: str, *, catalogue_window_s: float | None = None, **overrides: Any
+    partition: str,
+    kind: str,
+    *,
+    catalogue_window_s: float | None = None,
+    init_checkpoint: str | None = None,
+    **overrides: Any,
 ) -> TrainConfig:
     """TrainConfig for ``kind`` in {"retriever", "ranker"} on ``partition``, with field overrides.
 
     ``catalogue_window_s``: where a feed only serves recent posts (the synthetic world's recency
     window), the retriever trains with negatives from that window (``negative_window_s``).
+    ``init_checkpoint``: warm-start from that exported model (the champion, when retraining on new
+    data) for a third of the step budget, with a proportionally shorter warmup and evaluation cadence.
     """
     if kind not in TUNED:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(TUNED)}")
@@ -87,6 +97,13 @@ def default_train_config(
     base.update(BUDGETS[dataset_spec(partition).train_budget](kind, base))
     if kind == "retriever" and catalogue_window_s:
         base["negative_window_s"] = float(catalogue_window_s)
+    if init_checkpoint:
+        steps = max(base["num_steps"] // WARM_START_FRACTION, 2)
+        base.update(
+            num_steps=steps, warmup_steps=min(base["warmup_steps"], steps // 5), init_checkpoint=init_checkpoint
+        )
+        if base.get("eval_every", 0) >= steps:
+            base["eval_every"] = max(steps // 2, 1)
     base.update(overrides)
     return TrainConfig.from_dict(base)
 

@@ -254,6 +254,18 @@ def _build(task: _Task, model_config, cfg: TrainConfig) -> tuple[nnx.Module, nnx
     return model, make_optimizer(model, cfg)
 
 
+def _warm_start(model: nnx.Module, path: str, task: _Task) -> None:
+    """Copy the parameters of the exported model at ``path`` into ``model`` (same kind and shapes)."""
+    source, _ = restore_checkpoint(path)
+    if not isinstance(source, task.model_cls):
+        raise ValueError(f"init_checkpoint {path} is a {type(source).__name__}, this run trains a {task.kind}")
+    want = jax.tree.map(lambda a: (a.shape, a.dtype), nnx.state(model, nnx.Param))
+    have = jax.tree.map(lambda a: (a.shape, a.dtype), nnx.state(source, nnx.Param))
+    if want != have:
+        raise ValueError(f"init_checkpoint {path} has other parameter shapes than this run's {task.kind} config")
+    nnx.update(model, nnx.state(source, nnx.Param))
+
+
 def _new_record(task: _Task, seqs, cfg: TrainConfig, model_config) -> dict[str, Any]:
     return {
         "model_kind": task.kind,
@@ -298,7 +310,10 @@ def _fit_locked(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progr
     ckpts = TrainCheckpoints(ckpt_dir, cfg.keep_checkpoints)
     resumed_from = ckpts.latest_step()
     if resumed_from is None:
-        graphdef, state = nnx.split(_build(task, model_config, cfg))
+        built = _build(task, model_config, cfg)
+        if cfg.init_checkpoint:
+            _warm_start(built[0], cfg.init_checkpoint, task)
+        graphdef, state = nnx.split(built)
         record = _new_record(task, seqs, cfg, model_config)
     else:
         graphdef, abstract = nnx.split(nnx.eval_shape(lambda: _build(task, model_config, cfg)))
