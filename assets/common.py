@@ -6,11 +6,17 @@ from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
+from resources import NamedPartitions
 from x_reco.common.plotting import png_markdown
 from x_reco.data.quality import SuiteResult
 from x_reco.data.registry import PARTITIONS
+from x_reco.data.synthetic.stream import DAY_KEYS
 
-DATASETS = dg.StaticPartitionsDefinition(list(PARTITIONS))
+# NamedPartitions: an unknown key on the command line is one line naming the valid ones.
+DATASETS = NamedPartitions(list(PARTITIONS))
+# The simulated days of the streamed world (ISO dates of its clock). Static, not daily: simulated days
+# are not wall-clock days, and a static mapping sends every day to the one streamed dataset partition.
+WORLD_DAYS = NamedPartitions(list(DAY_KEYS))
 DUCKDB = "duckdb_io_manager"
 NPZ = "npz_io_manager"
 

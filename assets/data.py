@@ -7,6 +7,7 @@ import pandas as pd
 import pydantic
 
 from assets.common import DATASETS, DUCKDB, NPZ, check_result, image, publish_after_audit
+from assets.stream import STREAM_AUTOMATION, WORLD_DAY_DEP, stream_clock
 from resources import DatasetSourcesResource
 from x_reco.data import quality, summary
 from x_reco.data.events import build_events
@@ -15,6 +16,7 @@ from x_reco.data.registry import ExampleKind, SplitRule, dataset_spec, load_raw
 from x_reco.data.sequences import SequenceConfig, build_sequences
 from x_reco.data.synthetic import SOCIAL_TABLES
 from x_reco.data.synthetic.config import WorldConfig
+from x_reco.data.synthetic.stream import day_number
 from x_reco.data.tables import RawTables
 from x_reco.data.truth import truth_table
 
@@ -35,47 +37,92 @@ RAW_CHECKS = [
 
 
 class RawDataConfig(dg.Config):
-    """Which source to read; for `synthetic`, the world size and seed."""
+    """Which source to read; for the generated world, its size, seed and clock."""
 
-    synthetic_size: str = "small"
-    synthetic_seed: int = pydantic.Field(-1, ge=-1)  # -1: the size's seed
-    source_path: str = ""  # overrides DatasetSourcesResource for this run
+    synthetic_size: str = pydantic.Field(
+        "small", description="Generated world: tiny | small (the demo) | default | large (WorldConfig sizes)"
+    )
+    synthetic_seed: int | None = pydantic.Field(
+        None, ge=0, description="Generated world: its seed; empty = the size's own seed"
+    )
+    source_path: str | None = pydantic.Field(
+        None, description="Files of a downloaded dataset; empty = the sources resource (XRECO_SOURCE_<NAME>)"
+    )
+    clock_day: str | None = pydantic.Field(
+        None,
+        description="Streamed world: read it as of the end of this simulated day (ISO date, e.g. 2024-01-08); "
+        "empty = the days that arrived (world_day), or the whole world when none did",
+    )
+    window_days: int | None = pydantic.Field(
+        None, ge=3, description="Streamed world: keep only the last N days of impressions; empty = every day"
+    )
 
     @pydantic.model_validator(mode="after")
     def check_fields(self):
         """A bad field fails the run before any work, with the field, its value and what is allowed."""
         WorldConfig.from_dict({"size": self.synthetic_size})
+        if self.clock_day is not None:
+            day_number(self.clock_day)
         return self
+
+    def world(self) -> dict:
+        """The generator config of the synthetic world these fields name."""
+        return {"size": self.synthetic_size} | (
+            {"seed": self.synthetic_seed} if self.synthetic_seed is not None else {}
+        )
 
 
 @dg.multi_asset(
     outs={
-        "raw_interactions": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Canonical interactions"),
-        "raw_items": dg.AssetOut(
-            io_manager_key=DUCKDB, kinds={"duckdb"}, description="Items with the dataset's columns"
+        "raw_interactions": dg.AssetOut(
+            is_required=False,
+            automation_condition=STREAM_AUTOMATION,
+            io_manager_key=DUCKDB,
+            kinds={"duckdb"},
+            description="Canonical interactions",
         ),
-        "raw_users": dg.AssetOut(io_manager_key=DUCKDB, kinds={"duckdb"}, description="Users"),
+        "raw_items": dg.AssetOut(
+            is_required=False,
+            automation_condition=STREAM_AUTOMATION,
+            io_manager_key=DUCKDB,
+            kinds={"duckdb"},
+            description="Items with the dataset's columns",
+        ),
+        "raw_users": dg.AssetOut(
+            is_required=False,
+            automation_condition=STREAM_AUTOMATION,
+            io_manager_key=DUCKDB,
+            kinds={"duckdb"},
+            description="Users",
+        ),
         "item_features": dg.AssetOut(
+            is_required=False,
+            automation_condition=STREAM_AUTOMATION,
             io_manager_key=DUCKDB,
             kinds={"duckdb"},
             description="D-dim item features in [0, 1] and the reward-modelling pool (datasets §8)",
         ),
         "world_truth": dg.AssetOut(
+            is_required=False,
+            automation_condition=STREAM_AUTOMATION,
             io_manager_key=DUCKDB,
             kinds={"duckdb"},
             description="Synthetic ground truth (archetypes, topics, true probabilities); "
             "only diagnostics may read it. Empty for real datasets.",
         ),
         "raw_social": dg.AssetOut(
+            is_required=False,
+            automation_condition=STREAM_AUTOMATION,
             io_manager_key=DUCKDB,
             kinds={"duckdb"},
-            is_required=False,
             description="The synthetic world's follow graph and social tables (authors, follows, text, links, media, "
             "paywalls, post events, safety, "
             "muted keywords, blocks; candidate-pipeline spec §14) as raw_social__<name>: the candidate "
             "pipeline reads them, training never does. Only the synthetic partition has them.",
         ),
         "raw_manifest": dg.AssetOut(
+            is_required=False,
+            automation_condition=STREAM_AUTOMATION,
             kinds={"json"},
             description="The source's manifest (checksums, counts, generator config and seeds, split cutoffs); "
             "events, training and evaluation read the synthetic world's clock and recency window "
@@ -85,18 +132,24 @@ class RawDataConfig(dg.Config):
     partitions_def=DATASETS,
     group_name="data",
     check_specs=RAW_CHECKS,
-    pool="duckdb",
+    deps=[WORLD_DAY_DEP],
+    can_subset=True,
 )
 def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig, sources: DatasetSourcesResource):
-    """Read one dataset partition into canonical tables and validate them."""
+    """Read one dataset partition into canonical tables and validate them. Each table can be
+    selected alone (``dg launch --assets raw_items``); the tables of one run publish together."""
     partition = context.partition_key
     spec = dataset_spec(partition)
     source = config.source_path or sources.source_for(partition)
-    synthetic = {"size": config.synthetic_size} | (
-        {"seed": config.synthetic_seed} if config.synthetic_seed >= 0 else {}
-    )
+    clock = stream_clock(context, config.clock_day, config.world()) if spec.streamed else None
     context.log.info(f"reading {partition} from {source or 'the default source'}")
-    raw = load_raw(partition, source, synthetic_config=synthetic if spec.generated else None)
+    raw = load_raw(
+        partition,
+        source,
+        synthetic_config=config.world() if spec.generated else None,
+        clock_day=clock,
+        window_days=config.window_days if spec.streamed else None,
+    )
     n_users = len(raw.users)
     manifest = _json_safe(raw.manifest)
     features = build_item_features(raw)
@@ -139,7 +192,9 @@ def raw_tables(context: dg.AssetExecutionContext, config: RawDataConfig, sources
             },
         )
     )  # the full manifest is the output
-    yield from publish_after_audit(context, outputs, _raw_checks(partition, spec, raw, features))
+    selected = context.op_execution_context.selected_output_names
+    checks = [c for c in _raw_checks(partition, spec, raw, features) if c.asset_key.path[-1] in selected]
+    yield from publish_after_audit(context, [o for o in outputs if o.output_name in selected], checks)
 
 
 def _raw_checks(partition: str, spec, raw: RawTables, features: pd.DataFrame) -> list[dg.AssetCheckResult]:
@@ -184,8 +239,8 @@ def _json_safe(obj):
             description="S3-S5: per-user order, split order, binary actions",
         )
     ],
-    pool="duckdb",
     kinds={"duckdb", "pandas"},
+    automation_condition=STREAM_AUTOMATION,
 )
 def engagement_events(
     context: dg.AssetExecutionContext, raw_interactions: pd.DataFrame, raw_items: pd.DataFrame, raw_manifest: dict
@@ -234,6 +289,7 @@ class SequenceBuildConfig(dg.Config):
         )
     ],
     kinds={"numpy"},
+    automation_condition=STREAM_AUTOMATION,
 )
 def engagement_sequences(
     context: dg.AssetExecutionContext,

@@ -10,6 +10,7 @@ import pydantic
 
 from assets.common import DATASETS, DUCKDB, image
 from resources import StorageResource
+from resources.tags import BENCH_GRID_TAG
 from x_reco.bench.harness import GRIDS, PRESET_S, BenchConfig, run_benchmark
 from x_reco.common.atomic import atomic_dir
 from x_reco.data.examples import EngagementSequences
@@ -17,7 +18,6 @@ from x_reco.training.progress import throttled
 
 # A run tag naming the grid where the config leaves it unset: `bench_job` sets it, because `dg launch`
 # sends an empty run config that replaces a job's default config (tags are kept).
-BENCH_GRID_TAG = "x_reco/bench_grid"
 DEFAULT_GRID = "demo"
 
 

@@ -8,7 +8,8 @@ from assets import models as model_assets
 from assets import replay as replay_assets
 from assets import research as research_assets
 from assets import serving as serving_assets
-from jobs import JOBS, SCHEDULES
+from assets import stream as stream_assets
+from jobs import JOBS, SCHEDULES, SENSORS
 from jobs.preflight import preflight_executor
 from resources import DatasetSourcesResource, DuckDBFrameIOManager, JsonIOManager, NpzIOManager, StorageResource
 
@@ -26,10 +27,11 @@ def build_resources() -> dict:
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(
-        [data_assets, inference_assets, model_assets, research_assets, serving_assets, replay_assets]
+        [stream_assets, data_assets, inference_assets, model_assets, research_assets, serving_assets, replay_assets]
     ),
     jobs=JOBS,
     schedules=SCHEDULES,
+    sensors=SENSORS,
     resources=build_resources(),
     executor=preflight_executor,  # the run config of every step is validated before the first starts
 )

@@ -17,7 +17,7 @@ from assets.research import ResearchConfig
 from assets.serving import FeedAuditConfig, ServedFeedsConfig, ServingModelConfig
 
 BAD = [
-    (ModelTrainConfig, {"num_steps": -5}, "num_steps=-5 must be >= 1, or 0 for the partition's default"),
+    (ModelTrainConfig, {"num_steps": -5}, "num_steps=-5 must be >= 1, or empty for the partition's default"),
     (ModelTrainConfig, {"overrides_json": '{"batch_size": 0}'}, "batch_size=0 must be >= 1"),
     (ModelTrainConfig, {"overrides_json": '{"preset": "huge"}'}, "preset='huge': unknown preset"),
     (ModelTrainConfig, {"overrides_json": '{"select_best": "maybe"}'}, "select_best='maybe' must be True or False"),
@@ -99,4 +99,4 @@ def test_materialize_fails_before_the_step_body_runs():
     result = dg.materialize([probe], run_config={"ops": {"probe": {"config": {"num_steps": -5}}}}, raise_on_error=False)
     assert not result.success and ran == []
     failure = result.get_step_failure_events()[0].step_failure_data.error
-    assert "num_steps=-5 must be >= 1, or 0 for the partition's default" in str(failure)
+    assert "num_steps=-5 must be >= 1, or empty for the partition's default" in str(failure)

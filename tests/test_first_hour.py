@@ -119,11 +119,17 @@ def _runs(home: Path) -> list[tuple[str, str]]:
         return con.execute("SELECT pipeline_name, status FROM runs").fetchall()
 
 
+def test_the_root_instance_yaml_is_the_deploy_one_stored_in_the_project():
+    import yaml
+
+    root = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    deploy = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+    assert root.pop("storage") == {"sqlite": {"base_dir": ".dagster_home"}}
+    assert root.pop("local_artifact_storage")["config"] == {"base_dir": ".dagster_home"}
+    assert root == deploy
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (ROOT / "dagster.yaml").is_file(),
-    reason="needs the root dagster.yaml that points dagster's DAGSTER_HOME-less instance at .dagster_home",
-)
 def test_plain_dg_launch_records_its_run_in_the_project_instance(tmp_path):
     project = tmp_path / "project"  # a copy: the checkout's own .dagster_home is left alone
     ignore = shutil.ignore_patterns(".venv", ".git", ".dagster_home", "data", "*.egg-info", ".*cache*", "__pycache__")

@@ -104,6 +104,7 @@ class DatasetSpec:
     train_budget: str = "tuned"  # ``x_reco.training.defaults.BUDGETS``
     research_scale: str = "full"  # "smoke" or "full" protocol sizes when a run asks for "auto"
     scheduled_retrain: bool = False  # retrained weekly (needs no download)
+    streamed: bool = False  # arrives day by day (``world_day``); ``load_raw(clock_day=k)`` cuts it
     downloads: tuple[Download, ...] = ()
 
     def __post_init__(self):
@@ -162,6 +163,7 @@ _SPECS = (
         train_budget="demo",
         research_scale="smoke",
         scheduled_retrain=True,
+        streamed=True,
     ),
     DatasetSpec(
         "movielens-100k",
@@ -266,6 +268,8 @@ _SPECS = (
 REGISTRY: Mapping[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}
 PARTITIONS: tuple[str, ...] = tuple(REGISTRY)
 DEFAULT_PARTITION = PARTITIONS[0]  # generated: needs no download
+# The partition that arrives day by day (the ``world_day`` asset feeds it); one, or the graph changes.
+(STREAM_PARTITION,) = (p for p in PARTITIONS if REGISTRY[p].streamed)
 TUNING_PARTITION = "movielens-100k"  # the default training configs were tuned on it
 
 
@@ -277,7 +281,14 @@ def dataset_spec(partition: str) -> DatasetSpec:
         raise ValueError(f"unknown partition {partition!r}; expected one of {PARTITIONS}") from None
 
 
-def load_raw(partition: str, source: str | Path | None = None, *, synthetic_config: Any = None) -> RawTables:
+def load_raw(
+    partition: str,
+    source: str | Path | None = None,
+    *,
+    synthetic_config: Any = None,
+    clock_day: int | None = None,
+    window_days: int | None = None,
+) -> RawTables:
     """Raw tables of ``partition``.
 
     Args:
@@ -285,12 +296,23 @@ def load_raw(partition: str, source: str | Path | None = None, *, synthetic_conf
       source: path to the partition's files (archive, folder or RecBole atomic folder); ``None`` is
         allowed for generated datasets and for bundled ones (ML-100K: the RecBole wheel copy).
       synthetic_config: the world generator's config; only for generated datasets.
+      clock_day, window_days: for a streamed dataset, the world as of the end of day ``clock_day``
+        with a training window of ``window_days`` days (``synthetic.stream.cut_world``); None: the
+        whole world.
     """
     spec = dataset_spec(partition)
+    if (clock_day is not None or window_days is not None) and not spec.streamed:
+        raise ValueError(f"the {partition} partition does not arrive day by day; clock_day is for streamed ones")
     if spec.generated:
         if source is not None:
             raise ValueError(f"the {partition} partition is generated; it takes no source path")
-        return spec.read(synthetic_config)
+        raw = spec.read(synthetic_config)
+        if clock_day is None and window_days is None:
+            return raw
+        from x_reco.data.synthetic.stream import cut_world  # only streamed datasets need it
+
+        horizon = int(raw.manifest["config"]["num_days"])
+        return cut_world(raw, horizon if clock_day is None else clock_day, window_days)
     if synthetic_config is not None:
         raise ValueError(f"the {partition} partition is read from files; synthetic_config is for generated ones")
     if source is None:
