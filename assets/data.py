@@ -270,10 +270,10 @@ def engagement_events(
 class SequenceBuildConfig(dg.Config):
     """Sizes and hashing of the engagement sequences (datasets spec §11)."""
 
-    history_len: int = pydantic.Field(32, ge=1)
-    candidate_len: int = pydantic.Field(16, ge=1)
-    seed: int = pydantic.Field(0, ge=0)
-    vocab_size: int = pydantic.Field(100_000, ge=2)
+    history_len: int = pydantic.Field(32, ge=1, description="History events kept per example (the most recent)")
+    candidate_len: int = pydantic.Field(16, ge=1, description="Candidates per example (targets and sampled negatives)")
+    seed: int = pydantic.Field(0, ge=0, description="Seed of the negative sampling")
+    vocab_size: int = pydantic.Field(100_000, ge=2, description="Rows of each hashed-id table (HashSpec)")
 
 
 @dg.asset(

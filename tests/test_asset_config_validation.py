@@ -11,10 +11,11 @@ import pytest
 
 from assets.data import RawDataConfig, SequenceBuildConfig
 from assets.inference import BenchmarkConfig
-from assets.models import ModelTrainConfig
+from assets.models import EvaluationConfig, ModelTrainConfig
 from assets.replay import ReplayAssetConfig
 from assets.research import ResearchConfig
 from assets.serving import FeedAuditConfig, ServedFeedsConfig, ServingModelConfig
+from assets.stream import WorldDayConfig
 
 BAD = [
     (ModelTrainConfig, {"num_steps": -5}, "num_steps=-5 must be >= 1, or empty for the partition's default"),
@@ -63,7 +64,19 @@ def test_defaults_are_valid(cls):
     cls()
 
 
-DESCRIBED = [BenchmarkConfig, ResearchConfig, ServingModelConfig, ServedFeedsConfig, FeedAuditConfig, ReplayAssetConfig]
+DESCRIBED = [
+    BenchmarkConfig,
+    ResearchConfig,
+    ServingModelConfig,
+    ServedFeedsConfig,
+    FeedAuditConfig,
+    ReplayAssetConfig,
+    RawDataConfig,
+    SequenceBuildConfig,
+    ModelTrainConfig,
+    EvaluationConfig,
+    WorldDayConfig,
+]
 
 
 @pytest.mark.parametrize("cls", DESCRIBED, ids=lambda c: c.__name__)
