@@ -227,12 +227,15 @@ def model_evaluation(
         champion_file=champion_file,
         evaluated_on={"data_digest": retriever_checkpoint["data_digest"], "clock": raw_manifest.get("clock")},
     )
-    decision = outcome.champion
-    context.log.info(
-        f"champion {'PROMOTED' if decision['promoted'] else 'kept'}: candidate {PRIMARY_METRIC} "
-        f"{outcome.evaluation.primary('retriever'):.4f}, champion on this split "
-        f"{decision.get('champion_metric', float('nan')):.4f} (recorded {decision.get('metric', float('nan')):.4f})"
+    decision, candidate = outcome.champion, outcome.evaluation.primary("retriever")
+    today = decision.get("champion_metric")  # None: no champion, or it could not be re-evaluated
+    against = (
+        f"the champion's {today:.4f} on this test day"
+        if today is not None
+        else "no champion re-evaluated on this test day (none yet, or its recorded score)"
     )
+    verdict = "PROMOTED" if decision["promoted"] else ("kept" if outcome.audit_passed else "kept (audit failed)")
+    context.log.info(f"champion {verdict}: candidate {PRIMARY_METRIC} {candidate:.4f} against {against}")
     if outcome.audit_passed:
         runs = [storage.path("checkpoints", context.partition_key, kind) for kind in ("retriever", "ranker")]
         for run in prune_checkpoints(runs, champion_file, config.keep_last_runs):
