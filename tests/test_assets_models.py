@@ -233,3 +233,31 @@ def test_a_rerun_with_the_same_config_reuses_the_checkpoint_and_says_so(run):
     again, logs = rerun()
     assert again["reused_checkpoint"].value is True and again["steps_run"].value == 0
     assert logs and "0 steps ran" in logs[0]
+
+
+def test_evaluation_reports_both_protocols_with_intervals_and_popularity(toy, tmp_path):
+    """Issue 10 item 1: the retriever and popularity, unmasked and masked, each HR@10 / NDCG@10 with a
+    bootstrap interval over users that holds the point value, in the metadata and its markdown table."""
+    output, _ = _evaluate(tmp_path, PARTITION, **toy)
+    meta = output.metadata
+    for model in ("retriever", "popularity"):
+        for prefix in ("", "masked_"):
+            for metric in ("hr@10", "ndcg@10"):
+                key = f"{model}_{prefix}{metric}"
+                low, high = meta[f"{key}_ci_low"].value, meta[f"{key}_ci_high"].value
+                assert low <= meta[key].value <= high and low < high, key
+    table = meta["protocols"].value
+    assert table.splitlines()[0] == "| protocol | model | HR@10 [95 % CI] | NDCG@10 [95 % CI] |"
+    assert [line.split(" | ")[:2] for line in table.splitlines()[2:]] == [
+        ["| unmasked", "retriever"],
+        ["| unmasked", "popularity"],
+        ["| masked", "retriever"],
+        ["| masked", "popularity"],
+    ]
+    value = meta["retriever_masked_ndcg@10"].value
+    ci = (meta["retriever_masked_ndcg@10_ci_low"].value, meta["retriever_masked_ndcg@10_ci_high"].value)
+    assert f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" in table.splitlines()[4]
+    frame = output.value
+    assert {"ndcg@10_ci_low", "masked_hr@10_ci_high", "num_users"} <= set(
+        frame.loc[frame.model == "popularity", "metric"]
+    )

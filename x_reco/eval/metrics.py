@@ -24,17 +24,21 @@ def target_ranks(scores_bn: np.ndarray, target_b: np.ndarray, masked_bn: np.ndar
     return above.sum(axis=1)
 
 
-def ranking_metrics(ranks_b: np.ndarray, cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS) -> dict[str, float]:
-    """HR@k, NDCG@k and MRR@k from 0-based ranks of one held-out item per row."""
+def per_target_metrics(ranks_b: np.ndarray, cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS) -> dict[str, np.ndarray]:
+    """hr@k, ndcg@k and mrr@k of each row, f64 [B], from 0-based ranks of one held-out item per row."""
     ranks_b = np.asarray(ranks_b, dtype=np.float64)
-    mean = (lambda x: float(x.mean())) if len(ranks_b) else (lambda x: float("nan"))  # noqa: E731
-    out: dict[str, float] = {}
+    out: dict[str, np.ndarray] = {}
     for k in cutoffs:
         hit = ranks_b < k
-        out[f"hr@{k}"] = mean(hit)
-        out[f"ndcg@{k}"] = mean(np.where(hit, 1.0 / np.log2(ranks_b + 2.0), 0.0))
-        out[f"mrr@{k}"] = mean(np.where(hit, 1.0 / (ranks_b + 1.0), 0.0))
+        out[f"hr@{k}"] = hit.astype(np.float64)
+        out[f"ndcg@{k}"] = np.where(hit, 1.0 / np.log2(ranks_b + 2.0), 0.0)
+        out[f"mrr@{k}"] = np.where(hit, 1.0 / (ranks_b + 1.0), 0.0)
     return out
+
+
+def ranking_metrics(ranks_b: np.ndarray, cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS) -> dict[str, float]:
+    """HR@k, NDCG@k and MRR@k (means of ``per_target_metrics``); NaN without rows."""
+    return {k: float(v.mean()) if len(v) else float("nan") for k, v in per_target_metrics(ranks_b, cutoffs).items()}
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -2,7 +2,10 @@
 
 ``evaluate_models`` is what the Dagster ``model_evaluation`` asset and ``python -m x_reco.training.run``
 both report: the retriever and the popularity baseline over the full catalogue, the ranker's AUC /
-log-loss and the two-stage retrieve-then-rank metric. ``replay_validation`` re-evaluates restored
+log-loss and the two-stage retrieve-then-rank metric, with a bootstrap interval over users for the
+retrieval metrics. ``protocol_rows`` / ``protocol_markdown`` put the two protocols (unmasked: full
+ranking over every item; masked: the user's earlier items removed) of the retriever and popularity
+side by side, for one run or as mean ± sd over seeds. ``replay_validation`` re-evaluates restored
 models on the validation split so that a checkpoint which does not reproduce what training logged
 fails a check instead of being served.
 """
@@ -11,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from x_reco.data.examples import EngagementSequences, Split
+from x_reco.eval.bootstrap import Bootstrap
 from x_reco.eval.champion import PRIMARY_METRIC
 from x_reco.eval.ranker import evaluate_ranker, two_stage
 from x_reco.eval.retrieval import evaluate_popularity, evaluate_retrieval
@@ -23,6 +28,9 @@ from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retriever import PhoenixRetriever
 
 REPLAY_TOLERANCE = 1e-4  # max |replayed - logged| of any validation metric; the replay is deterministic
+DEFAULT_BOOTSTRAP = Bootstrap()  # 1,000 user resamples, 95 %, seed 0
+PROTOCOLS = (("unmasked", ""), ("masked", "masked_"))  # (name, metric key prefix)
+PROTOCOL_METRICS = (("HR@10", "hr@10"), ("NDCG@10", "ndcg@10"))  # (column, metric key)
 COMPARE_KEYS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "masked_hr@10", "masked_ndcg@10")
 
 
@@ -66,6 +74,10 @@ class ModelEvaluation:
             if m in self.results
         }
 
+    def protocol_markdown(self, level: float = DEFAULT_BOOTSTRAP.level) -> str:
+        """Markdown table of both protocols for the retriever and popularity (``protocol_markdown``)."""
+        return protocol_markdown(protocol_rows([self.results]), level)
+
 
 def require_examples(seqs: EngagementSequences, splits: tuple[Split, ...] = (Split.VAL, Split.TEST)) -> None:
     """ValueError when a split the evaluation needs has no examples."""
@@ -85,6 +97,7 @@ def evaluate_models(
     split: Split | str = Split.TEST,
     catalogue_window_s: float | None = None,
     two_stage_weights: Mapping[str, object] | None = None,
+    bootstrap: Bootstrap | None = DEFAULT_BOOTSTRAP,
 ) -> ModelEvaluation:
     """Evaluate whichever of the two models is given, the popularity baseline with the retriever,
     and the two-stage pipeline when both are.
@@ -94,12 +107,17 @@ def evaluate_models(
         None ranks against every item.
       two_stage_weights: {result name: ``WeightSet``} of the two-stage re-ranking; default
         ``{"two_stage": None}`` (the published weights).
+      bootstrap: the interval over users of the retriever's and popularity's HR@10 / NDCG@10 (the
+        same resamples for both); None computes none.
     """
     split = Split.parse(split)
     results: dict[str, dict[str, float]] = {}
     if retriever is not None:
-        results["retriever"] = evaluate_retrieval(retriever, seqs, split, catalogue_window_s=catalogue_window_s)
-        results["popularity"] = evaluate_popularity(seqs, split, catalogue_window_s=catalogue_window_s)
+        window = catalogue_window_s
+        results["retriever"] = evaluate_retrieval(
+            retriever, seqs, split, catalogue_window_s=window, bootstrap=bootstrap
+        )
+        results["popularity"] = evaluate_popularity(seqs, split, catalogue_window_s=window, bootstrap=bootstrap)
     if ranker is not None:
         results["ranker"] = evaluate_ranker(ranker, seqs, split)
     if retriever is not None and ranker is not None:
@@ -108,6 +126,55 @@ def evaluate_models(
                 retriever, ranker, seqs, split, weights=weights, catalogue_window_s=catalogue_window_s
             )
     return ModelEvaluation(results, split, catalogue_window_s)
+
+
+def protocol_rows(
+    runs: Sequence[Mapping[str, Mapping[str, float]]], models: tuple[str, ...] = ("retriever", "popularity")
+) -> list[dict[str, object]]:
+    """One row per (protocol, model) over ``runs`` (``ModelEvaluation.results`` of each seed).
+
+    Each row has ``protocol``, ``model``, ``runs`` and, per metric key ``k`` of ``PROTOCOL_METRICS``,
+    ``k`` (mean over runs), ``k_sd`` (sample sd, ddof=1; NaN with one run) and ``k_ci_low`` /
+    ``k_ci_high`` (mean of the runs' bootstrap bounds; NaN where a run has none). Models absent
+    from a run are skipped.
+    """
+    rows = []
+    for protocol, prefix in PROTOCOLS:
+        for model in models:
+            found = [r[model] for r in runs if model in r]
+            if not found:
+                continue
+            row: dict[str, object] = {"protocol": protocol, "model": model, "runs": len(found)}
+            for _, key in PROTOCOL_METRICS:
+                values = np.array([m.get(prefix + key, math.nan) for m in found], np.float64)
+                row[key] = float(values.mean())
+                row[f"{key}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+                for bound in ("ci_low", "ci_high"):
+                    row[f"{key}_{bound}"] = float(np.mean([m.get(f"{prefix}{key}_{bound}", math.nan) for m in found]))
+            rows.append(row)
+    return rows
+
+
+def _cell(row: Mapping[str, object], key: str, digits: int) -> str:
+    text = f"{row[key]:.{digits}f}"
+    if int(row["runs"]) > 1:
+        text += f" ± {row[f'{key}_sd']:.{digits}f}"
+    low, high = row[f"{key}_ci_low"], row[f"{key}_ci_high"]
+    if math.isfinite(low) and math.isfinite(high):
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return text
+
+
+def protocol_markdown(rows: Sequence[Mapping[str, object]], level: float = DEFAULT_BOOTSTRAP.level, digits=3) -> str:
+    """``protocol_rows`` as a markdown table: ``mean [low, high]`` for one run, ``mean ± sd [low, high]``
+    (the mean bootstrap bounds) over several."""
+    ci = f"[{level * 100:g} % CI]"
+    head = ["protocol", "model", *(f"{name} {ci}" for name, _ in PROTOCOL_METRICS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [str(row["protocol"]), str(row["model"]), *(_cell(row, key, digits) for _, key in PROTOCOL_METRICS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def replay_validation(

@@ -3,6 +3,8 @@
 Every held-out (example, item) target of a split is ranked against the whole catalogue, once over
 all items and once with the user's already-seen items masked (``masked_`` keys; the target itself
 is never masked). The popularity baseline ranks by training-positive counts on the same targets.
+With a ``Bootstrap`` the HR@10 / NDCG@10 of both views also get a percentile interval over users
+(``<metric>_ci_low`` / ``<metric>_ci_high``; the same resamples for every model on a split).
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import numpy as np
 from flax import nnx
 
 from x_reco.data.examples import EngagementSequences, Split
+from x_reco.eval.bootstrap import Bootstrap, bootstrap_interval
 from x_reco.eval.heldout import ineligible_mask, interacted, seen_mask
-from x_reco.eval.metrics import DEFAULT_CUTOFFS, ranking_metrics, target_ranks
+from x_reco.eval.metrics import DEFAULT_CUTOFFS, per_target_metrics, ranking_metrics, target_ranks
 from x_reco.models.retriever import PhoenixRetriever
+
+INTERVAL_METRICS = ("hr@10", "ndcg@10")  # the metrics that get a bootstrap interval
 
 _encode_user = nnx.jit(lambda model, batch: model.encode_user(batch))
 _encode_items = nnx.jit(lambda model, post, author: model.encode_items(post, author))
@@ -68,11 +73,13 @@ def rank_targets(
     cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
     chunk: int = 512,
     catalogue_window_s: float | None = None,
+    bootstrap: Bootstrap | None = None,
 ) -> dict[str, float]:
     """Metrics of ``score_rows(rows) -> [len(rows), N]`` over a split's held-out targets, unmasked and masked.
 
     With ``catalogue_window_s`` the catalogue of each row is the items created in the window before
-    its request (a feed's recent posts) in both views; otherwise it is every item.
+    its request (a feed's recent posts) in both views; otherwise it is every item. With ``bootstrap``
+    also ``num_users`` and the intervals of ``INTERVAL_METRICS`` (``user_intervals``).
     """
     rows, items = seqs.retrieval_pairs(split)
     earlier = interacted(seqs, split)
@@ -92,6 +99,28 @@ def rank_targets(
     out = ranking_metrics(plain_r, cutoffs)
     out.update({f"masked_{k}": v for k, v in ranking_metrics(masked_r, cutoffs).items()})
     out["num_targets"] = float(len(rows))
+    if bootstrap is not None:
+        users = seqs.examples.user_idx[rows]
+        out["num_users"] = float(len(np.unique(users)))
+        out.update(user_intervals({"": plain_r, "masked_": masked_r}, users, bootstrap))
+    return out
+
+
+def user_intervals(
+    ranks_by_prefix: dict[str, np.ndarray],
+    users_t: np.ndarray,
+    bootstrap: Bootstrap,
+    metrics: tuple[str, ...] = INTERVAL_METRICS,
+) -> dict[str, float]:
+    """``<prefix><metric>_ci_low`` / ``_ci_high`` for each {prefix: 0-based target ranks [T]} and metric;
+    the targets' users ``users_t`` [T] are resampled (the same draws for every prefix)."""
+    cutoffs = tuple(sorted({int(m.split("@")[1]) for m in metrics}))
+    out = {}
+    for prefix, ranks_t in ranks_by_prefix.items():
+        per_target = per_target_metrics(ranks_t, cutoffs)
+        low_m, high_m = bootstrap_interval(np.stack([per_target[m] for m in metrics], axis=1), users_t, bootstrap)
+        for m, low, high in zip(metrics, low_m, high_m):
+            out[f"{prefix}{m}_ci_low"], out[f"{prefix}{m}_ci_high"] = float(low), float(high)
     return out
 
 
@@ -102,6 +131,7 @@ def evaluate_retrieval(
     cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
     batch_size: int = 256,
     catalogue_window_s: float | None = None,
+    bootstrap: Bootstrap | None = None,
 ) -> dict[str, float]:
     """HR/NDCG/MRR@k of the retriever over the full catalogue on ``split`` (see module docstring)."""
     items_nd = item_vectors(model, seqs)
@@ -111,6 +141,7 @@ def evaluate_retrieval(
         lambda r: user_vectors(model, seqs, r, batch_size) @ items_nd.T,
         cutoffs,
         catalogue_window_s=catalogue_window_s,
+        bootstrap=bootstrap,
     )
 
 
@@ -119,6 +150,7 @@ def evaluate_popularity(
     split: Split | str = Split.TEST,
     cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS,
     catalogue_window_s: float | None = None,
+    bootstrap: Bootstrap | None = None,
 ) -> dict[str, float]:
     """The same metrics for the popularity baseline (ties broken by catalogue index)."""
     pop_n = popularity_scores(seqs)
@@ -128,4 +160,5 @@ def evaluate_popularity(
         lambda r: np.broadcast_to(pop_n, (len(r), len(pop_n))),
         cutoffs,
         catalogue_window_s=catalogue_window_s,
+        bootstrap=bootstrap,
     )

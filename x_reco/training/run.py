@@ -3,6 +3,7 @@
     python -m x_reco.training.run --dataset movielens-100k --model retriever
     python -m x_reco.training.run --dataset movielens-100k --model both --out runs/ml100k
     python -m x_reco.training.run --model retriever --set num_steps=200 --set model_overrides.emb_size=32
+    python -m x_reco.training.run --dataset movielens-100k --model both --seeds 0,1,2 --out ml100k.md
 
 Defaults are the partition's ``default_train_config``, as in Dagster: the configs tuned for
 MovieLens-100K on a 2-core CPU (``defaults.TUNED``) on real datasets; on ``synthetic`` the demo budget,
@@ -17,6 +18,13 @@ are restored, evaluated, and their logged validation metrics replayed (``x_reco.
 ``--champions ROOT`` also updates ``ROOT/champions/<dataset>.json`` when that audit passes and the new
 models beat the champion (the file the Dagster asset updates when ROOT is its storage root).
 Without it no champion changes: a CLI run is an experiment, not a release.
+
+Retrieval is reported in both protocols (unmasked: full ranking over every item, RecBole's; masked:
+the user's earlier items removed), retriever beside popularity, each with a 95 % bootstrap interval
+over users (``x_reco.eval.bootstrap``). ``--seeds 0,1,2`` trains and evaluates once per seed
+(``--set seed=N``; runs under ``OUT/seed_N``) and prints the table of mean ± sd (ddof=1) over the
+seeds with the mean interval. The table is also written to ``--out`` when it names a ``.md`` file
+(the runs then go to a temporary directory), else to ``OUT/protocols.md``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -137,43 +146,33 @@ def _evaluate(results: dict, seqs: EngagementSequences, window: float | None, ch
     return outcome.evaluation, audit | ({"champion": outcome.champion} if champion_file else {})
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default=TUNING_PARTITION)
-    ap.add_argument("--source", default=None, help="dataset files (default: the bundled / generated copy)")
-    ap.add_argument("--model", choices=("retriever", "ranker", "both"), default="retriever")
-    ap.add_argument("--out", type=Path, default=None, help="run directory (kept); default: a temporary one")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override")
-    ap.add_argument("--ranker-set", action="append", default=[], metavar="KEY=VALUE", help="ranker-only override")
-    ap.add_argument(
-        "--champions",
-        type=Path,
-        default=None,
-        metavar="ROOT",
-        help="storage root whose champions/<dataset>.json to update (needs --model both)",
-    )
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    if args.champions and args.model != "both":
-        ap.error("--champions needs --model both (a champion is a retriever and a ranker)")
-    try:  # every config before any work (the data's catalogue window is only known after loading it)
-        train_configs(args, window=None)
-    except ValueError as exc:
-        ap.error(str(exc))
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2]; ValueError on anything but distinct non-negative integers."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"--seeds {text!r}: expected distinct non-negative integers, e.g. 0,1,2")
+    return seeds
 
-    from x_reco.eval.champion import champion_path
+
+def run_models(
+    args: argparse.Namespace,
+    seqs: EngagementSequences,
+    window: float | None,
+    out_dir: Path,
+    report: dict[str, Any],
+    champion_file: Path | None = None,
+):
+    """Train the models ``args`` name on ``seqs`` (their ``--set``, seed included), evaluate them as
+    the Dagster asset does, write loss curves, the metric bars and ``metrics.json`` under ``out_dir``.
+    Returns (``report`` completed with training and test metrics, the ``ModelEvaluation``)."""
     from x_reco.eval.plots import loss_curve_png, metric_bars_png
     from x_reco.training.loop import train_ranker, train_retriever
     from x_reco.training.progress import TqdmProgress
 
-    out_dir = args.out or Path(tempfile.mkdtemp(prefix="x-reco-run-"))
     t0 = time.perf_counter()
-    seqs, window = load_sequences(args.dataset, args.source)
-    report: dict[str, Any] = {
-        "dataset": args.dataset,
-        "data_s": round(time.perf_counter() - t0, 1),
-        "catalogue_window_s": window,
-    }
     results = {}
     for kind, cfg in train_configs(args, window).items():
         train = train_retriever if kind == "retriever" else train_ranker
@@ -181,7 +180,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results[kind] = train(seqs, cfg, out_dir / kind, progress=bar)
         report[kind] = {"config": cfg.to_dict(), "training": _summary(results[kind])}
         (out_dir / f"{kind}_loss.png").write_bytes(loss_curve_png(results[kind].losses, f"{kind} loss"))
-    champion_file = champion_path(args.champions, args.dataset) if args.champions else None
     evaluation, audit = _evaluate(results, seqs, window, champion_file)
     for kind in results:
         report[kind]["test"] = evaluation.results[kind]
@@ -192,9 +190,115 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report.update({f"{name}_test": v for name, v in evaluation.results.items() if name.startswith("two_stage")})
     if audit:
         report["audit"] = audit
-    report["total_s"] = round(time.perf_counter() - t0, 1)
+    report["total_s"] = round(report.get("data_s", 0.0) + time.perf_counter() - t0, 1)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(json.dumps(report, indent=2, default=str))
+    return report, evaluation
+
+
+def protocols_document(dataset: str, seeds: list[int] | None, runs: list[dict], command: str) -> str:
+    """The markdown of a run's protocol table: what it is, the command that made it, the table."""
+    from x_reco.eval.report import DEFAULT_BOOTSTRAP, protocol_markdown, protocol_rows
+
+    boot = DEFAULT_BOOTSTRAP
+    users = int(next((r[m]["num_users"] for r in runs for m in r if "num_users" in r[m]), 0))
+    over = f"mean ± sd (ddof=1) over seeds {', '.join(map(str, seeds))}; " if seeds and len(seeds) > 1 else ""
+    caption = (
+        f"{dataset}, test split: {over}[{boot.level * 100:g} % percentile bootstrap interval over "
+        f"{users} users, {boot.resamples} resamples{', mean over the seeds' if over else ''}]"
+    )
+    return f"`{command}`\n\n{caption}\n\n{protocol_markdown(protocol_rows(runs), boot.level)}"
+
+
+def run_seeds(
+    args: argparse.Namespace, seqs: EngagementSequences, window: float | None, seeds: list[int], out_dir: Path
+) -> dict[str, Any]:
+    """``run_models`` once per seed (``--set seed=N``, under ``out_dir/seed_N``); the reports and the
+    protocol rows over the seeds (``report.protocol_rows``)."""
+    from x_reco.eval.report import protocol_rows
+
+    reports, runs = [], []
+    for seed in seeds:
+        seed_args = argparse.Namespace(**{**vars(args), "set": [*args.set, f"seed={seed}"]})
+        seed_dir = out_dir / f"seed_{seed}"
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        report, evaluation = run_models(seed_args, seqs, window, seed_dir, {"dataset": args.dataset, "seed": seed})
+        reports.append(report)
+        runs.append(evaluation.results)
+    return {"dataset": args.dataset, "seeds": seeds, "runs": reports, "protocols": protocol_rows(runs), "results": runs}
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default=TUNING_PARTITION)
+    ap.add_argument("--source", default=None, help="dataset files (default: the bundled / generated copy)")
+    ap.add_argument("--model", choices=("retriever", "ranker", "both"), default="retriever")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run directory (kept; default: a temporary one), or FILE.md for the protocol table alone",
+    )
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override")
+    ap.add_argument("--ranker-set", action="append", default=[], metavar="KEY=VALUE", help="ranker-only override")
+    ap.add_argument("--seeds", default=None, metavar="0,1,2", help="train and evaluate once per seed; mean ± sd")
+    ap.add_argument(
+        "--champions",
+        type=Path,
+        default=None,
+        metavar="ROOT",
+        help="storage root whose champions/<dataset>.json to update (needs --model both)",
+    )
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = _parser()
+    args = ap.parse_args(argv)
+    if args.champions and args.model != "both":
+        ap.error("--champions needs --model both (a champion is a retriever and a ranker)")
+    try:  # every config before any work (the data's catalogue window is only known after loading it)
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+        train_configs(args, window=None)
+    except ValueError as exc:
+        ap.error(str(exc))
+    if args.out is not None and args.out.suffix == ".md" and args.model == "ranker":
+        ap.error("--out FILE.md is the retrieval protocol table: it needs --model retriever or both")
+    if seeds and (args.champions or any(p.partition("=")[0].strip() == "seed" for p in args.set)):
+        ap.error("--seeds sets the seed of each run: it takes no --set seed=... and no --champions")
+
+    from x_reco.common.atomic import atomic_file
+    from x_reco.eval.champion import champion_path
+
+    table_file = args.out if args.out is not None and args.out.suffix == ".md" else None
+    out_dir = args.out if args.out is not None and table_file is None else Path(tempfile.mkdtemp(prefix="x-reco-run-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table_file = table_file or out_dir / "protocols.md"
+    command = "python -m x_reco.training.run " + shlex.join(argv)
+    t0 = time.perf_counter()
+    seqs, window = load_sequences(args.dataset, args.source)
+    data_s = round(time.perf_counter() - t0, 1)
+    if seeds:
+        report = run_seeds(args, seqs, window, seeds, out_dir) | {"data_s": data_s}
+        table = report["table"] = protocols_document(args.dataset, seeds, report.pop("results"), command)
+        (out_dir / "seeds.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        text = table
+    else:
+        base = {"dataset": args.dataset, "data_s": data_s, "catalogue_window_s": window}
+        champion_file = champion_path(args.champions, args.dataset) if args.champions else None
+        report, evaluation = run_models(args, seqs, window, out_dir, base, champion_file)
+        table = (
+            protocols_document(args.dataset, None, [evaluation.results], command)
+            if "popularity" in evaluation.results
+            else None
+        )
+        text = json.dumps(report, indent=2, default=str)
+    if table is not None:
+        table_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(table_file, "w") as f:
+            f.write(table)
+    print(text)
     return report
 
 
