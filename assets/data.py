@@ -72,47 +72,40 @@ class RawDataConfig(dg.Config):
         )
 
 
+def _raw_out(**kwargs) -> dg.AssetOut:
+    """An output of raw_tables: selectable alone (can_subset), carried on by automation when upstream changes."""
+    return dg.AssetOut(is_required=False, automation_condition=STREAM_AUTOMATION, **kwargs)
+
+
 @dg.multi_asset(
     outs={
-        "raw_interactions": dg.AssetOut(
-            is_required=False,
-            automation_condition=STREAM_AUTOMATION,
+        "raw_interactions": _raw_out(
             io_manager_key=DUCKDB,
             kinds={"duckdb"},
             description="Canonical interactions",
         ),
-        "raw_items": dg.AssetOut(
-            is_required=False,
-            automation_condition=STREAM_AUTOMATION,
+        "raw_items": _raw_out(
             io_manager_key=DUCKDB,
             kinds={"duckdb"},
             description="Items with the dataset's columns",
         ),
-        "raw_users": dg.AssetOut(
-            is_required=False,
-            automation_condition=STREAM_AUTOMATION,
+        "raw_users": _raw_out(
             io_manager_key=DUCKDB,
             kinds={"duckdb"},
             description="Users",
         ),
-        "item_features": dg.AssetOut(
-            is_required=False,
-            automation_condition=STREAM_AUTOMATION,
+        "item_features": _raw_out(
             io_manager_key=DUCKDB,
             kinds={"duckdb"},
             description="D-dim item features in [0, 1] and the reward-modelling pool (datasets §8)",
         ),
-        "world_truth": dg.AssetOut(
-            is_required=False,
-            automation_condition=STREAM_AUTOMATION,
+        "world_truth": _raw_out(
             io_manager_key=DUCKDB,
             kinds={"duckdb"},
             description="Synthetic ground truth (archetypes, topics, true probabilities); "
             "only diagnostics may read it. Empty for real datasets.",
         ),
-        "raw_social": dg.AssetOut(
-            is_required=False,
-            automation_condition=STREAM_AUTOMATION,
+        "raw_social": _raw_out(
             io_manager_key=DUCKDB,
             kinds={"duckdb"},
             description="The synthetic world's follow graph and social tables (authors, follows, text, links, media, "
@@ -120,9 +113,7 @@ class RawDataConfig(dg.Config):
             "muted keywords, blocks; candidate-pipeline spec §14) as raw_social__<name>: the candidate "
             "pipeline reads them, training never does. Only the synthetic partition has them.",
         ),
-        "raw_manifest": dg.AssetOut(
-            is_required=False,
-            automation_condition=STREAM_AUTOMATION,
+        "raw_manifest": _raw_out(
             kinds={"json"},
             description="The source's manifest (checksums, counts, generator config and seeds, split cutoffs); "
             "events, training and evaluation read the synthetic world's clock and recency window "
