@@ -7,7 +7,7 @@ import pandas as pd
 import pydantic
 
 from assets.common import DATASETS, DUCKDB, NPZ, check_result, image, publish_after_audit
-from assets.stream import STREAM_AUTOMATION, WORLD_DAY_DEP, stream_clock
+from assets.stream import STREAM_AUTOMATION, WORLD_DAY_DEP, WorldDayConfig, stream_clock
 from resources import DatasetSourcesResource
 from x_reco.data import quality, summary
 from x_reco.data.events import build_events
@@ -15,7 +15,6 @@ from x_reco.data.item_features import item_features as build_item_features
 from x_reco.data.registry import ExampleKind, SplitRule, dataset_spec, load_raw
 from x_reco.data.sequences import SequenceConfig, build_sequences
 from x_reco.data.synthetic import SOCIAL_TABLES
-from x_reco.data.synthetic.config import WorldConfig
 from x_reco.data.synthetic.stream import day_number
 from x_reco.data.tables import RawTables
 from x_reco.data.truth import truth_table
@@ -36,15 +35,9 @@ RAW_CHECKS = [
 ]
 
 
-class RawDataConfig(dg.Config):
-    """Which source to read; for the generated world, its size, seed and clock."""
+class RawDataConfig(WorldDayConfig):
+    """Which source to read; for the generated world, its size, seed (WorldDayConfig) and clock."""
 
-    synthetic_size: str = pydantic.Field(
-        "small", description="Generated world: tiny | small (the demo) | default | large (WorldConfig sizes)"
-    )
-    synthetic_seed: int | None = pydantic.Field(
-        None, ge=0, description="Generated world: its seed; empty = the size's own seed"
-    )
     source_path: str | None = pydantic.Field(
         None, description="Files of a downloaded dataset; empty = the sources resource (XRECO_SOURCE_<NAME>)"
     )
@@ -58,18 +51,11 @@ class RawDataConfig(dg.Config):
     )
 
     @pydantic.model_validator(mode="after")
-    def check_fields(self):
-        """A bad field fails the run before any work, with the field, its value and what is allowed."""
-        WorldConfig.from_dict({"size": self.synthetic_size})
+    def check_clock(self):
+        """A clock day that is not a simulated day fails the run before any work."""
         if self.clock_day is not None:
             day_number(self.clock_day)
         return self
-
-    def world(self) -> dict:
-        """The generator config of the synthetic world these fields name."""
-        return {"size": self.synthetic_size} | (
-            {"seed": self.synthetic_seed} if self.synthetic_seed is not None else {}
-        )
 
 
 def _raw_out(**kwargs) -> dg.AssetOut:

@@ -61,6 +61,7 @@ class WorldDayConfig(dg.Config):
         return self
 
     def world(self) -> dict:
+        """The generator config of the synthetic world these fields name."""
         return {"size": self.synthetic_size} | (
             {"seed": self.synthetic_seed} if self.synthetic_seed is not None else {}
         )
@@ -94,8 +95,9 @@ def world_day(context: dg.AssetExecutionContext, config: WorldDayConfig) -> dg.M
     return dg.MaterializeResult(
         metadata={
             "days": len(days),
-            "day": days[-1] if len(days) == 1 else f"{days[0]}..{days[-1]}",
-            **{k: v for k, v in last.items()},
+            "first_day": days[0],
+            "day": days[-1],  # the counts below are this day's; per_day has every day of the run
+            **last,
             "per_day": dg.MetadataValue.json(per_day),
             "world": json.dumps(config.world(), sort_keys=True),
         }
