@@ -271,7 +271,7 @@ def _evaluation_metadata(outcome: EvaluationOutcome, table) -> dict:
         **({"champion_metric": champion["metric"]} if math.isfinite(champion["metric"]) else {}),
         **({"champion_metric_same_split": champion["champion_metric"]} if "champion_metric" in champion else {}),
         **({"champion_retriever": dg.MetadataValue.path(champion["retriever"])} if "retriever" in champion else {}),
-        "metrics": dg.MetadataValue.md(frame_markdown(table, max_rows=80)),
+        "metrics": dg.MetadataValue.md(frame_markdown(table, max_rows=120)),
         "protocols": dg.MetadataValue.md(outcome.evaluation.protocol_markdown()),
         "retrieval_plot": image(
             metric_bars_png(outcome.evaluation.comparison(), list(COMPARE_KEYS), "test split, full catalogue"),
