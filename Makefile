@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python -m x_reco.bench --out $(BENCH_OUT)
 	$(BIN)/python -m x_reco.bench.host --out $(BENCH_OUT)/host_assembly.json
 	$(BIN)/python -m x_reco.bench.feed --out $(BENCH_OUT)
+	$(BIN)/python -m x_reco.bench.training --out $(BENCH_OUT)
 
 bench-full: $(STAMP)
 	$(BIN)/python -m x_reco.bench --out $(BENCH_OUT)-full --full
