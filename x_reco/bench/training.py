@@ -68,7 +68,10 @@ def tuned_configs(dataset: str, steps: int, window_s: float | None) -> dict[str,
 
 
 def markdown(rows: list[dict[str, Any]], dataset: str, command: str) -> str:
-    head = "| model | preset | width (emb) | layers | weights (tables incl.) | batch | examples/s | train examples | s per pass |"
+    head = (
+        "| model | preset | width (emb) | layers | weights (tables incl.) | batch | examples/s "
+        "| train examples | s per pass |"
+    )
     lines = [f"Training cost, {dataset} (`{command}`)", "", head, "|" + "---|" * 9]
     for r in rows:
         lines.append(
