@@ -19,6 +19,7 @@ from flax import nnx
 
 from x_reco.common.atomic import atomic_file, write_json
 from x_reco.data.examples import EngagementSequences, Split
+from x_reco.data.registry import TUNING_PARTITION
 from x_reco.training.config import TrainConfig
 from x_reco.training.defaults import default_train_config
 from x_reco.training.loop import train_ranker, train_retriever
@@ -84,7 +85,7 @@ def markdown(rows: list[dict[str, Any]], dataset: str, command: str) -> str:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="python -m x_reco.bench.training", description=__doc__)
     parser.add_argument("--out", required=True, help="directory for training_cost.json and .md")
-    parser.add_argument("--dataset", default="movielens-100k")
+    parser.add_argument("--dataset", default=TUNING_PARTITION, help="default: the partition the configs were tuned on")
     parser.add_argument("--steps", type=int, default=100, help="steps per model (the first one compiles)")
     args = parser.parse_args(argv)
     if args.steps < 3:
