@@ -1,6 +1,6 @@
 """Three simulated days end to end, as Dagster runs them (issue 11), on the demo's small world with
-the demo's training budget (minutes: `make test-slow`): days arrive (``world_day``), declarative
-automation asks for the streamed partition's data and nothing else, the data group reads the world
+the demo's training budget (minutes: `make test-slow`): days arrive (``world_day``; what automation
+asks for after a day is tests/test_stream.py's), the data group reads the world
 at the clock (the test day is the newest day), the first models become champion on day 8, a
 warm-started retrain on day 9 is promoted only if it beats the champion re-evaluated on that same
 day, a deliberately worse model on day 10 is not promoted, the candidate index is the champion's,
@@ -13,27 +13,16 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from assets import data as data_assets
-from assets import models
 from assets import stream as stream_assets
-from definitions import defs
 from resources.tags import WARM_START_TAG
 from tests.dagster_resources import tmp_resources
+from tests.test_assets_models import MODELS  # data, both models, evaluation, the champion's index
 from x_reco.data.synthetic.stream import day_key
 from x_reco.eval.champion import champion_history, champion_path, read_champion, rollback_champion
 
 PARTITION = "synthetic"
 WORLD = {"synthetic_size": "small"}
 pytestmark = pytest.mark.slow
-MODELS = [
-    data_assets.raw_tables,
-    data_assets.engagement_events,
-    data_assets.engagement_sequences,
-    models.retriever_checkpoint,
-    models.ranker_checkpoint,
-    models.model_evaluation,
-    models.candidate_index,
-]
 
 
 def _arrive(instance, day: int):
@@ -83,16 +72,14 @@ def stream(tmp_path_factory):
         _arrive(instance, day)
     first = _models_run(instance, root, {})
     champions = [read_champion(champion_path(root, PARTITION))]
-    before = dg.evaluate_automation_conditions(defs=defs, instance=instance)  # the sensor's earlier tick
     _arrive(instance, 9)
-    automation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
     # retrain_job's tag: warm start from the champion, a third of the steps of the cold run
     warm = _models_run(instance, root, {}, tags={WARM_START_TAG: "true"})
     champions.append(read_champion(champion_path(root, PARTITION)))
     _arrive(instance, 10)
     worse = _models_run(instance, root, {"num_steps": 2, "overrides_json": _worse(), "seed": 7})
     champions.append(read_champion(champion_path(root, PARTITION)))
-    return {"root": root, "runs": [first, warm, worse], "champions": champions, "automation": automation}
+    return {"root": root, "runs": [first, warm, worse], "champions": champions}
 
 
 def _worse() -> str:
@@ -109,13 +96,6 @@ def test_the_first_models_become_champion_on_day_8(stream):
     )
     assert _meta(first, "model_evaluation")["champion_promoted"].value
     assert stream["champions"][0]["retriever"] == _meta(first, "retriever_checkpoint")["checkpoint_path"].value
-
-
-def test_a_new_day_is_carried_into_the_streamed_partition_only(stream):
-    requested = stream["automation"]
-    for key in ("raw_interactions", "raw_manifest", "engagement_events", "engagement_sequences"):
-        assert requested.get_requested_partitions(dg.AssetKey(key)) == {PARTITION}, key
-    assert requested.get_requested_partitions(dg.AssetKey("retriever_checkpoint")) == set()
 
 
 def test_the_warm_start_is_promoted_only_if_it_beats_the_champion_on_the_same_day(stream):

@@ -107,11 +107,15 @@ def cut_world(raw: RawTables, day: int, window_days: int | None = None) -> RawTa
     return dataclasses.replace(cut, manifest=_clock_manifest(raw, cut, day, window_days, start))
 
 
+def _impressions_of(raw: RawTables, day: int) -> pd.DataFrame:
+    inter = raw.interactions
+    return inter[(inter["ts"] >= end_of_day_ts(day - 1)) & (inter["ts"] < end_of_day_ts(day))]
+
+
 def day_slice_counts(raw: RawTables, day: int) -> dict[str, int]:
     """Rows of each timed table that arrived on ``day`` (impressions, engagements, posts, follows...)."""
     lo, hi = end_of_day_ts(day - 1), end_of_day_ts(day)
-    inter = raw.interactions
-    today = inter[(inter["ts"] >= lo) & (inter["ts"] < hi)]
+    today = _impressions_of(raw, day)
     actions = [c for c in ("favorite", "reply", "repost", "share", "click") if c in today]
     counts = {
         "impressions": len(today),
@@ -128,9 +132,7 @@ def day_slice_counts(raw: RawTables, day: int) -> dict[str, int]:
 
 def day_digest(raw: RawTables, day: int) -> str:
     """sha256 (16 hex) of the impressions of ``day``: equal for equal worlds, whoever computes it."""
-    lo, hi = end_of_day_ts(day - 1), end_of_day_ts(day)
-    inter = raw.interactions
-    today = inter[(inter["ts"] >= lo) & (inter["ts"] < hi)]
+    today = _impressions_of(raw, day)
     cols = [c for c in today.columns if c not in ("rating", "label")]
     hashed = pd.util.hash_pandas_object(today[cols], index=False).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
