@@ -10,7 +10,7 @@ import pytest
 from tests.training.helpers import toy_seqs, with_catalogue
 from x_reco.bench.workload import checkpoint_users
 from x_reco.common.actions import ACTION_INDEX
-from x_reco.data.batches import retrieval_batch, training_times
+from x_reco.data.batches import next_items, retrieval_batch, training_times
 from x_reco.data.examples import Split
 from x_reco.eval.heldout import ineligible_mask
 from x_reco.models.losses import eligible_in_window
@@ -140,7 +140,7 @@ def test_int32_training_times_give_the_evaluation_eligibility():
     created[:3] = [0, 2**40, t.min()]  # unknown (0), far future, exactly the first request
     seqs = with_catalogue(seqs, item_created_ts=created)
     for window_s in (1.0, 250.5, 1e6):
-        request, created32, window = training_times(seqs, window_s)
+        request, created32, window, _ = training_times(seqs, window_s)
         assert request.dtype == created32.dtype == np.int32
         rows = np.arange(len(t))
         got = np.asarray(eligible_in_window(request, created32, window))
@@ -151,7 +151,45 @@ def test_int32_training_times_give_the_evaluation_eligibility():
 def test_retrieval_batch_carries_request_times():
     seqs = toy_seqs()
     rows, items = seqs.retrieval_pairs(Split.TRAIN)
-    request, _, _ = training_times(seqs, 100.0)
+    request, _, _, _ = training_times(seqs, 100.0)
     rb = retrieval_batch(seqs, rows[:5], items[:5], 8, request)
     assert rb.request_b.tolist() == request[rows[:5]].tolist() + [0, 0, 0]
     assert (retrieval_batch(seqs, rows[:5], items[:5], 8).request_b == 0).all()
+
+
+def test_next_items_never_feed_a_position_its_own_target():
+    """Position p sees history slots < p and predicts slot p (or the pair's item after the last slot)."""
+    seqs = toy_seqs()
+    rows, items = seqs.retrieval_pairs(Split.TRAIN)
+    item, slot = next_items(seqs, rows, items)
+    h = seqs.history
+    s = h.item_idx.shape[1]
+    length = h.length[rows]
+    assert item.shape == slot.shape == (len(rows), s + 1) and (length == s).any() and (length == 0).any()
+    for r in range(len(rows)):
+        n = length[r]
+        assert item[r, :n].tolist() == h.item_idx[rows[r], :n].tolist() and item[r, n] == items[r]
+        assert (item[r, n + 1 :] == -1).all() and (slot[r, n + 1 :] == -1).all()
+        assert slot[r, : n + 1].tolist() == list(range(n)) + [s]
+        # the event predicted at position p is later than every event position p sees
+        ts = np.append(h.ts[rows[r], :n], seqs.examples.request_ts[rows[r]])
+        for p in range(n + 1):
+            assert (h.ts[rows[r], :p] <= ts[p]).all()
+            assert item[r, p] not in h.item_idx[rows[r], :p]  # MovieLens: an item is rated once
+
+
+def test_causal_batch_times_each_prediction_at_its_event():
+    seqs = toy_seqs()
+    rows, items = seqs.retrieval_pairs(Split.TRAIN)
+    request, _, _, history = training_times(seqs, 100.0)
+    rb = retrieval_batch(seqs, rows[:5], items[:5], 8, request, causal=True, history_times=history)
+    _, slot = next_items(seqs, rows[:5], items[:5])
+    for r in range(5):
+        n = seqs.history.length[rows[r]]
+        assert rb.next_request_bp[r, n] == request[rows[r]]
+        assert rb.next_request_bp[r, :n].tolist() == history[rows[r], :n].tolist()
+        assert (slot[r, :n] < seqs.history.item_idx.shape[1]).all()
+    assert (rb.next_item_bp[5:] == -1).all() and retrieval_batch(seqs, rows[:5], items[:5], 8).next_item_bp is None
+    lo = min(seqs.examples.request_ts.min(), seqs.history.ts[seqs.history.length > 0, 0].min())
+    valid = np.arange(history.shape[1])[None, :] < seqs.history.length[:, None]
+    assert np.array_equal(history[valid], (seqs.history.ts[valid] - lo).astype(np.int32))

@@ -12,7 +12,8 @@ from flax import nnx
 
 from tests.models.helpers import batch, cand_reps, edit, pad_history, retrieval, tiny, user_rep, user_seq
 from x_reco.common.types import RetrievalOutput
-from x_reco.models import l2_normalize, top_k
+from x_reco.configs.phoenix import USER_POOLS
+from x_reco.models import PhoenixRetriever, l2_normalize, top_k
 from x_reco.models.testing import random_embeddings
 
 
@@ -113,3 +114,38 @@ def test_top_k_k_equals_n_is_permutation(corpus):
     users, items = corpus
     idx = np.asarray(top_k(users, items, jnp.ones(13, bool), 13).top_k_indices)
     assert all(sorted(row) == list(range(13)) for row in idx.tolist())
+
+
+_prefix_users = nnx.jit(lambda m, b: m.prefix_users(b))
+
+
+@pytest.mark.parametrize("pool", USER_POOLS)
+def test_prefix_users_are_the_user_vector_of_each_cut_request(pool):
+    """Position p of ``prefix_users`` is ``encode_user`` of the request cut after p (history slots >= p
+    removed), so it never sees the item it is trained to predict; the last valid position is ``encode_user``."""
+    model, b = PhoenixRetriever(tiny(user_pool=pool), rngs=nnx.Rngs(params=1)), batch()
+    prefix, valid = (np.asarray(x) for x in _prefix_users(model, b))
+    lengths = (np.asarray(b.history_post_hashes)[:, :, 0] != 0).sum(axis=1)
+    assert lengths.max() > 3 and lengths.min() == 0  # full rows and an empty one
+    full = user_rep(model, b)
+    for row, length in enumerate(lengths):
+        np.testing.assert_allclose(prefix[row, length], full[row], atol=1e-6)
+        assert valid[row, : length + 1].all() and not valid[row, length + 1 :].any()
+        for p in range(length + 1):
+            post = np.array(b.history_post_hashes)
+            post[row, p:] = 0
+            np.testing.assert_allclose(
+                prefix[row, p], user_rep(model, edit(b, history_post_hashes=post))[row], atol=1e-6
+            )
+
+
+def test_last_pool_reads_the_last_valid_position_even_without_a_user_token():
+    model, b = PhoenixRetriever(tiny(user_pool="last"), rngs=nnx.Rngs(params=1)), batch()
+    users = np.array(b.user_hashes)
+    users[0] = 0  # user token invalid, history valid
+    b = edit(b, user_hashes=users)
+    seq = user_seq(model, b)
+    length = int((np.asarray(b.history_post_hashes)[0, :, 0] != 0).sum())
+    np.testing.assert_allclose(user_rep(model, b)[0], np.asarray(l2_normalize(seq[0, length])), atol=1e-6)
+    mean = PhoenixRetriever(tiny(), rngs=nnx.Rngs(params=1))
+    assert np.abs(user_rep(mean, b) - user_rep(model, b)).max() > 1e-3  # the two pools differ

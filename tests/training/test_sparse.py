@@ -52,7 +52,7 @@ def _lowered_step(table_optimizer: str, vocab: int) -> tuple[str, int]:
         "retriever",
         loop.PhoenixRetriever,
         len(rows),
-        lambda pos: loop.retrieval_batch(seqs, rows[pos], items[pos], 16),
+        lambda pos, step: loop.retrieval_batch(seqs, rows[pos], items[pos], 16),
         ("sampled_softmax", 0.05, None),
         (np.zeros(n, np.float32), np.zeros(n, np.int32)),
         None,
@@ -60,7 +60,7 @@ def _lowered_step(table_optimizer: str, vocab: int) -> tuple[str, int]:
     mc = model_config_for(cfg, seqs)
     graphdef, state = nnx.split(loop._build(task, mc, cfg))
     step = loop._train_step(graphdef, task, cfg, mc, data_parallel())
-    return step.lower(state, task.make_batch(np.arange(16)), task.consts).as_text(), mc.emb_size
+    return step.lower(state, task.make_batch(np.arange(16), 0), task.consts).as_text(), mc.emb_size
 
 
 def test_sparse_step_never_broadcasts_a_table_sized_array():

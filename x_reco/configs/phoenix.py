@@ -14,6 +14,10 @@ from x_reco.features.hashing import HashSpec
 
 POSITION_MODES = ("shared", "reference")
 INIT_MODES = ("xavier", "upstream_zeros")
+USER_POOLS = (
+    "mean",
+    "last",
+)  # the retriever's user vector: masked mean of the user tower (spec §9), or its last valid position
 _HASH_FIELDS = (
     "num_user_hashes",
     "num_post_hashes",
@@ -70,6 +74,7 @@ class PhoenixConfig:
     hash_spec: HashSpec | None = None
     init: str = "xavier"
     table_init_std: float = 1.0
+    user_pool: str = "mean"
 
     def __post_init__(self):
         for name in ("compute_dtype", "param_dtype", "logits_dtype"):
@@ -107,6 +112,8 @@ class PhoenixConfig:
             errors.append(f"candidate_position_mode={self.candidate_position_mode!r} not in {POSITION_MODES}")
         if self.init not in INIT_MODES:
             errors.append(f"init={self.init!r} not in {INIT_MODES}")
+        if self.user_pool not in USER_POOLS:
+            errors.append(f"user_pool={self.user_pool!r} not in {USER_POOLS}")
         if self.table_init_std < 0:
             errors.append(f"table_init_std={self.table_init_std} must be >= 0")
         if self.hash_spec is None:

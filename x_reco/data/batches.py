@@ -35,6 +35,10 @@ class RetrievalBatch:
     item_b: np.ndarray  # [B] int32 catalogue index of the positive (0 in padded rows)
     row_mask_b: np.ndarray  # [B] bool: real pairs
     request_b: np.ndarray  # [B] int32 request time of the pair's example (``training_times``; 0 if unused)
+    # the causal objective (``next_items``), else None: what each prefix position predicts, and when
+    next_item_bp: np.ndarray | None = None  # [B, 1+S] int32 catalogue index, -1 where nothing is predicted
+    next_request_bp: np.ndarray | None = None  # [B, 1+S] int32 time of that next event (``training_times``)
+    dropout_seed_b: np.ndarray | None = None  # [B] uint32 seed of each row's dropout mask (training with dropout)
 
 
 def _padded(arr: np.ndarray, dtype, size: int) -> np.ndarray:
@@ -132,21 +136,74 @@ def retrieval_pairs(seqs: EngagementSequences, split: Split | str) -> tuple[np.n
     return rows[ex], c.item_idx[rows[ex], slot]
 
 
-def training_times(seqs: EngagementSequences, window_s: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """(request time per example [E], creation time per item [I], window) as int32 seconds.
+def training_times(seqs: EngagementSequences, window_s: float) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """(request time per example [E], creation time per item [I], window, history event times [E, S])
+    as int32 seconds.
 
-    Times are shifted to the earliest request and creation times are clipped to just outside the
-    span any request can see, so int32 comparisons (``models.losses.eligible_in_window``) give
-    exactly the eligibility of ``x_reco.eval.heldout.ineligible_mask`` on the int64 originals.
+    Times are shifted to the earliest request or history event, and creation times are clipped to
+    just outside the span any of them can see, so int32 comparisons
+    (``models.losses.eligible_in_window``) give exactly the eligibility of
+    ``x_reco.eval.heldout.ineligible_mask`` on the int64 originals. History times (the causal
+    objective's targets) are 0 at padded slots.
     """
     request = seqs.examples.request_ts.astype(np.int64)
+    hist_ts = seqs.history.ts.astype(np.int64)
+    hist_valid = np.arange(hist_ts.shape[1])[None, :] < seqs.history.length[:, None]
     created = seqs.catalogue.item_created_ts.astype(np.int64)
     window = int(np.floor(window_s))  # integer times: created >= t - w  <=>  created >= t - floor(w)
-    lo, hi = int(request.min()), int(request.max())
+    lo = int(min(request.min(), hist_ts[hist_valid].min(initial=request.min())))
+    hi = int(request.max())
     if hi - lo + window + 2 >= 2**31:
         raise ValueError(f"request times span {hi - lo} s plus a {window} s window: too wide for int32 seconds")
     created = np.clip(created, lo - window - 1, hi + 1)
-    return (request - lo).astype(np.int32), (created - lo).astype(np.int32), window
+    history = np.where(hist_valid, hist_ts - lo, 0).astype(np.int32)
+    return (request - lo).astype(np.int32), (created - lo).astype(np.int32), window, history
+
+
+def next_items(seqs: EngagementSequences, rows: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What each prefix position of (example ``rows``, ``items``) pairs predicts under the causal objective.
+
+    Returns ``(item [R, 1+S] int32, slot [R, 1+S] int32)``. Position 0 (the user) predicts the first
+    history item, position p the history item after slot p-1, and position L (the last valid one, L
+    history items) the pair's own item; positions after L predict nothing (-1). ``slot`` says where
+    the predicted event sits: history slot p for p < L, ``S`` (the request itself) at L, -1 after.
+    The item a position predicts is never among its inputs: position p sees history slots < p.
+    """
+    rows, items = np.asarray(rows), np.asarray(items)
+    h = seqs.history
+    s = h.item_idx.shape[1]
+    length = h.length[rows].astype(np.int64)
+    cols = np.arange(s + 1)[None, :]
+    item = np.concatenate([h.item_idx[rows], np.full((len(rows), 1), -1, np.int32)], axis=1)
+    slot = np.broadcast_to(cols, item.shape).astype(np.int32).copy()
+    at_end = cols == length[:, None]
+    item = np.where(at_end, items[:, None], item)
+    slot[at_end] = s
+    after = cols > length[:, None]
+    item[after], slot[after] = -1, -1
+    return item.astype(np.int32), slot
+
+
+def tiling_pairs(seqs: EngagementSequences, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Positions of the (example row, item) pairs whose causal windows tile each user's history.
+
+    Pairs of one user are taken in order (``retrieval_pairs`` lists them by example row, i.e. time);
+    from the user's last pair back, every ``S + 1``-th is kept. A kept pair's 1+S prefix positions
+    predict its S history items and its own item, so under the causal objective an epoch over the
+    kept pairs predicts each engaged event about once, instead of S + 1 times from overlapping windows.
+    """
+    users = seqs.examples.user_idx[np.asarray(rows)]
+    if len(users) and (np.diff(np.asarray(rows)) < 0).any():
+        raise ValueError("tiling_pairs needs pairs in example-row order (as retrieval_pairs lists them)")
+    order = np.argsort(users, kind="stable")
+    sorted_users = users[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
+    counts = np.diff(np.r_[starts, len(users)])
+    within = np.arange(len(users)) - np.repeat(starts, counts)
+    from_end = np.repeat(counts, counts) - 1 - within
+    keep = np.zeros(len(users), bool)
+    keep[order] = from_end % (seqs.history.item_idx.shape[1] + 1) == 0
+    return np.flatnonzero(keep)
 
 
 def retrieval_batch(
@@ -155,10 +212,14 @@ def retrieval_batch(
     items: np.ndarray,
     batch_size: int | None = None,
     request_times: np.ndarray | None = None,
+    causal: bool = False,
+    history_times: np.ndarray | None = None,
 ) -> RetrievalBatch:
     """RetrievalBatch for example ``rows`` paired with catalogue ``items``, padded to ``batch_size``.
 
     ``request_times`` ([E] int32, from ``training_times``) fills ``request_b``; zeros without it.
+    With ``causal`` the batch also says what every prefix position predicts (``next_items``) and, with
+    ``history_times`` ([E, S] int32, ``training_times``' last array), when.
     """
     batch = catalogue_batch(seqs, rows, np.asarray(items)[:, None], batch_size)
     b = batch.batch_size
@@ -166,4 +227,14 @@ def retrieval_batch(
     request_b = np.zeros(b, np.int32)
     if request_times is not None:
         request_b[: len(rows)] = request_times[rows]
-    return RetrievalBatch(batch, item_b, np.arange(b) < len(rows), request_b)
+    out = RetrievalBatch(batch, item_b, np.arange(b) < len(rows), request_b)
+    if not causal:
+        return out
+    nxt, slot = next_items(seqs, rows, items)
+    next_item = np.full((b, nxt.shape[1]), -1, np.int32)
+    next_item[: len(rows)] = nxt
+    next_request = np.zeros((b, nxt.shape[1]), np.int32)
+    if request_times is not None and history_times is not None:
+        times = np.concatenate([history_times[rows], request_times[rows][:, None]], axis=1)
+        next_request[: len(rows)] = np.take_along_axis(times, np.maximum(slot, 0), axis=1) * (slot >= 0)
+    return out.replace(next_item_bp=next_item, next_request_bp=next_request)

@@ -31,6 +31,19 @@ def top_k(user_rep_bd: jax.Array, corpus_nd: jax.Array, corpus_mask_n: jax.Array
     return RetrievalOutput(user_rep_bd, indices_bk.astype(jnp.int32), scores_bk)
 
 
+Dropout = tuple[jax.Array, float]  # (seed per row, uint32 [B]; rate in [0, 1))
+
+
+def token_dropout(h_btd: jax.Array, seed_b: jax.Array, rate: float) -> jax.Array:
+    """Inverted dropout of token features: each element is zeroed with probability ``rate`` and the rest
+    scaled by 1 / (1 - rate). Row b's mask is a pure function of ``seed_b[b]`` (the training data order
+    gives each row its seed), so a run and its resumption draw the same masks."""
+    if rate <= 0:
+        return h_btd
+    keep = jax.vmap(lambda s: jax.random.bernoulli(jax.random.key(s), 1.0 - rate, h_btd.shape[1:]))(seed_b)
+    return jnp.where(keep, h_btd / (1.0 - rate), 0.0).astype(h_btd.dtype)
+
+
 class CandidateTower(nnx.Module):
     """f32 MLP over concatenated post+author hash embeddings: W1 -> SiLU -> W2 -> L2."""
 
@@ -74,26 +87,58 @@ class PhoenixRetriever(nnx.Module):
 
     # -- user tower ----------------------------------------------------------------------------
     def user_sequence(
-        self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None
+        self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None, dropout: Dropout | None = None
     ) -> tuple[jax.Array, jax.Array]:
-        """Trunk outputs over [user | history] (causal, no final norm): ([B, P, D] f32, valid bool [B, P])."""
+        """Trunk outputs over [user | history] (causal, no final norm): ([B, P, D] f32, valid bool [B, P]).
+
+        ``dropout`` (training only) drops input token features before the trunk (``token_dropout``).
+        """
         emb = self.tables.lookup(batch) if embeddings is None else embeddings
         user = self.embed.user_tokens(emb.user)
         history = self.embed.history_tokens(
             emb.history_post, emb.history_author, batch.history_actions, batch.history_product_surface
         )
         h_bpd = jnp.concatenate([user, history], axis=1)
+        if dropout is not None:
+            h_bpd = token_dropout(h_bpd, *dropout)
         valid_bp = jnp.concatenate([batch.user_valid_b[:, None], batch.history_valid_bs], axis=1)
         b, p, _ = h_bpd.shape
         h_bpd, _, _ = run_layers(self.layers, h_bpd, masks.prefix_positions(b, p), masks.prefix_mask(valid_bp))
         return h_bpd.astype(jnp.float32), valid_bp
 
     def encode_user(self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None) -> jax.Array:
-        """Unit user vectors [B, D] f32: masked mean over valid positions, then L2 (zero if none valid)."""
-        h_bpd, valid_bp = self.user_sequence(batch, embeddings)
+        """Unit user vectors [B, D] f32 (zero if nothing is valid).
+
+        ``config.user_pool="mean"``: masked mean over valid positions, then L2 (spec §9); ``"last"``: the
+        last valid position's output, then L2 (as SASRec reads its user state).
+        """
+        return self.pool_user(*self.user_sequence(batch, embeddings))
+
+    def pool_user(self, h_bpd: jax.Array, valid_bp: jax.Array) -> jax.Array:
+        """``encode_user`` from the user tower's outputs (``user_sequence``)."""
         m_bp1 = valid_bp[..., None].astype(jnp.float32)
-        pooled_bd = jnp.sum(h_bpd * m_bp1, axis=1) / jnp.maximum(jnp.sum(m_bp1, axis=1), 1.0)
+        if self.config.user_pool == "last":
+            last_b = jnp.max(jnp.where(valid_bp, jnp.arange(valid_bp.shape[1])[None, :], 0), axis=1)
+            pooled_bd = jnp.take_along_axis(h_bpd * m_bp1, last_b[:, None, None], axis=1)[:, 0]
+        else:
+            pooled_bd = jnp.sum(h_bpd * m_bp1, axis=1) / jnp.maximum(jnp.sum(m_bp1, axis=1), 1.0)
         return l2_normalize(pooled_bd)
+
+    def prefix_users(
+        self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None, dropout: Dropout | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """Unit user vectors at every position of [user | history]: ([B, P, D] f32, valid bool [B, P]).
+
+        Position p pools the valid positions <= p (``user_pool``), so (the trunk being causal) it is
+        ``encode_user`` of the same request cut after p; at the last valid position it is
+        ``encode_user``. The causal retrieval objective trains position p to predict the next item.
+        """
+        h_bpd, valid_bp = self.user_sequence(batch, embeddings, dropout)
+        m_bp1 = valid_bp[..., None].astype(jnp.float32)
+        if self.config.user_pool == "last":
+            return l2_normalize(h_bpd * m_bp1), valid_bp
+        pooled_bpd = jnp.cumsum(h_bpd * m_bp1, axis=1) / jnp.maximum(jnp.cumsum(m_bp1, axis=1), 1.0)
+        return l2_normalize(pooled_bpd), valid_bp
 
     # -- candidate tower -----------------------------------------------------------------------
     def encode_candidates(self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None) -> jax.Array:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from x_reco.data.examples import EngagementSequences
 
 RETRIEVAL_LOSSES = ("auto", "full", "sampled")
+RETRIEVAL_POSITIONS = ("last", "all")
 TABLE_OPTIMIZERS = ("adamw", "rowwise_adagrad", "sparse_rowwise_adagrad")
 _HASH_KEYS = (
     "num_user_hashes",
@@ -30,10 +31,23 @@ _HASH_KEYS = (
     "hash_spec",
 )
 _AT_LEAST_1 = ("batch_size", "num_steps", "eval_batch_size", "keep_checkpoints")
-_AT_LEAST_0 = ("warmup_steps", "eval_every", "checkpoint_every", "seed", "full_softmax_max_items", "weight_decay")
+_AT_LEAST_0 = (
+    "warmup_steps",
+    "eval_every",
+    "checkpoint_every",
+    "seed",
+    "full_softmax_max_items",
+    "weight_decay",
+    "early_stopping_patience",
+)
 _ABOVE_0 = ("learning_rate", "clip_norm", "temperature", "table_learning_rate", "negative_window_s")
 _FRACTIONS = ("end_lr_fraction",)
-_CHOICES = {"retrieval_loss": RETRIEVAL_LOSSES, "table_optimizer": TABLE_OPTIMIZERS}
+_BELOW_1 = ("dropout",)
+_CHOICES = {
+    "retrieval_loss": RETRIEVAL_LOSSES,
+    "retrieval_positions": RETRIEVAL_POSITIONS,
+    "table_optimizer": TABLE_OPTIMIZERS,
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -47,10 +61,17 @@ class TrainConfig:
     With ``negative_window_s`` the retriever is trained time-aware: a pair's negatives are only the
     items created in ``[request_ts - negative_window_s, request_ts]`` (what a feed could serve then),
     and validation ranks that same windowed catalogue.
+    ``retrieval_positions="all"`` trains the retriever causally (as SASRec and HSTU do): every valid
+    position of [user | history] predicts the item that comes next, position p's user vector pooling
+    positions <= p (``PhoenixRetriever.prefix_users``); ``"last"`` trains only the request's own
+    position (``encode_user``). A request with no history gives the same loss either way.
+    ``dropout`` zeroes that share of the retriever user tower's input token features during training
+    (inverted dropout, masks seeded by (seed, step, row)); evaluation and serving never drop.
     With ``select_best`` the exported model is the validation-best of the evaluations every
     ``eval_every`` steps and at the end (``selection_metric``, higher is better; default
     ``masked_ndcg@10`` for the retriever, ``mean_auc`` for the ranker): early stopping without
-    stopping, so a run longer than the data supports does not export an overfit model.
+    stopping, so a run longer than the data supports does not export an overfit model;
+    ``early_stopping_patience=k`` also stops the run after k evaluations in a row without a new best.
     With ``init_checkpoint`` the run warm-starts: the parameters of that exported model (same kind
     and shapes) replace the seeded initialization; the optimizer state starts fresh.
     ``mask_sampled_negative_actions`` drops the ranker's negative-action labels on sampled negatives
@@ -69,6 +90,8 @@ class TrainConfig:
     seed: int = 0
     temperature: float = 0.05
     retrieval_loss: str = "auto"
+    retrieval_positions: str = "last"
+    dropout: float = 0.0
     full_softmax_max_items: int = 50_000
     negative_window_s: float | None = None
     mask_sampled_negative_actions: bool = False
@@ -77,6 +100,7 @@ class TrainConfig:
     eval_every: int = 0
     select_best: bool = False
     selection_metric: str | None = None
+    early_stopping_patience: int = 0
     eval_batch_size: int = 256
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
@@ -91,6 +115,13 @@ class TrainConfig:
                 errors.append(f"warmup_steps={self.warmup_steps} must be < num_steps={self.num_steps}")
             if self.select_best and not self.eval_every:
                 errors.append("select_best needs eval_every > 0 (the evaluations it selects from), got eval_every=0")
+            if self.early_stopping_patience and not self.select_best:
+                errors.append(
+                    f"early_stopping_patience={self.early_stopping_patience} needs select_best=True "
+                    "(it stops when the selected metric stops improving)"
+                )
+            if self.retrieval_positions == "all" and self.retrieval_loss == "sampled":
+                errors.append("retrieval_positions='all' trains with the full softmax; got retrieval_loss='sampled'")
         if errors:
             raise ValueError("invalid TrainConfig: " + "; ".join(errors))
 
@@ -230,6 +261,8 @@ def _range_error(name: str, value: Any) -> str | None:
         return f"{name}={value!r} must be > 0"
     if name in _FRACTIONS and not 0 <= value <= 1:
         return f"{name}={value!r} must be in [0, 1]"
+    if name in _BELOW_1 and not 0 <= value < 1:
+        return f"{name}={value!r} must be in [0, 1)"
     return None
 
 

@@ -80,7 +80,7 @@ class _Task:
     kind: str
     model_cls: type[nnx.Module]
     pool_size: int
-    make_batch: Callable[[np.ndarray], Any]
+    make_batch: Callable[[np.ndarray, int], Any]  # (positions into the pool, global step) -> batch
     loss: tuple  # (name in _LOSSES, *static params)
     consts: Any
     evaluate: Callable[[nnx.Module], dict[str, float]]
@@ -102,7 +102,7 @@ def train_ranker(
         "ranker",
         PhoenixRanker,
         len(rows),
-        lambda pos: (seqs.batch(rows[pos], b), seqs.labels(rows[pos], b, mask_negatives)),
+        lambda pos, step: (seqs.batch(rows[pos], b), seqs.labels(rows[pos], b, mask_negatives)),
         ("ranker_bce",),
         None,
         lambda m: evaluate_ranker(m, seqs, Split.VAL, seed=cfg.seed, batch_size=cfg.eval_batch_size),
@@ -123,16 +123,21 @@ def train_retriever(
     """
     rows, items = seqs.retrieval_pairs(Split.TRAIN)
     num_items = seqs.num_items
-    b, window_s = cfg.batch_size, cfg.negative_window_s
+    b, window_s, causal = cfg.batch_size, cfg.negative_window_s, cfg.retrieval_positions == "all"
     if window_s is None:
-        request, created, window = None, None, None
+        request, created, window, history_times = None, None, None, None
     else:
-        request, created, window = training_times(seqs, window_s)
+        request, created, window, history_times = training_times(seqs, window_s)
     if cfg.use_full_softmax(num_items):
-        loss = ("full_softmax", cfg.temperature, window)
+        loss = ("causal_softmax" if causal else "full_softmax", cfg.temperature, window, cfg.dropout)
         consts = (seqs.catalogue.post_hashes.astype(np.int32), seqs.catalogue.author_hashes.astype(np.int32), created)
+    elif causal:
+        raise ValueError(
+            f"retrieval_positions='all' trains with the full softmax, but the catalogue has {num_items} items "
+            f"> full_softmax_max_items={cfg.full_softmax_max_items}; raise it or set retrieval_loss='full'"
+        )
     else:
-        loss = ("sampled_softmax", cfg.temperature, window)
+        loss = ("sampled_softmax", cfg.temperature, window, cfg.dropout)
         consts = (losses.item_log_q(items, num_items, b), created)
     evaluate = functools.partial(
         evaluate_retrieval, seqs=seqs, split=Split.VAL, batch_size=cfg.eval_batch_size, catalogue_window_s=window_s
@@ -141,7 +146,9 @@ def train_retriever(
         "retriever",
         PhoenixRetriever,
         len(rows),
-        lambda pos: retrieval_batch(seqs, rows[pos], items[pos], b, request),
+        lambda pos, step: _with_dropout(
+            retrieval_batch(seqs, rows[pos], items[pos], b, request, causal, history_times), cfg, step
+        ),
         loss,
         consts,
         evaluate,
@@ -160,17 +167,53 @@ def _ranker_bce(model: PhoenixRanker, batch, consts):
     return loss, jnp.mean(jnp.std(out.logits_bca, axis=1))
 
 
-def _full_softmax(model: PhoenixRetriever, rb, consts, temperature: float, window: int | None):
+def _with_dropout(rb, cfg: TrainConfig, step: int):
+    """``rb`` with each row's dropout seed, a pure function of (seed, step, row), when the run uses dropout."""
+    if not cfg.dropout:
+        return rb
+    seeds = np.random.default_rng([cfg.seed, 0xD0, step]).integers(0, 2**32, size=rb.item_b.shape[0], dtype=np.uint32)
+    return rb.replace(dropout_seed_b=seeds)
+
+
+def _dropout(rb, rate: float):
+    return None if not rate else (rb.dropout_seed_b, rate)
+
+
+def _full_softmax(model: PhoenixRetriever, rb, consts, temperature: float, window: int | None, rate: float = 0.0):
     post_nh, author_nh, created_n = consts
-    items_nd, user_bd = model.encode_items(post_nh, author_nh), model.encode_user(rb.batch)
+    h_bpd, valid_bp = model.user_sequence(rb.batch, dropout=_dropout(rb, rate))
+    items_nd, user_bd = model.encode_items(post_nh, author_nh), model.pool_user(h_bpd, valid_bp)
     eligible = None if window is None else losses.eligible_in_window(rb.request_b, created_n, window)
     loss = losses.full_softmax_loss(user_bd, items_nd, rb.item_b, rb.row_mask_b, temperature, eligible)
     return loss, jnp.mean(jnp.std(user_bd @ items_nd.T, axis=1))
 
 
-def _sampled_softmax(model: PhoenixRetriever, rb, consts, temperature: float, window: int | None):
+def _causal_softmax(model: PhoenixRetriever, rb, consts, temperature: float, window: int | None, rate: float = 0.0):
+    """Every valid prefix position predicts its next item (``batches.next_items``) against the catalogue."""
+    post_nh, author_nh, created_n = consts
+    items_nd = model.encode_items(post_nh, author_nh)
+    users_bpd, valid_bp = model.prefix_users(rb.batch, dropout=_dropout(rb, rate))
+    b, p, d = users_bpd.shape
+    target_bp = rb.next_item_bp
+    keep_bp = valid_bp & (target_bp >= 0) & rb.row_mask_b[:, None]
+    eligible = None
+    if window is not None:
+        eligible = losses.eligible_in_window(rb.next_request_bp.reshape(-1), created_n, window)
+    loss = losses.full_softmax_loss(
+        users_bpd.reshape(b * p, d),
+        items_nd,
+        jnp.maximum(target_bp, 0).reshape(-1),
+        keep_bp.reshape(-1),
+        temperature,
+        eligible,
+    )
+    return loss, jnp.mean(jnp.std(users_bpd[:, 0] @ items_nd.T, axis=1))
+
+
+def _sampled_softmax(model: PhoenixRetriever, rb, consts, temperature: float, window: int | None, rate: float = 0.0):
     log_q_n, created_n = consts
-    positive_bd, user_bd = model.encode_candidates(rb.batch)[:, 0], model.encode_user(rb.batch)
+    h_bpd, valid_bp = model.user_sequence(rb.batch, dropout=_dropout(rb, rate))
+    positive_bd, user_bd = model.encode_candidates(rb.batch)[:, 0], model.pool_user(h_bpd, valid_bp)
     eligible = None if window is None else losses.eligible_in_window(rb.request_b, created_n[rb.item_b], window)
     loss = losses.sampled_softmax_loss(
         user_bd, positive_bd, rb.item_b, log_q_n[rb.item_b], rb.row_mask_b, temperature, eligible
@@ -178,7 +221,12 @@ def _sampled_softmax(model: PhoenixRetriever, rb, consts, temperature: float, wi
     return loss, jnp.mean(jnp.std(user_bd @ positive_bd.T, axis=1))
 
 
-_LOSSES = {"ranker_bce": _ranker_bce, "full_softmax": _full_softmax, "sampled_softmax": _sampled_softmax}
+_LOSSES = {
+    "ranker_bce": _ranker_bce,
+    "full_softmax": _full_softmax,
+    "causal_softmax": _causal_softmax,
+    "sampled_softmax": _sampled_softmax,
+}
 
 
 # -- which hashes each loss gathers, for the sparse table update (step.SparseTables) ------------
@@ -208,12 +256,14 @@ def _full_softmax_ids(rb, consts):
     return ids
 
 
+_FULL_SOFTMAX_TABLES = SparseTables(
+    _full_softmax_ids,
+    lambda b, c, f: (b.replace(batch=_recsys_remap(b.batch, f)), (f("post", c[0]), f("author", c[1]), c[2])),
+)
 _SPARSE_TABLES = {
     "ranker_bce": SparseTables(lambda b, c: _recsys_ids(b[0]), lambda b, c, f: ((_recsys_remap(b[0], f), b[1]), c)),
-    "full_softmax": SparseTables(
-        _full_softmax_ids,
-        lambda b, c, f: (b.replace(batch=_recsys_remap(b.batch, f)), (f("post", c[0]), f("author", c[1]), c[2])),
-    ),
+    "full_softmax": _FULL_SOFTMAX_TABLES,
+    "causal_softmax": _FULL_SOFTMAX_TABLES,
     "sampled_softmax": SparseTables(
         lambda b, c: _recsys_ids(b.batch), lambda b, c, f: (b.replace(batch=_recsys_remap(b.batch, f)), c)
     ),
@@ -323,8 +373,9 @@ def _fit_locked(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progr
     step_fn = _train_step(graphdef, task, cfg, model_config, dp)
     consts = replicate(task.consts, dp)
     meter = _Meter(cfg.batch_size, cfg.num_steps, record["step"])
-    for step in range(record["step"], cfg.num_steps):
-        batch = shard_batch(task.make_batch(step_chunk(task.pool_size, cfg.batch_size, cfg.seed, step)), dp)
+    last_step = record["step"] if record.get("stopped_early") else cfg.num_steps
+    for step in range(record["step"], last_step):
+        batch = shard_batch(task.make_batch(step_chunk(task.pool_size, cfg.batch_size, cfg.seed, step), step), dp)
         state, loss, spread = step_fn(state, batch, consts)
         record["losses"].append(float(loss))
         if step == meter.start_step:
@@ -339,8 +390,12 @@ def _fit_locked(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progr
             record["eval_history"].append({"step": done, **_jsonable(val)})
             if _beats_best(record, task, cfg, val):
                 _save_best(record, task, cfg, model, val, done, ckpt_dir)
-        if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.num_steps):
+            record["stopped_early"] = _patience_spent(record, cfg)
+        stop = record.get("stopped_early", False)
+        if cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.num_steps or stop):
             ckpts.save(done, state, record)
+        if stop:
+            break
     train_time = meter.elapsed
     model = nnx.merge(graphdef, state)[0]
     val = task.evaluate(model)
@@ -354,7 +409,9 @@ def _fit_locked(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progr
         val = {k: (float("nan") if v is None else v) for k, v in meta["extra"]["val_metrics"].items()}
     path = Path(ckpt_dir) / MODEL_DIR
     extra = {k: record[k] for k in ("train_config", "partition", "platform", "xla_flags")}
-    extra.update(val_metrics=_jsonable(val), trained_steps=record["step"])
+    extra.update(
+        val_metrics=_jsonable(val), trained_steps=record["step"], stopped_early=bool(record.get("stopped_early"))
+    )
     save_checkpoint(path, model, step=selected, seeds=record["seeds"], extra=extra)
     return TrainResult(
         model_kind=task.kind,
@@ -388,6 +445,14 @@ def _beats_best(record, task: _Task, cfg: TrainConfig, val: dict[str, float]) ->
     _, value = _selection_value(task, cfg, val)
     best = record.get("best")
     return bool(np.isfinite(value)) and (best is None or value > best["value"])
+
+
+def _patience_spent(record, cfg: TrainConfig) -> bool:
+    """``cfg.early_stopping_patience`` evaluations in a row came after the best one without beating it."""
+    if not cfg.early_stopping_patience or not record.get("best"):
+        return False
+    since = [e for e in record["eval_history"] if e["step"] > record["best"]["step"]]
+    return len(since) >= cfg.early_stopping_patience
 
 
 def _save_best(record, task: _Task, cfg: TrainConfig, model, val: dict[str, float], step: int, ckpt_dir) -> None:
