@@ -32,6 +32,7 @@ _HASH_KEYS = (
 )
 _AT_LEAST_1 = ("batch_size", "num_steps", "eval_batch_size", "keep_checkpoints")
 _AT_LEAST_0 = (
+    "hard_negative_pool",
     "warmup_steps",
     "eval_every",
     "checkpoint_every",
@@ -76,6 +77,10 @@ class TrainConfig:
     and shapes) replace the seeded initialization; the optimizer state starts fresh.
     ``mask_sampled_negative_actions`` drops the ranker's negative-action labels on sampled negatives
     (see ``data.make_labels``); the default keeps the spec's all-zero rows.
+    ``hard_negative_pool=K`` trains the ranker on the candidates it will rank: each step fills an
+    example's sampled-negative slots with items drawn from the retriever's top K for that user, never
+    an item the user interacted with (``training.hard_negatives``; ``train_ranker(retriever=...)``).
+    Rows without sampled slots (datasets of served impressions) keep their candidates.
     """
 
     preset: str = "tiny"
@@ -95,6 +100,7 @@ class TrainConfig:
     full_softmax_max_items: int = 50_000
     negative_window_s: float | None = None
     mask_sampled_negative_actions: bool = False
+    hard_negative_pool: int = 0
     table_optimizer: str = "adamw"
     table_learning_rate: float | None = None
     eval_every: int = 0

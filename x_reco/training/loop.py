@@ -35,6 +35,7 @@ from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retriever import PhoenixRetriever
 from x_reco.training.config import TrainConfig, model_config_for
 from x_reco.training.data import step_chunk
+from x_reco.training.hard_negatives import retriever_pools, sample_from_pools
 from x_reco.training.lock import run_lock
 from x_reco.training.optim import SPARSE, learning_rate_schedule, make_optimizer
 from x_reco.training.resume import TrainCheckpoints
@@ -87,7 +88,11 @@ class _Task:
 
 
 def train_ranker(
-    seqs: EngagementSequences, cfg: TrainConfig, ckpt_dir: str | Path, progress: Progress | None = None
+    seqs: EngagementSequences,
+    cfg: TrainConfig,
+    ckpt_dir: str | Path,
+    progress: Progress | None = None,
+    retriever: PhoenixRetriever | None = None,
 ) -> TrainResult:
     """Train a ``PhoenixRanker`` on the train split with multi-action BCE; validate on the val split.
 
@@ -95,19 +100,63 @@ def train_ranker(
       seqs: engagement sequences (``build_sequences`` output).
       cfg: the run's config. ckpt_dir: run directory (resumed if it holds checkpoints of this config).
       progress: optional ``progress(step, total, loss, examples_per_s, eta_s)`` called every step.
+      retriever: the trained retriever whose top ``cfg.hard_negative_pool`` items are the hard
+        negatives (required when that is > 0).
     """
     rows = seqs.rows(Split.TRAIN)
     b, mask_negatives = cfg.batch_size, cfg.mask_sampled_negative_actions
+    make_batch = lambda pos, step: (seqs.batch(rows[pos], b), seqs.labels(rows[pos], b, mask_negatives))  # noqa: E731
+    if cfg.hard_negative_pool:
+        if retriever is None:
+            raise ValueError(f"hard_negative_pool={cfg.hard_negative_pool} needs the trained retriever (retriever=...)")
+        make_batch = HardNegativeBatches(seqs, rows, cfg, retriever)
     task = _Task(
         "ranker",
         PhoenixRanker,
         len(rows),
-        lambda pos, step: (seqs.batch(rows[pos], b), seqs.labels(rows[pos], b, mask_negatives)),
+        make_batch,
         ("ranker_bce",),
         None,
         lambda m: evaluate_ranker(m, seqs, Split.VAL, seed=cfg.seed, batch_size=cfg.eval_batch_size),
     )
     return _fit(task, seqs, cfg, ckpt_dir, progress)
+
+
+class HardNegativeBatches:
+    """``make_batch`` of a ranker trained on hard negatives: the sampled slots of each example get fresh
+    draws (seeded by step) from the retriever's top ``cfg.hard_negative_pool`` unseen items of its user;
+    their labels stay all-zero (negative actions unobserved, as for any never-shown candidate)."""
+
+    def __init__(self, seqs: EngagementSequences, rows: np.ndarray, cfg: TrainConfig, retriever: PhoenixRetriever):
+        self.seqs, self.rows, self.cfg = seqs, rows, cfg
+        self.sampled = seqs.candidates.sampled[rows]
+        with_slots = self.sampled.any(axis=1)
+        self.pools = retriever_pools(retriever, seqs, rows[with_slots], cfg.hard_negative_pool)
+        self.pool_of = np.full(len(rows), -1, np.int64)
+        self.pool_of[with_slots] = np.arange(len(self.pools))
+
+    def items(self, pos: np.ndarray, step: int) -> np.ndarray:
+        """int32 [len(pos), C]: the candidates of train rows ``pos`` at ``step`` (-1 padding)."""
+        items = self.seqs.candidates.item_idx[self.rows[pos]].copy()
+        slots, has = self.sampled[pos], self.pool_of[pos] >= 0
+        if has.any():
+            rng = np.random.default_rng([self.cfg.seed, 0x4E, step])
+            draws = sample_from_pools(self.pools[self.pool_of[pos][has]], items.shape[1], rng)
+            fill = items[has]
+            fill[slots[has]] = draws[slots[has]]
+            items[has] = fill
+        return items
+
+    def __call__(self, pos: np.ndarray, step: int):
+        r, items, b = self.rows[pos], self.items(pos, step), self.cfg.batch_size
+        batch = self.seqs.catalogue_batch(r, np.maximum(items, 0), b)
+        real = np.zeros((b, items.shape[1]), bool)
+        real[: len(r)] = items >= 0
+        batch = batch.replace(
+            candidate_post_hashes=batch.candidate_post_hashes * real[..., None],
+            candidate_author_hashes=batch.candidate_author_hashes * real[..., None],
+        )
+        return batch, self.seqs.labels(r, b, True)
 
 
 def train_retriever(

@@ -1,0 +1,80 @@
+"""Hard negatives for the ranker: drawn from the retriever's top items, never an item the user
+interacted with (in any split), refreshed every step, labelled all-zero with negative actions unobserved."""
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from tests.training.helpers import tiny_cfg, toy_seqs
+from x_reco.common.actions import NEGATIVE_ACTIONS, action_mask
+from x_reco.data.examples import Split
+from x_reco.eval.heldout import interacted
+from x_reco.eval.retrieval import item_vectors, user_vectors
+from x_reco.models.retriever import PhoenixRetriever
+from x_reco.training.config import model_config_for
+from x_reco.training.hard_negatives import retriever_pools, sample_from_pools
+from x_reco.training.loop import HardNegativeBatches, train_ranker
+
+
+@pytest.fixture(scope="module")
+def retriever():
+    seqs = toy_seqs()
+    return PhoenixRetriever(model_config_for(tiny_cfg(), seqs), rngs=nnx.Rngs(params=0))
+
+
+def test_pools_are_the_retrievers_best_unseen_items(retriever):
+    seqs = toy_seqs()
+    rows = seqs.rows(Split.TRAIN)[:40]
+    pools = retriever_pools(retriever, seqs, rows, 10)
+    seen = interacted(seqs).dense(seqs.examples.user_idx[rows])
+    assert pools.shape == (40, 10) and not seen[np.arange(40)[:, None], pools].any()
+    scores = user_vectors(retriever, seqs, rows) @ item_vectors(retriever, seqs).T
+    scores[seen] = -np.inf
+    expected = np.sort(scores, axis=1)[:, ::-1][:, :10]
+    np.testing.assert_allclose(np.take_along_axis(scores, pools, axis=1), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="fewer than"):
+        retriever_pools(retriever, seqs, rows, seqs.num_items)  # every user has seen some items
+
+
+def test_sampling_draws_distinct_pool_items():
+    pools = np.arange(60).reshape(3, 20)
+    draws = sample_from_pools(pools, 20, np.random.default_rng(0))
+    assert all(sorted(d) == sorted(p) for d, p in zip(draws, pools))
+    with pytest.raises(ValueError, match="cannot draw 21"):
+        sample_from_pools(pools, 21, np.random.default_rng(0))
+
+
+def test_no_positive_is_ever_sampled_as_a_negative(retriever):
+    seqs = toy_seqs()
+    rows = seqs.rows(Split.TRAIN)
+    cfg = tiny_cfg(hard_negative_pool=12)
+    batches = HardNegativeBatches(seqs, rows, cfg, retriever)
+    users = interacted(seqs)
+    pos = np.arange(len(rows))
+    drawn = []
+    for step in range(5):
+        items = batches.items(pos, step)
+        sampled = seqs.candidates.sampled[rows]
+        real = seqs.candidates.item_idx[rows]
+        assert np.array_equal(items[~sampled], real[~sampled])  # the real events stay
+        r, c = np.nonzero(sampled)
+        assert not users.contains(seqs.examples.user_idx[rows[r]], items[r, c]).any()
+        assert all(len(set(row[s])) == s.sum() for row, s in zip(items, sampled))  # distinct per row
+        in_pool = np.array([items[i, j] in batches.pools[batches.pool_of[i]] for i, j in zip(r[:200], c[:200])])
+        assert in_pool.all()
+        drawn.append(items)
+    assert not np.array_equal(drawn[0], drawn[1])  # fresh draws each step
+    assert np.array_equal(batches.items(pos, 3), drawn[3])  # and a pure function of the step
+    batch, labels = batches(pos[:8], 0)
+    s8 = seqs.candidates.sampled[rows[:8]]
+    assert (labels.candidate_actions[:8][s8] == 0).all()
+    assert (labels.label_mask[:8][s8][:, action_mask(NEGATIVE_ACTIONS).astype(bool)] == 0).all()
+    assert np.array_equal(np.asarray(batch.candidate_post_hashes[:8]), seqs.catalogue.post_hashes[drawn[0][:8]])
+
+
+def test_ranker_trains_on_hard_negatives_and_needs_the_retriever(retriever, tmp_path):
+    cfg = tiny_cfg(num_steps=6, checkpoint_every=0, hard_negative_pool=12)
+    result = train_ranker(toy_seqs(), cfg, tmp_path / "hard", retriever=retriever)
+    assert np.isfinite(result.losses).all()
+    with pytest.raises(ValueError, match="needs the trained retriever"):
+        train_ranker(toy_seqs(), cfg, tmp_path / "none")
