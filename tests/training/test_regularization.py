@@ -7,7 +7,7 @@ import pytest
 
 from tests.training.helpers import tiny_cfg, toy_seqs
 from x_reco.models.checkpoint import read_metadata
-from x_reco.models.retriever import token_dropout
+from x_reco.models.trunk import token_dropout
 from x_reco.training.loop import train_retriever
 
 

@@ -11,7 +11,7 @@ from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.layers.embed import EmbeddingAssembly, HashTables
 from x_reco.layers.quant import linear
 from x_reco.models import masks
-from x_reco.models.trunk import make_layers, run_layers
+from x_reco.models.trunk import Dropout, make_layers, run_layers, token_dropout
 
 L2_FLOOR = 1e-12
 MASKED_SCORE = -1e12
@@ -29,19 +29,6 @@ def top_k(user_rep_bd: jax.Array, corpus_nd: jax.Array, corpus_mask_n: jax.Array
     scores_bn = jnp.where(corpus_mask_n[None, :], scores_bn, MASKED_SCORE)
     scores_bk, indices_bk = jax.lax.top_k(scores_bn, k)
     return RetrievalOutput(user_rep_bd, indices_bk.astype(jnp.int32), scores_bk)
-
-
-Dropout = tuple[jax.Array, float]  # (seed per row, uint32 [B]; rate in [0, 1))
-
-
-def token_dropout(h_btd: jax.Array, seed_b: jax.Array, rate: float) -> jax.Array:
-    """Inverted dropout of token features: each element is zeroed with probability ``rate`` and the rest
-    scaled by 1 / (1 - rate). Row b's mask is a pure function of ``seed_b[b]`` (the training data order
-    gives each row its seed), so a run and its resumption draw the same masks."""
-    if rate <= 0:
-        return h_btd
-    keep = jax.vmap(lambda s: jax.random.bernoulli(jax.random.key(s), 1.0 - rate, h_btd.shape[1:]))(seed_b)
-    return jnp.where(keep, h_btd / (1.0 - rate), 0.0).astype(h_btd.dtype)
 
 
 class CandidateTower(nnx.Module):
@@ -91,7 +78,8 @@ class PhoenixRetriever(nnx.Module):
     ) -> tuple[jax.Array, jax.Array]:
         """Trunk outputs over [user | history] (causal, no final norm): ([B, P, D] f32, valid bool [B, P]).
 
-        ``dropout`` (training only) drops input token features before the trunk (``token_dropout``).
+        ``dropout`` (training only) drops input token features and each layer's residual branches
+        (``trunk.token_dropout``).
         """
         emb = self.tables.lookup(batch) if embeddings is None else embeddings
         user = self.embed.user_tokens(emb.user)
@@ -103,7 +91,8 @@ class PhoenixRetriever(nnx.Module):
             h_bpd = token_dropout(h_bpd, *dropout)
         valid_bp = jnp.concatenate([batch.user_valid_b[:, None], batch.history_valid_bs], axis=1)
         b, p, _ = h_bpd.shape
-        h_bpd, _, _ = run_layers(self.layers, h_bpd, masks.prefix_positions(b, p), masks.prefix_mask(valid_bp))
+        positions, mask = masks.prefix_positions(b, p), masks.prefix_mask(valid_bp)
+        h_bpd, _, _ = run_layers(self.layers, h_bpd, positions, mask, dropout=dropout)
         return h_bpd.astype(jnp.float32), valid_bp
 
     def encode_user(self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None) -> jax.Array:

@@ -13,6 +13,19 @@ from x_reco.layers.norm import RMSNorm
 
 XAVIER = nnx.initializers.variance_scaling(1.0, "fan_avg", "truncated_normal")
 
+Dropout = tuple[jax.Array, float]  # training only: (seed per row, uint32 [B]; rate in [0, 1))
+
+
+def token_dropout(h_btd: jax.Array, seed_b: jax.Array, rate: float, site: int = 0) -> jax.Array:
+    """Inverted dropout of token features: each element is zeroed with probability ``rate`` and the rest
+    scaled by 1 / (1 - rate). Row b's mask is a pure function of (``seed_b[b]``, ``site``), so a run and
+    its resumption draw the same masks and every dropout site of a step draws its own."""
+    if rate <= 0:
+        return h_btd
+    site_seed_b = seed_b.astype(jnp.uint32) ^ jnp.uint32((0x9E3779B9 * site) % 2**32)
+    keep = jax.vmap(lambda s: jax.random.bernoulli(jax.random.key(s), 1.0 - rate, h_btd.shape[1:]))(site_seed_b)
+    return jnp.where(keep, h_btd / (1.0 - rate), 0.0).astype(h_btd.dtype)
+
 
 class TransformerLayer(nnx.Module):
     """Sandwich-norm block: ``h += post(attn(pre(h)))``; ``h += post(ffn(pre(h)))``. No bias, no dropout."""
@@ -52,9 +65,13 @@ class TransformerLayer(nnx.Module):
         )
         self.norm_post_ffn = RMSNorm(emb_size, **norm)
 
-    def ffn_block(self, h_btd: jax.Array) -> jax.Array:
-        """Second residual half: ``h + post_ffn(ffn(pre_ffn(h)))``."""
-        return h_btd + self.norm_post_ffn(self.ffn(self.norm_pre_ffn(h_btd))).astype(h_btd.dtype)
+    def ffn_block(self, h_btd: jax.Array, dropout: tuple[Dropout, int] | None = None) -> jax.Array:
+        """Second residual half: ``h + post_ffn(ffn(pre_ffn(h)))`` (branch dropped at (seeds, site))."""
+        branch = self.norm_post_ffn(self.ffn(self.norm_pre_ffn(h_btd)))
+        if dropout is not None:
+            (seed_b, rate), site = dropout
+            branch = token_dropout(branch, seed_b, rate, site)
+        return h_btd + branch.astype(h_btd.dtype)
 
     def __call__(
         self,
@@ -62,10 +79,19 @@ class TransformerLayer(nnx.Module):
         positions_bt: jax.Array,
         mask_b1ts: jax.Array,
         past_kv: tuple[jax.Array, jax.Array] | None = None,
+        dropout: tuple[Dropout, int] | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """One layer; returns (h [B,T,D], K [B,T,K,d] post-RoPE, V [B,T,K,d]) of these tokens."""
+        """One layer; returns (h [B,T,D], K [B,T,K,d] post-RoPE, V [B,T,K,d]) of these tokens.
+
+        ``dropout`` (training only): ``((seed_b, rate), site)`` drops both residual branches, at sites
+        ``site`` and ``site + 1``.
+        """
         attn_out, k, v = self.attn(self.norm_pre_attn(h_btd), positions_bt, mask_b1ts, past_kv)
-        return self._residuals(h_btd, attn_out), k, v
+        if dropout is None:
+            return self._residuals(h_btd, attn_out), k, v
+        (seed_b, rate), site = dropout
+        branch = token_dropout(self.norm_post_attn(attn_out), seed_b, rate, site)
+        return self.ffn_block(h_btd + branch.astype(h_btd.dtype), ((seed_b, rate), site + 1)), k, v
 
     def candidates(
         self,
@@ -115,6 +141,7 @@ def run_layers(
     positions_bt: jax.Array,
     mask_b1ts: jax.Array,
     past_kv: tuple[jax.Array, jax.Array] | None = None,
+    dropout: Dropout | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Run every layer.
 
@@ -123,13 +150,17 @@ def run_layers(
       positions_bt: int32 [B, T] RoPE positions.
       mask_b1ts: bool [B, 1, T, P+T] key-side mask (P = 0 without ``past_kv``).
       past_kv: optional cached (K, V), each [L, B, P, K, d], of earlier tokens.
+      dropout: training only, (seed per row [B], rate): residual-branch dropout in every layer
+        (sites 1, 2 in layer 0, 3, 4 in layer 1, ...; site 0 is the input tokens').
     Returns:
       (h [B,T,D], K [L,B,T,K,d], V [L,B,T,K,d]): outputs and this call's per-layer K (post-RoPE) and V.
     """
     ks, vs = [], []
     for i, layer in enumerate(layers):
         layer_past = None if past_kv is None else (past_kv[0][i], past_kv[1][i])
-        h_btd, k, v = layer(h_btd, positions_bt, mask_b1ts, layer_past)
+        h_btd, k, v = layer(
+            h_btd, positions_bt, mask_b1ts, layer_past, None if dropout is None else (dropout, 1 + 2 * i)
+        )
         ks.append(k)
         vs.append(v)
     return h_btd, jnp.stack(ks), jnp.stack(vs)

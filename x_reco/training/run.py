@@ -176,8 +176,10 @@ def run_models(
     results = {}
     for kind, cfg in train_configs(args, window).items():
         train = train_retriever if kind == "retriever" else train_ranker
+        # a ranker on hard negatives draws them from the retriever trained just before it
+        extra = {"retriever": results["retriever"].model} if kind == "ranker" and "retriever" in results else {}
         with TqdmProgress(kind, disable=args.no_progress, file=sys.stderr, mininterval=2.0) as bar:
-            results[kind] = train(seqs, cfg, out_dir / kind, progress=bar)
+            results[kind] = train(seqs, cfg, out_dir / kind, progress=bar, **extra)
         report[kind] = {"config": cfg.to_dict(), "training": _summary(results[kind])}
         (out_dir / f"{kind}_loss.png").write_bytes(loss_curve_png(results[kind].losses, f"{kind} loss"))
     evaluation, audit = _evaluate(results, seqs, window, champion_file)
