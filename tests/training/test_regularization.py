@@ -50,3 +50,11 @@ def test_early_stopping_stops_after_patience_and_resumes_to_the_same_model(tmp_p
     assert again.resumed_from == run.step and again.step == run.step and again.selected_step == best
     with pytest.raises(ValueError, match="early_stopping_patience=2 needs select_best"):
         tiny_cfg(early_stopping_patience=2)
+
+
+def test_each_dropout_site_draws_its_own_mask():
+    h = jnp.ones((2, 5, 32))
+    seeds = jnp.array([7, 8], jnp.uint32)
+    masks = [np.asarray(token_dropout(h, seeds, 0.5, site)) == 0 for site in range(4)]
+    assert all(not np.array_equal(masks[i], masks[j]) for i in range(4) for j in range(i + 1, 4))
+    assert np.array_equal(masks[2], np.asarray(token_dropout(h, seeds, 0.5, 2)) == 0)
