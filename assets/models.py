@@ -79,16 +79,28 @@ def _log_progress(context, kind: str):
     return throttled(log, every_s=5.0)
 
 
+def _hard_negatives_from(context, cfg, inputs: dict) -> dict:
+    """The trained retriever a ranker draws its hard negatives from (``hard_negative_pool`` > 0)."""
+    if not cfg.hard_negative_pool:
+        return {}
+    record = inputs["retriever_checkpoint"]
+    context.log.info(f"ranker hard negatives: top {cfg.hard_negative_pool} unseen items of {record['path']}")
+    return {"retriever": restore_checkpoint(record["path"])[0]}
+
+
 def _checkpoint_asset(kind: str):
     name = f"{kind}_checkpoint"
     trainer = train_retriever if kind == "retriever" else train_ranker
+    ins = {"engagement_sequences": dg.AssetIn(), "raw_manifest": dg.AssetIn()}
+    if kind == "ranker":  # trained on the candidates it will rank: the retriever's top items
+        ins["retriever_checkpoint"] = dg.AssetIn()
 
     @dg.asset(
         name=name,
         partitions_def=DATASETS,
         group_name="models",
         kinds={"jax", "orbax"},
-        ins={"engagement_sequences": dg.AssetIn(), "raw_manifest": dg.AssetIn()},
+        ins=ins,
         check_specs=[
             dg.AssetCheckSpec("finite_losses", asset=name, blocking=True, description="every training loss is finite")
         ],
@@ -100,6 +112,7 @@ def _checkpoint_asset(kind: str):
         storage: StorageResource,
         engagement_sequences: EngagementSequences,
         raw_manifest: dict,
+        **upstream,
     ):
         partition = context.partition_key
         init = _warm_start_from(context, config, storage, kind)
@@ -107,7 +120,8 @@ def _checkpoint_asset(kind: str):
         run_dir = storage.path("checkpoints", partition, kind, run_name(cfg, engagement_sequences))
         start = f"warm start from the champion {init}" if init else "from scratch"
         context.log.info(f"{kind} on {partition}: {cfg.num_steps} steps {start}, preset {cfg.preset}, dir {run_dir}")
-        result = trainer(engagement_sequences, cfg, run_dir, progress=_log_progress(context, kind))
+        extra = _hard_negatives_from(context, cfg, upstream) if kind == "ranker" else {}
+        result = trainer(engagement_sequences, cfg, run_dir, progress=_log_progress(context, kind), **extra)
         reused = result.resumed_from is not None and result.resumed_from >= cfg.num_steps
         if reused:
             context.log.info(

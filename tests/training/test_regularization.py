@@ -26,8 +26,9 @@ def test_dropout_runs_reproduce_and_differ_from_no_dropout(tmp_path):
     a = train_retriever(toy_seqs(), cfg, tmp_path / "a")
     b = train_retriever(toy_seqs(), cfg, tmp_path / "b")
     plain = train_retriever(toy_seqs(), cfg.replace(dropout=0.0), tmp_path / "plain")
+    residual = train_retriever(toy_seqs(), cfg.replace(dropout=0.0, residual_dropout=0.3), tmp_path / "res")
     assert a.losses == b.losses and a.losses != plain.losses
-    assert a.losses[0] != plain.losses[0]  # the first step already drops
+    assert a.losses[0] != plain.losses[0] != residual.losses[0] != a.losses[0]  # the first step already drops
     with pytest.raises(ValueError, match=r"dropout=1.0 must be in \[0, 1\)"):
         tiny_cfg(dropout=1.0)
 

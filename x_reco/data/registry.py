@@ -106,6 +106,9 @@ class DatasetSpec:
     scheduled_retrain: bool = False  # retrained weekly (needs no download)
     streamed: bool = False  # arrives day by day (``world_day``); ``load_raw(clock_day=k)`` cuts it
     downloads: tuple[Download, ...] = ()
+    # the actions whose published weights rank this dataset's feed and two-stage evaluation (empty: every
+    # observed one); a head whose label only exists given a positive (a rating after watching) is left out
+    objective_actions: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.hash_namespace:
@@ -113,6 +116,11 @@ class DatasetSpec:
         unknown = sorted(set(self.observed_actions) - set(ACTIONS))
         if unknown:
             raise ValueError(f"{self.name}: unknown observed actions {unknown}")
+        if not self.objective_actions:
+            object.__setattr__(self, "objective_actions", tuple(self.observed_actions))
+        elif not set(self.objective_actions) <= set(self.observed_actions):
+            extra = sorted(set(self.objective_actions) - set(self.observed_actions))
+            raise ValueError(f"{self.name}: objective actions {extra} are not observed")
         if self.research_scale not in ("smoke", "full"):
             raise ValueError(f"{self.name}: research_scale must be smoke or full, got {self.research_scale!r}")
 
@@ -143,6 +151,10 @@ def _pooled(builder, split) -> Callable[[RawTables], pd.DataFrame]:
 
 
 _ML_ACTIONS = ("favorite", "click", "dwell", "not_interested")
+# A MovieLens "not_interested" is a low rating: it exists only for a watched movie, so p(not_interested)
+# rises with p(watch) and the published -43.2 weight would rank the movies least likely to be watched
+# first. The ML objective is the published weights of the engagement heads.
+_ML_OBJECTIVE = ("favorite", "click", "dwell")
 _HF_AMAZON = "https://huggingface.co/datasets/McAuley-Lab/Amazon-Reviews-2023/resolve/main"
 _MIND_BLOB = "https://mind201910small.blob.core.windows.net/release"
 _OON_ONLY = ServingProfile(in_network=False)
@@ -191,6 +203,7 @@ _SPECS = (
         downloads=(
             Download("https://files.grouplens.org/datasets/movielens/ml-100k.zip", "ml-100k.zip", ML_100K_SHA256),
         ),
+        objective_actions=_ML_OBJECTIVE,
     ),
     DatasetSpec(
         "movielens-1m",
@@ -214,6 +227,7 @@ _SPECS = (
         stakeholders="movielens",
         reward_split=feats.chronological_split,
         downloads=(Download("https://files.grouplens.org/datasets/movielens/ml-1m.zip", "ml-1m.zip", ML_1M_SHA256),),
+        objective_actions=_ML_OBJECTIVE,
     ),
     DatasetSpec(
         "mind-small",

@@ -7,12 +7,15 @@ then taken per observed action over every real candidate.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from flax import nnx
 
 from x_reco.common.actions import ACTIONS
-from x_reco.configs.weights import WeightSet
+from x_reco.configs.weights import SIGNALS, WeightSet, head_signal
 from x_reco.data.examples import EngagementSequences, Split
+from x_reco.data.registry import dataset_spec
 from x_reco.eval.heldout import ineligible_mask, interacted, seen_mask, with_sampled_negatives
 from x_reco.eval.metrics import auc, log_loss, ranking_metrics
 from x_reco.eval.retrieval import item_vectors, user_vectors
@@ -69,6 +72,18 @@ def evaluate_ranker(
     return out
 
 
+def objective_weights(partition: str) -> WeightSet:
+    """The published weights on the partition's objective heads (``DatasetSpec.objective_actions``),
+    every other weight zeroed: the published set itself where a dataset observes every action."""
+    objective = set(dataset_spec(partition).objective_actions)
+    published = WeightSet.published()
+    drop = sorted({head_signal(a, ACTIONS) for a in ACTIONS if a not in objective} & set(SIGNALS))
+    drop = [s for s in drop if published.weight(s) != 0]
+    if not drop:
+        return published
+    return dataclasses.replace(published.masked(drop), name=f"{published.name}:{partition}-objective")
+
+
 def two_stage_rankings(
     retriever: PhoenixRetriever,
     ranker: PhoenixRanker,
@@ -82,7 +97,7 @@ def two_stage_rankings(
     """Per batch of held-out targets: ``(rows, targets, top, weighted)`` with the retriever's top
     ``num_retrieved`` unseen items ``top`` [R, k] (retriever order) and the ranker's weighted score of
     each, ``weighted`` [R, k]. What ``two_stage`` scores, and what the served feed is checked against."""
-    weights = WeightSet.published() if weights is None else weights
+    weights = objective_weights(seqs.partition) if weights is None else weights
     rows, targets = seqs.retrieval_pairs(split)
     items_nd = item_vectors(retriever, seqs)
     earlier = interacted(seqs, split)

@@ -11,7 +11,7 @@ from x_reco.configs.phoenix import PhoenixConfig
 from x_reco.layers.embed import EmbeddingAssembly, HashTables
 from x_reco.layers.quant import linear
 from x_reco.models import masks
-from x_reco.models.trunk import Dropout, make_layers, run_layers, token_dropout
+from x_reco.models.trunk import Dropouts, make_layers, run_layers, token_dropout
 
 L2_FLOOR = 1e-12
 MASKED_SCORE = -1e12
@@ -74,7 +74,7 @@ class PhoenixRetriever(nnx.Module):
 
     # -- user tower ----------------------------------------------------------------------------
     def user_sequence(
-        self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None, dropout: Dropout | None = None
+        self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None, dropout: Dropouts | None = None
     ) -> tuple[jax.Array, jax.Array]:
         """Trunk outputs over [user | history] (causal, no final norm): ([B, P, D] f32, valid bool [B, P]).
 
@@ -87,8 +87,8 @@ class PhoenixRetriever(nnx.Module):
             emb.history_post, emb.history_author, batch.history_actions, batch.history_product_surface
         )
         h_bpd = jnp.concatenate([user, history], axis=1)
-        if dropout is not None:
-            h_bpd = token_dropout(h_bpd, *dropout)
+        if dropout is not None and dropout.tokens:
+            h_bpd = token_dropout(h_bpd, dropout.seed_b, dropout.tokens)
         valid_bp = jnp.concatenate([batch.user_valid_b[:, None], batch.history_valid_bs], axis=1)
         b, p, _ = h_bpd.shape
         positions, mask = masks.prefix_positions(b, p), masks.prefix_mask(valid_bp)
@@ -114,7 +114,7 @@ class PhoenixRetriever(nnx.Module):
         return l2_normalize(pooled_bd)
 
     def prefix_users(
-        self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None, dropout: Dropout | None = None
+        self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None, dropout: Dropouts | None = None
     ) -> tuple[jax.Array, jax.Array]:
         """Unit user vectors at every position of [user | history]: ([B, P, D] f32, valid bool [B, P]).
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -14,6 +16,14 @@ from x_reco.layers.norm import RMSNorm
 XAVIER = nnx.initializers.variance_scaling(1.0, "fan_avg", "truncated_normal")
 
 Dropout = tuple[jax.Array, float]  # training only: (seed per row, uint32 [B]; rate in [0, 1))
+
+
+class Dropouts(NamedTuple):
+    """Training-time dropout of the user tower: per-row seeds, input-token and residual-branch rates."""
+
+    seed_b: jax.Array  # uint32 [B]
+    tokens: float = 0.0
+    residual: float = 0.0
 
 
 def token_dropout(h_btd: jax.Array, seed_b: jax.Array, rate: float, site: int = 0) -> jax.Array:
@@ -141,7 +151,7 @@ def run_layers(
     positions_bt: jax.Array,
     mask_b1ts: jax.Array,
     past_kv: tuple[jax.Array, jax.Array] | None = None,
-    dropout: Dropout | None = None,
+    dropout: Dropouts | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Run every layer.
 
@@ -150,7 +160,7 @@ def run_layers(
       positions_bt: int32 [B, T] RoPE positions.
       mask_b1ts: bool [B, 1, T, P+T] key-side mask (P = 0 without ``past_kv``).
       past_kv: optional cached (K, V), each [L, B, P, K, d], of earlier tokens.
-      dropout: training only, (seed per row [B], rate): residual-branch dropout in every layer
+      dropout: training only: ``dropout.residual`` drops every layer's residual branches
         (sites 1, 2 in layer 0, 3, 4 in layer 1, ...; site 0 is the input tokens').
     Returns:
       (h [B,T,D], K [L,B,T,K,d], V [L,B,T,K,d]): outputs and this call's per-layer K (post-RoPE) and V.
@@ -158,9 +168,8 @@ def run_layers(
     ks, vs = [], []
     for i, layer in enumerate(layers):
         layer_past = None if past_kv is None else (past_kv[0][i], past_kv[1][i])
-        h_btd, k, v = layer(
-            h_btd, positions_bt, mask_b1ts, layer_past, None if dropout is None else (dropout, 1 + 2 * i)
-        )
+        drop = None if dropout is None or not dropout.residual else ((dropout.seed_b, dropout.residual), 1 + 2 * i)
+        h_btd, k, v = layer(h_btd, positions_bt, mask_b1ts, layer_past, drop)
         ks.append(k)
         vs.append(v)
     return h_btd, jnp.stack(ks), jnp.stack(vs)

@@ -43,7 +43,7 @@ _AT_LEAST_0 = (
 )
 _ABOVE_0 = ("learning_rate", "clip_norm", "temperature", "table_learning_rate", "negative_window_s")
 _FRACTIONS = ("end_lr_fraction",)
-_BELOW_1 = ("dropout",)
+_BELOW_1 = ("dropout", "residual_dropout")
 _CHOICES = {
     "retrieval_loss": RETRIEVAL_LOSSES,
     "retrieval_positions": RETRIEVAL_POSITIONS,
@@ -66,8 +66,9 @@ class TrainConfig:
     position of [user | history] predicts the item that comes next, position p's user vector pooling
     positions <= p (``PhoenixRetriever.prefix_users``); ``"last"`` trains only the request's own
     position (``encode_user``). A request with no history gives the same loss either way.
-    ``dropout`` zeroes that share of the retriever user tower's input token features during training
-    (inverted dropout, masks seeded by (seed, step, row)); evaluation and serving never drop.
+    ``dropout`` zeroes that share of the retriever user tower's input token features during training,
+    ``residual_dropout`` that share of every layer's residual branches (inverted dropout, masks seeded
+    by (seed, step, row, site)); evaluation and serving never drop.
     With ``select_best`` the exported model is the validation-best of the evaluations every
     ``eval_every`` steps and at the end (``selection_metric``, higher is better; default
     ``masked_ndcg@10`` for the retriever, ``mean_auc`` for the ranker): early stopping without
@@ -97,6 +98,7 @@ class TrainConfig:
     retrieval_loss: str = "auto"
     retrieval_positions: str = "last"
     dropout: float = 0.0
+    residual_dropout: float = 0.0
     full_softmax_max_items: int = 50_000
     negative_window_s: float | None = None
     mask_sampled_negative_actions: bool = False

@@ -33,6 +33,7 @@ from x_reco.models import losses
 from x_reco.models.checkpoint import restore_checkpoint, save_checkpoint
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.models.retriever import PhoenixRetriever
+from x_reco.models.trunk import Dropouts
 from x_reco.training.config import TrainConfig, model_config_for
 from x_reco.training.data import step_chunk
 from x_reco.training.hard_negatives import retriever_pools, sample_from_pools
@@ -178,7 +179,7 @@ def train_retriever(
     else:
         request, created, window, history_times = training_times(seqs, window_s)
     if cfg.use_full_softmax(num_items):
-        loss = ("causal_softmax" if causal else "full_softmax", cfg.temperature, window, cfg.dropout)
+        loss = ("causal_softmax" if causal else "full_softmax", cfg.temperature, window, _rates(cfg))
         consts = (seqs.catalogue.post_hashes.astype(np.int32), seqs.catalogue.author_hashes.astype(np.int32), created)
     elif causal:
         raise ValueError(
@@ -186,7 +187,7 @@ def train_retriever(
             f"> full_softmax_max_items={cfg.full_softmax_max_items}; raise it or set retrieval_loss='full'"
         )
     else:
-        loss = ("sampled_softmax", cfg.temperature, window, cfg.dropout)
+        loss = ("sampled_softmax", cfg.temperature, window, _rates(cfg))
         consts = (losses.item_log_q(items, num_items, b), created)
     evaluate = functools.partial(
         evaluate_retrieval, seqs=seqs, split=Split.VAL, batch_size=cfg.eval_batch_size, catalogue_window_s=window_s
@@ -216,32 +217,40 @@ def _ranker_bce(model: PhoenixRanker, batch, consts):
     return loss, jnp.mean(jnp.std(out.logits_bca, axis=1))
 
 
+def _rates(cfg: TrainConfig) -> tuple[float, float]:
+    return (cfg.dropout, cfg.residual_dropout)
+
+
 def _with_dropout(rb, cfg: TrainConfig, step: int):
     """``rb`` with each row's dropout seed, a pure function of (seed, step, row), when the run uses dropout."""
-    if not cfg.dropout:
+    if not any(_rates(cfg)):
         return rb
     seeds = np.random.default_rng([cfg.seed, 0xD0, step]).integers(0, 2**32, size=rb.item_b.shape[0], dtype=np.uint32)
     return rb.replace(dropout_seed_b=seeds)
 
 
-def _dropout(rb, rate: float):
-    return None if not rate else (rb.dropout_seed_b, rate)
+def _dropout(rb, rates: tuple[float, float]) -> Dropouts | None:
+    return Dropouts(rb.dropout_seed_b, *rates) if any(rates) else None
 
 
-def _full_softmax(model: PhoenixRetriever, rb, consts, temperature: float, window: int | None, rate: float = 0.0):
+def _full_softmax(
+    model: PhoenixRetriever, rb, consts, temperature: float, window: int | None, rates: tuple[float, float] = (0.0, 0.0)
+):
     post_nh, author_nh, created_n = consts
-    h_bpd, valid_bp = model.user_sequence(rb.batch, dropout=_dropout(rb, rate))
+    h_bpd, valid_bp = model.user_sequence(rb.batch, dropout=_dropout(rb, rates))
     items_nd, user_bd = model.encode_items(post_nh, author_nh), model.pool_user(h_bpd, valid_bp)
     eligible = None if window is None else losses.eligible_in_window(rb.request_b, created_n, window)
     loss = losses.full_softmax_loss(user_bd, items_nd, rb.item_b, rb.row_mask_b, temperature, eligible)
     return loss, jnp.mean(jnp.std(user_bd @ items_nd.T, axis=1))
 
 
-def _causal_softmax(model: PhoenixRetriever, rb, consts, temperature: float, window: int | None, rate: float = 0.0):
+def _causal_softmax(
+    model: PhoenixRetriever, rb, consts, temperature: float, window: int | None, rates: tuple[float, float] = (0.0, 0.0)
+):
     """Every valid prefix position predicts its next item (``batches.next_items``) against the catalogue."""
     post_nh, author_nh, created_n = consts
     items_nd = model.encode_items(post_nh, author_nh)
-    users_bpd, valid_bp = model.prefix_users(rb.batch, dropout=_dropout(rb, rate))
+    users_bpd, valid_bp = model.prefix_users(rb.batch, dropout=_dropout(rb, rates))
     b, p, d = users_bpd.shape
     target_bp = rb.next_item_bp
     keep_bp = valid_bp & (target_bp >= 0) & rb.row_mask_b[:, None]
@@ -259,9 +268,11 @@ def _causal_softmax(model: PhoenixRetriever, rb, consts, temperature: float, win
     return loss, jnp.mean(jnp.std(users_bpd[:, 0] @ items_nd.T, axis=1))
 
 
-def _sampled_softmax(model: PhoenixRetriever, rb, consts, temperature: float, window: int | None, rate: float = 0.0):
+def _sampled_softmax(
+    model: PhoenixRetriever, rb, consts, temperature: float, window: int | None, rates: tuple[float, float] = (0.0, 0.0)
+):
     log_q_n, created_n = consts
-    h_bpd, valid_bp = model.user_sequence(rb.batch, dropout=_dropout(rb, rate))
+    h_bpd, valid_bp = model.user_sequence(rb.batch, dropout=_dropout(rb, rates))
     positive_bd, user_bd = model.encode_candidates(rb.batch)[:, 0], model.pool_user(h_bpd, valid_bp)
     eligible = None if window is None else losses.eligible_in_window(rb.request_b, created_n[rb.item_b], window)
     loss = losses.sampled_softmax_loss(

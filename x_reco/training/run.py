@@ -113,8 +113,8 @@ def _two_stage_weights() -> dict[str, Any]:
 
     click_only = WeightSet("click-only", "diagnostic", MappingProxyType({"click": 1.0}))
     return {
-        "two_stage": WeightSet.published(),
-        "two_stage_engagement_only": WeightSet.engagement_only(),
+        "two_stage": None,  # the partition's objective (``eval.ranker.objective_weights``)
+        "two_stage_published": WeightSet.published(),
         "two_stage_click_only": click_only,
     }
 
