@@ -14,6 +14,7 @@ from x_reco.common.actions import ACTIONS, NUM_ACTIONS
 from x_reco.data.registry import (
     PARTITIONS,
     REGISTRY,
+    TUNING_PARTITION,
     DatasetSpec,
     ExampleKind,
     QualityFacts,
@@ -161,3 +162,11 @@ def test_the_scan_catches_the_former_branches():
     )
     lines = sorted({line for line, _ in _branches(ast.parse(former), set(PARTITIONS))})
     assert lines == [1, 3, 5, 6, 7]
+
+
+def test_an_objective_names_only_observed_actions():
+    spec = dataset_spec(TUNING_PARTITION)
+    assert set(spec.objective_actions) < set(spec.observed_actions)
+    with pytest.raises(ValueError, match=r"objective actions \['reply'\] are not observed"):
+        dataclasses.replace(spec, objective_actions=("click", "reply"))
+    assert dataclasses.replace(spec, objective_actions=()).objective_actions == spec.observed_actions

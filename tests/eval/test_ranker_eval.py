@@ -12,9 +12,10 @@ from tests.training.helpers import tiny_cfg, toy_seqs
 from x_reco.common.actions import ACTION_INDEX
 from x_reco.configs.weights import WeightSet
 from x_reco.data.examples import Split
+from x_reco.data.registry import DEFAULT_PARTITION, TUNING_PARTITION, dataset_spec
 from x_reco.eval.heldout import interacted, with_sampled_negatives
 from x_reco.eval.metrics import auc, log_loss
-from x_reco.eval.ranker import evaluate_ranker, ranker_logits, two_stage
+from x_reco.eval.ranker import evaluate_ranker, objective_weights, ranker_logits, two_stage
 from x_reco.eval.retrieval import evaluate_retrieval
 from x_reco.models import PhoenixRanker, PhoenixRetriever
 from x_reco.training.config import model_config_for
@@ -68,3 +69,14 @@ def test_two_stage_with_constant_weights_is_retrieval_order(models):
     np.testing.assert_allclose(flat["retrieval_hr@10"], ret["masked_hr@10"], rtol=1e-6)
     published = two_stage(retriever, ranker, seqs, Split.TEST, num_retrieved=20)
     assert 0.0 <= published["two_stage_ndcg@10"] <= 1.0 and published["recall@20"] <= 1.0
+
+
+def test_each_dataset_ranks_by_the_published_weights_of_its_objective_heads():
+    published = WeightSet.published()
+    assert objective_weights(DEFAULT_PARTITION) is published  # the synthetic world observes every action
+    ml = objective_weights(TUNING_PARTITION)
+    objective = set(dataset_spec(TUNING_PARTITION).objective_actions)
+    assert "not_interested" in dataset_spec(TUNING_PARTITION).observed_actions and "not_interested" not in objective
+    for action, weight in ml.weights.items():
+        assert weight == (published.weights[action] if action in objective else 0.0), action
+    assert ml.weights["click"] > 0 and ml.name != published.name
