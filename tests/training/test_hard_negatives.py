@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.training.helpers import tiny_cfg, toy_seqs
+from tests.training.helpers import tiny_cfg, toy_seqs, with_catalogue
 from x_reco.common.actions import NEGATIVE_ACTIONS, action_mask
 from x_reco.data.examples import Split
 from x_reco.eval.heldout import interacted
@@ -78,3 +78,31 @@ def test_ranker_trains_on_hard_negatives_and_needs_the_retriever(retriever, tmp_
     assert np.isfinite(result.losses).all()
     with pytest.raises(ValueError, match="needs the trained retriever"):
         train_ranker(toy_seqs(), cfg, tmp_path / "none")
+
+
+def test_appended_hard_negatives_for_examples_of_served_impressions(retriever):
+    seqs = toy_seqs()
+    first = seqs.examples.request_ts.min()
+    created = np.where(np.arange(seqs.num_items) % 2, first, first + 10**9)  # odd items servable, even never
+    seqs = with_catalogue(seqs, item_created_ts=created)
+    rows = seqs.rows(Split.TRAIN)
+    cfg = tiny_cfg(hard_negative_pool=12, hard_negative_count=3, negative_window_s=float(10**8))
+    batches = HardNegativeBatches(seqs, rows, cfg, retriever)
+    pos = np.arange(len(rows))
+    items = batches.items(pos, 0)
+    c = seqs.candidates.item_idx.shape[1]
+    assert items.shape == (len(rows), c + 3)
+    extra = items[:, c:]
+    users = np.repeat(seqs.examples.user_idx[rows], 3)
+    assert (extra >= 0).all() and not interacted(seqs).contains(users, extra.reshape(-1)).any()
+    assert (extra % 2 == 1).all()  # only items a feed could serve at the request time
+    assert all(
+        len(set(row[:c][seqs.candidates.sampled[r]].tolist() + row[c:].tolist()))
+        == 3 + seqs.candidates.sampled[r].sum()
+        for row, r in zip(items, rows)
+    )  # refilled and appended draws are distinct within a row
+    _, labels = batches(pos[:4], 0)
+    assert labels.candidate_actions.shape[1] == c + 3 and (labels.candidate_actions[:4, c:] == 0).all()
+    assert labels.candidate_mask[:4, c:].all() and not labels.candidate_mask[4:].any()
+    assert (labels.label_mask[:4, c:][..., action_mask(NEGATIVE_ACTIONS).astype(bool)] == 0).all()
+    assert (labels.label_mask[:4, c:][..., ~action_mask(NEGATIVE_ACTIONS).astype(bool)].sum(-1) > 0).all()

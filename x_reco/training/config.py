@@ -33,6 +33,7 @@ _HASH_KEYS = (
 _AT_LEAST_1 = ("batch_size", "num_steps", "eval_batch_size", "keep_checkpoints")
 _AT_LEAST_0 = (
     "hard_negative_pool",
+    "hard_negative_count",
     "warmup_steps",
     "eval_every",
     "checkpoint_every",
@@ -81,7 +82,8 @@ class TrainConfig:
     ``hard_negative_pool=K`` trains the ranker on the candidates it will rank: each step fills an
     example's sampled-negative slots with items drawn from the retriever's top K for that user, never
     an item the user interacted with (``training.hard_negatives``; ``train_ranker(retriever=...)``).
-    Rows without sampled slots (datasets of served impressions) keep their candidates.
+    ``hard_negative_count=k`` appends k more to every example (datasets of served impressions have no
+    sampled slots); with ``negative_window_s`` they are items a feed could serve at the request time.
     """
 
     preset: str = "tiny"
@@ -103,6 +105,7 @@ class TrainConfig:
     negative_window_s: float | None = None
     mask_sampled_negative_actions: bool = False
     hard_negative_pool: int = 0
+    hard_negative_count: int = 0
     table_optimizer: str = "adamw"
     table_learning_rate: float | None = None
     eval_every: int = 0

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from x_reco.data.examples import EngagementSequences
-from x_reco.data.registry import dataset_spec
+from x_reco.data.registry import ExampleKind, dataset_spec
 from x_reco.training.config import TrainConfig, field_errors
 
 _CPU_MODEL = {"compute_dtype": "float32"}  # bf16 matmuls are emulated (slow) on CPU
@@ -82,6 +82,10 @@ def catalogue_window_s(manifest: Mapping[str, Any]) -> float | None:
     return float(hours) * 3600 if hours else None
 
 
+# Examples of served impressions have no sampled slots to refill: the ranker gets this many hard
+# negatives appended to each (besides the impressions the world served).
+HARD_NEGATIVES_PER_REQUEST = 8
+PER_REQUEST = ExampleKind.PER_REQUEST
 WARM_START_FRACTION = 3  # a warm start trains a third of the partition's step budget
 
 
@@ -96,7 +100,8 @@ def default_train_config(
     """TrainConfig for ``kind`` in {"retriever", "ranker"} on ``partition``, with field overrides.
 
     ``catalogue_window_s``: where a feed only serves recent posts (the synthetic world's recency
-    window), the retriever trains with negatives from that window (``negative_window_s``).
+    window), the retriever trains with negatives from that window (``negative_window_s``), and so do
+    the ranker's hard negatives.
     ``init_checkpoint``: warm-start from that exported model (the champion, when retraining on new
     data) for a third of the step budget, with a proportionally shorter warmup and evaluation cadence.
     """
@@ -104,8 +109,10 @@ def default_train_config(
         raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(TUNED)}")
     base = dict(TUNED[kind])
     base.update(BUDGETS[dataset_spec(partition).train_budget](kind, base))
-    if kind == "retriever" and catalogue_window_s:
-        base["negative_window_s"] = float(catalogue_window_s)
+    if catalogue_window_s and (kind == "retriever" or base.get("hard_negative_pool")):
+        base["negative_window_s"] = float(catalogue_window_s)  # the ranker's hard negatives: the same window
+    if kind == "ranker" and base.get("hard_negative_pool") and dataset_spec(partition).example_kind == PER_REQUEST:
+        base["hard_negative_count"] = HARD_NEGATIVES_PER_REQUEST
     if init_checkpoint:
         steps = max(base["num_steps"] // WARM_START_FRACTION, 2)
         base.update(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from x_reco.data.examples import EngagementSequences
-from x_reco.eval.heldout import UserItems, interacted
+from x_reco.eval.heldout import UserItems, ineligible_mask, interacted
 from x_reco.eval.retrieval import item_vectors, user_vectors
 from x_reco.models.retriever import PhoenixRetriever
 
@@ -24,9 +24,11 @@ def retriever_pools(
     pool: int,
     batch_size: int = 256,
     exclude: UserItems | None = None,
+    catalogue_window_s: float | None = None,
 ) -> np.ndarray:
     """int32 [len(rows), pool]: each example row's top-``pool`` catalogue items by retriever score, best
-    first, among the items its user never interacted with (``exclude``, default: every split)."""
+    first, among the items its user never interacted with (``exclude``, default: every split) and, with
+    ``catalogue_window_s``, that were created in that window before the row's request."""
     exclude = interacted(seqs) if exclude is None else exclude
     items_nd = item_vectors(retriever, seqs)
     pool = min(pool, seqs.num_items)
@@ -35,11 +37,16 @@ def retriever_pools(
         r = rows[start : start + batch_size]
         scores = user_vectors(retriever, seqs, r, batch_size) @ items_nd.T
         scores[exclude.dense(seqs.examples.user_idx[r])] = -np.inf
+        if catalogue_window_s:
+            scores[ineligible_mask(seqs, r, catalogue_window_s)] = -np.inf
         top = np.argpartition(-scores, pool - 1, axis=1)[:, :pool]
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
         out[start : start + batch_size] = np.take_along_axis(top, order, axis=1)
         if not np.isfinite(np.take_along_axis(scores, top, axis=1)).all():
-            raise ValueError(f"a user among example rows {r[0]}..{r[-1]} has fewer than {pool} unseen items")
+            raise ValueError(
+                f"a user among example rows {r[0]}..{r[-1]} has fewer than {pool} unseen items"
+                + (f" in the {catalogue_window_s} s window" if catalogue_window_s else "")
+            )
     return out
 
 
