@@ -127,6 +127,8 @@ def two_stage(
 ) -> dict[str, float]:
     """Retrieve top-``num_retrieved`` unseen items, re-rank by the ranker's weighted score, score the target.
 
+    ``weights`` default to the partition's objective (``objective_weights``).
+
     Returns ``two_stage_<metric>@k`` (re-ranked), ``retrieval_<metric>@k`` (retriever order, same
     candidates) and ``recall@<num_retrieved>``. A target outside the retrieved set counts as a miss.
     """

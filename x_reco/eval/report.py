@@ -106,7 +106,7 @@ def evaluate_models(
       catalogue_window_s: the feed's catalogue (recent posts of that many seconds) for retrieval;
         None ranks against every item.
       two_stage_weights: {result name: ``WeightSet``} of the two-stage re-ranking; default
-        ``{"two_stage": None}`` (the published weights).
+        ``{"two_stage": None}`` (the partition's objective, ``ranker.objective_weights``).
       bootstrap: the interval over users of the retriever's and popularity's HR@10 / NDCG@10 (the
         same resamples for both); None computes none.
     """
