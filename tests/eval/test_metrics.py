@@ -42,3 +42,15 @@ def test_log_loss_stable_for_large_logits():
     y, x = np.array([1.0, 0.0, 1.0, 0.0]), np.array([800.0, -800.0, 0.0, 2.0])
     want = (0.0 + 0.0 + np.log(2) + (2 + np.log1p(np.exp(-2)))) / 4
     np.testing.assert_allclose(log_loss(y, x), want)
+
+
+def test_calibration_error_is_zero_when_calibrated_and_the_gap_when_not():
+    from x_reco.eval.metrics import calibration_error
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.01, 0.99, 200_000)
+    y = rng.random(p.size) < p
+    logit = np.log(p / (1 - p))
+    assert calibration_error(y, logit) < 0.005
+    assert abs(calibration_error(y, logit + np.log(4.0)) - np.mean(1 / (1 + np.exp(-logit - np.log(4.0))) - p)) < 0.01
+    assert np.isnan(calibration_error(np.zeros(0), np.zeros(0)))

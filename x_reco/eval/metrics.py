@@ -65,3 +65,16 @@ def log_loss(labels: np.ndarray, logits: np.ndarray) -> float:
     if len(y) == 0:
         return float("nan")
     return float(np.mean(np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))))
+
+
+def calibration_error(labels: np.ndarray, logits: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the count-weighted mean over equal-width probability bins of
+    |mean predicted probability - observed rate| (NaN when there are no labels)."""
+    y = np.asarray(labels, np.float64).reshape(-1)
+    if y.size == 0:
+        return float("nan")
+    p = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64).reshape(-1)))
+    which = np.minimum((p * bins).astype(np.int64), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, p, minlength=bins) - np.bincount(which, y, minlength=bins))
+    return float(gap.sum() / count.sum())

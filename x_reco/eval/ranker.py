@@ -17,7 +17,7 @@ from x_reco.configs.weights import SIGNALS, WeightSet, head_signal
 from x_reco.data.examples import EngagementSequences, Split
 from x_reco.data.registry import dataset_spec
 from x_reco.eval.heldout import ineligible_mask, interacted, seen_mask, with_sampled_negatives
-from x_reco.eval.metrics import auc, log_loss, ranking_metrics
+from x_reco.eval.metrics import auc, calibration_error, log_loss, ranking_metrics
 from x_reco.eval.retrieval import item_vectors, user_vectors
 from x_reco.models.losses import ranker_bce
 from x_reco.models.ranker import PhoenixRanker, weighted_score
@@ -44,7 +44,8 @@ def evaluate_ranker(
     seed: int = 0,
     batch_size: int = 128,
 ) -> dict[str, float]:
-    """``<action>_auc`` and ``<action>_log_loss`` per observed action, their means, and the BCE loss.
+    """``<action>_auc``, ``<action>_log_loss`` and ``<action>_calibration_error`` (expected calibration
+    error, ``metrics.calibration_error``) per observed action, the means, and the BCE loss.
 
     ``<action>_auc_real`` is the AUC among real (not sampled) candidates only, where both classes
     occur (e.g. favorite = rated >= 4 among watched items): the sampled negatives make the plain AUC
@@ -62,6 +63,7 @@ def evaluate_ranker(
         labels, scores = y[..., a][cmask], logits[..., a][cmask]
         out[f"{name}_auc"] = auc(labels, scores)
         out[f"{name}_log_loss"] = log_loss(labels, scores)
+        out[f"{name}_calibration_error"] = calibration_error(labels, scores)
         real_auc = auc(y[..., a][real], logits[..., a][real])
         if np.isfinite(real_auc):
             out[f"{name}_auc_real"] = real_auc
