@@ -1,5 +1,6 @@
 """Hard negatives for the ranker: drawn from the retriever's top items, never an item the user
-interacted with (in any split), refreshed every step, labelled all-zero with negative actions unobserved."""
+interacted with in the training split, refreshed every step, labelled all-zero with negative actions
+unobserved."""
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def test_pools_are_the_retrievers_best_unseen_items(retriever):
     seqs = toy_seqs()
     rows = seqs.rows(Split.TRAIN)[:40]
     pools = retriever_pools(retriever, seqs, rows, 10)
-    seen = interacted(seqs).dense(seqs.examples.user_idx[rows])
+    seen = interacted(seqs, Split.VAL).dense(seqs.examples.user_idx[rows])
     assert pools.shape == (40, 10) and not seen[np.arange(40)[:, None], pools].any()
     scores = user_vectors(retriever, seqs, rows) @ item_vectors(retriever, seqs).T
     scores[seen] = -np.inf
@@ -49,7 +50,7 @@ def test_no_positive_is_ever_sampled_as_a_negative(retriever):
     rows = seqs.rows(Split.TRAIN)
     cfg = tiny_cfg(hard_negative_pool=12)
     batches = HardNegativeBatches(seqs, rows, cfg, retriever)
-    users = interacted(seqs)
+    users = interacted(seqs, Split.VAL)
     pos = np.arange(len(rows))
     drawn = []
     for step in range(5):
@@ -94,7 +95,7 @@ def test_appended_hard_negatives_for_examples_of_served_impressions(retriever):
     assert items.shape == (len(rows), c + 3)
     extra = items[:, c:]
     users = np.repeat(seqs.examples.user_idx[rows], 3)
-    assert (extra >= 0).all() and not interacted(seqs).contains(users, extra.reshape(-1)).any()
+    assert (extra >= 0).all() and not interacted(seqs, Split.VAL).contains(users, extra.reshape(-1)).any()
     assert (extra % 2 == 1).all()  # only items a feed could serve at the request time
     assert all(
         len(set(row[:c][seqs.candidates.sampled[r]].tolist() + row[c:].tolist()))

@@ -3,15 +3,15 @@ user never interacted with.
 
 A ranker trained against uniform random negatives learns to tell a watched item from an arbitrary one,
 which the retriever already does; in the two-stage pipeline it ranks the retriever's top items, so it is
-trained on those (``TrainConfig.hard_negatives``). An item the user interacted with at any time, in any
-split, is never a negative: the pool excludes it before sampling.
+trained on those (``TrainConfig.hard_negative_pool``). An item the user interacted with in the training
+split, before or after the example, is never a negative: the pool excludes it before sampling.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from x_reco.data.examples import EngagementSequences
+from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.heldout import UserItems, ineligible_mask, interacted
 from x_reco.eval.retrieval import item_vectors, user_vectors
 from x_reco.models.retriever import PhoenixRetriever
@@ -27,9 +27,14 @@ def retriever_pools(
     catalogue_window_s: float | None = None,
 ) -> np.ndarray:
     """int32 [len(rows), pool]: each example row's top-``pool`` catalogue items by retriever score, best
-    first, among the items its user never interacted with (``exclude``, default: every split) and, with
-    ``catalogue_window_s``, that were created in that window before the row's request."""
-    exclude = interacted(seqs) if exclude is None else exclude
+    first, among the items its user never interacted with in the training split (``exclude``) and,
+    with ``catalogue_window_s``, that were created in that window before the row's request.
+
+    Held-out interactions are not excluded: a pool that left out exactly the items a user engages
+    with later would teach the ranker that the one top item never shown as a negative is the next
+    one, a leak that inflates validation and test.
+    """
+    exclude = interacted(seqs, Split.VAL) if exclude is None else exclude
     items_nd = item_vectors(retriever, seqs)
     pool = min(pool, seqs.num_items)
     out = np.empty((len(rows), pool), np.int32)
