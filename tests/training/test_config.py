@@ -71,5 +71,6 @@ def test_partition_defaults_window_and_selection():
     ranker = default_train_config("synthetic", "ranker", catalogue_window_s=48 * 3600)
     assert ranker.negative_window_s is None and ranker.select_best  # negatives in time are a retrieval notion
     ml = default_train_config("movielens-100k", "retriever")
-    assert ml == TrainConfig.from_dict(TUNED["retriever"]) and not ml.select_best
+    assert ml == TrainConfig.from_dict(TUNED["retriever"]) and ml.select_best and ml.early_stopping_patience == 3
+    assert ml.retrieval_positions == "all" and ml.selection_metric == "ndcg@10"  # causal, chosen on unmasked val
     assert default_train_config("synthetic", "retriever", num_steps=400).num_steps == 400

@@ -20,6 +20,7 @@ def test_set_overrides_and_tuned_configs_are_valid():
         "warmup_steps=1",
         "model_overrides.emb_size=16",
         "retrieval_loss=sampled",
+        "retrieval_positions=last",
         "table_learning_rate=None",
     ]
     d = _parse_set(sets, TUNED["retriever"])
@@ -94,6 +95,7 @@ def test_seeds_train_each_seed_and_tabulate_both_protocols(tmp_path):
     from x_reco.training.run import _parser, protocols_document, run_seeds
 
     sets = ["preset=tiny", "num_steps=4", "warmup_steps=1", "batch_size=16", "checkpoint_every=0", "eval_every=0"]
+    sets += ["select_best=False", "early_stopping_patience=0"]
     args = _parser().parse_args(["--no-progress", "--seeds", "3,4", *sum((["--set", s] for s in sets), [])])
     out = run_seeds(args, toy_seqs(), None, [3, 4], tmp_path)
     assert [r["retriever"]["config"]["seed"] for r in out["runs"]] == [3, 4]

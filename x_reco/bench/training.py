@@ -64,7 +64,14 @@ def training_cost(seqs: EngagementSequences, configs: dict[str, TrainConfig]) ->
 
 def tuned_configs(dataset: str, steps: int, window_s: float | None) -> dict[str, TrainConfig]:
     """The partition's tuned configs, cut to ``steps`` steps without evaluation or checkpoints."""
-    short = dict(num_steps=steps, warmup_steps=min(10, steps - 1), eval_every=0, select_best=False, checkpoint_every=0)
+    short = dict(
+        num_steps=steps,
+        warmup_steps=min(10, steps - 1),
+        eval_every=0,
+        select_best=False,
+        early_stopping_patience=0,
+        checkpoint_every=0,
+    )
     return {kind: default_train_config(dataset, kind, catalogue_window_s=window_s, **short) for kind in TRAINERS}
 
 
