@@ -17,6 +17,6 @@ def test_group_zero_is_the_w8_and_t8_formats_and_smaller_groups_err_less():
     np.testing.assert_allclose(fake_quant_table(t), np.asarray(dense(quantize_table(t))), rtol=1e-6, atol=1e-7)
     assert np.abs(fake_quant_weight(w, 16) - w).mean() < np.abs(fake_quant_weight(w) - w).mean()
     assert np.abs(fake_quant_table(t, 16) - t).mean() < np.abs(fake_quant_table(t) - t).mean()
-    assert parse_spec("32,-1,tables/post|layers/0") == (32, -1, ("tables/post", "layers/0"))
+    assert parse_spec("32,f,tables/post|layers/0") == (32, -1, ("tables/post", "layers/0"))
     with pytest.raises(ValueError, match="expected W,T"):
         parse_spec("32")

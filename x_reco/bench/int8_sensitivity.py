@@ -6,8 +6,8 @@ line per SPEC: the top-3 exact match and top-10 overlap of the weighted score ov
 candidates for 200 users (the §5.6 quality block), computed in f32 with the quantization error alone.
 
 A SPEC is ``W,T[,SKIP]``: ``W`` the group size of symmetric int8 weights along their input axis (0 =
-one scale per output channel, the ``w8`` format; -1 = weights stay f32), ``T`` the group size of the
-hash tables along a row (0 = one scale per row, ``t8``; -1 = f32), ``SKIP`` ``|``-separated path
+one scale per output channel, the ``w8`` format; ``f`` = weights stay f32), ``T`` the group size of the
+hash tables along a row (0 = one scale per row, ``t8``; ``f`` = f32), ``SKIP`` ``|``-separated path
 fragments left f32 (e.g. ``tables/post|layers/0``). Weights are quantized then dequantized to f32
 (``fake_quant_*``), so the numbers isolate the rounding error from the compute dtype.
 """
@@ -51,9 +51,10 @@ def fake_quant_table(t: np.ndarray, group: int = 0) -> np.ndarray:
 def parse_spec(spec: str) -> tuple[int, int, tuple[str, ...]]:
     parts = spec.split(",")
     if len(parts) not in (2, 3):
-        raise ValueError(f"SPEC {spec!r}: expected W,T[,SKIP], e.g. 0,0 or 32,-1,tables/post")
+        raise ValueError(f"SPEC {spec!r}: expected W,T[,SKIP], e.g. 0,0 or 32,f,tables/post")
     skip = tuple(p for p in (parts[2] if len(parts) == 3 else "").split("|") if p)
-    return int(parts[0]), int(parts[1]), skip
+    group = lambda g: -1 if g.strip() == "f" else int(g)  # noqa: E731
+    return group(parts[0]), group(parts[1]), skip
 
 
 def run(checkpoint: str, sequences: str, specs: list[str], users: int = 200, candidates: int = 1000):
