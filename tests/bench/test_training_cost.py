@@ -13,7 +13,9 @@ from x_reco.data.examples import Split
 
 def test_rows_carry_throughput_pass_time_and_width():
     seqs = toy_seqs()
-    rows = training.training_cost(seqs, {k: tiny_cfg(num_steps=4, checkpoint_every=0) for k in training.TRAINERS})
+    cfgs = {k: tiny_cfg(num_steps=4, checkpoint_every=0) for k in training.TRAINERS}
+    cfgs["ranker"] = cfgs["ranker"].replace(hard_negative_pool=12)  # drawn from the retriever trained first
+    rows = training.training_cost(seqs, cfgs)
     assert [r["kind"] for r in rows] == ["retriever", "ranker"]
     for r in rows:
         assert r["examples_per_s"] > 0 and r["weights"] > 1000 and r["emb_size"] and r["num_layers"]

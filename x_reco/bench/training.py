@@ -36,10 +36,14 @@ def train_examples(seqs: EngagementSequences, kind: str) -> int:
 
 def training_cost(seqs: EngagementSequences, configs: dict[str, TrainConfig]) -> list[dict[str, Any]]:
     """One short run per model kind of ``configs``; a row of throughput and model size per kind."""
-    rows = []
+    rows, models = [], {}
     for kind, cfg in configs.items():
+        # a ranker on hard negatives draws them from the retriever trained just before (its pool is
+        # built before the step loop, so it is not in examples/s)
+        extra = {"retriever": models["retriever"]} if kind == "ranker" and cfg.hard_negative_pool else {}
         with tempfile.TemporaryDirectory() as tmp:
-            result = TRAINERS[kind](seqs, cfg, tmp)
+            result = TRAINERS[kind](seqs, cfg, tmp, **extra)
+        models[kind] = result.model
         leaves = [x for x in jax.tree.leaves(nnx.state(result.model)) if np.issubdtype(x.dtype, np.floating)]
         n_weights = int(sum(np.prod(x.shape) for x in leaves))  # hash tables included
         per_s = float(result.examples_per_s)
