@@ -22,13 +22,11 @@ def test_token_dropout_is_seeded_per_row_and_keeps_the_expectation():
 
 
 def test_dropout_runs_reproduce_and_differ_from_no_dropout(tmp_path):
-    cfg = tiny_cfg(num_steps=8, checkpoint_every=0, dropout=0.3, retrieval_positions="all")
+    cfg = tiny_cfg(num_steps=3, checkpoint_every=0, dropout=0.3, residual_dropout=0.2, retrieval_positions="all")
     a = train_retriever(toy_seqs(), cfg, tmp_path / "a")
     b = train_retriever(toy_seqs(), cfg, tmp_path / "b")
-    plain = train_retriever(toy_seqs(), cfg.replace(dropout=0.0), tmp_path / "plain")
-    residual = train_retriever(toy_seqs(), cfg.replace(dropout=0.0, residual_dropout=0.3), tmp_path / "res")
-    assert a.losses == b.losses and a.losses != plain.losses
-    assert a.losses[0] != plain.losses[0] != residual.losses[0] != a.losses[0]  # the first step already drops
+    plain = train_retriever(toy_seqs(), cfg.replace(dropout=0.0, residual_dropout=0.0), tmp_path / "plain")
+    assert a.losses == b.losses and a.losses[0] != plain.losses[0]  # the first step already drops
     with pytest.raises(ValueError, match=r"dropout=1.0 must be in \[0, 1\)"):
         tiny_cfg(dropout=1.0)
 
