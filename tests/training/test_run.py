@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from x_reco.data.registry import TUNING_PARTITION
 from x_reco.training.config import TrainConfig
 from x_reco.training.defaults import TUNED
 from x_reco.training.run import _parse_set, main
@@ -123,3 +124,9 @@ def test_seeds_and_table_arguments_are_checked_before_any_work(argv, message, ca
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_hard_negative_ranker_alone_is_refused_before_any_work(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--dataset", TUNING_PARTITION, "--model", "ranker", "--no-progress"])
+    assert exc.value.code == 2 and "use --model both, or --ranker-set hard_negative_pool=0" in capsys.readouterr().err

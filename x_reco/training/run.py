@@ -91,6 +91,12 @@ def train_configs(args: argparse.Namespace, window: float | None) -> dict[str, T
             overrides = args.set + (args.ranker_set if kind == "ranker" else [])
             base = default_train_config(args.dataset, kind, catalogue_window_s=window).to_dict()
             configs[kind] = TrainConfig.from_dict(_parse_set(overrides, base))
+    ranker = configs.get("ranker")
+    if ranker is not None and ranker.hard_negative_pool and "retriever" not in configs:
+        raise ValueError(
+            f"the {args.dataset} ranker trains on the retriever's hard negatives (hard_negative_pool="
+            f"{ranker.hard_negative_pool}): use --model both, or --ranker-set hard_negative_pool=0"
+        )
     return configs
 
 
