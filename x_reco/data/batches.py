@@ -184,28 +184,6 @@ def next_items(seqs: EngagementSequences, rows: np.ndarray, items: np.ndarray) -
     return item.astype(np.int32), slot
 
 
-def tiling_pairs(seqs: EngagementSequences, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Positions of the (example row, item) pairs whose causal windows tile each user's history.
-
-    Pairs of one user are taken in order (``retrieval_pairs`` lists them by example row, i.e. time);
-    from the user's last pair back, every ``S + 1``-th is kept. A kept pair's 1+S prefix positions
-    predict its S history items and its own item, so under the causal objective an epoch over the
-    kept pairs predicts each engaged event about once, instead of S + 1 times from overlapping windows.
-    """
-    users = seqs.examples.user_idx[np.asarray(rows)]
-    if len(users) and (np.diff(np.asarray(rows)) < 0).any():
-        raise ValueError("tiling_pairs needs pairs in example-row order (as retrieval_pairs lists them)")
-    order = np.argsort(users, kind="stable")
-    sorted_users = users[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
-    counts = np.diff(np.r_[starts, len(users)])
-    within = np.arange(len(users)) - np.repeat(starts, counts)
-    from_end = np.repeat(counts, counts) - 1 - within
-    keep = np.zeros(len(users), bool)
-    keep[order] = from_end % (seqs.history.item_idx.shape[1] + 1) == 0
-    return np.flatnonzero(keep)
-
-
 def retrieval_batch(
     seqs: EngagementSequences,
     rows: np.ndarray,
