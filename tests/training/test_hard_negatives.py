@@ -13,8 +13,8 @@ from x_reco.eval.heldout import interacted
 from x_reco.eval.retrieval import item_vectors, user_vectors
 from x_reco.models.retriever import PhoenixRetriever
 from x_reco.training.config import model_config_for
-from x_reco.training.hard_negatives import retriever_pools, sample_from_pools
-from x_reco.training.loop import HardNegativeBatches, train_ranker
+from x_reco.training.hard_negatives import HardNegativeBatches, retriever_pools, sample_from_pools
+from x_reco.training.loop import train_ranker
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from x_reco.common.actions import NUM_ACTIONS
 from x_reco.common.types import RecsysBatch
-from x_reco.data.batches import NEGATIVE_COLUMNS, retrieval_batch, training_times
+from x_reco.data.batches import retrieval_batch, training_times
 from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.ranker import evaluate_ranker
 from x_reco.eval.retrieval import evaluate_retrieval
@@ -37,7 +36,7 @@ from x_reco.models.retriever import PhoenixRetriever
 from x_reco.models.trunk import Dropouts
 from x_reco.training.config import TrainConfig, model_config_for
 from x_reco.training.data import step_chunk
-from x_reco.training.hard_negatives import retriever_pools, sample_from_pools
+from x_reco.training.hard_negatives import HardNegativeBatches
 from x_reco.training.lock import run_lock
 from x_reco.training.optim import SPARSE, learning_rate_schedule, make_optimizer
 from x_reco.training.resume import TrainCheckpoints
@@ -122,67 +121,6 @@ def train_ranker(
         lambda m: evaluate_ranker(m, seqs, Split.VAL, seed=cfg.seed, batch_size=cfg.eval_batch_size),
     )
     return _fit(task, seqs, cfg, ckpt_dir, progress)
-
-
-class HardNegativeBatches:
-    """``make_batch`` of a ranker trained on hard negatives, drawn fresh each step (seeded by step) from
-    the retriever's top ``cfg.hard_negative_pool`` items of the example's user that the user never
-    interacted with (and, with ``cfg.negative_window_s``, that a feed could serve at the request time).
-
-    The sampled slots of an example (per-event datasets) are refilled with them, and
-    ``cfg.hard_negative_count`` more are appended to every example (datasets of served impressions,
-    which have no sampled slots). Their labels are all-zero with the negative actions unobserved, as
-    for any never-shown candidate.
-    """
-
-    def __init__(self, seqs: EngagementSequences, rows: np.ndarray, cfg: TrainConfig, retriever: PhoenixRetriever):
-        self.seqs, self.rows, self.cfg = seqs, rows, cfg
-        self.sampled = seqs.candidates.sampled[rows]
-        pooled = self.sampled.any(axis=1) | (cfg.hard_negative_count > 0)
-        window = cfg.negative_window_s
-        self.pools = retriever_pools(retriever, seqs, rows[pooled], cfg.hard_negative_pool, catalogue_window_s=window)
-        self.pool_of = np.full(len(rows), -1, np.int64)
-        self.pool_of[pooled] = np.arange(len(self.pools))
-
-    def items(self, pos: np.ndarray, step: int) -> np.ndarray:
-        """int32 [len(pos), C + hard_negative_count]: the candidates of train rows ``pos`` at ``step`` (-1 padding)."""
-        items = self.seqs.candidates.item_idx[self.rows[pos]].copy()
-        c, extra = items.shape[1], self.cfg.hard_negative_count
-        items = np.concatenate([items, np.full((len(pos), extra), -1, np.int32)], axis=1)
-        slots = np.concatenate([self.sampled[pos], np.ones((len(pos), extra), bool)], axis=1)
-        has = self.pool_of[pos] >= 0
-        if has.any():
-            rng = np.random.default_rng([self.cfg.seed, 0x4E, step])
-            draws = sample_from_pools(self.pools[self.pool_of[pos][has]], min(c + extra, self.pools.shape[1]), rng)
-            fill, take = items[has], slots[has]
-            # the k-th hard slot of a row takes its k-th draw (distinct within the row)
-            rank = np.cumsum(take, axis=1) - 1
-            fill[take] = np.take_along_axis(draws, np.minimum(rank, draws.shape[1] - 1), axis=1)[take]
-            items[has] = fill
-        return items
-
-    def __call__(self, pos: np.ndarray, step: int):
-        r, items, b = self.rows[pos], self.items(pos, step), self.cfg.batch_size
-        batch = self.seqs.catalogue_batch(r, np.maximum(items, 0), b)
-        real = np.zeros((b, items.shape[1]), bool)
-        real[: len(r)] = items >= 0
-        batch = batch.replace(
-            candidate_post_hashes=batch.candidate_post_hashes * real[..., None],
-            candidate_author_hashes=batch.candidate_author_hashes * real[..., None],
-        )
-        labels = self.seqs.labels(r, b, True)
-        extra = self.cfg.hard_negative_count
-        if extra:
-            mask = np.broadcast_to(self.seqs.observed_mask.astype(np.float32), (b, extra, NUM_ACTIONS)).copy()
-            mask[..., NEGATIVE_COLUMNS] = 0.0
-            labels = labels.replace(
-                candidate_actions=np.concatenate(
-                    [labels.candidate_actions, np.zeros((b, extra, NUM_ACTIONS), np.float32)], 1
-                ),
-                label_mask=np.concatenate([labels.label_mask, mask], 1),
-                candidate_mask=real,
-            )
-        return batch, labels
 
 
 def train_retriever(

@@ -266,13 +266,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.champions and args.model != "both":
         ap.error("--champions needs --model both (a champion is a retriever and a ranker)")
+    if args.out is not None and args.out.suffix == ".md" and args.model == "ranker":
+        ap.error("--out FILE.md is the retrieval protocol table: it needs --model retriever or both")
     try:  # every config before any work (the data's catalogue window is only known after loading it)
         seeds = parse_seeds(args.seeds) if args.seeds is not None else None
         train_configs(args, window=None)
     except ValueError as exc:
         ap.error(str(exc))
-    if args.out is not None and args.out.suffix == ".md" and args.model == "ranker":
-        ap.error("--out FILE.md is the retrieval protocol table: it needs --model retriever or both")
     if seeds and (args.champions or any(p.partition("=")[0].strip() == "seed" for p in args.set)):
         ap.error("--seeds sets the seed of each run: it takes no --set seed=... and no --champions")
 
