@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from x_reco.data.registry import TUNING_PARTITION
+from x_reco.data.registry import DEFAULT_PARTITION, TUNING_PARTITION
 from x_reco.training.config import TrainConfig
 from x_reco.training.defaults import TUNED
 from x_reco.training.run import _parse_set, main
@@ -130,3 +130,13 @@ def test_a_hard_negative_ranker_alone_is_refused_before_any_work(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--dataset", TUNING_PARTITION, "--model", "ranker", "--no-progress"])
     assert exc.value.code == 2 and "use --model both, or --ranker-set hard_negative_pool=0" in capsys.readouterr().err
+
+
+def test_history_len_reaches_the_sequences(tmp_path):
+    from x_reco.training.run import load_sequences
+
+    seqs, window = load_sequences(DEFAULT_PARTITION, history_len=5)
+    assert seqs.history_len == 5 and window is not None
+    with pytest.raises(SystemExit) as exc:
+        main(["--history-len", "0", "--model", "retriever", "--out", str(tmp_path), "--no-progress"])
+    assert exc.value.code == 2

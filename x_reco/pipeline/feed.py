@@ -176,14 +176,17 @@ class FeedPipeline:
 
     @property
     def unobserved_signals(self) -> tuple[str, ...]:
-        """Signals whose head column was never trained on this partition (§13 mask_unobserved)."""
+        """Signals whose head column is outside this partition's objective (``DatasetSpec.objective_actions``,
+        §13 mask_unobserved): never trained on here or, like MovieLens' not_interested, observed only
+        given a watch. The same heads the two-stage evaluation leaves out (``eval.ranker.objective_weights``)."""
         names = self.ranker_model.config.output_action_names
+        objective = set(self.spec.objective_actions)
         out = []
         for signal, col in self.scorer.columns.items():
             if col is None:
                 continue
             action = names[col]
-            if action in ACTION_INDEX and not self.catalogue.observed_mask[ACTION_INDEX[action]]:
+            if action in ACTION_INDEX and action not in objective:
                 out.append(signal)
         return tuple(out)
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from x_reco.data.examples import EngagementSequences
-from x_reco.data.registry import ExampleKind, dataset_spec
+from x_reco.data.registry import dataset_spec
 from x_reco.training.config import TrainConfig, field_errors
 
 _CPU_MODEL = {"compute_dtype": "float32"}  # bf16 matmuls are emulated (slow) on CPU
@@ -97,10 +97,6 @@ def catalogue_window_s(manifest: Mapping[str, Any]) -> float | None:
     return float(hours) * 3600 if hours else None
 
 
-# Examples of served impressions have no sampled slots to refill: the ranker gets this many hard
-# negatives appended to each (besides the impressions the world served).
-HARD_NEGATIVES_PER_REQUEST = 8
-PER_REQUEST = ExampleKind.PER_REQUEST
 WARM_START_FRACTION = 3  # a warm start trains a third of the partition's step budget
 
 
@@ -126,8 +122,6 @@ def default_train_config(
     base.update(BUDGETS[dataset_spec(partition).train_budget](kind, base))
     if catalogue_window_s and (kind == "retriever" or base.get("hard_negative_pool")):
         base["negative_window_s"] = float(catalogue_window_s)  # the ranker's hard negatives: the same window
-    if kind == "ranker" and base.get("hard_negative_pool") and dataset_spec(partition).example_kind == PER_REQUEST:
-        base["hard_negative_count"] = HARD_NEGATIVES_PER_REQUEST
     if init_checkpoint:
         steps = max(base["num_steps"] // WARM_START_FRACTION, 2)
         base.update(

@@ -10,8 +10,8 @@ MovieLens-100K on a 2-core CPU (``defaults.TUNED``) on real datasets; on ``synth
 time-aware negatives and evaluation over the world's recency window. ``--set`` overrides TrainConfig
 fields (``model_overrides.<field>`` for model fields); a bad key, type or range exits with status 2,
 naming the field, the value and what is allowed, before any data is loaded. Sequences use the default
-``SequenceConfig`` (S=32, C=16). Test-split metrics are printed; ``--out`` keeps checkpoints, plots and
-``metrics.json`` (a temporary directory otherwise).
+``SequenceConfig`` (S=32, C=16; ``--history-len`` sets S). Test-split metrics are printed; ``--out``
+keeps checkpoints, plots and ``metrics.json`` (a temporary directory otherwise).
 
 Evaluation is the Dagster ``model_evaluation`` asset's: with ``--model both`` the exported checkpoints
 are restored, evaluated, and their logged validation metrics replayed (``x_reco.eval.checkpoints``);
@@ -48,15 +48,19 @@ from x_reco.training.config import TrainConfig
 from x_reco.training.defaults import catalogue_window_s, default_train_config
 
 
-def load_sequences(dataset: str, source: str | Path | None = None) -> tuple[EngagementSequences, float | None]:
-    """Engagement sequences of a partition (files at ``source``, see ``load_raw``), default
-    SequenceConfig, and the partition's catalogue window (``defaults.catalogue_window_s``)."""
+def load_sequences(
+    dataset: str, source: str | Path | None = None, history_len: int | None = None
+) -> tuple[EngagementSequences, float | None]:
+    """Engagement sequences of a partition (files at ``source``, see ``load_raw``), the default
+    SequenceConfig (``history_len`` replaces its S), and the partition's catalogue window
+    (``defaults.catalogue_window_s``)."""
     from x_reco.data.events import build_events
     from x_reco.data.registry import load_raw
-    from x_reco.data.sequences import build_sequences
+    from x_reco.data.sequences import SequenceConfig, build_sequences
 
     raw = load_raw(dataset, source)
-    return build_sequences(build_events(raw), raw.items, dataset), catalogue_window_s(raw.manifest)
+    cfg = SequenceConfig() if history_len is None else SequenceConfig(history_len=history_len)
+    return build_sequences(build_events(raw), raw.items, dataset, cfg), catalogue_window_s(raw.manifest)
 
 
 _WORDS = {"true": True, "false": False, "none": None, "null": None}
@@ -240,6 +244,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--dataset", default=TUNING_PARTITION)
     ap.add_argument("--source", default=None, help="dataset files (default: the bundled / generated copy)")
     ap.add_argument("--model", choices=("retriever", "ranker", "both"), default="retriever")
+    ap.add_argument("--history-len", type=int, default=None, help="history slots S (default: SequenceConfig's 32)")
     ap.add_argument(
         "--out",
         type=Path,
@@ -266,6 +271,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.champions and args.model != "both":
         ap.error("--champions needs --model both (a champion is a retriever and a ranker)")
+    if args.history_len is not None and args.history_len < 1:
+        ap.error(f"--history-len={args.history_len} must be >= 1")
     if args.out is not None and args.out.suffix == ".md" and args.model == "ranker":
         ap.error("--out FILE.md is the retrieval protocol table: it needs --model retriever or both")
     try:  # every config before any work (the data's catalogue window is only known after loading it)
@@ -285,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table_file = table_file or out_dir / "protocols.md"
     command = "python -m x_reco.training.run " + shlex.join(argv)
     t0 = time.perf_counter()
-    seqs, window = load_sequences(args.dataset, args.source)
+    seqs, window = load_sequences(args.dataset, args.source, args.history_len)
     data_s = round(time.perf_counter() - t0, 1)
     if seeds:
         report = run_seeds(args, seqs, window, seeds, out_dir) | {"data_s": data_s}
