@@ -79,12 +79,12 @@ def _log_progress(context, kind: str):
     return throttled(log, every_s=5.0)
 
 
-def _hard_negatives_from(context, cfg, inputs: dict) -> dict:
-    """The trained retriever a ranker draws its hard negatives from (``hard_negative_pool`` > 0)."""
-    if not cfg.hard_negative_pool:
-        return {}
+def _retriever_of(context, cfg, inputs: dict) -> dict:
+    """The trained retriever of the ranker's two stages: it validates on re-ranking that retriever's top
+    items (``two_stage_*`` val metrics) and draws its hard negatives from them (``hard_negative_pool``)."""
     record = inputs["retriever_checkpoint"]
-    context.log.info(f"ranker hard negatives: top {cfg.hard_negative_pool} unseen items of {record['path']}")
+    if cfg.hard_negative_pool:
+        context.log.info(f"ranker hard negatives: top {cfg.hard_negative_pool} unseen items of {record['path']}")
     return {"retriever": restore_checkpoint(record["path"])[0]}
 
 
@@ -120,7 +120,7 @@ def _checkpoint_asset(kind: str):
         run_dir = storage.path("checkpoints", partition, kind, run_name(cfg, engagement_sequences))
         start = f"warm start from the champion {init}" if init else "from scratch"
         context.log.info(f"{kind} on {partition}: {cfg.num_steps} steps {start}, preset {cfg.preset}, dir {run_dir}")
-        extra = _hard_negatives_from(context, cfg, upstream) if kind == "ranker" else {}
+        extra = _retriever_of(context, cfg, upstream) if kind == "ranker" else {}
         result = trainer(engagement_sequences, cfg, run_dir, progress=_log_progress(context, kind), **extra)
         reused = result.resumed_from is not None and result.resumed_from >= cfg.num_steps
         if reused:

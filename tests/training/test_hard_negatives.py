@@ -81,6 +81,26 @@ def test_ranker_trains_on_hard_negatives_and_needs_the_retriever(retriever, tmp_
         train_ranker(toy_seqs(), cfg, tmp_path / "none")
 
 
+def test_ranker_validates_and_selects_on_the_two_stages_it_serves_in(retriever, tmp_path):
+    from x_reco.eval.ranker import two_stage
+    from x_reco.models.checkpoint import read_metadata
+
+    seqs = toy_seqs()
+    cfg = tiny_cfg(num_steps=6, eval_every=2, select_best=True, selection_metric="two_stage_ndcg@10")
+    result = train_ranker(seqs, cfg, tmp_path / "sel", retriever=retriever)
+    history = [e["two_stage_ndcg@10"] for e in result.eval_history]
+    assert len(history) == 3 and result.val_metrics["two_stage_ndcg@10"] == max(history)
+    assert result.selected_step == 2 * (1 + int(np.argmax(history)))
+    logged = read_metadata(result.checkpoint_path)["extra"]["val_metrics"]
+    replayed = two_stage(retriever, result.model, seqs, Split.VAL)
+    assert logged["two_stage_ndcg@10"] == pytest.approx(replayed["two_stage_ndcg@10"], abs=1e-9)
+    assert logged["retrieval_ndcg@10"] == pytest.approx(replayed["retrieval_ndcg@10"], abs=1e-9)
+    with pytest.raises(ValueError, match="needs the trained retriever"):
+        train_ranker(seqs, cfg, tmp_path / "none")
+    plain = train_ranker(seqs, cfg.replace(selection_metric=None, eval_every=0, select_best=False), tmp_path / "plain")
+    assert "two_stage_ndcg@10" not in plain.val_metrics  # no retriever, no two stages
+
+
 def test_appended_hard_negatives_for_examples_of_served_impressions(retriever):
     seqs = toy_seqs()
     first = seqs.examples.request_ts.min()

@@ -40,7 +40,7 @@ def training_cost(seqs: EngagementSequences, configs: dict[str, TrainConfig]) ->
     for kind, cfg in configs.items():
         # a ranker on hard negatives draws them from the retriever trained just before (its pool is
         # built before the step loop, so it is not in examples/s)
-        extra = {"retriever": models["retriever"]} if kind == "ranker" and cfg.hard_negative_pool else {}
+        extra = {"retriever": models["retriever"]} if kind == "ranker" and cfg.needs_retriever else {}
         with tempfile.TemporaryDirectory() as tmp:
             result = TRAINERS[kind](seqs, cfg, tmp, **extra)
         models[kind] = result.model

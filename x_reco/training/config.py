@@ -72,7 +72,8 @@ class TrainConfig:
     by (seed, step, row, site)); evaluation and serving never drop.
     With ``select_best`` the exported model is the validation-best of the evaluations every
     ``eval_every`` steps and at the end (``selection_metric``, higher is better; default
-    ``masked_ndcg@10`` for the retriever, ``mean_auc`` for the ranker): early stopping without
+    ``masked_ndcg@10`` for the retriever, ``mean_auc`` for the ranker, whose ``two_stage_ndcg@10``
+    re-ranks the retriever's top 200 on val, ``train_ranker(retriever=...)``): early stopping without
     stopping, so a run longer than the data supports does not export an overfit model;
     ``early_stopping_patience=k`` also stops the run after k evaluations in a row without a new best.
     With ``init_checkpoint`` the run warm-starts: the parameters of that exported model (same kind
@@ -163,6 +164,11 @@ class TrainConfig:
             raise ValueError(f"model_overrides {clashes} contradict the data's HashSpec {hash_spec}")
         fields = {"history_len": history_len, "candidate_len": candidate_len, **self._model_fields()}
         return base.replace(**fields, **derived, hash_spec=hash_spec)
+
+    @property
+    def needs_retriever(self) -> bool:
+        """The ranker trains on the retriever's hard negatives or selects on the two stages it serves in."""
+        return bool(self.hard_negative_pool) or (self.selection_metric or "").startswith("two_stage_")
 
     def use_full_softmax(self, num_items: int) -> bool:
         if self.retrieval_loss == "auto":

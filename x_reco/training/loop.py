@@ -26,7 +26,7 @@ from flax import nnx
 from x_reco.common.types import RecsysBatch
 from x_reco.data.batches import retrieval_batch, training_times
 from x_reco.data.examples import EngagementSequences, Split
-from x_reco.eval.ranker import evaluate_ranker
+from x_reco.eval.ranker import evaluate_ranker, two_stage
 from x_reco.eval.retrieval import evaluate_retrieval
 from x_reco.features.hashing import HashSpec
 from x_reco.models import losses
@@ -97,29 +97,36 @@ def train_ranker(
 ) -> TrainResult:
     """Train a ``PhoenixRanker`` on the train split with multi-action BCE; validate on the val split.
 
+    Validation is ``evaluate_ranker`` (per-action AUC, log loss, calibration against sampled
+    negatives) and, given the retriever, the two stages the ranker serves in
+    (``eval.ranker.two_stage`` on val: ``two_stage_ndcg@10`` re-ranked beside ``retrieval_ndcg@10``
+    on the same candidates), which ``selection_metric`` can select on.
+
     Args:
       seqs: engagement sequences (``build_sequences`` output).
       cfg: the run's config. ckpt_dir: run directory (resumed if it holds checkpoints of this config).
       progress: optional ``progress(step, total, loss, examples_per_s, eta_s)`` called every step.
       retriever: the trained retriever whose top ``cfg.hard_negative_pool`` items are the hard
-        negatives (required when that is > 0).
+        negatives (required when that is > 0 or ``selection_metric`` is a ``two_stage_`` metric).
     """
     rows = seqs.rows(Split.TRAIN)
     b, mask_negatives = cfg.batch_size, cfg.mask_sampled_negative_actions
     make_batch = lambda pos, step: (seqs.batch(rows[pos], b), seqs.labels(rows[pos], b, mask_negatives))  # noqa: E731
+    if retriever is None and cfg.needs_retriever:
+        raise ValueError(
+            f"hard_negative_pool={cfg.hard_negative_pool}, selection_metric={cfg.selection_metric!r} "
+            "needs the trained retriever (retriever=...)"
+        )
     if cfg.hard_negative_pool:
-        if retriever is None:
-            raise ValueError(f"hard_negative_pool={cfg.hard_negative_pool} needs the trained retriever (retriever=...)")
         make_batch = HardNegativeBatches(seqs, rows, cfg, retriever)
-    task = _Task(
-        "ranker",
-        PhoenixRanker,
-        len(rows),
-        make_batch,
-        ("ranker_bce",),
-        None,
-        lambda m: evaluate_ranker(m, seqs, Split.VAL, seed=cfg.seed, batch_size=cfg.eval_batch_size),
-    )
+
+    def evaluate(model: PhoenixRanker) -> dict[str, float]:
+        val = evaluate_ranker(model, seqs, Split.VAL, seed=cfg.seed, batch_size=cfg.eval_batch_size)
+        if retriever is not None:
+            val.update(two_stage(retriever, model, seqs, Split.VAL, catalogue_window_s=cfg.negative_window_s))
+        return val
+
+    task = _Task("ranker", PhoenixRanker, len(rows), make_batch, ("ranker_bce",), None, evaluate)
     return _fit(task, seqs, cfg, ckpt_dir, progress)
 
 

@@ -96,10 +96,11 @@ def train_configs(args: argparse.Namespace, window: float | None) -> dict[str, T
             base = default_train_config(args.dataset, kind, catalogue_window_s=window).to_dict()
             configs[kind] = TrainConfig.from_dict(_parse_set(overrides, base))
     ranker = configs.get("ranker")
-    if ranker is not None and ranker.hard_negative_pool and "retriever" not in configs:
+    if ranker is not None and ranker.needs_retriever and "retriever" not in configs:
         raise ValueError(
-            f"the {args.dataset} ranker trains on the retriever's hard negatives (hard_negative_pool="
-            f"{ranker.hard_negative_pool}): use --model both, or --ranker-set hard_negative_pool=0"
+            f"the {args.dataset} ranker trains on the retriever's hard negatives or selects on the two stages"
+            f" (hard_negative_pool={ranker.hard_negative_pool}, selection_metric={ranker.selection_metric!r}):"
+            " use --model both, or --ranker-set hard_negative_pool=0 --ranker-set selection_metric=mean_auc"
         )
     return configs
 
