@@ -23,6 +23,8 @@ from x_reco.bench.timing import TimingJob, run_timing
 from x_reco.bench.trained import train_quality_checkpoint
 from x_reco.bench.workload import bench_config, bench_source
 from x_reco.configs import PhoenixConfig
+from x_reco.data.examples import EngagementSequences
+from x_reco.eval.ranker import objective_weights
 
 
 def test_floors_match_the_spec_planning_numbers():
@@ -247,6 +249,8 @@ def test_trained_quality_users_come_from_a_path_or_the_loaded_value(tmp_path):
     for a, b in zip(dataclasses.astuple(from_path.batch), dataclasses.astuple(from_value.batch), strict=True):
         assert np.array_equal(a, b)
     assert from_value.batch.batch_size == 5 and from_value.hash_spec == seqs.hash_spec
+    # the candidates are scored as the ranker serves them on that partition: its objective's weights
+    assert from_path.objective == from_value.objective == seqs.partition
 
 
 @pytest.mark.slow  # ~11 s; the serving_model asset test runs QualityJob.trained on a trained checkpoint
@@ -269,3 +273,5 @@ def test_quality_on_a_trained_checkpoint_rehashes_trains_and_gates(tmp_path):
     assert split["label"] == quant["label"] == "trained" and quant["gates"]["applied"]  # trained weights are gated
     assert 0 < split["logits"]["max_abs"] < quant["logits"]["max_abs"]  # bf16 compute, then int8 on top of it
     assert records[1]["bytes_ratio_vs_f32"] < 0.6 and records[0]["bytes_ratio_vs_f32"] == 1.0
+    partition = EngagementSequences.from_npz(tmp_path / "toy.npz").partition
+    assert {r["score_weights"] for r in records} == {objective_weights(partition).name}

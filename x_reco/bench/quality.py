@@ -21,6 +21,7 @@ from x_reco.bench.timing import build_variant, variant_spec
 from x_reco.bench.workload import bench_config, bench_source, checkpoint_users, synthetic_user_batch
 from x_reco.common.types import RecsysBatch
 from x_reco.data.examples import EngagementSequences
+from x_reco.eval.ranker import objective_weights
 from x_reco.features.hashing import HashSpec
 from x_reco.inference.engine import aot_compile, make_score_fn, memory_analysis, to_device
 from x_reco.inference.params import ServingModel, bytes_by_dtype, serving_model, total_bytes
@@ -47,6 +48,7 @@ class QualityJob:
     hash_spec: HashSpec | None = None
     batch: RecsysBatch | None = None
     sequences: str | None = None  # where the trained users came from, for the record
+    objective: str | None = None  # the partition whose objective weights score candidates (None: published)
 
     def __post_init__(self):
         if self.checkpoint is None and self.preset is None:
@@ -66,7 +68,9 @@ class QualityJob:
         **kwargs,
     ) -> QualityJob:
         """A checkpoint job whose users (one per distinct user, ``checkpoint_users``) come from ``sequences``,
-        an ``EngagementSequences`` value or its ``.npz`` path."""
+        an ``EngagementSequences`` value or its ``.npz`` path, scored by the weighted score the ranker
+        serves on that partition (``eval.ranker.objective_weights``: the published weights where every
+        action is observed, only the observed heads elsewhere)."""
         label = None if isinstance(sequences, EngagementSequences) else str(sequences)
         seqs = sequences if isinstance(sequences, EngagementSequences) else EngagementSequences.from_npz(sequences)
         batch = checkpoint_users(seqs, users, candidates, seed=seed)
@@ -79,7 +83,7 @@ class QualityJob:
             hash_spec=seqs.hash_spec,
             batch=batch,
             sequences=label,
-            **kwargs,
+            **{"objective": seqs.partition, **kwargs},
         )
 
     def run(self) -> list[dict]:
@@ -110,8 +114,9 @@ def score_users(sm: ServingModel, spec, batch: RecsysBatch, users_per_call: int)
 def _source(job: QualityJob) -> tuple[ServingModel, RecsysBatch, dict]:
     if job.checkpoint:
         model, meta = restore_checkpoint(job.checkpoint, hash_spec=job.hash_spec)
+        weights = objective_weights(job.objective) if job.objective else None
         with jax.default_device(jax.devices("cpu")[0]):
-            source = serving_model(model, param_version=meta["param_version"])
+            source = serving_model(model, param_version=meta["param_version"], weight_set=weights)
         source = source.replace(state=jax.tree.map(np.asarray, source.state))
         info = {
             "trained": True,
@@ -119,6 +124,7 @@ def _source(job: QualityJob) -> tuple[ServingModel, RecsysBatch, dict]:
             "sequences": job.sequences,
             "step": meta.get("step"),
             "param_version": meta.get("param_version"),
+            "score_weights": (weights.name if weights else "published"),
         }
         return source, job.batch, info
     cfg = bench_config(job.preset, job.table_rows)
