@@ -9,11 +9,19 @@ the one Phoenix model:
 * ``t8``: row-wise int8 hash tables, ``s_r = max_d |T_rd| / 127`` (f32 per row); rows are dequantized
   after the gather; row 0 (padding) stays exactly zero.
 * ``bf16w``: the same weights as ``w8`` stored in bf16 (no per-call cast).
+
+``w8`` rounds to nearest by default. Given calibration (``x_reco.inference.calibrate``: the second
+moment ``H = E[x x^T]`` of each weight's inputs on calibration requests), it rounds with error
+compensation instead (GPTQ, Frantar et al. 2022, arXiv:2210.17323): the input rows of W are rounded one
+at a time, largest ``H_ii`` first, and each row's rounding error is spread over the rows not yet rounded
+so that ``E||x (W - W_q)||^2`` is minimized rather than ``||W - W_q||^2``. The format, the scales and the
+serving code are the same as round-to-nearest; only which int8 value each entry gets differs.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -52,10 +60,38 @@ def _t8_rows(t: jax.Array) -> tuple[jax.Array, jax.Array]:
     return q, scale
 
 
-def quantize_weight(w) -> QWeight:
-    """Per-output-channel symmetric int8 of W [in, out]."""
+def quantize_weight(w, hessian: np.ndarray | None = None, damp: float = 0.01) -> QWeight:
+    """Per-output-channel symmetric int8 of W [in, out]: round to nearest, or with ``hessian`` (H [in, in],
+    the inputs' second moment) the error-compensating rounding of the module docstring, same scales.
+    ``damp`` adds that fraction of mean(diag H) to the diagonal (GPTQ's dampening)."""
     q, scale = _w8(jnp.asarray(w))
-    return QWeight(q, scale)
+    if hessian is None:
+        return QWeight(q, scale)
+    return QWeight(jnp.asarray(gptq_int8(np.asarray(w), np.asarray(scale), hessian, damp)), scale)
+
+
+def gptq_int8(w: np.ndarray, scale: np.ndarray, hessian: np.ndarray, damp: float = 0.01) -> np.ndarray:
+    """int8 [in, out] of W [in, out] at per-column ``scale`` [out], minimizing ``tr((W - W_q)^T H (W - W_q))``
+    greedily row by row (largest ``H_ii`` first) with the remaining rows updated by the inverse Hessian."""
+    n = w.shape[0]
+    if hessian.shape != (n, n):
+        raise ValueError(f"hessian shape {hessian.shape} does not match the weight's {n} input rows")
+    w = np.asarray(w, np.float64).copy()
+    h = np.array(hessian, np.float64)
+    dead = np.diag(h) <= 0  # inputs never seen: their rows round to nearest, uncompensated
+    h[dead, dead] = 1.0
+    order = np.argsort(-np.diag(h), kind="stable")
+    w, h = w[order], h[np.ix_(order, order)]
+    h[np.diag_indices(n)] += damp * np.mean(np.diag(h))
+    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper Cholesky factor of H^-1
+    q = np.empty(w.shape, np.int8)
+    for i in range(n):
+        q[i] = np.clip(np.round(w[i] / scale), -127, 127)
+        err = (w[i] - q[i] * scale) / u[i, i]
+        w[i + 1 :] -= np.outer(u[i, i + 1 :], err)
+    out = np.empty_like(q)
+    out[order] = q
+    return out
 
 
 def quantize_table(table, chunk_rows: int = TABLE_CHUNK_ROWS) -> QTable:
@@ -110,12 +146,16 @@ def to_bf16(sm: ServingModel) -> ServingModel:
     return sm.replace(state=state, variant=_name(sm, "bf16w"), quantized=tuple(quantized), excluded=tuple(excluded))
 
 
-def quantize_w8(sm: ServingModel) -> ServingModel:
-    """``w8``: per-output-channel int8 for every >=2-D weight outside ``W8_EXCLUDED``."""
+def quantize_w8(sm: ServingModel, calibration: Mapping[str, np.ndarray] | None = None) -> ServingModel:
+    """``w8``: per-output-channel int8 for every >=2-D weight outside ``W8_EXCLUDED``; with
+    ``calibration`` ({path: H}, ``calibrate.input_moments``) error-compensating rounding for each path in it."""
     _check_source(sm, "quantize_w8", "bf16w")
     quantized, excluded = w8_scope(sm.state)
     scope = set(quantized)
-    state = map_state(sm.state, lambda path, w: quantize_weight(w) if path in scope else w)
+    cal = calibration or {}
+    if cal and not scope <= set(cal):
+        raise ValueError(f"calibration lacks the inputs of {sorted(scope - set(cal))}")
+    state = map_state(sm.state, lambda path, w: quantize_weight(w, cal.get(path)) if path in scope else w)
     return sm.replace(state=state, variant=_name(sm, "w8"), quantized=tuple(quantized), excluded=tuple(excluded))
 
 
@@ -135,10 +175,16 @@ VARIANT_BUILDERS = {
 }
 
 
-def make_variant(source: ServingModel, name: str) -> ServingModel:
-    """The named weight/table format of ``source`` ("f32", "bf16w", "w8", "t8", "w8+t8")."""
+def make_variant(source: ServingModel, name: str, calibration: Mapping[str, np.ndarray] | None = None) -> ServingModel:
+    """The named weight/table format of ``source`` ("f32", "bf16w", "w8", "t8", "w8+t8"); ``calibration``
+    makes the w8 rounding error-compensating (``quantize_w8``); it is an error for a format without w8."""
     if name not in VARIANT_BUILDERS:
         raise ValueError(f"unknown variant {name!r}; expected one of {sorted(VARIANT_BUILDERS)}")
     if source.variant != "f32":
         raise ValueError(f"variants derive from the f32 source, got {source.variant!r}")
-    return VARIANT_BUILDERS[name](source)
+    if calibration is None:
+        return VARIANT_BUILDERS[name](source)
+    if "w8" not in name.split("+"):
+        raise ValueError(f"calibration applies to w8 rounding; variant {name!r} has no w8")
+    tables = quantize_tables_t8(source) if "t8" in name.split("+") else source
+    return quantize_w8(tables, calibration)

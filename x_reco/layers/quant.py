@@ -8,12 +8,16 @@ A format is a value, not a mode: a serving variant replaces a ``Param``'s array 
   all-zero column), ``q = clip(round(W / s), -127, 127)``; ``y = (x @ q.astype(cd)) * s``.
 * ``QTable``: row-wise int8 of a hash table, ``s_r = max_d |T_rd| / 127``; rows are dequantized after the
   gather, and row 0 (padding) stays exactly zero.
+* ``Observed``: calibration only (eager calls, never jitted): an f32 weight that accumulates the second
+  moment of the inputs it multiplies, which error-compensating int8 rounding minimizes against
+  (``x_reco.inference.calibrate``).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 
@@ -41,8 +45,30 @@ class QTable:
         return self.q.shape
 
 
+class Observed:
+    """An f32 weight W [in, out] that records ``sum x x^T`` [in, in] (f64) and the row count of every
+    input it multiplies. Eager calls only: the inputs must be concrete arrays."""
+
+    def __init__(self, w):
+        self.w = w
+        self.xtx = np.zeros((w.shape[0], w.shape[0]), np.float64)
+        self.rows = 0
+
+    @property
+    def shape(self):
+        return self.w.shape
+
+    def observe(self, x) -> None:
+        xs = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+        self.xtx += xs.T @ xs
+        self.rows += len(xs)
+
+
 def linear(x: jax.Array, w, dtype) -> jax.Array:
     """``x @ w`` in ``dtype``; a QWeight is dequantized inside the matmul: ``(x @ q.astype(dtype)) * s``."""
+    if isinstance(w, Observed):
+        w.observe(x)
+        w = w.w
     x = x.astype(dtype)
     if isinstance(w, QWeight):
         y = jnp.dot(x, w.q.astype(dtype), preferred_element_type=jnp.float32) * w.scale
