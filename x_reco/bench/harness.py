@@ -44,7 +44,7 @@ GRID_SETTINGS: dict[str, dict] = {
         "users": 16,
         "quality_users": 32,
         "quality_candidates": 256,
-        "quality_variants": ("w8+t8",),
+        "quality_variants": ("w8+t8", "w8+t8-cal"),
         "preset_quality": False,
     }
 }

@@ -20,14 +20,15 @@ from x_reco.bench.quality_metrics import VacuousReference, quality_block
 from x_reco.bench.timing import build_variant, variant_spec
 from x_reco.bench.workload import bench_config, bench_source, checkpoint_users, synthetic_user_batch
 from x_reco.common.types import RecsysBatch
-from x_reco.data.examples import EngagementSequences
+from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.ranker import objective_weights
 from x_reco.features.hashing import HashSpec
+from x_reco.inference.calibrate import input_moments
 from x_reco.inference.engine import aot_compile, make_score_fn, memory_analysis, to_device
 from x_reco.inference.params import ServingModel, bytes_by_dtype, serving_model, total_bytes
 from x_reco.models.checkpoint import restore_checkpoint
 
-QUALITY_VARIANTS = ("dense", "split", "bf16w", "w8", "t8", "w8+t8")
+QUALITY_VARIANTS = ("dense", "split", "bf16w", "w8", "t8", "w8+t8", "w8+t8-cal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,8 @@ class QualityJob:
     batch: RecsysBatch | None = None
     sequences: str | None = None  # where the trained users came from, for the record
     objective: str | None = None  # the partition whose objective weights score candidates (None: published)
+    calibration_users: int = 64  # requests (other than the judged ones) the ``-cal`` variants round against
+    calibration_batch: RecsysBatch | None = None  # a trained job's calibration requests (train split)
 
     def __post_init__(self):
         if self.checkpoint is None and self.preset is None:
@@ -74,6 +77,8 @@ class QualityJob:
         label = None if isinstance(sequences, EngagementSequences) else str(sequences)
         seqs = sequences if isinstance(sequences, EngagementSequences) else EngagementSequences.from_npz(sequences)
         batch = checkpoint_users(seqs, users, candidates, seed=seed)
+        n_cal = kwargs.get("calibration_users", cls.calibration_users)
+        calibration = checkpoint_users(seqs, n_cal, candidates, seed=seed + 1, split=Split.TRAIN)
         return cls(
             preset=None,
             users=users,
@@ -83,6 +88,7 @@ class QualityJob:
             hash_spec=seqs.hash_spec,
             batch=batch,
             sequences=label,
+            calibration_batch=calibration,
             **{"objective": seqs.partition, **kwargs},
         )
 
@@ -133,16 +139,32 @@ def _source(job: QualityJob) -> tuple[ServingModel, RecsysBatch, dict]:
     return source, batch, {"trained": False, "preset": job.preset}
 
 
+def _calibration_batch(job: QualityJob, source: ServingModel) -> RecsysBatch:
+    """Requests the ``-cal`` variants round against: a trained job's train-split requests, else seeded
+    synthetic users other than the judged ones (seed + 1)."""
+    if job.calibration_batch is not None:
+        return job.calibration_batch
+    if job.checkpoint:
+        raise ValueError("a checkpoint quality job without calibration requests (use QualityJob.trained)")
+    cfg = source.config
+    return synthetic_user_batch(cfg, job.calibration_users, cfg.history_len, job.candidates, seed=job.seed + 1)
+
+
 def run_quality(job: QualityJob) -> list[dict]:
     """Quality blocks of every variant against ref-f32 on the same source params and users."""
     source, batch, info = _source(job)
     ref_spec = variant_spec("ref-f32")
     ref_logits, ref_score, _ = score_users(build_variant(source, ref_spec), ref_spec, batch, job.users_per_call)
     f32_bytes = total_bytes(source.params)
+    calibration = None
+    if any(variant_spec(name).calibrated for name in job.variants):
+        t0 = time.perf_counter()
+        calibration = input_moments(source, _calibration_batch(job, source), job.users_per_call)
+        print(f"[quality] calibration: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
     records = []
     for name in job.variants:
         spec = variant_spec(name)
-        sm = build_variant(source, spec)
+        sm = build_variant(source, spec, calibration)
         t0 = time.perf_counter()
         logits, score, mem = score_users(sm, spec, batch, job.users_per_call)
         try:
@@ -168,6 +190,8 @@ def run_quality(job: QualityJob) -> list[dict]:
                 "bytes_ratio_vs_f32": total_bytes(sm.params) / f32_bytes,
                 "memory_analysis": mem,
                 "quantized": list(sm.quantized),
+                "rounding": "calibrated" if spec.calibrated else "nearest",
+                "calibration_users": job.calibration_users if spec.calibrated else 0,
                 "excluded": [list(e) for e in sm.excluded],
             }
         )

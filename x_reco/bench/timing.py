@@ -115,6 +115,7 @@ class VariantSpec:
     compute_dtype: str = "bfloat16"
     chunk: int | None = None
     precision: str | None = None
+    calibrated: bool = False  # w8 rounded against calibration inputs (``inference.calibrate``), not to nearest
 
 
 def variant_spec(name: str) -> VariantSpec:
@@ -127,6 +128,8 @@ def variant_spec(name: str) -> VariantSpec:
         "w8": VariantSpec(name, fmt="w8"),
         "t8": VariantSpec(name, fmt="t8"),
         "w8+t8": VariantSpec(name, fmt="w8+t8"),
+        "w8-cal": VariantSpec(name, fmt="w8", calibrated=True),
+        "w8+t8-cal": VariantSpec(name, fmt="w8+t8", calibrated=True),
     }
     if name in fixed:
         return fixed[name]
@@ -146,13 +149,17 @@ def _cpu():
     return jax.default_device(jax.devices("cpu")[0])
 
 
-def build_variant(source: ServingModel, spec: VariantSpec) -> ServingModel:
+def build_variant(source: ServingModel, spec: VariantSpec, calibration=None) -> ServingModel:
     """The variant's params, converted on the host CPU (so no f32 transient lands on the accelerator).
 
     Leaves come back as host numpy arrays, so ``to_device`` places the whole variant on the accelerator.
+    A ``calibrated`` spec needs ``calibration`` ({path: H}, ``inference.calibrate.input_moments``).
     """
+    if spec.calibrated and calibration is None:
+        raise ValueError(f"variant {spec.name!r} rounds against calibration inputs: pass calibration=")
     with _cpu():
-        sm = make_variant(source, spec.fmt).with_compute_dtype(spec.compute_dtype)
+        sm = make_variant(source, spec.fmt, calibration if spec.calibrated else None)
+        sm = sm.with_compute_dtype(spec.compute_dtype)
         return sm.replace(state=jax.tree.map(np.asarray, sm.state))
 
 

@@ -153,12 +153,17 @@ def synthetic_requests(
 
 # -- trained checkpoint + engagement sequences -------------------------------------------------------
 def checkpoint_users(
-    sequences: EngagementSequences, n_users: int = 200, n_candidates: int = 1000, seed: int = 0
+    sequences: EngagementSequences,
+    n_users: int = 200,
+    n_candidates: int = 1000,
+    seed: int = 0,
+    split: Split = Split.TEST,
 ) -> RecsysBatch:
-    """One request per distinct user (latest test example, else any split) with up to ``n_candidates``
-    distinct catalogue items as candidates. Numpy RecsysBatch."""
+    """One request per distinct user (its latest ``split`` example, else its latest of any split) with up
+    to ``n_candidates`` distinct catalogue items as candidates. Numpy RecsysBatch. ``split=Split.TRAIN``
+    gives calibration requests disjoint from the test requests a variant is judged on."""
     ex = sequences.examples
-    order = np.lexsort((ex.request_ts, ex.split == Split.TEST))[::-1]  # test split first, newest first
+    order = np.lexsort((ex.request_ts, ex.split == split))[::-1]  # that split first, newest first
     _, first = np.unique(ex.user_idx[order], return_index=True)
     rows = np.sort(order[first])[:n_users]
     items = sequences.num_items
