@@ -130,7 +130,11 @@ def test_demo_grid_times_the_four_serving_paths_and_scores_int8_on_the_trained_r
     assert kinds == ["timing", "timing"]  # no quality on the random-init source
     trained = harness.BenchConfig.for_grid("demo", checkpoint="ckpt", sequences=toy_seqs(), retrieval=False)
     quality = [j for j in harness.make_jobs(trained, "cpu") if j.kind == "quality"]
-    assert len(quality) == 1 and quality[0].checkpoint == "ckpt" and quality[0].variants == ("w8+t8", "w8+t8-cal")
+    assert (
+        len(quality) == 1
+        and quality[0].checkpoint == "ckpt"
+        and quality[0].variants == ("w8+t8", "w8+t8-f32", "w8+t8-cal")
+    )
     assert harness.BenchConfig.for_grid("issue").calls == 100 and harness.parse(["--out", "x"])[0].grid == "reduced"
 
 

@@ -44,7 +44,7 @@ GRID_SETTINGS: dict[str, dict] = {
         "users": 16,
         "quality_users": 32,
         "quality_candidates": 256,
-        "quality_variants": ("w8+t8", "w8+t8-cal"),
+        "quality_variants": ("w8+t8", "w8+t8-f32", "w8+t8-cal"),
         "preset_quality": False,
     }
 }
@@ -178,6 +178,7 @@ def parse(argv: list[str] | None = None) -> tuple[BenchConfig, Path]:
     p.add_argument("--sequences", default=None, help="engagement sequences .npz for --checkpoint")
     p.add_argument("--quality-users", type=int, default=200)
     p.add_argument("--quality-candidates", type=int, default=1000)
+    p.add_argument("--quality-variants", nargs="+", default=None, help="variants scored against ref-f32 (default: all)")
     p.add_argument("--no-quality", action="store_true")
     p.add_argument("--no-retrieval", action="store_true")
     p.add_argument("--no-timing", action="store_true", help="skip the latency grid (memory, quality, retrieval only)")
@@ -206,6 +207,7 @@ def parse(argv: list[str] | None = None) -> tuple[BenchConfig, Path]:
         sequences=a.sequences,
         quality_users=a.quality_users,
         quality_candidates=a.quality_candidates,
+        quality_variants=tup(a.quality_variants),
         quality=not a.no_quality,
         retrieval=not a.no_retrieval,
         timing=not a.no_timing,

@@ -28,7 +28,9 @@ from x_reco.inference.engine import aot_compile, make_score_fn, memory_analysis,
 from x_reco.inference.params import ServingModel, bytes_by_dtype, serving_model, total_bytes
 from x_reco.models.checkpoint import restore_checkpoint
 
-QUALITY_VARIANTS = ("dense", "split", "bf16w", "w8", "t8", "w8+t8", "w8+t8-cal")
+# w8+t8 computes in bf16 (the accelerator path); w8+t8-f32 is the same int8 state computed in f32, as a
+# feed serves it on a CPU (the trained configs compute in f32); w8+t8-cal rounds the weights calibrated.
+QUALITY_VARIANTS = ("dense", "split", "bf16w", "w8", "t8", "w8+t8", "w8+t8-f32", "w8+t8-cal")
 
 
 @dataclasses.dataclass(frozen=True)

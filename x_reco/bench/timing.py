@@ -128,6 +128,7 @@ def variant_spec(name: str) -> VariantSpec:
         "w8": VariantSpec(name, fmt="w8"),
         "t8": VariantSpec(name, fmt="t8"),
         "w8+t8": VariantSpec(name, fmt="w8+t8"),
+        "w8+t8-f32": VariantSpec(name, fmt="w8+t8", compute_dtype="float32"),  # what a CPU feed serves
         "w8-cal": VariantSpec(name, fmt="w8", calibrated=True),
         "w8+t8-cal": VariantSpec(name, fmt="w8+t8", calibrated=True),
     }
