@@ -133,7 +133,7 @@ def test_demo_grid_times_the_four_serving_paths_and_scores_int8_on_the_trained_r
     assert (
         len(quality) == 1
         and quality[0].checkpoint == "ckpt"
-        and quality[0].variants == ("w8+t8", "w8+t8-f32", "w8+t8-cal")
+        and quality[0].variants == ("w8+t8", "w8+t8-f32", "w8+t8-cal", "w8+t8-cal-f32")
     )
     assert harness.BenchConfig.for_grid("issue").calls == 100 and harness.parse(["--out", "x"])[0].grid == "reduced"
 

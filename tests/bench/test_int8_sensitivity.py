@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from x_reco.bench.int8_sensitivity import CALIBRATED, fake_quant_table, fake_quant_weight, parse_spec
+from x_reco.bench.int8_sensitivity import BF16, CALIBRATED, fake_quant_table, fake_quant_weight, parse_spec
 from x_reco.inference.quantize import quantize_table, quantize_weight
 from x_reco.layers.quant import dense
 
@@ -21,5 +21,6 @@ def test_group_zero_is_the_w8_and_t8_formats_and_smaller_groups_err_less():
     with pytest.raises(ValueError, match="expected W,T"):
         parse_spec("32")
     assert parse_spec("c,0") == (CALIBRATED, 0, ())  # the w8-cal rounding of the weights
+    assert parse_spec("b,b") == (BF16, BF16, ())
     with pytest.raises(ValueError, match="not the tables"):
         parse_spec("0,c")

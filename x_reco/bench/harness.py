@@ -44,7 +44,7 @@ GRID_SETTINGS: dict[str, dict] = {
         "users": 16,
         "quality_users": 32,
         "quality_candidates": 256,
-        "quality_variants": ("w8+t8", "w8+t8-f32", "w8+t8-cal"),
+        "quality_variants": ("w8+t8", "w8+t8-f32", "w8+t8-cal", "w8+t8-cal-f32"),
         "preset_quality": False,
     }
 }

@@ -7,8 +7,8 @@ candidates for 200 users (the §5.6 quality block), computed in f32 with the qua
 
 A SPEC is ``W,T[,SKIP]``: ``W`` the group size of symmetric int8 weights along their input axis (0 =
 one scale per output channel, the ``w8`` format; ``c`` = the same format rounded with error compensation
-against the inputs of ``--calibration-users`` train-split requests, ``w8-cal``; ``f`` = weights stay
-f32), ``T`` the group size of the
+against the inputs of ``--calibration-users`` train-split requests, ``w8-cal``; ``b`` = stored in bf16;
+``f`` = weights stay f32), ``T`` the group size of the
 hash tables along a row (0 = one scale per row, ``t8``; ``f`` = f32), ``SKIP`` ``|``-separated path
 fragments left f32 (e.g. ``tables/post|layers/0``). Weights are quantized then dequantized to f32
 (``fake_quant_*``), so the numbers isolate the rounding error from the compute dtype.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import jax.numpy as jnp
 import numpy as np
 
 from x_reco.bench.quality import QualityJob, _source, score_users
@@ -53,6 +54,7 @@ def fake_quant_table(t: np.ndarray, group: int = 0) -> np.ndarray:
 
 
 CALIBRATED = -2  # the W field "c"
+BF16 = -3  # "b": a bf16 round trip (twice the bytes of int8), for scale
 
 
 def parse_spec(spec: str) -> tuple[int, int, tuple[str, ...]]:
@@ -60,7 +62,7 @@ def parse_spec(spec: str) -> tuple[int, int, tuple[str, ...]]:
     if len(parts) not in (2, 3):
         raise ValueError(f"SPEC {spec!r}: expected W,T[,SKIP], e.g. 0,0 or c,0 or 32,f,tables/post")
     skip = tuple(p for p in (parts[2] if len(parts) == 3 else "").split("|") if p)
-    group = lambda g: {"f": -1, "c": CALIBRATED}.get(g.strip()) or int(g)  # noqa: E731
+    group = lambda g: {"f": -1, "c": CALIBRATED, "b": BF16}.get(g.strip()) or int(g)  # noqa: E731
     if group(parts[1]) == CALIBRATED:
         raise ValueError(f"SPEC {spec!r}: calibrated rounding (c) applies to the weights, not the tables")
     return group(parts[0]), group(parts[1]), skip
@@ -90,6 +92,8 @@ def run(
         def convert(path, w, w_group=w_group, t_group=t_group, skip=skip):
             if any(s in path for s in skip):
                 return w
+            if (path.startswith("tables/") and t_group == BF16) or (path in scope and w_group == BF16):
+                return np.asarray(jnp.asarray(w).astype(jnp.bfloat16).astype(jnp.float32))
             if path.startswith("tables/") and t_group >= 0:
                 return fake_quant_table(w, t_group)
             if path in scope and w_group == CALIBRATED:

@@ -29,8 +29,8 @@ from x_reco.inference.params import ServingModel, bytes_by_dtype, serving_model,
 from x_reco.models.checkpoint import restore_checkpoint
 
 # w8+t8 computes in bf16 (the accelerator path); w8+t8-f32 is the same int8 state computed in f32, as a
-# feed serves it on a CPU (the trained configs compute in f32); w8+t8-cal rounds the weights calibrated.
-QUALITY_VARIANTS = ("dense", "split", "bf16w", "w8", "t8", "w8+t8", "w8+t8-f32", "w8+t8-cal")
+# feed serves it on a CPU (the trained configs compute in f32); -cal rounds the weights calibrated.
+QUALITY_VARIANTS = ("dense", "split", "bf16w", "w8", "t8", "w8+t8", "w8+t8-f32", "w8+t8-cal", "w8+t8-cal-f32")
 
 
 @dataclasses.dataclass(frozen=True)

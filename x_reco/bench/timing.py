@@ -131,6 +131,7 @@ def variant_spec(name: str) -> VariantSpec:
         "w8+t8-f32": VariantSpec(name, fmt="w8+t8", compute_dtype="float32"),  # what a CPU feed serves
         "w8-cal": VariantSpec(name, fmt="w8", calibrated=True),
         "w8+t8-cal": VariantSpec(name, fmt="w8+t8", calibrated=True),
+        "w8+t8-cal-f32": VariantSpec(name, fmt="w8+t8", compute_dtype="float32", calibrated=True),
     }
     if name in fixed:
         return fixed[name]
