@@ -33,8 +33,11 @@ def test_pools_are_the_retrievers_best_unseen_items(retriever):
     scores[seen] = -np.inf
     expected = np.sort(scores, axis=1)[:, ::-1][:, :10]
     np.testing.assert_allclose(np.take_along_axis(scores, pools, axis=1), expected, rtol=1e-6)
-    with pytest.raises(ValueError, match="fewer than"):
-        retriever_pools(retriever, seqs, rows, seqs.num_items)  # every user has seen some items
+    # every user has seen some items: a pool as large as the catalogue ends in -1 (short pools)
+    full = retriever_pools(retriever, seqs, rows, seqs.num_items)
+    eligible = (~seen).sum(axis=1)
+    assert np.array_equal((full >= 0).sum(axis=1), eligible) and (full[:, : eligible.min()] >= 0).all()
+    assert not seen[np.arange(40)[:, None], np.maximum(full, 0)][full >= 0].any()
 
 
 def test_sampling_draws_distinct_pool_items():
@@ -43,6 +46,11 @@ def test_sampling_draws_distinct_pool_items():
     assert all(sorted(d) == sorted(p) for d, p in zip(draws, pools))
     with pytest.raises(ValueError, match="cannot draw 21"):
         sample_from_pools(pools, 21, np.random.default_rng(0))
+    short = pools.copy()
+    short[1, 5:] = -1  # five items only: every one drawn, then padding
+    draws = sample_from_pools(short, 8, np.random.default_rng(1))
+    assert sorted(draws[1][:5]) == list(range(20, 25)) and (draws[1][5:] == -1).all()
+    assert (draws[[0, 2]] >= 0).all()
 
 
 def test_no_positive_is_ever_sampled_as_a_negative(retriever):
@@ -127,3 +135,26 @@ def test_appended_hard_negatives_for_examples_of_served_impressions(retriever):
     assert labels.candidate_mask[:4, c:].all() and not labels.candidate_mask[4:].any()
     assert (labels.label_mask[:4, c:][..., action_mask(NEGATIVE_ACTIONS).astype(bool)] == 0).all()
     assert (labels.label_mask[:4, c:][..., ~action_mask(NEGATIVE_ACTIONS).astype(bool)].sum(-1) > 0).all()
+
+
+def test_a_short_pool_pads_with_unlabelled_empty_candidates(retriever):
+    """Early in a world's life the recency window holds fewer items than the pool: the draws past them
+    are padding (no hashes, masked out of the loss), never a repeated or an ineligible item."""
+    seqs = toy_seqs()
+    first = seqs.examples.request_ts.min()
+    created = np.full(seqs.num_items, first + 10**9)
+    created[[3, 5]] = first  # two servable items in the whole catalogue
+    seqs = with_catalogue(seqs, item_created_ts=created)
+    rows = seqs.rows(Split.TRAIN)
+    cfg = tiny_cfg(hard_negative_pool=12, hard_negative_count=4, negative_window_s=float(10**8))
+    batches = HardNegativeBatches(seqs, rows, cfg, retriever)
+    c = seqs.candidates.item_idx.shape[1]
+    pos = np.arange(8)
+    extra = batches.items(pos, 0)[:, c:]
+    assert set(extra[extra >= 0].tolist()) <= {3, 5} and ((extra >= 0).sum(axis=1) <= 2).all()
+    assert (extra < 0).any()
+    batch, labels = batches(pos, 0)
+    empty = np.zeros(labels.candidate_mask.shape, bool)
+    empty[:8, c:] = extra < 0
+    assert not labels.candidate_mask[empty].any() and labels.candidate_mask[:8, c:][extra >= 0].all()
+    assert (np.asarray(batch.candidate_post_hashes)[empty] == 0).all()

@@ -31,7 +31,8 @@ def retriever_pools(
 ) -> np.ndarray:
     """int32 [len(rows), pool]: each example row's top-``pool`` catalogue items by retriever score, best
     first, among the items its user never interacted with in the training split (``exclude``) and,
-    with ``catalogue_window_s``, that were created in that window before the row's request.
+    with ``catalogue_window_s``, that were created in that window before the row's request; -1 past
+    the last eligible item where a row has fewer (a recency window early in a world's life).
 
     Held-out interactions are not excluded: a pool that left out exactly the items a user engages
     with later would teach the ranker that the one top item never shown as a negative is the next
@@ -49,20 +50,19 @@ def retriever_pools(
             scores[ineligible_mask(seqs, r, catalogue_window_s)] = -np.inf
         top = np.argpartition(-scores, pool - 1, axis=1)[:, :pool]
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        out[start : start + batch_size] = np.take_along_axis(top, order, axis=1)
-        if not np.isfinite(np.take_along_axis(scores, top, axis=1)).all():
-            raise ValueError(
-                f"a user among example rows {r[0]}..{r[-1]} has fewer than {pool} unseen items"
-                + (f" in the {catalogue_window_s} s window" if catalogue_window_s else "")
-            )
+        top = np.take_along_axis(top, order, axis=1)
+        top[~np.isfinite(np.take_along_axis(scores, top, axis=1))] = -1  # fewer eligible items than ``pool``
+        out[start : start + batch_size] = top
     return out
 
 
 def sample_from_pools(pools_rk: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
-    """int32 [R, num]: ``num`` distinct items per row drawn uniformly from its pool."""
+    """int32 [R, num]: ``num`` distinct items per row drawn uniformly from its pool's items (entries
+    >= 0); -1 for the draws past the size of a short pool."""
     if num > pools_rk.shape[1]:
         raise ValueError(f"cannot draw {num} distinct negatives from pools of {pools_rk.shape[1]}")
     keys = rng.random(pools_rk.shape)
+    keys[pools_rk < 0] = np.inf  # a short pool's padding is drawn last, and stays -1
     pick = np.argpartition(keys, num - 1, axis=1)[:, :num] if num else np.zeros((len(pools_rk), 0), np.int64)
     return np.take_along_axis(pools_rk, pick, axis=1).astype(np.int32)
 
@@ -123,6 +123,6 @@ class HardNegativeBatches:
                     [labels.candidate_actions, np.zeros((b, extra, NUM_ACTIONS), np.float32)], 1
                 ),
                 label_mask=np.concatenate([labels.label_mask, mask], 1),
-                candidate_mask=real,
             )
-        return batch, labels
+        # a slot a short pool left empty (-1) is padding: no hashes, no label
+        return batch, labels.replace(candidate_mask=real)
