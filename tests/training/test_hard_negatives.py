@@ -94,10 +94,10 @@ def test_ranker_validates_and_selects_on_the_two_stages_it_serves_in(retriever, 
     from x_reco.models.checkpoint import read_metadata
 
     seqs = toy_seqs()
-    cfg = tiny_cfg(num_steps=6, eval_every=2, select_best=True, selection_metric="two_stage_ndcg@10")
+    cfg = tiny_cfg(num_steps=4, eval_every=2, select_best=True, selection_metric="two_stage_ndcg@10")
     result = train_ranker(seqs, cfg, tmp_path / "sel", retriever=retriever)
     history = [e["two_stage_ndcg@10"] for e in result.eval_history]
-    assert len(history) == 3 and result.val_metrics["two_stage_ndcg@10"] == max(history)
+    assert len(history) == 2 and result.val_metrics["two_stage_ndcg@10"] == max(history)
     assert result.selected_step == 2 * (1 + int(np.argmax(history)))
     logged = read_metadata(result.checkpoint_path)["extra"]["val_metrics"]
     replayed = two_stage(retriever, result.model, seqs, Split.VAL)
