@@ -71,11 +71,16 @@ def _scores(sm, b):
     return np.asarray(jax.jit(make_score_fn(sm, "split"))(sm.params, b).score_bc)
 
 
-def test_calibrated_w8_scores_closer_to_f32_on_other_requests():
-    cfg, src = tiny(), source()
-    calibration = random_batch(cfg, 16, candidate_len=64, candidate_lengths=np.full(16, 64), seed=3)
+@pytest.fixture(scope="module")
+def moments():
+    """Second moments of the tiny ranker's matmul inputs on 16 random requests (one eager call)."""
+    batch = random_batch(tiny(), 16, candidate_len=64, candidate_lengths=np.full(16, 64), seed=3)
+    return input_moments(source(), batch, users_per_call=16)
+
+
+def test_calibrated_w8_scores_closer_to_f32_on_other_requests(moments):
+    cfg, src, h = tiny(), source(), moments
     judged = random_batch(cfg, 16, candidate_len=64, candidate_lengths=np.full(16, 64), seed=4)
-    h = input_moments(src, calibration)
     assert set(h) == set(w8_scope(src.state)[0])
     for path, m in h.items():
         assert np.allclose(m, m.T) and np.linalg.eigvalsh(m).min() > -1e-6, path
@@ -90,9 +95,8 @@ def test_calibrated_w8_scores_closer_to_f32_on_other_requests():
     assert np.array_equal(wq[0].scale, wq[1].scale) and not np.array_equal(wq[0].q, wq[1].q)
 
 
-def test_calibration_is_refused_where_it_cannot_apply():
-    src = source()
-    h = input_moments(src, random_batch(tiny(), 2, candidate_len=8, candidate_lengths=np.full(2, 8), seed=5))
+def test_calibration_is_refused_where_it_cannot_apply(moments):
+    src, h = source(), moments
     with pytest.raises(ValueError, match="has no w8"):
         make_variant(src, "t8", h)
     with pytest.raises(ValueError, match="lacks the inputs"):
