@@ -255,6 +255,10 @@ def test_trained_quality_users_come_from_a_path_or_the_loaded_value(tmp_path):
     assert from_value.batch.batch_size == 5 and from_value.hash_spec == seqs.hash_spec
     # the candidates are scored as the ranker serves them on that partition: its objective's weights
     assert from_path.objective == from_value.objective == seqs.partition
+    # calibration requests (train split, other than the judged ones) exist only for a -cal variant
+    assert QualityJob.trained("ckpt", seqs, users=5, candidates=7, variants=("w8+t8",)).calibration_batch is None
+    cal = QualityJob.trained("ckpt", seqs, users=5, candidates=7, variants=("w8+t8-cal",)).calibration_batch
+    assert cal is not None and cal.num_candidates == 7 and 0 < cal.batch_size <= QualityJob.calibration_users
 
 
 @pytest.mark.slow  # ~11 s; the serving_model asset test runs QualityJob.trained on a trained checkpoint

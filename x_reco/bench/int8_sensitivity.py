@@ -77,16 +77,20 @@ def run(
     calibration_users: int = 64,
 ):
     parsed = [parse_spec(text) for text in specs]
+    calibrated = any(w == CALIBRATED for w, _, _ in parsed)
     job = QualityJob.trained(
-        checkpoint, sequences, users=users, candidates=candidates, calibration_users=calibration_users
+        checkpoint,
+        sequences,
+        users=users,
+        candidates=candidates,
+        calibration_users=calibration_users,
+        variants=("w8-cal",) if calibrated else ("w8",),  # the job's users and, for "c", its calibration requests
     )
     source, batch, _ = _source(job)
     ref_spec = variant_spec("ref-f32")
     ref_logits, ref_score, _ = score_users(build_variant(source, ref_spec), ref_spec, batch, 8)
     scope = set(w8_scope(source.state)[0])
-    moments = None
-    if any(w == CALIBRATED for w, _, _ in parsed):
-        moments = input_moments(source, job.calibration_batch)
+    moments = input_moments(source, job.calibration_batch) if calibrated else None
     for text, (w_group, t_group, skip) in zip(specs, parsed, strict=True):
 
         def convert(path, w, w_group=w_group, t_group=t_group, skip=skip):

@@ -79,8 +79,10 @@ class QualityJob:
         label = None if isinstance(sequences, EngagementSequences) else str(sequences)
         seqs = sequences if isinstance(sequences, EngagementSequences) else EngagementSequences.from_npz(sequences)
         batch = checkpoint_users(seqs, users, candidates, seed=seed)
-        n_cal = kwargs.get("calibration_users", cls.calibration_users)
-        calibration = checkpoint_users(seqs, n_cal, candidates, seed=seed + 1, split=Split.TRAIN)
+        calibration = None  # built only where a -cal variant will round against it
+        if any(variant_spec(name).calibrated for name in kwargs.get("variants", cls.variants)):
+            n_cal = kwargs.get("calibration_users", cls.calibration_users)
+            calibration = checkpoint_users(seqs, n_cal, candidates, seed=seed + 1, split=Split.TRAIN)
         return cls(
             preset=None,
             users=users,
@@ -147,7 +149,7 @@ def _calibration_batch(job: QualityJob, source: ServingModel) -> RecsysBatch:
     if job.calibration_batch is not None:
         return job.calibration_batch
     if job.checkpoint:
-        raise ValueError("a checkpoint quality job without calibration requests (use QualityJob.trained)")
+        raise ValueError("a checkpoint quality job with -cal variants needs calibration requests (QualityJob.trained)")
     cfg = source.config
     return synthetic_user_batch(cfg, job.calibration_users, cfg.history_len, job.candidates, seed=job.seed + 1)
 
@@ -158,10 +160,11 @@ def run_quality(job: QualityJob) -> list[dict]:
     ref_spec = variant_spec("ref-f32")
     ref_logits, ref_score, _ = score_users(build_variant(source, ref_spec), ref_spec, batch, job.users_per_call)
     f32_bytes = total_bytes(source.params)
-    calibration = None
+    calibration, n_calibration = None, 0
     if any(variant_spec(name).calibrated for name in job.variants):
         t0 = time.perf_counter()
-        calibration = input_moments(source, _calibration_batch(job, source), job.users_per_call)
+        requests = _calibration_batch(job, source)
+        calibration, n_calibration = input_moments(source, requests, job.users_per_call), requests.batch_size
         print(f"[quality] calibration: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
     records = []
     for name in job.variants:
@@ -193,7 +196,7 @@ def run_quality(job: QualityJob) -> list[dict]:
                 "memory_analysis": mem,
                 "quantized": list(sm.quantized),
                 "rounding": "calibrated" if spec.calibrated else "nearest",
-                "calibration_users": job.calibration_users if spec.calibrated else 0,
+                "calibration_users": n_calibration if spec.calibrated else 0,
                 "excluded": [list(e) for e in sm.excluded],
             }
         )

@@ -166,12 +166,13 @@ def quantize_tables_t8(sm: ServingModel) -> ServingModel:
     return sm.replace(state=state, variant=_name(sm, "t8"))
 
 
+# Each builder takes the f32 source and the w8 calibration ({path: H} or None: round to nearest).
 VARIANT_BUILDERS = {
-    "f32": lambda sm: sm,
-    "bf16w": to_bf16,
-    "w8": quantize_w8,
-    "t8": quantize_tables_t8,
-    "w8+t8": lambda sm: quantize_w8(quantize_tables_t8(sm)),
+    "f32": lambda sm, cal: sm,
+    "bf16w": lambda sm, cal: to_bf16(sm),
+    "w8": lambda sm, cal: quantize_w8(sm, cal),
+    "t8": lambda sm, cal: quantize_tables_t8(sm),
+    "w8+t8": lambda sm, cal: quantize_w8(quantize_tables_t8(sm), cal),
 }
 
 
@@ -182,9 +183,6 @@ def make_variant(source: ServingModel, name: str, calibration: Mapping[str, np.n
         raise ValueError(f"unknown variant {name!r}; expected one of {sorted(VARIANT_BUILDERS)}")
     if source.variant != "f32":
         raise ValueError(f"variants derive from the f32 source, got {source.variant!r}")
-    if calibration is None:
-        return VARIANT_BUILDERS[name](source)
-    if "w8" not in name.split("+"):
+    if calibration is not None and "w8" not in name.split("+"):
         raise ValueError(f"calibration applies to w8 rounding; variant {name!r} has no w8")
-    tables = quantize_tables_t8(source) if "t8" in name.split("+") else source
-    return quantize_w8(tables, calibration)
+    return VARIANT_BUILDERS[name](source, calibration)
