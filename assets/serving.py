@@ -1,7 +1,9 @@
 """Serving group: the optimized model that serves, the feeds it serves, and who those feeds favour.
 
-``serving_model`` records which variant of the champion ranker serves (INT8 weights and tables by
-default) with its bytes and its agreement with the f32 checkpoint; ``served_feeds`` serves a seeded
+``ranker_calibration`` stores the input moments the champion ranker's int8 weights are rounded against
+(train-split requests; ``x_reco.inference.calibrate``); ``serving_model`` records which variant of the
+champion ranker serves (INT8 weights and tables by default, rounded against that calibration) with its
+bytes and its agreement with the f32 checkpoint, computed as the feed computes it; ``served_feeds`` serves a seeded
 sample of test-split requests through the same ``FeedPipeline`` as ``x-reco feed`` and re-audits them;
 ``feed_stakeholder_audit`` re-ranks the same requests under every weight set from one model call per
 request (spec candidate-pipeline.md §15.3, §16). ``closed_loop_replay`` (``assets/replay.py``) builds
@@ -16,15 +18,27 @@ import numpy as np
 import pandas as pd
 import pydantic
 
-from assets.common import DATASETS, DUCKDB, frame_markdown, image, publish_after_audit
+from assets.common import DATASETS, DUCKDB, NPZ, frame_markdown, image, publish_after_audit
 from resources import StorageResource
 from x_reco.bench.quality import QualityJob
+from x_reco.bench.timing import served_spec
 from x_reco.configs.weights import KNOWN_NAMES, WeightSet
 from x_reco.data.examples import EngagementSequences
 from x_reco.data.registry import dataset_spec
 from x_reco.data.synthetic.oracle import WorldOracle
 from x_reco.eval.champion import champion_path, read_champion
-from x_reco.inference.quantize import VARIANT_BUILDERS
+from x_reco.inference.calibrate import (
+    CALIBRATION_CANDIDATES,
+    CALIBRATION_SEED,
+    CALIBRATION_USERS,
+    CalibrationError,
+    checkpoint_calibration,
+    moments_from_arrays,
+    moments_to_arrays,
+    rounding_error_ratio,
+)
+from x_reco.inference.quantize import VARIANT_BUILDERS, make_variant
+from x_reco.models.checkpoint import read_metadata
 from x_reco.pipeline.audit import reaudit, reaudit_summary
 from x_reco.pipeline.feed import build_pipeline
 from x_reco.pipeline.reconcile import reconcile
@@ -67,6 +81,94 @@ def _progress(context, what: str):
     return log
 
 
+# -- ranker_calibration -------------------------------------------------------------------------
+
+
+class RankerCalibrationConfig(dg.Config):
+    """The train-split requests the champion ranker's int8 weights are rounded against."""
+
+    users: int = pydantic.Field(
+        CALIBRATION_USERS, ge=1, description="train-split requests, one per user (never a held-out one)"
+    )
+    candidates: int = pydantic.Field(CALIBRATION_CANDIDATES, ge=1, description="random catalogue items per request")
+    seed: int = pydantic.Field(CALIBRATION_SEED, ge=0, description="seed of the candidate draw")
+
+
+@dg.asset(
+    partitions_def=DATASETS,
+    group_name=SERVING,
+    io_manager_key=NPZ,
+    deps=["model_evaluation"],
+    kinds={"jax", "numpy"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "covers_the_int8_weights",
+            asset="ranker_calibration",
+            blocking=True,
+            description="a finite second moment of the right size for every weight the w8 format quantizes",
+        ),
+        dg.AssetCheckSpec(
+            "lowers_output_error",
+            asset="ranker_calibration",
+            description="calibrated rounding lowers E||x(W - W_q)||^2 below round-to-nearest on most weights",
+        ),
+    ],
+)
+def ranker_calibration(
+    context: dg.AssetExecutionContext,
+    config: RankerCalibrationConfig,
+    storage: StorageResource,
+    engagement_sequences: EngagementSequences,
+):
+    """Second moments E[x x^T] of the inputs of every int8 weight of the champion ranker, on train-split
+    requests: what its w8 rounding minimizes the output error against (GPTQ, arXiv:2210.17323). Computed
+    once per champion (seconds); the feed loads them to build the variant it serves."""
+    partition = context.partition_key
+    champion = _champion(storage, partition)
+    t0 = time.perf_counter()
+    source, moments, requests = checkpoint_calibration(
+        champion["ranker"], engagement_sequences, config.users, config.candidates, config.seed
+    )
+    seconds = time.perf_counter() - t0
+    arrays = moments_to_arrays(moments, source.param_version, requests)
+    problems = []
+    try:
+        make_variant(source, "w8", moments_from_arrays(arrays, "ranker_calibration", source.param_version))
+    except (CalibrationError, ValueError) as err:
+        problems.append(str(err))
+    ratios = rounding_error_ratio(source, moments) if not problems else {}
+    median = float(np.median(list(ratios.values()))) if ratios else float("nan")
+    context.log.info(f"calibrated {len(moments)} weights on {requests} requests in {seconds:.1f}s")
+    output = dg.Output(
+        arrays,
+        metadata={
+            "param_version": source.param_version,
+            "weights": len(moments),
+            "requests": requests,
+            "candidates": config.candidates,
+            "seconds": seconds,
+            "output_error_ratio_median": median,
+            "output_error_ratio": _md(
+                pd.DataFrame({"weight": list(ratios), "calibrated / nearest": list(ratios.values())})
+            ),
+        },
+    )
+    checks = [
+        dg.AssetCheckResult(
+            check_name="covers_the_int8_weights",
+            passed=not problems,
+            metadata={"problems": "; ".join(problems) or "none"},
+        ),
+        dg.AssetCheckResult(
+            check_name="lowers_output_error",
+            passed=bool(ratios) and median < 1.0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"output_error_ratio_median": median},
+        ),
+    ]
+    yield from publish_after_audit(context, [output], checks)
+
+
 # -- serving_model ------------------------------------------------------------------------------
 
 
@@ -76,6 +178,10 @@ class ServingModelConfig(dg.Config):
     variant: str = pydantic.Field(
         "w8+t8",
         description=f"ranker format that serves, one of {sorted(VARIANT_BUILDERS)} (w8+t8: INT8 weights and tables)",
+    )
+    rounding: str = pydantic.Field(
+        "calibrated",
+        description="w8 rounding: calibrated (against ranker_calibration) or nearest; ignored without w8",
     )
     agreement_users: int = pydantic.Field(
         64, ge=1, description="held-out users on which the served variant's ranking is compared with f32"
@@ -90,6 +196,8 @@ class ServingModelConfig(dg.Config):
         """A bad field fails the run before any work, with the field, its value and what is allowed."""
         if self.variant not in VARIANT_BUILDERS:
             raise ValueError(f"variant={self.variant!r} must be one of {sorted(VARIANT_BUILDERS)}")
+        if self.rounding not in ("calibrated", "nearest"):
+            raise ValueError(f"rounding={self.rounding!r} must be 'calibrated' or 'nearest'")
         return self
 
 
@@ -112,26 +220,41 @@ def serving_model(
     config: ServingModelConfig,
     storage: StorageResource,
     engagement_sequences: EngagementSequences,
+    ranker_calibration: dict,
 ):
     """The optimized variant of the champion ranker that serving runs: its bytes by dtype, digests and
-    agreement with the f32 checkpoint on held-out users (a small JSON record; the variant itself is a
-    pure function of the checkpoint, rebuilt where it serves)."""
+    agreement with the f32 checkpoint on held-out users, computed as the feed computes it (the
+    checkpoint's compute dtype, the stored calibration). A small JSON record; the variant itself is a
+    pure function of the checkpoint and ``ranker_calibration``, rebuilt where it serves."""
 
     partition = context.partition_key
     champion = _champion(storage, partition)
+    rounding = config.rounding if "w8" in config.variant.split("+") else None
+    moments, requests = None, 0
+    if rounding == "calibrated":
+        version = str(read_metadata(champion["ranker"]).get("param_version", ""))
+        try:
+            moments = moments_from_arrays(ranker_calibration, "ranker_calibration", version)
+        except CalibrationError as err:
+            raise dg.Failure(f"{partition}: {err}") from None
+        requests = int(ranker_calibration["requests"])
     job = QualityJob.trained(
         champion["ranker"],
         engagement_sequences,
         users=config.agreement_users,
         candidates=config.agreement_candidates,
         seed=config.seed,
-        variants=(config.variant,),
+        variants=(served_spec(config.variant, rounding),),
+        moments=moments,
+        calibration_users=requests,
     )
     (quality,) = job.run()
     block = quality["quality"]
     record = {
         "partition": partition,
         "variant": config.variant,
+        "rounding": rounding,
+        "calibration_requests": requests,
         "ranker_checkpoint": champion["ranker"],
         "retriever_checkpoint": champion["retriever"],
         "ranker_param_version": quality["param_version"],
@@ -153,6 +276,7 @@ def serving_model(
         record,
         metadata={
             "variant": config.variant,
+            "rounding": str(rounding),
             "ranker_param_version": record["ranker_param_version"],
             "source_param_digest": record["source_param_digest"],
             "bytes_total": record["bytes_total"],
@@ -218,7 +342,14 @@ def serving_pipeline(storage: StorageResource, partition: str, record: dict, rul
     """The partition's FeedPipeline with the variant ``serving_model`` recorded; refuses a champion that
     changed since (the feeds would not come from the recorded model)."""
 
-    pipeline = build_pipeline(partition, str(storage.path()), rules=rules, weights=weights, variant=record["variant"])
+    pipeline = build_pipeline(
+        partition,
+        str(storage.path()),
+        rules=rules,
+        weights=weights,
+        variant=record["variant"],
+        rounding=record.get("rounding") or "nearest",
+    )
     if pipeline.versions.get("ranker") != record["ranker_param_version"]:
         raise dg.Failure(
             f"the champion ranker of {partition} is {pipeline.versions.get('ranker')}, serving_model recorded "

@@ -59,7 +59,8 @@ audit_job = dg.define_asset_job(
 serving_job = dg.define_asset_job(
     "serving_job",
     selection=dg.AssetSelection.groups("serving"),
-    description="The served model variant, served feeds with their re-audit, and the weight-set audit of one dataset.",
+    description="The served model variant (its int8 calibration, its agreement with f32), served feeds with their "
+    "re-audit, and the weight-set audit of one dataset.",
     executor_def=preflight_executor,
 )
 

@@ -14,7 +14,7 @@ from resources.io_managers import read_frame
 from tests.dagster_resources import tmp_resources
 from x_reco import cli
 
-SERVING = [serving.serving_model, serving.served_feeds, serving.feed_stakeholder_audit]
+SERVING = [serving.ranker_calibration, serving.serving_model, serving.served_feeds, serving.feed_stakeholder_audit]
 RUN_CONFIG = {
     "ops": {
         "serving_model": {"config": {"agreement_users": 16, "agreement_candidates": 64}},
@@ -57,6 +57,8 @@ def test_serving_group_materializes_with_every_check_passing(run):
     assert result.success
     checks = {(e.asset_key.path[-1], e.check_name): e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
+        ("ranker_calibration", "covers_the_int8_weights"): True,
+        ("ranker_calibration", "lowers_output_error"): True,
         ("serving_model", "agrees_with_f32"): True,
         ("served_feeds", "filters_reaudit"): True,
         ("served_feeds", "explanations_reconcile"): True,
@@ -65,6 +67,7 @@ def test_serving_group_materializes_with_every_check_passing(run):
     }
     record = json.loads((root / "records" / "serving_model" / "synthetic.json").read_text())
     assert record["variant"] == "w8+t8" and record["bytes_ratio_vs_f32"] < 0.5
+    assert record["rounding"] == "calibrated" and record["calibration_requests"] > 0
     assert "int8" in record["bytes_by_dtype"]["weights"] and "int8" in record["bytes_by_dtype"]["tables"]
     meta = _meta(result, "served_feeds")
     assert "data:image/png;base64" in meta["removal_funnel_plot"].value
@@ -83,7 +86,9 @@ def test_served_feeds_are_what_x_reco_feed_serves(run):
     with contextlib.redirect_stdout(out):
         code = cli.main(["feed", "--user", first["user_id"], "--at", str(first["t"]), "--json", "--storage", str(root)])
     assert code == 0
-    served = [p["post_id"] for p in json.loads(out.getvalue())["served"]]
+    report = json.loads(out.getvalue())
+    assert (report["ranker_variant"], report["ranker_rounding"]) == ("w8+t8", "calibrated")  # what serving_model judged
+    served = [p["post_id"] for p in report["served"]]
     items = read_frame(db, "synthetic", "served_feeds__served_feed_items")
     stored = items[items["request_id"] == first["request_id"]].sort_values("position")["post_id"].tolist()
     assert served == stored and len(stored) > 0

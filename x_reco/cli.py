@@ -77,6 +77,7 @@ def _cmd_feed(args) -> int:
             strict=args.strict,
             prefix_cache_slots=0,
             variant=args.variant,
+            rounding=args.rounding,
         )
     except ServingDataError as exc:
         print(f"x-reco feed: {exc}", file=sys.stderr)
@@ -184,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default="published", help="weight set name (published, sync-2026-08-12, ...)")
     p.add_argument(
         "--variant", default="w8+t8", help="ranker weight/table format: w8+t8 (served), f32 (as trained), w8, t8, bf16w"
+    )
+    p.add_argument(
+        "--rounding",
+        default="auto",
+        choices=("auto", "calibrated", "nearest"),
+        help="int8 weight rounding: calibrated against the stored ranker_calibration, nearest, or auto "
+        "(calibrated where the champion ranker's calibration is stored)",
     )
     p.add_argument("--compare", default="", help="comma-separated weight sets to re-rank under (no model call)")
     p.add_argument("--why", nargs="*", default=[], metavar="POST_ID", help="why is (not) this post served")

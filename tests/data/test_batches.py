@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from tests.training.helpers import toy_seqs, with_catalogue
-from x_reco.bench.workload import checkpoint_users
 from x_reco.common.actions import ACTION_INDEX
 from x_reco.data.batches import next_items, retrieval_batch, training_times
 from x_reco.data.examples import Split
 from x_reco.eval.heldout import ineligible_mask
+from x_reco.inference.requests import checkpoint_users
 from x_reco.models.losses import eligible_in_window
 
 FIELDS = (

@@ -104,3 +104,34 @@ def test_calibration_is_refused_where_it_cannot_apply(moments):
     with pytest.raises(ValueError, match="f32 source"):
         input_moments(make_variant(src, "w8"), random_batch(tiny(), 2, seed=5))
     assert isinstance(make_variant(src, "w8", h).state["layers"][0]["attn"]["wq"].get_value(), QWeight)
+
+
+def test_stored_moments_round_trip_and_bad_ones_are_named():
+    from x_reco.inference.calibrate import CalibrationError, moments_from_arrays, moments_to_arrays
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 6))
+    moments = {"a/w": x.T @ x / 64, "b/w": np.eye(3)}
+    arrays = moments_to_arrays(moments, "v1", requests=64)
+    back = moments_from_arrays(arrays, "cal.npz", "v1")
+    assert back.keys() == moments.keys() and all(np.array_equal(back[k], moments[k]) for k in moments)
+    with pytest.raises(CalibrationError, match=r"cal.npz: param_version 'v1' is another ranker's"):
+        moments_from_arrays(arrays, "cal.npz", "v2")
+    bad = {**arrays, "H:b/w": np.ones((3, 2))}
+    with pytest.raises(CalibrationError, match=r"cal.npz: H:b/w has shape \(3, 2\)"):
+        moments_from_arrays(bad, "cal.npz")
+    bad = {**arrays, "H:b/w": np.full((3, 3), np.nan)}
+    with pytest.raises(CalibrationError, match="H:b/w has non-finite"):
+        moments_from_arrays(bad, "cal.npz")
+    with pytest.raises(CalibrationError, match="no 'param_version'"):
+        moments_from_arrays({"H:b/w": np.eye(3)}, "cal.npz")
+
+
+def test_a_variant_records_its_rounding_and_refuses_moments_of_other_sizes(moments):
+    src = source()
+    assert make_variant(src, "w8+t8").rounding == "nearest"
+    assert make_variant(src, "w8+t8", moments).rounding == "calibrated"
+    assert make_variant(src, "t8").rounding is None and src.rounding is None
+    path = sorted(moments)[0]
+    with pytest.raises(ValueError, match=f"do not match the weights' input sizes: {{'{path}'"):
+        quantize_w8(src, {**moments, path: np.eye(moments[path].shape[0] + 1)})

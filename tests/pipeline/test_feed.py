@@ -234,3 +234,35 @@ def test_oon_only_profile_for_partitions_without_a_social_graph():
     assert not seen & set(result.served["post_id"])  # rated items are seen
     assert len(result.served) == min(35, len(result.selected))
     assert WeightSet.published().weight("reply") == 5.0  # the registry's set is not changed by masking
+
+
+def test_the_feed_serves_int8_rounded_against_the_stored_calibration_of_its_own_ranker():
+    """rounding="auto" serves calibrated int8 where ranker_calibration of this champion ranker is stored,
+    round-to-nearest otherwise; "calibrated" refuses a missing or another ranker's calibration."""
+    from x_reco.inference.calibrate import calibrate, moments_to_arrays
+    from x_reco.inference.params import leaf_paths
+    from x_reco.pipeline.store import ServingDataError
+
+    raw, events, seqs = _synthetic()
+    plain = _pipeline(variant="w8+t8", prefix_cache_slots=0)
+    assert plain.ranker_model.rounding == "nearest"  # nothing stored: auto rounds to nearest
+    with pytest.raises(ServingDataError, match="materialize ranker_calibration"):
+        _pipeline(variant="w8+t8", rounding="calibrated")
+    moments, n = calibrate(plain.source_model, seqs, users=8, candidates=16)
+    stored = dataclasses.replace(_data(raw, events, seqs), calibration=moments_to_arrays(moments, "k0", n))
+    pipe = _pipeline(stored, variant="w8+t8", rounding="calibrated", prefix_cache_slots=0)
+    assert pipe.ranker_model.rounding == "calibrated" and _pipeline(stored, variant="w8+t8").ranker_model.rounding == (
+        "calibrated"
+    )
+    q = lambda m: {k: np.asarray(v) for k, v in leaf_paths(m.ranker_model.state) if k.endswith("/q")}  # noqa: E731
+    ints, nearest = q(pipe), q(plain)
+    assert ints.keys() == nearest.keys()  # the same format...
+    assert any(not np.array_equal(ints[k], nearest[k]) for k in ints)  # ...another rounding
+    user, t = _requests(1)[0]
+    report = pipe.report(pipe.serve(pipe.request(user, t)))
+    assert report["ranker_variant"] == "w8+t8" and report["ranker_rounding"] == "calibrated"
+    other = dataclasses.replace(stored, calibration=moments_to_arrays(moments, "another-ranker", n))
+    assert _pipeline(other, variant="w8+t8").ranker_model.rounding == "nearest"
+    with pytest.raises(ServingDataError, match="another ranker's calibration"):
+        _pipeline(other, variant="w8+t8", rounding="calibrated")
+    assert _pipeline(stored, variant="f32").ranker_model.rounding is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,15 +18,16 @@ import jax
 import numpy as np
 
 from x_reco.bench.quality_metrics import VacuousReference, quality_block
-from x_reco.bench.timing import build_variant, variant_spec
-from x_reco.bench.workload import bench_config, bench_source, checkpoint_users, synthetic_user_batch
+from x_reco.bench.timing import VariantSpec, build_variant, variant_spec
+from x_reco.bench.workload import bench_config, bench_source, synthetic_user_batch
 from x_reco.common.types import RecsysBatch
 from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.ranker import objective_weights
 from x_reco.features.hashing import HashSpec
-from x_reco.inference.calibrate import input_moments
+from x_reco.inference.calibrate import CALIBRATION_USERS, input_moments
 from x_reco.inference.engine import aot_compile, make_score_fn, memory_analysis, to_device
 from x_reco.inference.params import ServingModel, bytes_by_dtype, serving_model, total_bytes
+from x_reco.inference.requests import checkpoint_users
 from x_reco.models.checkpoint import restore_checkpoint
 
 # w8+t8 computes in bf16 (the accelerator path); w8+t8-f32 is the same int8 state computed in f32, as a
@@ -42,7 +44,7 @@ class QualityJob:
     preset: str | None = "oss-mini"
     users: int = 200
     candidates: int = 1000
-    variants: tuple[str, ...] = QUALITY_VARIANTS
+    variants: tuple[str | VariantSpec, ...] = QUALITY_VARIANTS
     users_per_call: int = 8
     seed: int = 0
     table_rows: int | None = None
@@ -52,8 +54,9 @@ class QualityJob:
     batch: RecsysBatch | None = None
     sequences: str | None = None  # where the trained users came from, for the record
     objective: str | None = None  # the partition whose objective weights score candidates (None: published)
-    calibration_users: int = 64  # requests (other than the judged ones) the ``-cal`` variants round against
+    calibration_users: int = CALIBRATION_USERS  # requests (not the judged ones) the -cal variants round against
     calibration_batch: RecsysBatch | None = None  # a trained job's calibration requests (train split)
+    moments: Mapping[str, np.ndarray] | None = None  # calibration already computed (the served ranker's)
 
     def __post_init__(self):
         if self.checkpoint is None and self.preset is None:
@@ -80,7 +83,7 @@ class QualityJob:
         seqs = sequences if isinstance(sequences, EngagementSequences) else EngagementSequences.from_npz(sequences)
         batch = checkpoint_users(seqs, users, candidates, seed=seed)
         calibration = None  # built only where a -cal variant will round against it
-        if any(variant_spec(name).calibrated for name in kwargs.get("variants", cls.variants)):
+        if kwargs.get("moments") is None and any(_spec(v).calibrated for v in kwargs.get("variants", cls.variants)):
             n_cal = kwargs.get("calibration_users", cls.calibration_users)
             calibration = checkpoint_users(seqs, n_cal, candidates, seed=seed + 1, split=Split.TRAIN)
         return cls(
@@ -98,6 +101,10 @@ class QualityJob:
 
     def run(self) -> list[dict]:
         return run_quality(self)
+
+
+def _spec(variant: str | VariantSpec) -> VariantSpec:
+    return variant if isinstance(variant, VariantSpec) else variant_spec(variant)
 
 
 def _rows(batch: RecsysBatch, start: int, stop: int) -> RecsysBatch:
@@ -161,14 +168,17 @@ def run_quality(job: QualityJob) -> list[dict]:
     ref_logits, ref_score, _ = score_users(build_variant(source, ref_spec), ref_spec, batch, job.users_per_call)
     f32_bytes = total_bytes(source.params)
     calibration, n_calibration = None, 0
-    if any(variant_spec(name).calibrated for name in job.variants):
+    specs = [_spec(v) for v in job.variants]
+    if job.moments is not None:
+        calibration, n_calibration = dict(job.moments), job.calibration_users
+    elif any(spec.calibrated for spec in specs):
         t0 = time.perf_counter()
         requests = _calibration_batch(job, source)
         calibration, n_calibration = input_moments(source, requests, job.users_per_call), requests.batch_size
         print(f"[quality] calibration: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
     records = []
-    for name in job.variants:
-        spec = variant_spec(name)
+    for spec in specs:
+        name = spec.name
         sm = build_variant(source, spec, calibration)
         t0 = time.perf_counter()
         logits, score, mem = score_users(sm, spec, batch, job.users_per_call)

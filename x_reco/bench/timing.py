@@ -112,7 +112,7 @@ class VariantSpec:
     name: str
     fmt: str = "f32"
     path: str = "split"  # dense | split | chunked | cached
-    compute_dtype: str = "bfloat16"
+    compute_dtype: str | None = "bfloat16"  # None: the source's own (what a feed serves, ``served_spec``)
     chunk: int | None = None
     precision: str | None = None
     calibrated: bool = False  # w8 rounded against calibration inputs (``inference.calibrate``), not to nearest
@@ -141,6 +141,14 @@ def variant_spec(name: str) -> VariantSpec:
     raise ValueError(f"unknown benchmark variant {name!r}")
 
 
+def served_spec(fmt: str, rounding: str | None) -> VariantSpec:
+    """The variant a feed serves (``pipeline.feed``): format ``fmt``, its w8 ``rounding``, computed in the
+    checkpoint's own dtype (f32 for the trained configs on a CPU), not the benchmark's bf16."""
+    calibrated = rounding == "calibrated"
+    name = f"{fmt}{'-cal' if calibrated else ''} (as served)"
+    return VariantSpec(name, fmt=fmt, compute_dtype=None, calibrated=calibrated)
+
+
 def bucket_for(b: int, s: int, n: int, s_buckets=S_BUCKETS) -> Bucket:
     """The benchmark's bucket scheme: B exact, S up to the next S bucket, N up to the next power of two."""
     pick = lambda values, x: next((v for v in values if v >= x), x)  # noqa: E731
@@ -161,7 +169,8 @@ def build_variant(source: ServingModel, spec: VariantSpec, calibration=None) -> 
         raise ValueError(f"variant {spec.name!r} rounds against calibration inputs: pass calibration=")
     with _cpu():
         sm = make_variant(source, spec.fmt, calibration if spec.calibrated else None)
-        sm = sm.with_compute_dtype(spec.compute_dtype)
+        if spec.compute_dtype is not None:
+            sm = sm.with_compute_dtype(spec.compute_dtype)
         return sm.replace(state=jax.tree.map(np.asarray, sm.state))
 
 

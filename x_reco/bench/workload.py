@@ -24,7 +24,6 @@ from flax import nnx
 from x_reco.common.atomic import atomic_file, clean_stale_temps, temp_sibling, write_json
 from x_reco.common.types import RecsysBatch
 from x_reco.configs.phoenix import PhoenixConfig
-from x_reco.data.examples import EngagementSequences, Split
 from x_reco.inference.params import (
     MODEL_CLASSES,
     ServingModel,
@@ -152,27 +151,6 @@ def synthetic_requests(
 
 
 # -- trained checkpoint + engagement sequences -------------------------------------------------------
-def checkpoint_users(
-    sequences: EngagementSequences,
-    n_users: int = 200,
-    n_candidates: int = 1000,
-    seed: int = 0,
-    split: Split = Split.TEST,
-) -> RecsysBatch:
-    """One request per distinct user (its latest ``split`` example, else its latest of any split) with up
-    to ``n_candidates`` distinct catalogue items as candidates. Numpy RecsysBatch. ``split=Split.TRAIN``
-    gives calibration requests disjoint from the test requests a variant is judged on."""
-    ex = sequences.examples
-    order = np.lexsort((ex.request_ts, ex.split == split))[::-1]  # that split first, newest first
-    _, first = np.unique(ex.user_idx[order], return_index=True)
-    rows = np.sort(order[first])[:n_users]
-    items = sequences.num_items
-    n = min(n_candidates, items)
-    rng = np.random.default_rng(seed)
-    pick = np.stack([rng.choice(items, n, replace=False) for _ in rows])
-    return sequences.catalogue_batch(rows, pick)
-
-
 def synthetic_user_batch(cfg: PhoenixConfig, n_users: int, history: int, candidates: int, seed: int = 0) -> RecsysBatch:
     """Hashed numpy batch of ``synthetic_requests`` users (every candidate valid), for quality runs."""
     reqs = synthetic_requests(cfg, n_users, history, candidates, seed)

@@ -40,7 +40,8 @@ class ServingParams:
 class ServingModel:
     """One Phoenix model for serving: graph, (possibly quantized) state, and the facts cache keys need.
 
-    ``variant`` names the weight/table format ("f32", "bf16w", "w8", "t8", "w8+t8"); ``compute_dtype``
+    ``variant`` names the weight/table format ("f32", "bf16w", "w8", "t8", "w8+t8") and ``rounding`` how
+    its int8 weights were rounded (None without w8); ``compute_dtype``
     is the trunk's matmul dtype (the graph's config); ``param_version`` / ``table_version`` key the
     prefix cache; ``score_weights`` [A] is the ranker's weighted-score vector.
     """
@@ -56,6 +57,7 @@ class ServingModel:
     score_weights: np.ndarray | None = None
     quantized: tuple[str, ...] = ()
     excluded: tuple[tuple[str, str], ...] = ()
+    rounding: str | None = None  # w8 variants: "nearest" or "calibrated" (``quantize.quantize_w8``)
 
     @property
     def compute_dtype(self) -> str:

@@ -155,8 +155,18 @@ def quantize_w8(sm: ServingModel, calibration: Mapping[str, np.ndarray] | None =
     cal = calibration or {}
     if cal and not scope <= set(cal):
         raise ValueError(f"calibration lacks the inputs of {sorted(scope - set(cal))}")
+    shapes = dict(leaf_paths(sm.state))
+    wrong = {p: cal[p].shape for p in scope & set(cal) if cal[p].shape != (shapes[p].shape[0],) * 2}
+    if wrong:
+        raise ValueError(f"calibration moments do not match the weights' input sizes: {wrong}")
     state = map_state(sm.state, lambda path, w: quantize_weight(w, cal.get(path)) if path in scope else w)
-    return sm.replace(state=state, variant=_name(sm, "w8"), quantized=tuple(quantized), excluded=tuple(excluded))
+    return sm.replace(
+        state=state,
+        variant=_name(sm, "w8"),
+        quantized=tuple(quantized),
+        excluded=tuple(excluded),
+        rounding="calibrated" if cal else "nearest",
+    )
 
 
 def quantize_tables_t8(sm: ServingModel) -> ServingModel:

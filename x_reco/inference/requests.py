@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from x_reco.common.types import RecsysBatch
+from x_reco.data.examples import EngagementSequences, Split
 from x_reco.features.hashing import Hasher, HashSpec, splitmix64_hashes
 
 
@@ -252,3 +253,24 @@ def real_tokens(batch: RecsysBatch) -> int:
     cand = (np.asarray(batch.candidate_post_hashes)[:, :, 0] != 0).sum()
     users = (np.asarray(batch.user_hashes)[:, 0] != 0).sum()
     return int(users + hist + cand)
+
+
+def checkpoint_users(
+    sequences: EngagementSequences,
+    n_users: int = 200,
+    n_candidates: int = 1000,
+    seed: int = 0,
+    split: Split = Split.TEST,
+) -> RecsysBatch:
+    """One request per distinct user (its latest ``split`` example, else its latest of any split) with up
+    to ``n_candidates`` distinct catalogue items as candidates. Numpy RecsysBatch. ``split=Split.TRAIN``
+    gives calibration requests disjoint from the test requests a variant is judged on."""
+    ex = sequences.examples
+    order = np.lexsort((ex.request_ts, ex.split == split))[::-1]  # that split first, newest first
+    _, first = np.unique(ex.user_idx[order], return_index=True)
+    rows = np.sort(order[first])[:n_users]
+    items = sequences.num_items
+    n = min(n_candidates, items)
+    rng = np.random.default_rng(seed)
+    pick = np.stack([rng.choice(items, n, replace=False) for _ in rows])
+    return sequences.catalogue_batch(rows, pick)

@@ -19,6 +19,7 @@ import numpy as np
 from x_reco.common.actions import ACTION_INDEX
 from x_reco.configs.weights import WeightSet
 from x_reco.data.registry import dataset_spec
+from x_reco.inference.calibrate import CalibrationError, moments_from_arrays
 from x_reco.inference.params import serving_model
 from x_reco.inference.quantize import VARIANT_BUILDERS, make_variant
 from x_reco.models.checkpoint import restore_checkpoint
@@ -34,7 +35,7 @@ from x_reco.pipeline.rules import DEFAULT_RULES, RuleSet, rule_set
 from x_reco.pipeline.scoring import RankingScorer, rank_scores
 from x_reco.pipeline.sources import ThunderSource
 from x_reco.pipeline.state import ServedLog, ServingTables, TableState
-from x_reco.pipeline.store import CheckpointMismatchError, ServingData, load_serving_data
+from x_reco.pipeline.store import CheckpointMismatchError, ServingData, ServingDataError, load_serving_data
 from x_reco.pipeline.thunder import ThunderStore, tombstones
 from x_reco.pipeline.types import FeedRequest, Query
 from x_reco.training.defaults import catalogue_window_s
@@ -42,6 +43,7 @@ from x_reco.training.defaults import catalogue_window_s
 # Filters a partition without the synthetic world's social tables can run (§13).
 OON_ONLY_FILTERS = frozenset({"DropDuplicates", "CoreDataHydration", "Age", "PreviouslySeen", "PreviouslyServed"})
 EMPTY_HISTORY_MODES = ("score", "upstream")
+ROUNDING_MODES = ("auto", "calibrated", "nearest")
 
 
 def _posts_table(items):
@@ -80,6 +82,10 @@ class FeedOptions:
     # The ranker's weight/table format (x_reco.inference.quantize): serving runs the INT8 variant of the
     # champion by default; "f32" is the trained model itself (the parity tests of §18 item 2 use it).
     variant: str = "w8+t8"
+    # How a w8 variant's int8 weights are rounded: "calibrated" against the partition's stored
+    # ranker_calibration (error-compensating, x_reco.inference.calibrate), "nearest", or "auto":
+    # calibrated where moments of this champion ranker are stored, else nearest.
+    rounding: str = "auto"
 
     def __post_init__(self):
         rule_set(self.rules)
@@ -87,6 +93,8 @@ class FeedOptions:
             raise ValueError(f"empty_history {self.empty_history!r} not in {EMPTY_HISTORY_MODES}")
         if self.variant not in VARIANT_BUILDERS:
             raise ValueError(f"variant {self.variant!r} not in {sorted(VARIANT_BUILDERS)}")
+        if self.rounding not in ROUNDING_MODES:
+            raise ValueError(f"rounding {self.rounding!r} not in {ROUNDING_MODES}")
 
 
 class FeedPipeline:
@@ -128,7 +136,8 @@ class FeedPipeline:
         self.state = TableState(tables, seqs.catalogue, seqs.observed_mask, seqs.history_len, deleted_at=deleted)
         # -- models
         self.source_model = serving_model(ranker)  # f32, the checkpoint as trained
-        self.ranker_model = make_variant(self.source_model, options.variant)
+        calibration = self._calibration(options)
+        self.ranker_model = make_variant(self.source_model, options.variant, calibration)
         self.scorer = PhoenixScorer(
             self.ranker_model,
             self.catalogue,
@@ -169,6 +178,26 @@ class FeedPipeline:
             phoenix.skip_cold_users = True
 
     # -- configuration -------------------------------------------------------------------------
+
+    def _calibration(self, options: FeedOptions) -> dict[str, np.ndarray] | None:
+        """The stored w8 calibration moments of this champion ranker, or None (round to nearest)."""
+        if "w8" not in options.variant.split("+") or options.rounding == "nearest":
+            return None
+        stored, where = self.data.calibration, self.data.calibration_file or "ranker_calibration"
+        version = self.versions.get("ranker")
+        if stored is None:
+            if options.rounding == "calibrated":
+                raise ServingDataError(
+                    f"rounding='calibrated' needs {where}: materialize ranker_calibration "
+                    f"(`dg launch --job serving_job --partition {self.partition}`)"
+                )
+            return None
+        try:
+            return moments_from_arrays(stored, where, version)
+        except CalibrationError as err:
+            if options.rounding == "calibrated":
+                raise ServingDataError(str(err)) from None
+            return None  # auto: moments of another ranker (a champion change since): round to nearest
 
     def _weights(self, name: str | WeightSet) -> WeightSet:
         weights = name if isinstance(name, WeightSet) else WeightSet.named(name)
@@ -356,6 +385,7 @@ class FeedPipeline:
             "weights": repr(self.weights),
             "checkpoints": {k: v for k, v in sorted(self.versions.items())},
             "ranker_variant": self.ranker_model.variant,
+            "ranker_rounding": self.ranker_model.rounding,
             "absent_signals": list(self.scorer.absent),  # no head column: contribute 0 (§9.2)
             "masked_weights": list(self.unobserved_signals) if self.options.mask_unobserved else [],
             "cold_user": q.cold_user,

@@ -21,7 +21,7 @@ def render_feed(report: dict[str, Any], timings: bool = False) -> str:
         f"For You feed · {r['partition']} · user {r['user_id']} · t {r['t']} ({_when(r['t'])}) · page {r['page']}"
         f" · request {r['request_id']}",
         f"checkpoints: retriever {_short(ck.get('retriever', ''))}  ranker {_short(ck.get('ranker', ''))}"
-        f" ({r['ranker_variant']})"
+        f" ({r['ranker_variant']}{', ' + r['ranker_rounding'] + ' rounding' if r.get('ranker_rounding') else ''})"
         f" · rules {r['rules']} · weights {r['weights']}",
         f"history: {r['history_length']} events{' (cold user: user token alone)' if r['cold_user'] else ''}"
         f" · absent signals: {', '.join(r['absent_signals']) or 'none'}"

@@ -50,6 +50,8 @@ class ServingData:
     index: dict[str, np.ndarray] | None  # candidate_index arrays, None: build from the retriever
     champion: dict[str, Any]
     root: str = ""
+    calibration: dict[str, np.ndarray] | None = None  # ranker_calibration arrays (w8 rounding), None: none stored
+    calibration_file: str = ""  # where they were read from, for errors
 
 
 def _demo_hint(partition: str) -> str:
@@ -126,6 +128,11 @@ def load_serving_data(root: str | Path, partition: str) -> ServingData:
     if index_path.exists():
         with np.load(index_path, allow_pickle=False) as z:
             index = {k: z[k] for k in z.files}
+    calibration_path = array_path(root, "ranker_calibration", partition)
+    calibration = None
+    if calibration_path.exists():
+        with np.load(calibration_path, allow_pickle=False) as z:
+            calibration = {k: z[k] for k in z.files}
     tables = _read_tables(root, partition)
     return ServingData(
         partition=partition,
@@ -138,4 +145,6 @@ def load_serving_data(root: str | Path, partition: str) -> ServingData:
         index=index,
         champion=champion,
         root=str(root),
+        calibration=calibration,
+        calibration_file=str(calibration_path),
     )
