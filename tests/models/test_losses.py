@@ -114,3 +114,27 @@ def test_ranker_bce_per_candidate_label_mask_equals_broadcast_row_mask():
     per_cand[0, 1] = 0  # dropping one candidate's labels removes exactly its terms
     want = (np_bce(x, y) * per_cand).sum() / (b * c)
     np.testing.assert_allclose(float(losses.ranker_bce(x, y, m, per_cand)), want, rtol=1e-5)
+
+
+def test_listwise_softmax_formula_over_real_candidates_of_observed_actions():
+    b, c, a = 4, 6, 3
+    x = RNG.normal(size=(b, c, a)).astype(np.float32)
+    y = (RNG.random((b, c, a)) < 0.3).astype(np.float32)
+    m = RNG.random((b, c)) < 0.8
+    lm = (RNG.random((b, a)) < 0.7).astype(np.float32)
+    terms = []
+    for i in range(b):
+        for k in range(a):
+            pos = y[i, :, k] * m[i]
+            if pos.sum() == 0 or lm[i, k] == 0:
+                continue
+            real = np.flatnonzero(m[i])
+            z = x[i, real, k]
+            logp = z - (np.log(np.exp(z - z.max()).sum()) + z.max())
+            terms.append(-(pos[real] * logp).sum() / pos.sum())
+    got = losses.listwise_softmax(x, y, m, lm)
+    np.testing.assert_allclose(float(got), np.mean(terms), rtol=1e-5)
+    # padded candidates do not take part in the softmax, whatever their logits
+    x2 = np.where(m[..., None], x, 50.0).astype(np.float32)
+    np.testing.assert_allclose(float(losses.listwise_softmax(x2, y, m, lm)), np.mean(terms), rtol=1e-5)
+    assert float(losses.listwise_softmax(x, np.zeros_like(y), m, lm)) == 0.0  # no positive: finite 0

@@ -158,3 +158,15 @@ def test_a_short_pool_pads_with_unlabelled_empty_candidates(retriever):
     empty[:8, c:] = extra < 0
     assert not labels.candidate_mask[empty].any() and labels.candidate_mask[:8, c:][extra >= 0].all()
     assert (np.asarray(batch.candidate_post_hashes)[empty] == 0).all()
+
+
+def test_a_listwise_term_adds_to_the_ranker_loss_on_the_same_batches(retriever, tmp_path):
+    """listwise_weight adds the listwise softmax over each example's candidates to the BCE: the first
+    step (same init, same batch) costs more with it, by a positive amount, and training stays finite."""
+    cfg = tiny_cfg(num_steps=3, checkpoint_every=0, hard_negative_pool=12)
+    plain = train_ranker(toy_seqs(), cfg, tmp_path / "bce", retriever=retriever)
+    listwise = train_ranker(toy_seqs(), cfg.replace(listwise_weight=1.0), tmp_path / "lw", retriever=retriever)
+    assert np.isfinite(listwise.losses).all()
+    assert listwise.losses[0] > plain.losses[0] + 0.1  # a softmax over >= 2 candidates costs > 0
+    with pytest.raises(ValueError, match="listwise_weight=-1"):
+        cfg.replace(listwise_weight=-1.0)

@@ -41,6 +41,27 @@ def ranker_bce(
     return jnp.sum(bce_bca * m_bc[..., None] * w_bca) / jnp.maximum(jnp.sum(m_bc), 1.0)
 
 
+def listwise_softmax(
+    logits_bca: jax.Array, labels_bca: jax.Array, candidate_mask_bc: jax.Array, label_mask_ba: jax.Array
+) -> jax.Array:
+    """Each observed action's positives against the row's other real candidates (scalar f32): the mean
+    over (row, action) pairs with at least one positive of ``-sum_c y_c log softmax_c(z_ca) / sum_c y_c``,
+    the softmax over the row's real candidates. A ranking loss over the list the ranker re-ranks, next to
+    the per-candidate BCE that keeps the probabilities calibrated (``TrainConfig.listwise_weight``).
+
+    ``label_mask_ba`` is [B, A], or [B, C, A] (an action counts for a row if any candidate observes it).
+    """
+    m_bc1 = candidate_mask_bc[..., None]
+    z = jnp.where(m_bc1, logits_bca.astype(jnp.float32), -1e30)
+    logp = jnp.where(m_bc1, jax.nn.log_softmax(z, axis=1), 0.0)
+    y = labels_bca.astype(jnp.float32) * m_bc1
+    pos_ba = jnp.sum(y, axis=1)
+    observed_ba = label_mask_ba if label_mask_ba.ndim == 2 else jnp.max(label_mask_ba, axis=1)
+    valid_ba = (pos_ba > 0) & (observed_ba > 0)
+    per_ba = -jnp.sum(y * logp, axis=1) / jnp.maximum(pos_ba, 1e-9)
+    return jnp.sum(jnp.where(valid_ba, per_ba, 0.0)) / jnp.maximum(jnp.sum(valid_ba), 1.0)
+
+
 def _masked_mean(x_b: jax.Array, row_mask_b: jax.Array) -> jax.Array:
     m_b = row_mask_b.astype(jnp.float32)
     return jnp.sum(x_b * m_b) / jnp.maximum(jnp.sum(m_b), 1.0)

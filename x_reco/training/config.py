@@ -41,6 +41,7 @@ _AT_LEAST_0 = (
     "full_softmax_max_items",
     "weight_decay",
     "early_stopping_patience",
+    "listwise_weight",
 )
 _ABOVE_0 = ("learning_rate", "clip_norm", "temperature", "table_learning_rate", "negative_window_s")
 _FRACTIONS = ("end_lr_fraction",)
@@ -85,6 +86,8 @@ class TrainConfig:
     an item the user interacted with (``training.hard_negatives``; ``train_ranker(retriever=...)``).
     ``hard_negative_count=k`` appends k more to every example (datasets of served impressions have no
     sampled slots); with ``negative_window_s`` they are items a feed could serve at the request time.
+    ``listwise_weight=w`` adds w times a listwise softmax over each example's candidates, per observed
+    action (``losses.listwise_softmax``), to the ranker's BCE.
     """
 
     preset: str = "tiny"
@@ -107,6 +110,7 @@ class TrainConfig:
     mask_sampled_negative_actions: bool = False
     hard_negative_pool: int = 0
     hard_negative_count: int = 0
+    listwise_weight: float = 0.0
     table_optimizer: str = "adamw"
     table_learning_rate: float | None = None
     eval_every: int = 0

@@ -126,7 +126,7 @@ def train_ranker(
             val.update(two_stage(retriever, model, seqs, Split.VAL, catalogue_window_s=cfg.negative_window_s))
         return val
 
-    task = _Task("ranker", PhoenixRanker, len(rows), make_batch, ("ranker_bce",), None, evaluate)
+    task = _Task("ranker", PhoenixRanker, len(rows), make_batch, ("ranker_bce", cfg.listwise_weight), None, evaluate)
     return _fit(task, seqs, cfg, ckpt_dir, progress)
 
 
@@ -179,11 +179,14 @@ def train_retriever(
 # -- model-level losses: loss(model, batch, consts, *params) -> (loss, score spread) ---------------
 # The spread (std of scores across a row's candidates, phoenix spec §12 row 21) is recorded at the
 # first step of every call, i.e. for the freshly initialised or restored parameters.
-def _ranker_bce(model: PhoenixRanker, batch, consts):
+def _ranker_bce(model: PhoenixRanker, batch, consts, listwise_weight: float = 0.0):
     del consts
     rb, labels = batch
     out = model(rb)
-    loss = losses.ranker_bce(out.logits_bca, labels.candidate_actions, labels.candidate_mask, labels.label_mask)
+    args = (out.logits_bca, labels.candidate_actions, labels.candidate_mask, labels.label_mask)
+    loss = losses.ranker_bce(*args)
+    if listwise_weight:
+        loss = loss + listwise_weight * losses.listwise_softmax(*args)
     return loss, jnp.mean(jnp.std(out.logits_bca, axis=1))
 
 
