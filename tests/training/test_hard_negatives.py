@@ -163,7 +163,7 @@ def test_a_short_pool_pads_with_unlabelled_empty_candidates(retriever):
 def test_a_listwise_term_adds_to_the_ranker_loss_on_the_same_batches(retriever, tmp_path):
     """listwise_weight adds the listwise softmax over each example's candidates to the BCE: the first
     step (same init, same batch) costs more with it, by a positive amount, and stays finite."""
-    cfg = tiny_cfg(num_steps=1, checkpoint_every=0, hard_negative_pool=12)
+    cfg = tiny_cfg(num_steps=1, warmup_steps=0, checkpoint_every=0, hard_negative_pool=12)
     plain = train_ranker(toy_seqs(), cfg, tmp_path / "bce", retriever=retriever)
     listwise = train_ranker(toy_seqs(), cfg.replace(listwise_weight=1.0), tmp_path / "lw", retriever=retriever)
     assert np.isfinite(listwise.losses).all()
