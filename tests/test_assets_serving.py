@@ -17,6 +17,7 @@ from x_reco import cli
 SERVING = [serving.ranker_calibration, serving.serving_model, serving.served_feeds, serving.feed_stakeholder_audit]
 RUN_CONFIG = {
     "ops": {
+        "ranker_calibration": {"config": {"users": 16, "candidates": 64}},
         "serving_model": {"config": {"agreement_users": 16, "agreement_candidates": 64}},
         "served_feeds": {"config": {"num_users": 6, "requests_per_user": 2}},
         "feed_stakeholder_audit": {"config": {"n_boot": 100}},
