@@ -99,14 +99,3 @@ def test_a_checkpoint_of_another_partition_is_refused(root, tmp_path):
     champion.write_text(json.dumps(record))
     code, _, err = _feed("--user", _user(root), "--storage", str(moved))
     assert code == 3 and "does not match synthetic's data" in err
-
-
-def test_calibrated_rounding_needs_the_champion_rankers_stored_calibration(root, tmp_path):
-    """--rounding calibrated exits 3 naming the asset to materialize where no ranker_calibration is
-    stored (auto then rounds to nearest: tests/pipeline/test_feed.py)."""
-    bare = tmp_path / "bare"
-    shutil.copytree(root, bare)
-    (bare / "arrays" / "ranker_calibration" / "synthetic.npz").unlink(missing_ok=True)
-    user = _user(root)
-    code, _, err = _feed("--user", user, "--storage", str(bare), "--rounding", "calibrated")
-    assert code == 3 and "materialize ranker_calibration" in err
