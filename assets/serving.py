@@ -37,7 +37,7 @@ from x_reco.inference.calibrate import (
     moments_to_arrays,
     rounding_error_ratio,
 )
-from x_reco.inference.quantize import VARIANT_BUILDERS, make_variant
+from x_reco.inference.quantize import VARIANT_BUILDERS
 from x_reco.models.checkpoint import read_metadata
 from x_reco.pipeline.audit import reaudit, reaudit_summary
 from x_reco.pipeline.feed import build_pipeline
@@ -131,12 +131,11 @@ def ranker_calibration(
     )
     seconds = time.perf_counter() - t0
     arrays = moments_to_arrays(moments, source.param_version, requests)
-    problems = []
-    try:
-        make_variant(source, "w8", moments_from_arrays(arrays, "ranker_calibration", source.param_version))
+    problems, ratios = [], {}
+    try:  # what the feed will load, rounded once: missing or wrongly sized moments raise here
+        ratios = rounding_error_ratio(source, moments_from_arrays(arrays, "ranker_calibration", source.param_version))
     except (CalibrationError, ValueError) as err:
         problems.append(str(err))
-    ratios = rounding_error_ratio(source, moments) if not problems else {}
     median = float(np.median(list(ratios.values()))) if ratios else float("nan")
     context.log.info(f"calibrated {len(moments)} weights on {requests} requests in {seconds:.1f}s")
     output = dg.Output(

@@ -135,3 +135,14 @@ def test_a_variant_records_its_rounding_and_refuses_moments_of_other_sizes(momen
     path = sorted(moments)[0]
     with pytest.raises(ValueError, match=f"do not match the weights' input sizes: {{'{path}'"):
         quantize_w8(src, {**moments, path: np.eye(moments[path].shape[0] + 1)})
+
+
+def test_the_rounding_error_ratio_is_below_one_and_refuses_moments_that_miss_a_weight(moments):
+    from x_reco.inference.calibrate import rounding_error_ratio
+
+    src = source()
+    ratios = rounding_error_ratio(src, moments)
+    assert ratios.keys() == moments.keys()
+    assert np.median(list(ratios.values())) < 1.0 and all(np.isfinite(list(ratios.values())))
+    with pytest.raises(ValueError, match="calibration lacks the inputs of"):
+        rounding_error_ratio(src, dict(list(moments.items())[1:]))

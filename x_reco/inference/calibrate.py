@@ -22,7 +22,7 @@ from flax import nnx
 from x_reco.common.types import RecsysBatch
 from x_reco.data.examples import EngagementSequences, Split
 from x_reco.inference.params import ServingModel, leaf_paths, map_state, serving_model
-from x_reco.inference.quantize import quantize_weight, w8_scope
+from x_reco.inference.quantize import quantize_w8, w8_scope
 from x_reco.inference.requests import checkpoint_users
 from x_reco.layers.quant import Observed
 from x_reco.models.checkpoint import restore_checkpoint
@@ -96,18 +96,18 @@ def checkpoint_calibration(
 
 def rounding_error_ratio(source: ServingModel, moments: dict[str, np.ndarray]) -> dict[str, float]:
     """Per w8 weight, ``E||x (W - W_q)||^2`` on the calibration inputs of calibrated rounding over that of
-    round-to-nearest (below 1: the calibration lowers the output error it is meant to lower)."""
+    round-to-nearest (below 1: the calibration lowers the output error it is meant to lower). Builds the
+    calibrated w8 state once, so moments that miss a weight or have the wrong size raise ValueError."""
+    weights = dict(leaf_paths(source.state))
+    rounded = [dict(leaf_paths(quantize_w8(source, cal).state)) for cal in (moments, None)]
     out = {}
-    for path, w in leaf_paths(source.state):
-        if path not in moments:
-            continue
-        w = np.asarray(w, np.float64)
-        h = moments[path]
+    for path in sorted(moments):
+        w, h = np.asarray(weights[path], np.float64), moments[path]
         errs = []
-        for q in (quantize_weight(w), quantize_weight(w, h)):
-            d = w - np.asarray(q.q, np.float64) * np.asarray(q.scale, np.float64)
+        for leaves in rounded:
+            d = w - np.asarray(leaves[f"{path}/q"], np.float64) * np.asarray(leaves[f"{path}/scale"], np.float64)
             errs.append(float(np.einsum("io,ij,jo->", d, h, d)))
-        out[path] = errs[1] / errs[0] if errs[0] > 0 else 1.0
+        out[path] = errs[0] / errs[1] if errs[1] > 0 else 1.0
     return out
 
 
