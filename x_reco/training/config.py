@@ -45,7 +45,7 @@ _AT_LEAST_0 = (
 )
 _ABOVE_0 = ("learning_rate", "clip_norm", "temperature", "table_learning_rate", "negative_window_s")
 _FRACTIONS = ("end_lr_fraction",)
-_BELOW_1 = ("dropout", "residual_dropout")
+_BELOW_1 = ("dropout", "residual_dropout", "ema_decay")
 _CHOICES = {
     "retrieval_loss": RETRIEVAL_LOSSES,
     "retrieval_positions": RETRIEVAL_POSITIONS,
@@ -88,6 +88,10 @@ class TrainConfig:
     sampled slots); with ``negative_window_s`` they are items a feed could serve at the request time.
     ``listwise_weight=w`` adds w times a listwise softmax over each example's candidates, per observed
     action (``losses.listwise_softmax``), to the ranker's BCE.
+    ``ema_decay=d`` keeps an exponential moving average of the parameters beside them
+    (``step.ParamAverage``, decay ``min(d, (1 + n) / (10 + n))`` after n updates); validation,
+    selection and the exported model use the average, the loss curve the raw parameters. The average
+    is part of the checkpointed state, so a resumed run ends on the same average.
     """
 
     preset: str = "tiny"
@@ -111,6 +115,7 @@ class TrainConfig:
     hard_negative_pool: int = 0
     hard_negative_count: int = 0
     listwise_weight: float = 0.0
+    ema_decay: float = 0.0
     table_optimizer: str = "adamw"
     table_learning_rate: float | None = None
     eval_every: int = 0

@@ -41,8 +41,10 @@ from x_reco.training.lock import run_lock
 from x_reco.training.optim import SPARSE, learning_rate_schedule, make_optimizer
 from x_reco.training.resume import TrainCheckpoints
 from x_reco.training.step import (
+    ParamAverage,
     SparseTables,
     data_parallel,
+    evaluated_model,
     make_sparse_train_step,
     make_train_step,
     replicate,
@@ -332,9 +334,14 @@ def _cached_train_step(loss: tuple, cfg_json: str, model_json: str, dp, carried:
     return make_train_step(graphdef, loss_fn, dp)
 
 
-def _build(task: _Task, model_config, cfg: TrainConfig) -> tuple[nnx.Module, nnx.Optimizer]:
+def _build(task: _Task, model_config, cfg: TrainConfig, warm_start: bool = False) -> tuple[nnx.Module, ...]:
+    """``(model, optimizer)``, plus the ``ParamAverage`` with ``cfg.ema_decay``; with ``warm_start`` the
+    model (and so the average) starts from ``cfg.init_checkpoint``."""
     model = task.model_cls(model_config, rngs=nnx.Rngs(params=cfg.seed))
-    return model, make_optimizer(model, cfg)
+    if warm_start:
+        _warm_start(model, cfg.init_checkpoint, task)
+    average = (ParamAverage(model, cfg.ema_decay),) if cfg.ema_decay else ()
+    return (model, make_optimizer(model, cfg), *average)
 
 
 def _warm_start(model: nnx.Module, path: str, task: _Task) -> None:
@@ -393,10 +400,7 @@ def _fit_locked(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progr
     ckpts = TrainCheckpoints(ckpt_dir, cfg.keep_checkpoints)
     resumed_from = ckpts.latest_step()
     if resumed_from is None:
-        built = _build(task, model_config, cfg)
-        if cfg.init_checkpoint:
-            _warm_start(built[0], cfg.init_checkpoint, task)
-        graphdef, state = nnx.split(built)
+        graphdef, state = nnx.split(_build(task, model_config, cfg, warm_start=bool(cfg.init_checkpoint)))
         record = _new_record(task, seqs, cfg, model_config)
     else:
         graphdef, abstract = nnx.split(nnx.eval_shape(lambda: _build(task, model_config, cfg)))
@@ -418,7 +422,7 @@ def _fit_locked(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progr
         if progress is not None:
             progress(done, cfg.num_steps, record["losses"][-1], meter.examples_per_s, meter.eta_s(done))
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.num_steps:
-            model = nnx.merge(graphdef, state)[0]
+            model = evaluated_model(nnx.merge(graphdef, state))
             val = task.evaluate(model)
             record["eval_history"].append({"step": done, **_jsonable(val)})
             if _beats_best(record, task, cfg, val):
@@ -430,7 +434,7 @@ def _fit_locked(task: _Task, seqs, cfg: TrainConfig, ckpt_dir: str | Path, progr
         if stop:
             break
     train_time = meter.elapsed
-    model = nnx.merge(graphdef, state)[0]
+    model = evaluated_model(nnx.merge(graphdef, state))
     val = task.evaluate(model)
     if not record["eval_history"] or record["eval_history"][-1]["step"] != record["step"]:
         record["eval_history"].append({"step": record["step"], **_jsonable(val)})

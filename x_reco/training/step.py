@@ -62,6 +62,37 @@ def _jit_step(step, dp: DataParallel):
     )
 
 
+class AverageCount(nnx.Variable):
+    """Number of updates a ``ParamAverage`` has taken (drives its warm-up decay)."""
+
+
+class ParamAverage(nnx.Module):
+    """Exponential moving average of a model's trainable parameters (``TrainConfig.ema_decay``).
+
+    ``model`` is a copy of the trained model whose parameters are the average: it is evaluated and
+    exported like the trained one. After n updates the decay is ``min(decay, (1 + n) / (10 + n))``,
+    so the first updates follow the parameters closely instead of keeping the initialization.
+    """
+
+    def __init__(self, model: nnx.Module, decay: float):
+        self.model = nnx.clone(model)  # the same buffers: copy them, the train step donates its state
+        nnx.update(self.model, jax.tree.map(lambda x: jnp.array(x, copy=True), nnx.state(self.model)))
+        self.decay = float(decay)
+        self.count = AverageCount(jnp.zeros([], jnp.int32))
+
+    def update(self, model: nnx.Module) -> None:
+        n = self.count[...].astype(jnp.float32)
+        d = jnp.minimum(self.decay, (1.0 + n) / (10.0 + n))
+        mix = lambda a, p: (d * a.astype(jnp.float32) + (1.0 - d) * p.astype(jnp.float32)).astype(a.dtype)  # noqa: E731
+        nnx.update(self.model, jax.tree.map(mix, nnx.state(self.model, TRAINABLE), nnx.state(model, TRAINABLE)))
+        self.count[...] = self.count[...] + 1
+
+
+def evaluated_model(parts: tuple) -> nnx.Module:
+    """The model a ``(model, optimizer[, ParamAverage])`` state evaluates and exports: the average if kept."""
+    return parts[2].model if len(parts) > 2 else parts[0]
+
+
 LossFn = Callable[[nnx.Module, Any, Any], tuple[jax.Array, jax.Array]]
 
 
@@ -69,7 +100,8 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: LossFn, dp: DataParallel):
     """``step(state, batch, consts) -> (state, loss, aux)``.
 
     Args:
-      graphdef: graph of ``(model, optimizer)`` from ``nnx.split``.
+      graphdef: graph of ``(model, optimizer)``, or ``(model, optimizer, ParamAverage)`` (updated after
+        the optimizer), from ``nnx.split``.
       loss_fn: ``loss_fn(model, batch, consts) -> (scalar loss, aux)``, evaluated at the parameters
         before the update; ``batch`` leaves are data-sharded, ``consts`` (e.g. the catalogue's item
         hashes) replicated.
@@ -77,11 +109,13 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: LossFn, dp: DataParallel):
     """
 
     def step(state, batch, consts):
-        model, optimizer = nnx.merge(graphdef, state)
+        model, optimizer, *average = nnx.merge(graphdef, state)
         grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, TRAINABLE), has_aux=True)
         (loss, aux), grads = grad_fn(model, batch, consts)
         optimizer.update(model, grads)
-        return nnx.state((model, optimizer)), loss, aux
+        for avg in average:
+            avg.update(model)
+        return nnx.state((model, optimizer, *average)), loss, aux
 
     return _jit_step(step, dp)
 
@@ -101,7 +135,7 @@ class SparseTables(NamedTuple):
 def make_sparse_train_step(
     graphdef: nnx.GraphDef, loss_fn: LossFn, dp: DataParallel, tables: SparseTables, table_lr, clip_norm: float
 ):
-    """``step(state, batch, consts) -> (state, loss, aux)`` for a ``(model, SparseOptimizer)`` state.
+    """``step(state, batch, consts) -> (state, loss, aux)`` for a ``(model, SparseOptimizer[, ParamAverage])`` state.
 
     Per table, the step takes the distinct rows the batch gathers (always including padding row 0,
     so remapped id 0 still means padding), gathers them into a compact [K, D] table, remaps the
@@ -112,7 +146,7 @@ def make_sparse_train_step(
     """
 
     def step(state, batch, consts):
-        model, optimizer = nnx.merge(graphdef, state)
+        model, optimizer, *average = nnx.merge(graphdef, state)
         full = {name: getattr(model.tables, name)[...] for name in TABLE_NAMES}
         uniq = {}
         for name, ids in tables.ids(batch, consts).items():
@@ -135,6 +169,8 @@ def make_sparse_train_step(
             getattr(model.tables, name).set_value(new_table)
         optimizer.table_step[...] = optimizer.table_step[...] + 1
         optimizer.dense.update(model, g_params)
-        return nnx.state((model, optimizer)), loss, aux
+        for avg in average:
+            avg.update(model)
+        return nnx.state((model, optimizer, *average)), loss, aux
 
     return _jit_step(step, dp)
