@@ -21,10 +21,10 @@ from x_reco.bench.quality_metrics import VacuousReference, quality_block
 from x_reco.bench.timing import VariantSpec, build_variant, variant_spec
 from x_reco.bench.workload import bench_config, bench_source, synthetic_user_batch
 from x_reco.common.types import RecsysBatch
-from x_reco.data.examples import EngagementSequences, Split
+from x_reco.data.examples import EngagementSequences
 from x_reco.eval.ranker import objective_weights
 from x_reco.features.hashing import HashSpec
-from x_reco.inference.calibrate import CALIBRATION_USERS, input_moments
+from x_reco.inference.calibrate import CALIBRATION_USERS, calibration_requests, input_moments
 from x_reco.inference.engine import aot_compile, make_score_fn, memory_analysis, to_device
 from x_reco.inference.params import ServingModel, bytes_by_dtype, serving_model, total_bytes
 from x_reco.inference.requests import checkpoint_users
@@ -85,7 +85,7 @@ class QualityJob:
         calibration = None  # built only where a -cal variant will round against it
         if kwargs.get("moments") is None and any(_spec(v).calibrated for v in kwargs.get("variants", cls.variants)):
             n_cal = kwargs.get("calibration_users", cls.calibration_users)
-            calibration = checkpoint_users(seqs, n_cal, candidates, seed=seed + 1, split=Split.TRAIN)
+            calibration = calibration_requests(seqs, n_cal, candidates, seed=seed + 1)
         return cls(
             preset=None,
             users=users,

@@ -62,6 +62,18 @@ def input_moments(source: ServingModel, batch: RecsysBatch, users_per_call: int 
     return {path: o.xtx / o.rows for path, o in sorted(observed.items())}
 
 
+def calibration_requests(
+    sequences: EngagementSequences,
+    users: int = CALIBRATION_USERS,
+    candidates: int = CALIBRATION_CANDIDATES,
+    seed: int = CALIBRATION_SEED,
+) -> RecsysBatch:
+    """The requests a trained ranker is calibrated on: up to ``users`` train-split requests of
+    ``sequences`` (one per user, ``checkpoint_users``), each with ``candidates`` catalogue items drawn
+    with ``seed``. Serving (``calibrate``) and the bench's trained quality job both build them here."""
+    return checkpoint_users(sequences, users, candidates, seed=seed, split=Split.TRAIN)
+
+
 def calibrate(
     source: ServingModel,
     sequences: EngagementSequences,
@@ -73,7 +85,7 @@ def calibrate(
     """``input_moments`` of ``source`` on up to ``users`` train-split requests of ``sequences`` (one per
     user, ``checkpoint_users``), each with ``candidates`` catalogue items drawn with ``seed``; and how
     many requests that was."""
-    requests = checkpoint_users(sequences, users, candidates, seed=seed, split=Split.TRAIN)
+    requests = calibration_requests(sequences, users, candidates, seed)
     return input_moments(source, requests, users_per_call), requests.batch_size
 
 
