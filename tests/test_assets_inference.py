@@ -36,6 +36,7 @@ def test_inference_benchmark_asset_tiny_grid(tmp_path):
         [
             inference.inference_benchmark,
             models.ranker_checkpoint,
+            models.retriever_checkpoint,  # an input of ranker_checkpoint (its hard negatives), unused here
             data_assets.engagement_sequences,
             data_assets.engagement_events,
             data_assets.raw_tables,
