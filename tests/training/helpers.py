@@ -12,6 +12,7 @@ import functools
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from x_reco.data.events import build_events
 from x_reco.data.examples import EngagementSequences
@@ -69,3 +70,19 @@ def tiny_cfg(**overrides) -> TrainConfig:
         keep_checkpoints=2,
     )
     return TrainConfig(**{**base, **overrides})
+
+
+class Stop(Exception):
+    """What ``interrupt_at`` raises from the progress callback to stop a training run mid-way."""
+
+
+def interrupt_at(train, seqs: EngagementSequences, cfg: TrainConfig, run_dir, step: int) -> None:
+    """Run ``train(seqs, cfg, run_dir)`` and stop it right after ``step`` (as a killed run would stop):
+    ``run_dir`` keeps the checkpoints written before then, for a resume test."""
+
+    def stop(done, *_):
+        if done == step:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(seqs, cfg, run_dir, progress=stop)

@@ -8,16 +8,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.training.helpers import tiny_cfg, toy_seqs
+from tests.training.helpers import interrupt_at, tiny_cfg, toy_seqs
 from x_reco.models.checkpoint import restore_checkpoint
 from x_reco.training.loop import train_ranker, train_retriever
 from x_reco.training.step import ParamAverage
 
 CFG = tiny_cfg(num_steps=30, checkpoint_every=10, learning_rate=1e-2, warmup_steps=2)
-
-
-class Stop(Exception):
-    pass
 
 
 def _params(model) -> list[np.ndarray]:
@@ -55,13 +51,7 @@ def test_an_averaged_run_trains_the_same_and_exports_the_average(tmp_path):
 def test_a_stopped_averaged_run_resumes_to_the_same_average(train, tmp_path):
     cfg = CFG.replace(ema_decay=0.8)
     whole = train(toy_seqs(), cfg, tmp_path / "whole")
-
-    def stop_at_25(step, *_):
-        if step == 25:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(toy_seqs(), cfg, tmp_path / "cut", progress=stop_at_25)
+    interrupt_at(train, toy_seqs(), cfg, tmp_path / "cut", 25)
     resumed = train(toy_seqs(), cfg, tmp_path / "cut")
     assert resumed.resumed_from == 20 and resumed.losses == whole.losses
     assert all(np.array_equal(a, b) for a, b in zip(_params(resumed.model), _params(whole.model), strict=True))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.training.helpers import tiny_cfg, toy_seqs, with_catalogue
+from tests.training.helpers import interrupt_at, tiny_cfg, toy_seqs, with_catalogue
 from x_reco.eval import evaluate_popularity
 from x_reco.eval.retrieval import evaluate_retrieval, user_vectors
 from x_reco.features.hashing import HashSpec
@@ -24,10 +24,6 @@ from x_reco.training.loop import train_ranker, train_retriever
 from x_reco.training.resume import TrainCheckpoints
 
 CFG = tiny_cfg(num_steps=100, checkpoint_every=40, batch_size=16, learning_rate=1e-2, warmup_steps=4)
-
-
-class Stop(Exception):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +51,7 @@ def test_same_config_gives_bit_identical_loss_curve(reference, tmp_path):
 
 
 def test_stop_midway_and_resume_matches_uninterrupted(reference, tmp_path):
-    def stop_at_50(step, *_):
-        if step == 50:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_retriever(toy_seqs(), CFG, tmp_path, progress=stop_at_50)
+    interrupt_at(train_retriever, toy_seqs(), CFG, tmp_path, 50)
     assert TrainCheckpoints(tmp_path, 2).latest_step() == 40
     resumed = train_retriever(toy_seqs(), CFG, tmp_path)
     assert resumed.resumed_from == 40
@@ -83,12 +74,7 @@ def test_exported_model_restores_to_same_outputs(reference):
 
 
 def test_run_directory_refuses_other_config_or_hash_spec(reference, tmp_path):
-    def stop_at_41(step, *_):
-        if step == 41:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_retriever(toy_seqs(), CFG, tmp_path, progress=stop_at_41)
+    interrupt_at(train_retriever, toy_seqs(), CFG, tmp_path, 41)
     with pytest.raises(ValueError, match="different TrainConfig"):
         train_retriever(toy_seqs(), CFG.replace(learning_rate=5e-3), tmp_path)
     seqs = toy_seqs()
@@ -184,13 +170,7 @@ def test_select_best_exports_the_validation_best_and_resumes_to_it(tmp_path):
     assert meta["step"] == best and meta["extra"]["trained_steps"] == 40
     replay = evaluate_retrieval(whole.model, toy_seqs(), "val")
     assert {k: whole.val_metrics[k] for k in replay} == replay and whole.val_metrics["masked_ndcg@10"] == max(scores)
-
-    def stop_at_25(step, *_):
-        if step == 25:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_retriever(toy_seqs(), cfg, tmp_path / "cut", progress=stop_at_25)
+    interrupt_at(train_retriever, toy_seqs(), cfg, tmp_path / "cut", 25)
     resumed = train_retriever(toy_seqs(), cfg, tmp_path / "cut")
     assert resumed.resumed_from == 20 and resumed.selected_step == best
     assert read_metadata(resumed.checkpoint_path)["param_version"] == meta["param_version"]

@@ -8,17 +8,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.training.helpers import tiny_cfg, toy_seqs
+from tests.training.helpers import interrupt_at, tiny_cfg, toy_seqs
 from x_reco.training import loop
 from x_reco.training.config import model_config_for
 from x_reco.training.resume import TrainCheckpoints
 from x_reco.training.step import data_parallel
 
 TABLES = ("user", "post", "author")
-
-
-class Stop(Exception):
-    pass
 
 
 # The retriever cases (~10-15 s each; the ranker case runs the same sparse step) are `make test-slow`.
@@ -74,13 +70,7 @@ def test_sparse_step_never_broadcasts_a_table_sized_array():
 def test_sparse_run_resumes_exactly(tmp_path):
     cfg = tiny_cfg(num_steps=10, checkpoint_every=4, table_optimizer="sparse_rowwise_adagrad", table_learning_rate=3e-2)
     whole = loop.train_ranker(toy_seqs(), cfg, tmp_path / "whole")
-
-    def stop_at_6(step, *_):
-        if step == 6:
-            raise Stop
-
-    with pytest.raises(Stop):
-        loop.train_ranker(toy_seqs(), cfg, tmp_path / "cut", progress=stop_at_6)
+    interrupt_at(loop.train_ranker, toy_seqs(), cfg, tmp_path / "cut", 6)
     assert TrainCheckpoints(tmp_path / "cut", 2).latest_step() == 4
     resumed = loop.train_ranker(toy_seqs(), cfg, tmp_path / "cut")
     assert resumed.resumed_from == 4 and resumed.losses == whole.losses
