@@ -15,7 +15,7 @@ from x_reco.data.examples import EngagementSequences
 from x_reco.eval.champion import PRIMARY_METRIC, champion_path, prune_checkpoints, read_champion
 from x_reco.eval.checkpoints import EvaluationOutcome, evaluate_checkpoints
 from x_reco.eval.plots import loss_curve_png, metric_bars_png
-from x_reco.eval.report import COMPARE_KEYS, REPLAY_TOLERANCE
+from x_reco.eval.report import COMPARE_KEYS, REPLAY_TOLERANCE, two_stage_markdown
 from x_reco.eval.retrieval import catalogue_index
 from x_reco.models.checkpoint import restore_checkpoint
 from x_reco.training.defaults import catalogue_window_s, check_overrides, default_train_config, overrides_from_json
@@ -287,6 +287,11 @@ def _evaluation_metadata(outcome: EvaluationOutcome, table) -> dict:
         **({"champion_retriever": dg.MetadataValue.path(champion["retriever"])} if "retriever" in champion else {}),
         "metrics": dg.MetadataValue.md(frame_markdown(table, max_rows=120)),
         "protocols": dg.MetadataValue.md(outcome.evaluation.protocol_markdown()),
+        **(
+            {"two_stage": dg.MetadataValue.md(stages)}
+            if (stages := two_stage_markdown([outcome.evaluation.results]))
+            else {}
+        ),
         "retrieval_plot": image(
             metric_bars_png(outcome.evaluation.comparison(), list(COMPARE_KEYS), "test split, full catalogue"),
             "retrieval metrics",

@@ -15,9 +15,9 @@ from x_reco.data.examples import Split
 from x_reco.data.registry import DEFAULT_PARTITION, TUNING_PARTITION, dataset_spec
 from x_reco.eval.heldout import interacted, with_sampled_negatives
 from x_reco.eval.metrics import auc, log_loss
-from x_reco.eval.ranker import evaluate_ranker, objective_weights, ranker_logits, two_stage
+from x_reco.eval.ranker import RETRIEVAL_WEIGHT_GRID, evaluate_ranker, objective_weights, ranker_logits, two_stage
 from x_reco.eval.retrieval import evaluate_retrieval
-from x_reco.models import PhoenixRanker, PhoenixRetriever
+from x_reco.models import PhoenixRanker, PhoenixRetriever, two_stage_score
 from x_reco.training.config import model_config_for
 
 
@@ -69,6 +69,44 @@ def test_two_stage_with_constant_weights_is_retrieval_order(models):
     np.testing.assert_allclose(flat["retrieval_hr@10"], ret["masked_hr@10"], rtol=1e-6)
     published = two_stage(retriever, ranker, seqs, Split.TEST, num_retrieved=20)
     assert 0.0 <= published["two_stage_ndcg@10"] <= 1.0 and published["recall@20"] <= 1.0
+
+
+def test_two_stage_score_blends_per_request_z_scores():
+    rng = np.random.default_rng(0)
+    ranker, retrieval = rng.normal(3.0, 2.0, (4, 30)), rng.normal(0.2, 0.05, (4, 30))
+    assert np.array_equal(two_stage_score(ranker, retrieval, 0.0), ranker)  # the ranker's own score
+    order = lambda s: np.argsort(-s, axis=1, kind="stable")  # noqa: E731
+    assert np.array_equal(order(two_stage_score(ranker, retrieval, 1.0)), order(retrieval))
+    half = two_stage_score(ranker, retrieval, 0.5)
+    z = lambda x: (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(half, 0.5 * z(ranker) + 0.5 * z(retrieval))
+    # a request's scale does not matter: each request is standardized on its own
+    np.testing.assert_allclose(two_stage_score(ranker * 7 + 1, retrieval / 3, 0.5), half, atol=1e-12)
+    short = retrieval.copy()
+    short[:, -3:] = -np.inf  # ineligible items that fill a short list go to the bottom of the retriever's part
+    blended = two_stage_score(ranker, short, 0.5)
+    assert np.isfinite(blended).all()
+    assert np.array_equal(order(two_stage_score(ranker, short, 1.0))[:, :27], order(short)[:, :27])
+    assert (two_stage_score(np.ones((2, 5)), np.ones((2, 5)), 0.3) == 0).all()  # no spread, no order
+    with pytest.raises(ValueError, match="must be in"):
+        two_stage_score(ranker, retrieval, 1.5)
+
+
+def test_two_stage_fits_the_retrieval_weight_on_the_split_it_is_given(models):
+    retriever, ranker = models
+    seqs = toy_seqs()
+    fit = two_stage(retriever, ranker, seqs, Split.VAL, num_retrieved=20, retrieval_weights=RETRIEVAL_WEIGHT_GRID)
+    each = {
+        b: two_stage(retriever, ranker, seqs, Split.VAL, num_retrieved=20, retrieval_weights=(b,))
+        for b in RETRIEVAL_WEIGHT_GRID
+    }
+    best = max(each[b]["two_stage_ndcg@10"] for b in RETRIEVAL_WEIGHT_GRID)
+    assert fit["two_stage_ndcg@10"] == best
+    assert fit["retrieval_weight"] == min(b for b in RETRIEVAL_WEIGHT_GRID if each[b]["two_stage_ndcg@10"] == best)
+    assert fit["two_stage_ranker_ndcg@10"] == each[0.0]["two_stage_ndcg@10"]  # b = 0: the ranker's own order
+    np.testing.assert_allclose(each[1.0]["two_stage_ndcg@10"], each[1.0]["retrieval_ndcg@10"])  # the retriever's
+    with pytest.raises(ValueError, match="retrieval_weights is empty"):
+        two_stage(retriever, ranker, seqs, Split.VAL, retrieval_weights=())
 
 
 def test_each_dataset_ranks_by_the_published_weights_of_its_objective_heads():

@@ -157,7 +157,7 @@ def test_scored_order_equals_the_two_stage_evaluation():
     scorer = _scorer()
     ranking = RankingScorer(WeightSet.published(), JAN_2026, diversity=False)
     checked = 0
-    for rows, _, top, weighted in two_stage_rankings(
+    for rows, _, top, weighted, _ in two_stage_rankings(
         retriever, ranker, seqs, Split.VAL, num_retrieved=40, catalogue_window_s=MAX_POST_AGE
     ):
         for r, row in enumerate(rows[:8]):

@@ -90,7 +90,7 @@ def test_ranker_trains_on_hard_negatives_and_needs_the_retriever(retriever, tmp_
 
 
 def test_ranker_validates_and_selects_on_the_two_stages_it_serves_in(retriever, tmp_path):
-    from x_reco.eval.ranker import two_stage
+    from x_reco.eval.ranker import RETRIEVAL_WEIGHT_GRID, retrieval_weight_of, two_stage
     from x_reco.models.checkpoint import read_metadata
 
     seqs = toy_seqs()
@@ -99,14 +99,24 @@ def test_ranker_validates_and_selects_on_the_two_stages_it_serves_in(retriever, 
     history = [e["two_stage_ndcg@10"] for e in result.eval_history]
     assert len(history) == 2 and result.val_metrics["two_stage_ndcg@10"] == max(history)
     assert result.selected_step == 2 * (1 + int(np.argmax(history)))
-    logged = read_metadata(result.checkpoint_path)["extra"]["val_metrics"]
-    replayed = two_stage(retriever, result.model, seqs, Split.VAL)
-    assert logged["two_stage_ndcg@10"] == pytest.approx(replayed["two_stage_ndcg@10"], abs=1e-9)
-    assert logged["retrieval_ndcg@10"] == pytest.approx(replayed["retrieval_ndcg@10"], abs=1e-9)
+    metadata = read_metadata(result.checkpoint_path)
+    logged = metadata["extra"]["val_metrics"]
+    weight = retrieval_weight_of(metadata)  # fit on val at the selected evaluation: the weight it serves with
+    assert weight == logged["retrieval_weight"] and weight in RETRIEVAL_WEIGHT_GRID
+    assert logged["two_stage_ndcg@10"] >= max(logged["two_stage_ranker_ndcg@10"], logged["retrieval_ndcg@10"]) - 1e-12
+    replayed = two_stage(retriever, result.model, seqs, Split.VAL, retrieval_weights=(weight,))
+    for key in ("two_stage_ndcg@10", "two_stage_ranker_ndcg@10", "retrieval_ndcg@10"):
+        assert logged[key] == pytest.approx(replayed[key], abs=1e-9)
+    by_ranker = train_ranker(
+        seqs, cfg.replace(selection_metric="two_stage_ranker_ndcg@10"), tmp_path / "own", retriever=retriever
+    )
+    own = [e["two_stage_ranker_ndcg@10"] for e in by_ranker.eval_history]
+    assert by_ranker.selected_step == 2 * (1 + int(np.argmax(own)))
     with pytest.raises(ValueError, match="needs the trained retriever"):
         train_ranker(seqs, cfg, tmp_path / "none")
     plain = train_ranker(seqs, cfg.replace(selection_metric=None, eval_every=0, select_best=False), tmp_path / "plain")
     assert "two_stage_ndcg@10" not in plain.val_metrics  # no retriever, no two stages
+    assert retrieval_weight_of(read_metadata(plain.checkpoint_path)) == 0.0  # served in its own order
 
 
 def test_appended_hard_negatives_for_examples_of_served_impressions(retriever):

@@ -20,6 +20,7 @@ from typing import Any
 
 from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.champion import PRIMARY_METRIC, promote_champion, read_champion
+from x_reco.eval.ranker import retrieval_weight_of
 from x_reco.eval.report import (
     ModelEvaluation,
     evaluate_models,
@@ -83,7 +84,12 @@ def evaluate_checkpoints(
     retriever, retriever_meta = restore_checkpoint(retriever_path)
     ranker, ranker_meta = restore_checkpoint(ranker_path)
     evaluation = evaluate_models(
-        seqs, retriever, ranker, catalogue_window_s=catalogue_window_s, two_stage_weights=two_stage_weights
+        seqs,
+        retriever,
+        ranker,
+        catalogue_window_s=catalogue_window_s,
+        two_stage_weights=two_stage_weights,
+        retrieval_weight=retrieval_weight_of(ranker_meta),
     )
     trained_window = retriever_meta["extra"]["train_config"].get("negative_window_s")  # the logged val catalogue
     replayed = replay_validation(seqs, retriever, ranker, retriever_window_s=trained_window)

@@ -8,6 +8,8 @@ then taken per observed action over every real candidate.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from flax import nnx
@@ -20,7 +22,7 @@ from x_reco.eval.heldout import ineligible_mask, interacted, seen_mask, with_sam
 from x_reco.eval.metrics import auc, calibration_error, log_loss, ranking_metrics
 from x_reco.eval.retrieval import item_vectors, user_vectors
 from x_reco.models.losses import ranker_bce
-from x_reco.models.ranker import PhoenixRanker, weighted_score
+from x_reco.models.ranker import PhoenixRanker, two_stage_score, weighted_score
 from x_reco.models.retriever import PhoenixRetriever
 
 _logits = nnx.jit(lambda model, batch: model(batch).logits_bca)
@@ -86,6 +88,18 @@ def objective_weights(partition: str) -> WeightSet:
     return dataclasses.replace(published.masked(drop), name=f"{published.name}:{partition}-objective")
 
 
+# The retrieval weights validation tries (``fit``): steps of 0.05 from the ranker alone to the retriever alone.
+RETRIEVAL_WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(21))
+
+
+def retrieval_weight_of(ranker_metadata: Mapping[str, Any]) -> float:
+    """The retrieval weight a ranker checkpoint serves with (``models.ranker.two_stage_score``): the one
+    its selected validation fit (``val_metrics["retrieval_weight"]``); 0 (the ranker's own order) for a
+    ranker validated without a retriever."""
+    value = ranker_metadata.get("extra", {}).get("val_metrics", {}).get("retrieval_weight")
+    return 0.0 if value is None or not np.isfinite(value) else float(value)
+
+
 def two_stage_rankings(
     retriever: PhoenixRetriever,
     ranker: PhoenixRanker,
@@ -96,9 +110,11 @@ def two_stage_rankings(
     batch_size: int = 32,
     catalogue_window_s: float | None = None,
 ):
-    """Per batch of held-out targets: ``(rows, targets, top, weighted)`` with the retriever's top
-    ``num_retrieved`` unseen items ``top`` [R, k] (retriever order) and the ranker's weighted score of
-    each, ``weighted`` [R, k]. What ``two_stage`` scores, and what the served feed is checked against."""
+    """Per batch of held-out targets: ``(rows, targets, top, weighted, retrieved)`` with the retriever's
+    top ``num_retrieved`` unseen items ``top`` [R, k] (retriever order), the ranker's weighted score of
+    each, ``weighted`` [R, k], and the retriever's ``u·v`` of each, ``retrieved`` [R, k] (-inf for an
+    ineligible item filling a short list). What ``two_stage`` scores (``two_stage_score(weighted,
+    retrieved, b)``), and what the served feed is checked against."""
     weights = objective_weights(seqs.partition) if weights is None else weights
     rows, targets = seqs.retrieval_pairs(split)
     items_nd = item_vectors(retriever, seqs)
@@ -113,7 +129,8 @@ def two_stage_rankings(
         seen[np.arange(len(t)), t] = False
         scores[seen] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        yield r, t, top, _weighted_scores(ranker, seqs, r, top, weights, batch_size)
+        retrieved = np.take_along_axis(scores, top, axis=1)
+        yield r, t, top, _weighted_scores(ranker, seqs, r, top, weights, batch_size), retrieved
 
 
 def two_stage(
@@ -126,23 +143,41 @@ def two_stage(
     cutoffs: tuple[int, ...] = (10,),
     batch_size: int = 32,
     catalogue_window_s: float | None = None,
+    retrieval_weights: Sequence[float] = (0.0,),
 ) -> dict[str, float]:
-    """Retrieve top-``num_retrieved`` unseen items, re-rank by the ranker's weighted score, score the target.
+    """Retrieve top-``num_retrieved`` unseen items, re-rank them, score the target.
 
-    ``weights`` default to the partition's objective (``objective_weights``).
+    The re-ranked order is ``two_stage_score(ranker's weighted score, retriever's u·v, b)``: for each
+    ``b`` of ``retrieval_weights`` (one value: the served weight, ``retrieval_weight_of`` the ranker's
+    checkpoint; ``RETRIEVAL_WEIGHT_GRID`` on the val split: the fit), the first with the highest
+    NDCG at the first cutoff is reported. ``weights`` default to the partition's objective
+    (``objective_weights``).
 
-    Returns ``two_stage_<metric>@k`` (re-ranked), ``retrieval_<metric>@k`` (retriever order, same
-    candidates) and ``recall@<num_retrieved>``. A target outside the retrieved set counts as a miss.
+    Returns ``two_stage_<metric>@k`` (re-ranked at that ``b``, reported as ``retrieval_weight``),
+    ``two_stage_ranker_<metric>@k`` (the ranker's own order, ``b = 0``), ``retrieval_<metric>@k``
+    (retriever order, same candidates) and ``recall@<num_retrieved>``. A target outside the retrieved
+    set counts as a miss.
     """
-    ranked, retrieved = [], []
+    grid = tuple(float(b) for b in retrieval_weights)
+    if not grid:
+        raise ValueError("retrieval_weights is empty; pass (0.0,) for the ranker's own order")
+    orders = (0.0, *grid)
+    ranked: dict[float, list[np.ndarray]] = {b: [] for b in orders}
+    retrieved = []
     k = 0
-    for r, t, top, rerank in two_stage_rankings(
+    for r, t, top, rerank, ret in two_stage_rankings(
         retriever, ranker, seqs, split, num_retrieved, weights, batch_size, catalogue_window_s
     ):
         k = top.shape[1]
-        ranked.append(_rank_in(top, np.argsort(-rerank, axis=1, kind="stable"), t))
+        for b in ranked:
+            ranked[b].append(_rank_in(top, np.argsort(-two_stage_score(rerank, ret, b), axis=1, kind="stable"), t))
         retrieved.append(_rank_in(top, np.arange(k)[None, :].repeat(len(r), 0), t))
-    out = {f"two_stage_{m}": v for m, v in ranking_metrics(np.concatenate(ranked), cutoffs).items()}
+    metrics = {b: ranking_metrics(np.concatenate(v), cutoffs) for b, v in ranked.items()}
+    key = f"ndcg@{cutoffs[0]}"
+    best = max(grid, key=lambda b: (metrics[b][key], -b))  # ties: the smaller weight
+    out = {f"two_stage_{m}": v for m, v in metrics[best].items()}
+    out.update({f"two_stage_ranker_{m}": v for m, v in metrics[0.0].items()})
+    out["retrieval_weight"] = best
     ret = np.concatenate(retrieved)
     out.update({f"retrieval_{m}": v for m, v in ranking_metrics(ret, cutoffs).items()})
     out[f"recall@{k}"] = float(np.mean(ret < k))

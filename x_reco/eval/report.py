@@ -5,7 +5,8 @@ both report: the retriever and the popularity baseline over the full catalogue, 
 log-loss and the two-stage retrieve-then-rank metric, with a bootstrap interval over users for the
 retrieval metrics. ``protocol_rows`` / ``protocol_markdown`` put the two protocols (unmasked: full
 ranking over every item; masked: the user's earlier items removed) of the retriever and popularity
-side by side, for one run or as mean ± sd over seeds. ``replay_validation`` re-evaluates restored
+side by side, for one run or as mean ± sd over seeds; ``two_stage_markdown`` the two stages against the
+retriever alone. ``replay_validation`` re-evaluates restored
 models on the validation split so that a checkpoint which does not reproduce what training logged
 fails a check instead of being served.
 """
@@ -97,6 +98,7 @@ def evaluate_models(
     split: Split | str = Split.TEST,
     catalogue_window_s: float | None = None,
     two_stage_weights: Mapping[str, object] | None = None,
+    retrieval_weight: float = 0.0,
     bootstrap: Bootstrap | None = DEFAULT_BOOTSTRAP,
 ) -> ModelEvaluation:
     """Evaluate whichever of the two models is given, the popularity baseline with the retriever,
@@ -107,6 +109,9 @@ def evaluate_models(
         None ranks against every item.
       two_stage_weights: {result name: ``WeightSet``} of the two-stage re-ranking; default
         ``{"two_stage": None}`` (the partition's objective, ``ranker.objective_weights``).
+      retrieval_weight: the ranker's blend with the retriever's score in the two stages under the
+        partition's objective (``ranker.retrieval_weight_of`` its checkpoint); the other weight sets,
+        diagnostics of the ranker's heads, re-rank in the ranker's own order.
       bootstrap: the interval over users of the retriever's and popularity's HR@10 / NDCG@10 (the
         same resamples for both); None computes none.
     """
@@ -122,8 +127,15 @@ def evaluate_models(
         results["ranker"] = evaluate_ranker(ranker, seqs, split)
     if retriever is not None and ranker is not None:
         for name, weights in (two_stage_weights or {"two_stage": None}).items():
+            blend = (retrieval_weight if weights is None else 0.0,)
             results[name] = two_stage(
-                retriever, ranker, seqs, split, weights=weights, catalogue_window_s=catalogue_window_s
+                retriever,
+                ranker,
+                seqs,
+                split,
+                weights=weights,
+                catalogue_window_s=catalogue_window_s,
+                retrieval_weights=blend,
             )
     return ModelEvaluation(results, split, catalogue_window_s)
 
@@ -175,6 +187,31 @@ def protocol_markdown(rows: Sequence[Mapping[str, object]], level: float = DEFAU
         cells = [str(row["protocol"]), str(row["model"]), *(_cell(row, key, digits) for _, key in PROTOCOL_METRICS)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def two_stage_markdown(runs: Sequence[Mapping[str, Mapping[str, float]]], seeds: Sequence[int] | None = None) -> str:
+    """The two stages of each run (``results["two_stage"]``, the partition's objective) as a markdown
+    table: NDCG@10 of the retriever alone on its top candidates, the ranker's own order, and the served
+    order at the ranker's retrieval weight, the served order's gain over the retriever, and with
+    several runs their mean; "" when no run has two stages."""
+    found = [(i, r["two_stage"]) for i, r in enumerate(runs) if "two_stage" in r]
+    if not found:
+        return ""
+    head = "| seed | retriever alone | ranker alone | served (retrieval weight) | served vs retriever |"
+    lines = [head, "|---|---|---|---|---|"]
+    cols = ("retrieval_ndcg@10", "two_stage_ranker_ndcg@10", "two_stage_ndcg@10")
+    for i, m in found:
+        name = str(seeds[i]) if seeds else "-"
+        gain = m["two_stage_ndcg@10"] / m["retrieval_ndcg@10"] - 1
+        served = f"{m['two_stage_ndcg@10']:.4f} ({m['retrieval_weight']:.2f})"
+        lines.append(f"| {name} | {m[cols[0]]:.4f} | {m[cols[1]]:.4f} | {served} | {gain * 100:+.1f} % |")
+    if len(found) > 1:
+        mean = {c: float(np.mean([m[c] for _, m in found])) for c in cols}
+        gain = mean["two_stage_ndcg@10"] / mean["retrieval_ndcg@10"] - 1
+        lines.append(
+            f"| mean | {mean[cols[0]]:.4f} | {mean[cols[1]]:.4f} | {mean[cols[2]]:.4f} | {gain * 100:+.1f} % |"
+        )
+    return "\n".join(lines)
 
 
 def replay_validation(

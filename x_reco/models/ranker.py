@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx, struct
 
 from x_reco.common.actions import ACTIONS
@@ -227,3 +228,29 @@ def weighted_score(
     if candidate_mask_bc is not None:
         score_bc = jnp.where(candidate_mask_bc, score_bc, -jnp.inf)
     return score_bc
+
+
+def standardized(x: np.ndarray) -> np.ndarray:
+    """Per-row z-score over the last axis, in float64, over the row's finite entries; a non-finite
+    entry (an ineligible or unknown candidate) takes the row's lowest finite value first, and a row
+    without spread is all zeros."""
+    x = np.asarray(x, np.float64)
+    finite = np.isfinite(x)
+    low = np.min(np.where(finite, x, np.inf), axis=-1, keepdims=True)
+    x = np.where(finite, x, np.where(np.isfinite(low), low, 0.0))
+    sd = x.std(axis=-1, keepdims=True)
+    return np.where(sd > 0, (x - x.mean(axis=-1, keepdims=True)) / np.where(sd > 0, sd, 1.0), 0.0)
+
+
+def two_stage_score(ranker_score: np.ndarray, retrieval_score: np.ndarray, retrieval_weight: float) -> np.ndarray:
+    """The score a retrieve-then-rank request orders its candidates by (last axis = one request's
+    candidates): ``(1 - b) z(ranker) + b z(retrieval)`` with per-request z-scores (``standardized``)
+    of the ranker's weighted score and the retriever's ``u·v``, ``b = retrieval_weight`` in [0, 1]
+    (fit on the val split, ``eval.ranker.fit_retrieval_weight``). ``b = 0`` returns the ranker's score
+    itself (float64), ``b = 1`` the retriever's order."""
+    if not 0.0 <= retrieval_weight <= 1.0:
+        raise ValueError(f"retrieval_weight={retrieval_weight!r} must be in [0, 1]")
+    if retrieval_weight == 0:
+        return np.asarray(ranker_score, np.float64).copy()
+    b = float(retrieval_weight)
+    return (1.0 - b) * standardized(ranker_score) + b * standardized(retrieval_score)

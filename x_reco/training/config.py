@@ -73,8 +73,9 @@ class TrainConfig:
     by (seed, step, row, site)); evaluation and serving never drop.
     With ``select_best`` the exported model is the validation-best of the evaluations every
     ``eval_every`` steps and at the end (``selection_metric``, higher is better; default
-    ``masked_ndcg@10`` for the retriever, ``mean_auc`` for the ranker, whose ``two_stage_ndcg@10``
-    re-ranks the retriever's top 200 on val, ``train_ranker(retriever=...)``): early stopping without
+    ``masked_ndcg@10`` for the retriever, ``mean_auc`` for the ranker, whose ``two_stage_ranker_ndcg@10``
+    re-ranks the retriever's top 200 on val and ``two_stage_ndcg@10`` blends that with the retriever's
+    score, ``train_ranker(retriever=...)``): early stopping without
     stopping, so a run longer than the data supports does not export an overfit model;
     ``early_stopping_patience=k`` also stops the run after k evaluations in a row without a new best.
     With ``init_checkpoint`` the run warm-starts: the parameters of that exported model (same kind

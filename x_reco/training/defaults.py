@@ -23,8 +23,9 @@ _SMALL = {**_CPU_MODEL, "num_layers": 2, "num_q_heads": 2, "num_kv_heads": 2, "t
 # evaluates every 100 steps, exports the validation-best (unmasked NDCG@10) and stops after 3 worse ones.
 # The ranker trains on hard negatives: the retriever's top 200 items the user never interacted with,
 # for 2400 steps (800 left it below the retriever it re-ranks), and exports the validation-best of its
-# evaluations by the two stages it serves in (two-stage NDCG@10 on val), not by AUC against sampled
-# negatives, which falls as the two-stage metric rises.
+# evaluations by the two stages it serves in (two-stage NDCG@10 on val, the ranker's own order), not by
+# AUC against sampled negatives, which falls as the two-stage metric rises. The served order blends the
+# selected ranker's score with the retriever's at the weight its validation fit (eval.ranker.two_stage).
 TUNED: dict[str, dict[str, Any]] = {
     "retriever": dict(
         preset="reference-mini",
@@ -58,7 +59,7 @@ TUNED: dict[str, dict[str, Any]] = {
         hard_negative_pool=200,
         eval_every=400,
         select_best=True,
-        selection_metric="two_stage_ndcg@10",
+        selection_metric="two_stage_ranker_ndcg@10",
         checkpoint_every=400,
     ),
 }

@@ -26,7 +26,7 @@ from flax import nnx
 from x_reco.common.types import RecsysBatch
 from x_reco.data.batches import retrieval_batch, training_times
 from x_reco.data.examples import EngagementSequences, Split
-from x_reco.eval.ranker import evaluate_ranker, two_stage
+from x_reco.eval.ranker import RETRIEVAL_WEIGHT_GRID, evaluate_ranker, two_stage
 from x_reco.eval.retrieval import evaluate_retrieval
 from x_reco.features.hashing import HashSpec
 from x_reco.models import losses
@@ -101,8 +101,11 @@ def train_ranker(
 
     Validation is ``evaluate_ranker`` (per-action AUC, log loss, calibration against sampled
     negatives) and, given the retriever, the two stages the ranker serves in
-    (``eval.ranker.two_stage`` on val: ``two_stage_ndcg@10`` re-ranked beside ``retrieval_ndcg@10``
-    on the same candidates), which ``selection_metric`` can select on.
+    (``eval.ranker.two_stage`` on val: ``two_stage_ranker_ndcg@10`` in the ranker's own order,
+    ``two_stage_ndcg@10`` blended with the retriever's score at the val-best ``retrieval_weight`` of
+    ``RETRIEVAL_WEIGHT_GRID``, beside ``retrieval_ndcg@10`` on the same candidates), which
+    ``selection_metric`` can select on. The exported model's ``val_metrics`` keep the
+    ``retrieval_weight`` of its evaluation: the weight it serves with (``eval.ranker.retrieval_weight_of``).
 
     Args:
       seqs: engagement sequences (``build_sequences`` output).
@@ -125,7 +128,15 @@ def train_ranker(
     def evaluate(model: PhoenixRanker) -> dict[str, float]:
         val = evaluate_ranker(model, seqs, Split.VAL, seed=cfg.seed, batch_size=cfg.eval_batch_size)
         if retriever is not None:
-            val.update(two_stage(retriever, model, seqs, Split.VAL, catalogue_window_s=cfg.negative_window_s))
+            two = two_stage(
+                retriever,
+                model,
+                seqs,
+                Split.VAL,
+                catalogue_window_s=cfg.negative_window_s,
+                retrieval_weights=RETRIEVAL_WEIGHT_GRID,
+            )
+            val.update(two)
         return val
 
     task = _Task("ranker", PhoenixRanker, len(rows), make_batch, ("ranker_bce", cfg.listwise_weight), None, evaluate)

@@ -210,7 +210,7 @@ def run_models(
 
 def protocols_document(dataset: str, seeds: list[int] | None, runs: list[dict], command: str) -> str:
     """The markdown of a run's protocol table: what it is, the command that made it, the table."""
-    from x_reco.eval.report import DEFAULT_BOOTSTRAP, protocol_markdown, protocol_rows
+    from x_reco.eval.report import DEFAULT_BOOTSTRAP, protocol_markdown, protocol_rows, two_stage_markdown
 
     boot = DEFAULT_BOOTSTRAP
     users = int(next((r[m]["num_users"] for r in runs for m in r if "num_users" in r[m]), 0))
@@ -219,7 +219,14 @@ def protocols_document(dataset: str, seeds: list[int] | None, runs: list[dict], 
         f"{dataset}, test split: {over}[{boot.level * 100:g} % percentile bootstrap interval over "
         f"{users} users, {boot.resamples} resamples{', mean over the seeds' if over else ''}]"
     )
-    return f"`{command}`\n\n{caption}\n\n{protocol_markdown(protocol_rows(runs), boot.level)}"
+    text = f"`{command}`\n\n{caption}\n\n{protocol_markdown(protocol_rows(runs), boot.level)}"
+    stages = two_stage_markdown(runs, seeds)
+    if stages:
+        text += (
+            f"\n\n{dataset}, test split, two stages: NDCG@10 of the held-out target among the retriever's "
+            f"top 200 unseen items, re-ranked\n\n{stages}"
+        )
+    return text
 
 
 def run_seeds(
