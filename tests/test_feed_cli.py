@@ -14,6 +14,7 @@ from resources.io_managers import read_frame
 from tests.training.helpers import tiny_cfg, toy_seqs
 from x_reco import cli
 from x_reco.eval.champion import champion_path, read_champion
+from x_reco.eval.ranker import retrieval_weight_of
 from x_reco.models.checkpoint import read_metadata, save_checkpoint
 from x_reco.models.ranker import PhoenixRanker
 from x_reco.training.config import model_config_for
@@ -47,6 +48,11 @@ def test_feed_json_loads_the_champion_and_is_byte_identical(root):
     champion = read_champion(champion_path(root, "synthetic"))
     for kind in ("retriever", "ranker"):
         assert report["checkpoints"][kind] == read_metadata(champion[kind])["param_version"]
+    # the feed blends in the retriever's score at the weight the champion ranker's validation fit
+    ranker_meta = read_metadata(champion["ranker"])
+    assert "retrieval_weight" in ranker_meta["extra"]["val_metrics"]  # validated on the two stages it serves in
+    assert report["retrieval_weight"] == retrieval_weight_of(ranker_meta)
+    assert all(p["two_tower"] is not None for p in report["served"]) or report["retrieval_weight"] == 0
     assert report["weights"] == "sync-2026-09-24@2026-09-24" and report["rules"] == "aug-2026"
     eligible = report["counts"]["scored"] - sum(
         f["n_removed"] for f in report["funnel"] if f["stage"] in ("selector", "post_selection_filter")

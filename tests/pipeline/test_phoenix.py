@@ -18,7 +18,7 @@ from x_reco.data.synthetic import WorldConfig, generate_world_tables
 from x_reco.eval.ranker import ranker_logits, two_stage_rankings
 from x_reco.eval.retrieval import catalogue_index, user_vectors
 from x_reco.inference.params import serving_model
-from x_reco.models.ranker import PhoenixRanker
+from x_reco.models.ranker import PhoenixRanker, two_stage_score
 from x_reco.models.retriever import PhoenixRetriever
 from x_reco.pipeline.framework import selection_order
 from x_reco.pipeline.phoenix import PhoenixScorer, PhoenixSource, ServingCatalogue
@@ -148,27 +148,40 @@ def test_retrieval_is_brute_force_inside_the_window():
         assert list(got["retrieval_rank"]) == list(range(k))
 
 
-def test_scored_order_equals_the_two_stage_evaluation():
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_scored_order_equals_the_two_stage_evaluation(weight):
     """§18.2: with Thunder, filters, cold start and diversity off, the same k retrieved items come out
     of PhoenixScorer + RankingScorer in two_stage's order (offset and a constant OON factor are
-    monotone), up to ties within 1e-6."""
+    monotone), up to ties within 1e-6; with a retrieval weight, in the order of the same blend of the
+    ranker's score and the retriever's u·v, which the scorer computes for every candidate."""
     _, seqs = _world()
     retriever, ranker = _models()
-    scorer = _scorer()
-    ranking = RankingScorer(WeightSet.published(), JAN_2026, diversity=False)
-    checked = 0
-    for rows, _, top, weighted, _ in two_stage_rankings(
+    cat = ServingCatalogue.from_sequences(seqs)
+    index = catalogue_index(retriever, seqs)
+    source = PhoenixSource(retriever, cat, index["vectors"], index["mask"], MAX_POST_AGE)
+    scorer = PhoenixScorer(serving_model(ranker), cat, AUG_2026.signals, retrieval=source if weight else None)
+    ranking = RankingScorer(WeightSet.published(), JAN_2026, diversity=False, retrieval_weight=weight)
+    checked = differs = 0
+    for rows, _, top, weighted, retrieved in two_stage_rankings(
         retriever, ranker, seqs, Split.VAL, num_retrieved=40, catalogue_window_s=MAX_POST_AGE
     ):
+        want = two_stage_score(weighted, retrieved, weight)
         for r, row in enumerate(rows[:8]):
+            assert np.isfinite(retrieved[r]).all()  # a full list: serving never sees the eval's fillers
             q = _query(seqs, row)
             cands = Candidates({"post_id": seqs.catalogue.item_ids[top[r]].astype(object), "in_network": [0] * 40})
             scored = ranking.score(q, scorer.score(q, cands))
             order = selection_order(scored["score"])
-            assert np.all(np.diff(weighted[r][order]) <= 1e-6)
+            assert np.all(np.diff(want[r][order]) <= 1e-6)
+            if weight:
+                np.testing.assert_allclose(scored["two_tower_score"], retrieved[r], rtol=1e-5, atol=1e-6)
+                differs += not np.array_equal(order, selection_order(weighted[r]))
+            else:
+                assert np.isnan(scored["two_tower_score"]).all()  # no retrieval weight, no second score
             checked += 1
         break
     assert checked == 8
+    assert (differs > 0) == bool(weight)  # the blend does reorder the ranker's list
 
 
 def test_prefix_cache_gives_the_same_probabilities_and_never_compiles_after_warmup():

@@ -11,9 +11,10 @@ from x_reco.pipeline.framework import StageStats
 from x_reco.pipeline.reconcile import reconcile
 
 
-@pytest.fixture(scope="module")
-def served():
-    pipe = _pipeline(variant="f32", prefix_cache_slots=0)
+@pytest.fixture(scope="module", params=[0.0, 0.5], ids=["ranker", "blend"])
+def served(request):
+    """Feeds in the ranker's own order, and blended with the retriever's score (``retrieval_weight``)."""
+    pipe = _pipeline(variant="f32", prefix_cache_slots=0, retrieval_weight=request.param)
     results = [pipe.serve(pipe.request(u, t)) for u, t in _requests(6)]
     return pipe, [r for r in results if len(r.served)]
 
@@ -27,10 +28,12 @@ def test_served_feeds_reconcile(served):
         assert counts["served"] == len(result.served) and counts["retrieved"] == len(result.retrieved)
 
 
-def _altered(result, column: str, factor: float):
+def _altered(result, column: str, relative: float):
+    """``result`` with position 0's ``column`` moved by ``relative`` of itself, and by at least 1e-8
+    (above the 1e-9 absolute tolerance of a small weighted score, e.g. a negative combined score's offset)."""
     served = result.served.copy()
     values = np.asarray(served[column], np.float64).copy()
-    values[0] *= factor
+    values[0] += max(abs(values[0]) * relative, 1e-8)
     served[column] = values
     return dataclasses.replace(result, served=served)
 
@@ -38,7 +41,7 @@ def _altered(result, column: str, factor: float):
 @pytest.mark.parametrize("column", ["score", "weighted_score", "oon_multiplier"])
 def test_an_altered_served_column_is_caught(served, column):
     pipe, results = served
-    problems, _ = reconcile(pipe, _altered(results[0], column, 1.0 + 1e-6))
+    problems, _ = reconcile(pipe, _altered(results[0], column, 1e-6))
     assert problems and "position 0" in problems[0]
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from x_reco.common.actions import ACTION_INDEX
 from x_reco.configs.weights import WeightSet
 from x_reco.data.registry import dataset_spec
+from x_reco.eval.ranker import retrieval_weight_of
 from x_reco.inference.calibrate import CalibrationError, moments_from_arrays
 from x_reco.inference.params import serving_model
 from x_reco.inference.quantize import VARIANT_BUILDERS, make_variant
@@ -86,9 +87,15 @@ class FeedOptions:
     # ranker_calibration (error-compensating, x_reco.inference.calibrate), "nearest", or "auto":
     # calibrated where moments of this champion ranker are stored, else nearest.
     rounding: str = "auto"
+    # The blend of the ranker's combined score with the retriever's u·v (scoring.rank_scores): None
+    # serves with the weight the ranker checkpoint's validation fit (eval.ranker.retrieval_weight_of);
+    # 0.0 orders by the ranker alone.
+    retrieval_weight: float | None = None
 
     def __post_init__(self):
         rule_set(self.rules)
+        if self.retrieval_weight is not None and not 0.0 <= self.retrieval_weight <= 1.0:
+            raise ValueError(f"retrieval_weight {self.retrieval_weight!r} must be in [0, 1] (or None)")
         if self.empty_history not in EMPTY_HISTORY_MODES:
             raise ValueError(f"empty_history {self.empty_history!r} not in {EMPTY_HISTORY_MODES}")
         if self.variant not in VARIANT_BUILDERS:
@@ -107,7 +114,10 @@ class FeedPipeline:
         ranker: PhoenixRanker,
         options: FeedOptions = FeedOptions(),
         versions: dict[str, str] | None = None,
+        retrieval_weight: float = 0.0,
     ):
+        """``retrieval_weight``: the ranker checkpoint's (``eval.ranker.retrieval_weight_of``), used unless
+        ``options.retrieval_weight`` sets another."""
         if options.backfill:
             raise NotImplementedError("backfill=True (§11) is not built; upstream runs with it off")
         self.data, self.options = data, options
@@ -135,6 +145,16 @@ class FeedPipeline:
         tables = ServingTables(data.partition, data.items, data.events, data.users, dict(social))
         self.state = TableState(tables, seqs.catalogue, seqs.observed_mask, seqs.history_len, deleted_at=deleted)
         # -- models
+        index = data.index
+        if index is None or str(index.get("param_version", "")) != self.versions.get("retriever", ""):
+            from x_reco.eval.retrieval import catalogue_index  # the champion's own index
+
+            index = catalogue_index(retriever, seqs, self.versions.get("retriever", ""))
+        phoenix = PhoenixSource(retriever, self.catalogue, index["vectors"], index["mask"], self.window_s)
+        self.phoenix = phoenix
+        self.retrieval_weight = float(
+            retrieval_weight if options.retrieval_weight is None else options.retrieval_weight
+        )
         self.source_model = serving_model(ranker)  # f32, the checkpoint as trained
         calibration = self._calibration(options)
         self.ranker_model = make_variant(self.source_model, options.variant, calibration)
@@ -144,15 +164,9 @@ class FeedPipeline:
             self.rules.signals,
             cache_slots=options.prefix_cache_slots,
             warm_candidates=options.warm_candidates,
+            retrieval=phoenix if self.retrieval_weight else None,
         )
         self.weights = self._weights(options.weights)
-        index = data.index
-        if index is None or str(index.get("param_version", "")) != self.versions.get("retriever", ""):
-            from x_reco.eval.retrieval import catalogue_index  # the champion's own index
-
-            index = catalogue_index(retriever, seqs, self.versions.get("retriever", ""))
-        phoenix = PhoenixSource(retriever, self.catalogue, index["vectors"], index["mask"], self.window_s)
-        self.phoenix = phoenix
         sources = {"phoenix": phoenix} if profile.out_of_network else {}
         if self.thunder is not None:
             sources["thunder"] = ThunderSource(self.thunder)
@@ -165,7 +179,7 @@ class FeedPipeline:
             filters=pre_scoring_filters(self.rules, disabled=disabled, window_s=self.window_s),
             scorers=[
                 _ColdUserGate(self.scorer, options.empty_history),
-                RankingScorer(self.weights, self.rules, diversity=profile.author_diversity),
+                self.ranking_scorer(self.weights),
             ],
             post_selection_hydrators=H.post_selection_hydrators(self.state) if self.social else (),
             post_selection_filters=post_selection_filters(
@@ -198,6 +212,12 @@ class FeedPipeline:
             if options.rounding == "calibrated":
                 raise ServingDataError(str(err)) from None
             return None  # auto: moments of another ranker (a champion change since): round to nearest
+
+    def ranking_scorer(self, weights: WeightSet) -> RankingScorer:
+        """The pipeline's RankingScorer under ``weights``: its rules, diversity and retrieval weight."""
+        return RankingScorer(
+            weights, self.rules, diversity=self.spec.serving.author_diversity, retrieval_weight=self.retrieval_weight
+        )
 
     def _weights(self, name: str | WeightSet) -> WeightSet:
         weights = name if isinstance(name, WeightSet) else WeightSet.named(name)
@@ -259,8 +279,7 @@ class FeedPipeline:
         out = {}
         for name in weight_sets:
             weights = self._weights(name)
-            scorer = RankingScorer(weights, self.rules, diversity=self.spec.serving.author_diversity)
-            other = self.pipeline.rerank(result.query, pool, [scorer])
+            other = self.pipeline.rerank(result.query, pool, [self.ranking_scorer(weights)])
             contrib = self._rank(result, weights).contributions
             out[repr(weights)] = {
                 "served": [str(p) for p in other.served["post_id"]],
@@ -286,6 +305,7 @@ class FeedPipeline:
             weights,
             self.rules,
             self.spec.serving.author_diversity,
+            retrieval_weight=self.retrieval_weight,
         )
 
     # -- explanations --------------------------------------------------------------------------
@@ -361,6 +381,7 @@ class FeedPipeline:
                     "sources": list(rec["retrieval_sources"]),
                     "score": rec["score"],
                     "weighted": rec["weighted_score"],
+                    "two_tower": rec["two_tower_score"],
                     "diversity_k": rec["diversity_k"],
                     "diversity_multiplier": rec["diversity_multiplier"],
                     "oon_multiplier": rec["oon_multiplier"],
@@ -386,6 +407,7 @@ class FeedPipeline:
             "checkpoints": {k: v for k, v in sorted(self.versions.items())},
             "ranker_variant": self.ranker_model.variant,
             "ranker_rounding": self.ranker_model.rounding,
+            "retrieval_weight": self.retrieval_weight,
             "absent_signals": list(self.scorer.absent),  # no head column: contribute 0 (§9.2)
             "masked_weights": list(self.unobserved_signals) if self.options.mask_unobserved else [],
             "cold_user": q.cold_user,
@@ -436,7 +458,7 @@ def build_pipeline(
     ``champions/<partition>.json`` and refuses checkpoints whose HashSpec differs from the data's."""
     data = load_serving_data(storage, partition)
     seqs = data.sequences
-    models, versions = {}, {}
+    models, versions, weight = {}, {}, 0.0
     for kind in ("retriever", "ranker"):
         path = data.champion[kind]
         try:
@@ -449,5 +471,6 @@ def build_pipeline(
         if not isinstance(model, want):
             raise CheckpointMismatchError(f"champion {kind} {path} is a {type(model).__name__}")
         models[kind], versions[kind] = model, str(meta.get("param_version", ""))
+        weight = retrieval_weight_of(meta) if kind == "ranker" else weight
     opts = FeedOptions(rules=rules, weights=weights, strict=strict, backfill=backfill, **options)
-    return FeedPipeline(data, models["retriever"], models["ranker"], opts, versions)
+    return FeedPipeline(data, models["retriever"], models["ranker"], opts, versions, retrieval_weight=weight)

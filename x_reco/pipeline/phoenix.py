@@ -146,6 +146,15 @@ class PhoenixSource(Component):
         batch = request_batch(self.cat, query, np.zeros(0, np.int64), 1)
         return np.asarray(self._encode(self._state, batch))[0]
 
+    def affinity(self, query: Query, items: np.ndarray) -> np.ndarray:
+        """u·v f64 [n] of catalogue ``items`` for this request (NaN where an item is -1: not in the catalogue)."""
+        items = np.asarray(items, np.int64)
+        out = np.full(len(items), np.nan)
+        known = items >= 0
+        if known.any():
+            out[known] = self.vectors[items[known]].astype(np.float64) @ self.encode_user(query).astype(np.float64)
+        return out
+
     def scores(self, query: Query) -> tuple[np.ndarray, np.ndarray]:
         """(u·v per catalogue item f32 [I], eligible bool [I]) for this request."""
         user = self.encode_user(query)
@@ -204,7 +213,9 @@ class PhoenixScorer(Component):
 
     Retweets are scored as their source post (``retweeted_post_id ?? post_id``). Probabilities are
     ``sigmoid(logit)`` of the serving model (``probs_bca``), laid out by upstream signal name; a
-    signal the head lacks stays NaN (None). Candidates outside the catalogue stay unscored.
+    signal the head lacks stays NaN (None). Candidates outside the catalogue stay unscored. Given the
+    ``retrieval`` source, every candidate also gets the retriever's ``u·v`` (``two_tower_score``), which
+    a ranking scorer with a retrieval weight blends in (``scoring.rank_scores``).
     """
 
     name = "PhoenixScorer"
@@ -217,6 +228,7 @@ class PhoenixScorer(Component):
         *,
         cache_slots: int = 0,
         warm_candidates: tuple[int, ...] = (),
+        retrieval: PhoenixSource | None = None,
     ):
         """``cache_slots > 0`` keeps users' prefix K/V across requests (``x_reco.inference.PrefixCache``,
         ``shared`` position mode only); ``warm_candidates`` are candidate counts whose executables are
@@ -224,7 +236,7 @@ class PhoenixScorer(Component):
         if sm.kind != "ranker":
             raise ValueError(f"PhoenixScorer needs a ranker ServingModel, got {sm.kind}")
         config = sm.config
-        self.sm, self.cat, self.signals = sm, cat, tuple(signals)
+        self.sm, self.cat, self.signals, self.retrieval = sm, cat, tuple(signals), retrieval
         self.chunk = config.candidate_len
         self.shared = config.candidate_position_mode == "shared"
         columns = signal_columns(tuple(config.output_action_names))  # §9.2 aliases, a19 vs x22
@@ -280,4 +292,7 @@ class PhoenixScorer(Component):
             col = self.columns[s]
             if col is not None:
                 probs[:, j] = head[:, col]
-        return cands.with_signals(self.signals, probs)
+        out = cands.with_signals(self.signals, probs)
+        if self.retrieval is not None:
+            out["two_tower_score"] = self.retrieval.affinity(query, self.cat.items_of(source))
+        return out

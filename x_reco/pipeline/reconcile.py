@@ -8,7 +8,9 @@ returns the problems it finds (an empty list: every identity holds):
 * every stage keeps or removes each of its inputs: ``n_in = n_kept + n_removed``;
 * per served post, the contributions the explanation shows sum to the combined score,
   ``Σ_s w_s p_s = c`` (≤ 1e-9), whose offset is the served ``weighted_score``; and
-  ``score = offset(c) · [cold start] · div · oon`` (≤ 1e-12), with the factors the feed printed;
+  ``score = base · [cold start] · div · oon`` (≤ 1e-12), with the factors the feed printed, where
+  ``base = offset(c)``, or with a retrieval weight b > 0 ``exp(two_stage_score(c, two_tower_score, b))``
+  over the request's scored pool;
 * ``why_not`` names the right state for a removed, a non-selected and a never-retrieved post.
 
 The offset and the product are written out here again rather than called from ``scoring``, so that a
@@ -19,6 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from x_reco.models.ranker import two_stage_score
 from x_reco.pipeline import rules as R
 from x_reco.pipeline.explain import fate_ledger
 from x_reco.pipeline.framework import FeedResult
@@ -60,6 +65,9 @@ def _score_identities(pipeline, result: FeedResult) -> list[str]:
     ranked = pipeline._rank(result, pipeline.weights)  # the explanation's contributions
     pos = {int(r): i for i, r in enumerate(result.scored["row"])}
     p, n, t = ranked.pnt
+    weight = pipeline.retrieval_weight
+    pool = result.scored
+    blended = two_stage_score(ranked.combined, pool["two_tower_score"], weight) if weight else None
     out = []
     for j in range(len(result.served)):
         rec = result.served.record(j)
@@ -71,10 +79,15 @@ def _score_identities(pipeline, result: FeedResult) -> list[str]:
         weighted = _offset(c, p, n, t)
         if abs(weighted - float(rec["weighted_score"])) > SUM_TOL:
             out.append(f"{where}: offset(Σ w·p) = {weighted!r}, served weighted_score {float(rec['weighted_score'])!r}")
-        base = float(ranked.pre_diversity_score[i]) if rec["cold_start_boosted"] else float(rec["weighted_score"])
+        if rec["cold_start_boosted"]:
+            base = float(ranked.pre_diversity_score[i])
+        elif blended is not None:
+            base = float(np.exp(blended[i]))
+        else:
+            base = float(rec["weighted_score"])
         score = base * float(rec["diversity_multiplier"]) * float(rec["oon_multiplier"])
         if abs(score - float(rec["score"])) > SCORE_TOL * max(1.0, abs(score)):
-            out.append(f"{where}: offset·[cold start]·div·oon = {score!r}, served score {float(rec['score'])!r}")
+            out.append(f"{where}: base·[cold start]·div·oon = {score!r}, served score {float(rec['score'])!r}")
     return out
 
 

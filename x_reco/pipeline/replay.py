@@ -34,7 +34,6 @@ from x_reco.pipeline.explain import gini
 from x_reco.pipeline.feed import FeedPipeline, ServedLogSideEffect
 from x_reco.pipeline.framework import CandidatePipeline
 from x_reco.pipeline.rules import DEFAULT_RULES, rule_set
-from x_reco.pipeline.scoring import RankingScorer
 from x_reco.pipeline.state import ServedLog, TableState
 from x_reco.pipeline.types import FeedRequest, History, Query
 from x_reco.reward.stakeholders import SYNTHETIC_ALPHAS, alpha_weights
@@ -280,7 +279,7 @@ def replay_pipeline(pipe: FeedPipeline, state: ReplayState, log: ServedLog, weig
         sources=p.sources,
         hydrators=H.candidate_hydrators(state),
         filters=p.filters,
-        scorers=(p.scorers[0], RankingScorer(w, pipe.rules, diversity=pipe.spec.serving.author_diversity)),
+        scorers=(p.scorers[0], pipe.ranking_scorer(w)),
         post_selection_hydrators=H.post_selection_hydrators(state) if pipe.social else (),
         post_selection_filters=p.post_selection_filters,
         side_effects=(ServedLogSideEffect(log, repr(w), pipe.rules.name, pipe.versions),),

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from x_reco.configs.weights import WeightSet, head_signal
+from x_reco.models.ranker import two_stage_score
 from x_reco.pipeline import rules as R
 from x_reco.pipeline.rules import RuleSet, rule_set
 from x_reco.pipeline.types import Candidates, Component, Query
@@ -195,8 +196,9 @@ class RankScores:
     """The scorer's arrays for one request ([n] unless noted); ``r["score"]`` reads a field by name.
 
     ``contributions`` [n, len(signals)] = ``w_s(i)·p_s`` (explanations); ``combined`` = their row sums
-    (c); ``weighted_score`` = offset(c); ``score = pre_diversity_score · diversity_multiplier ·
-    oon_multiplier``.
+    (c); ``weighted_score`` = offset(c); ``base_score`` what cold start and the multipliers start from:
+    ``weighted_score``, or with a retrieval weight b > 0 ``exp(two_stage_score(c, two_tower_score, b))``;
+    ``score = pre_diversity_score · diversity_multiplier · oon_multiplier``.
     """
 
     signals: tuple[str, ...]
@@ -205,6 +207,7 @@ class RankScores:
     contributions: np.ndarray
     combined: np.ndarray
     weighted_score: np.ndarray
+    base_score: np.ndarray
     cold_start_boosted: np.ndarray
     pre_diversity_score: np.ndarray
     diversity_k: np.ndarray
@@ -225,6 +228,7 @@ def rank_scores(
     rules: RuleSet | str,
     diversity: bool = True,
     request_id: str | None = None,
+    retrieval_weight: float = 0.0,
 ) -> RankScores:
     """§9.3–§9.7 for one request: the single scoring path of serving and counterfactuals.
 
@@ -235,6 +239,12 @@ def rank_scores(
       weights, rules: the weight set and rule set.
       diversity: author diversity on (off in single-author partition profiles, §13).
       request_id: seeds cold start; default ``query.request.request_id``.
+      retrieval_weight: b in [0, 1]. With b > 0 the request's order blends the combined score with the
+        retriever's ``cands["two_tower_score"]``, as the two-stage evaluation does
+        (``models.ranker.two_stage_score``: per-request z-scores over these candidates); its exp is the
+        positive base that cold start and the diversity and OON multipliers act on (a multiplier m
+        lowers the blend by -log m). The ranker checkpoint's validation fit b
+        (``eval.ranker.retrieval_weight_of``).
     """
     rules = rule_set(rules)
     n = len(cands)
@@ -242,7 +252,10 @@ def rank_scores(
     combined = contrib.sum(axis=1)
     pnt = weights.pnt(rules)
     weighted = offset_score(combined, *pnt)
-    pre_div, boosted = cold_start_boost(weighted, cands, rules, request_id or query.request.request_id)
+    base = weighted
+    if retrieval_weight:
+        base = np.exp(two_stage_score(combined, cands["two_tower_score"], retrieval_weight))
+    pre_div, boosted = cold_start_boost(base, cands, rules, request_id or query.request.request_id)
     if diversity:
         div, k = author_diversity(pre_div, cands["author_id"])
     else:
@@ -255,6 +268,7 @@ def rank_scores(
         contributions=contrib,
         combined=combined,
         weighted_score=weighted,
+        base_score=base,
         cold_start_boosted=boosted,
         pre_diversity_score=pre_div,
         diversity_k=k,
@@ -276,16 +290,29 @@ _WRITTEN = (
 
 
 class RankingScorer(Component):
-    """Scorer stage (§3.2 #5) applying ``rank_scores`` to the Phoenix probabilities on ``cands``."""
+    """Scorer stage (§3.2 #5) applying ``rank_scores`` to the Phoenix probabilities on ``cands``
+    (and, with ``retrieval_weight`` > 0, to their ``two_tower_score``)."""
 
-    def __init__(self, weights: WeightSet | str, rules: RuleSet | str, diversity: bool = True):
+    def __init__(
+        self, weights: WeightSet | str, rules: RuleSet | str, diversity: bool = True, retrieval_weight: float = 0.0
+    ):
         self.weights = weights if isinstance(weights, WeightSet) else WeightSet.named(weights)
         self.rules = rule_set(rules)
         self.diversity = diversity
+        self.retrieval_weight = float(retrieval_weight)
 
     def score(self, query: Query, cands: Candidates) -> Candidates:
         """A copy of ``cands`` with the scorer's columns written (same length and order)."""
-        r = rank_scores(cands.probs, cands.signal_names, cands, query, self.weights, self.rules, self.diversity)
+        r = rank_scores(
+            cands.probs,
+            cands.signal_names,
+            cands,
+            query,
+            self.weights,
+            self.rules,
+            self.diversity,
+            retrieval_weight=self.retrieval_weight,
+        )
         out = cands.with_signals(cands.signal_names, cands.probs)
         for name in _WRITTEN:
             out[name] = r[name]

@@ -34,7 +34,6 @@ from x_reco.data.synthetic.oracle import WorldOracle
 from x_reco.pipeline.explain import gini, kendall_tau, rbo
 from x_reco.pipeline.feed import FeedPipeline
 from x_reco.pipeline.framework import FeedResult
-from x_reco.pipeline.scoring import RankingScorer
 from x_reco.pipeline.types import Candidates
 from x_reco.reward.stats import bootstrap_ci
 
@@ -127,7 +126,7 @@ def resolve_weight_set(pipeline: FeedPipeline, weights: str | WeightSet) -> Weig
 
 def rerank_served(pipeline: FeedPipeline, results: Sequence[FeedResult], weights: WeightSet) -> list[Candidates]:
     """The served feed of every request under ``weights``: stages 5-9 over the cached scored pool (§15.2)."""
-    scorer = RankingScorer(weights, pipeline.rules, diversity=pipeline.spec.serving.author_diversity)
+    scorer = pipeline.ranking_scorer(weights)
     return [pipeline.pipeline.rerank(r.query, r.scored, [scorer]).served for r in results]
 
 

@@ -25,6 +25,7 @@ CANDIDATE_COLUMNS: dict[str, tuple[Any, Any]] = {
     "retrieval_sources": (object, ()),  # tuple of source names that returned the post
     "retrieval_rank": (np.int64, -1),  # Phoenix retrieval rank (0-based); -1 not retrieved by Phoenix
     "retrieval_score": (np.float64, np.nan),  # u·v of the Phoenix retrieval
+    "two_tower_score": (np.float64, np.nan),  # u·v of every scored post (PhoenixScorer, with a retrieval weight)
     "created_ts": (np.int64, -1),  # -1 unknown
     "text": (object, ""),
     "media_type": (object, ""),
