@@ -1,6 +1,9 @@
 """The causal retrieval objective (``retrieval_positions="all"``): every prefix position predicts the
 item that comes next, and its loss is the old single-position loss of the request cut there."""
 
+import dataclasses
+
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -17,10 +20,14 @@ _causal = nnx.jit(lambda m, rb, c: _causal_softmax(m, rb, c, TAU, None)[0])
 _single = nnx.jit(lambda m, rb, c: _full_softmax(m, rb, c, TAU, None)[0])
 
 
-@pytest.fixture(scope="module")
-def setup():
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "repeat_logit"])
+def setup(request):
+    """The retriever, and the same with a learned repeat term set away from 0 (so that it counts)."""
     seqs = toy_seqs()
-    model = PhoenixRetriever(model_config_for(tiny_cfg(), seqs), rngs=nnx.Rngs(params=3))
+    config = dataclasses.replace(model_config_for(tiny_cfg(), seqs), repeat_logit=request.param)
+    model = PhoenixRetriever(config, rngs=nnx.Rngs(params=3))
+    if request.param:
+        model.repeat_logit.set_value(jnp.asarray(-0.7, jnp.float32))
     consts = (seqs.catalogue.post_hashes.astype(np.int32), seqs.catalogue.author_hashes.astype(np.int32), None)
     return seqs, model, consts
 
@@ -55,7 +62,8 @@ def test_one_position_sequence_gives_the_old_loss(setup):
 
 def test_causal_loss_is_the_mean_single_position_loss_of_every_cut_request(setup):
     """Each position's term is the old loss of the request cut before the item it predicts: no
-    position sees its target or anything after it (a leak would change the per-position terms)."""
+    position sees its target or anything after it (a leak would change the per-position terms). With
+    the repeat term, position p marks the items of the history slots before p, as the cut request does."""
     seqs, model, consts = setup
     rows, items = seqs.retrieval_pairs(Split.TRAIN)
     pick = np.flatnonzero(seqs.history.length[rows] >= 3)[:6]
@@ -85,3 +93,37 @@ def test_causal_training_learns_and_needs_the_full_softmax(tmp_path):
         tiny_cfg(retrieval_positions="all", retrieval_loss="sampled")
     with pytest.raises(ValueError, match="full softmax"):
         train_retriever(seqs, cfg.replace(full_softmax_max_items=10), tmp_path / "big")
+
+
+def test_the_repeat_term_marks_history_items_and_is_learned(tmp_path):
+    from x_reco.eval.retrieval import item_vectors, user_scores, user_vectors
+    from x_reco.models.checkpoint import restore_checkpoint
+
+    seqs = toy_seqs()
+    cfg = tiny_cfg(
+        num_steps=30,
+        checkpoint_every=0,
+        learning_rate=1e-2,
+        warmup_steps=3,
+        retrieval_positions="all",
+        model_overrides={"repeat_logit": True},
+    )
+    result = train_retriever(seqs, cfg, tmp_path / "repeat")
+    r = float(result.model.repeat_logit.get_value())
+    assert r != 0.0  # trained by the softmax like every other parameter
+    restored, _ = restore_checkpoint(result.checkpoint_path)
+    assert float(restored.repeat_logit.get_value()) == r
+    rows, _ = seqs.retrieval_pairs(Split.TEST)
+    items = item_vectors(result.model, seqs)
+    got = user_scores(result.model, seqs, rows, items, batch_size=16)
+    hist = seqs.history.item_idx[rows]
+    marked = np.zeros((len(rows), seqs.num_items))
+    for i, h in enumerate(hist):
+        marked[i, h[h >= 0]] = 1.0
+    assert marked.sum() > 0
+    want = user_vectors(result.model, seqs, rows, 16) @ items.T + r * marked
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    plain = PhoenixRetriever(model_config_for(tiny_cfg(), seqs), rngs=nnx.Rngs(0))
+    assert plain.history_repeats(seqs.batch(rows[:4], 4), seqs.catalogue.post_hashes) is None  # off by default
+    with pytest.raises(ValueError, match="repeat_logit trains with the full softmax"):
+        train_retriever(seqs, cfg.replace(retrieval_positions="last", retrieval_loss="sampled"), tmp_path / "s")

@@ -75,6 +75,9 @@ class PhoenixConfig:
     init: str = "xavier"
     table_init_std: float = 1.0
     user_pool: str = "mean"
+    # Retriever only: a learned scalar r added to the score of every item already in the request's
+    # history, u·v + r (PhoenixRetriever.history_repeats); off in the spec's architecture.
+    repeat_logit: bool = False
 
     def __post_init__(self):
         for name in ("compute_dtype", "param_dtype", "logits_dtype"):

@@ -20,7 +20,7 @@ from x_reco.data.examples import EngagementSequences, Split
 from x_reco.data.registry import dataset_spec
 from x_reco.eval.heldout import ineligible_mask, interacted, seen_mask, with_sampled_negatives
 from x_reco.eval.metrics import auc, calibration_error, log_loss, ranking_metrics
-from x_reco.eval.retrieval import item_vectors, user_vectors
+from x_reco.eval.retrieval import item_vectors, user_scores
 from x_reco.models.losses import ranker_bce
 from x_reco.models.ranker import PhoenixRanker, two_stage_score, weighted_score
 from x_reco.models.retriever import PhoenixRetriever
@@ -122,7 +122,7 @@ def two_stage_rankings(
     k = min(num_retrieved, items_nd.shape[0])
     for start in range(0, len(rows), batch_size):
         r, t = rows[start : start + batch_size], targets[start : start + batch_size]
-        scores = user_vectors(retriever, seqs, r, batch_size) @ items_nd.T
+        scores = user_scores(retriever, seqs, r, items_nd, batch_size)
         seen = seen_mask(seqs, split, r, earlier)
         if catalogue_window_s:
             seen |= ineligible_mask(seqs, r, catalogue_window_s)

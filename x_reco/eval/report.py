@@ -5,10 +5,9 @@ both report: the retriever and the popularity baseline over the full catalogue, 
 log-loss and the two-stage retrieve-then-rank metric, with a bootstrap interval over users for the
 retrieval metrics. ``protocol_rows`` / ``protocol_markdown`` put the two protocols (unmasked: full
 ranking over every item; masked: the user's earlier items removed) of the retriever and popularity
-side by side, for one run or as mean ± sd over seeds; ``two_stage_markdown`` the two stages against the
-retriever alone. ``replay_validation`` re-evaluates restored
-models on the validation split so that a checkpoint which does not reproduce what training logged
-fails a check instead of being served.
+side by side, for one run or as mean ± sd over seeds; ``two_stage_markdown`` the two stages against
+the retriever alone. ``replay_validation`` re-evaluates restored models on the validation split so
+that a checkpoint which does not reproduce what training logged fails a check instead of being served.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from x_reco.models.retriever import PhoenixRetriever
 INTERVAL_METRICS = ("hr@10", "ndcg@10")  # the metrics that get a bootstrap interval
 
 _encode_user = nnx.jit(lambda model, batch: model.encode_user(batch))
+_history_repeats = nnx.jit(lambda model, batch, post: model.history_repeats(batch, post))
 _encode_items = nnx.jit(lambda model, post, author: model.encode_items(post, author))
 
 
@@ -58,6 +59,22 @@ def user_vectors(
         chunk = rows[start : start + batch_size]
         parts.append(np.asarray(_encode_user(model, seqs.batch(chunk, batch_size)))[: len(chunk)])
     return np.concatenate(parts) if parts else np.zeros((0, model.config.emb_size), np.float32)
+
+
+def user_scores(
+    model: PhoenixRetriever, seqs: EngagementSequences, rows: np.ndarray, items_nd: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
+    """The retriever's score of every catalogue item for example rows, f32 [len(rows), N]: ``u·v`` plus
+    its learned repeat term where the model has one (``PhoenixRetriever.history_repeats``)."""
+    scores = user_vectors(model, seqs, rows, batch_size) @ np.asarray(items_nd).T
+    if not model.config.repeat_logit:
+        return scores
+    post = seqs.catalogue.post_hashes.astype(np.int32)
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        repeats = np.asarray(_history_repeats(model, seqs.batch(chunk, batch_size), post))[: len(chunk)]
+        scores[start : start + len(chunk)] += repeats
+    return scores
 
 
 def popularity_scores(seqs: EngagementSequences) -> np.ndarray:
@@ -138,7 +155,7 @@ def evaluate_retrieval(
     return rank_targets(
         seqs,
         split,
-        lambda r: user_vectors(model, seqs, r, batch_size) @ items_nd.T,
+        lambda r: user_scores(model, seqs, r, items_nd, batch_size),
         cutoffs,
         catalogue_window_s=catalogue_window_s,
         bootstrap=bootstrap,

@@ -83,6 +83,7 @@ def full_softmax_loss(
     row_mask_b: jax.Array,
     temperature: float,
     eligible_bn: jax.Array | None = None,
+    bias_bn: jax.Array | None = None,
 ) -> jax.Array:
     """Cross-entropy of the positive item against every catalogue item (or every eligible one).
 
@@ -91,8 +92,13 @@ def full_softmax_loss(
       target_b: int32 [B] catalogue index of each row's positive. row_mask_b: [B] real rows.
       eligible_bn: optional bool [B, N]: the items that may act as row b's negatives; the positive
         always stays in its row's softmax.
+      bias_bn: optional [B, N] added to ``u·v`` before the temperature (the retriever's learned
+        repeat term, ``PhoenixRetriever.history_repeats``).
     """
-    logits_bn = (user_bd.astype(jnp.float32) @ items_nd.astype(jnp.float32).T) / temperature
+    scores_bn = user_bd.astype(jnp.float32) @ items_nd.astype(jnp.float32).T
+    if bias_bn is not None:
+        scores_bn = scores_bn + bias_bn.astype(jnp.float32)
+    logits_bn = scores_bn / temperature
     if eligible_bn is not None:
         keep_bn = eligible_bn | (jnp.arange(items_nd.shape[0])[None, :] == target_b[:, None])
         logits_bn = jnp.where(keep_bn, logits_bn, MASKED_LOGIT)

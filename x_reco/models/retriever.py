@@ -71,6 +71,8 @@ class PhoenixRetriever(nnx.Module):
         self.layers = make_layers(config, rngs)
         item_hashes = config.num_post_hashes + config.num_author_hashes
         self.cand_tower = CandidateTower(config.emb_size, item_hashes, param_dtype=config.param_jnp_dtype, rngs=rngs)
+        if config.repeat_logit:
+            self.repeat_logit = nnx.Param(jnp.zeros((), jnp.float32))
 
     # -- user tower ----------------------------------------------------------------------------
     def user_sequence(
@@ -128,6 +130,28 @@ class PhoenixRetriever(nnx.Module):
             return l2_normalize(h_bpd * m_bp1), valid_bp
         pooled_bpd = jnp.cumsum(h_bpd * m_bp1, axis=1) / jnp.maximum(jnp.cumsum(m_bp1, axis=1), 1.0)
         return l2_normalize(pooled_bpd), valid_bp
+
+    def history_repeats(self, batch: RecsysBatch, item_post_hashes_nk: jax.Array, prefix: bool = False):
+        """The learned repeat term (``config.repeat_logit``; None without it) of every catalogue item, in
+        the units of ``u·v``: ``r`` where the item (its post hashes) is in the request's history, else 0.
+
+        [B, N] for the whole history (the term of ``encode_user``'s scores), or with ``prefix``
+        [B, 1+S, N] for the user vector at each position of [user | history] (``prefix_users``):
+        position p has seen history slots < p, so the item it predicts (slot p) is not marked by it.
+        A model whose training targets never repeat a history item learns r < 0: it stops spending its
+        top ranks on what the user just engaged with, from its own input, not from an evaluator's mask.
+        """
+        if not self.config.repeat_logit:
+            return None
+        hist_bsk, items_nk = batch.history_post_hashes, jnp.asarray(item_post_hashes_nk)
+        same_bsn = jnp.all(hist_bsk[:, :, None, :] == items_nk[None, None, :, :], axis=-1)
+        same_bsn &= batch.history_valid_bs[:, :, None]
+        r = self.repeat_logit.get_value()
+        if not prefix:
+            return r * jnp.any(same_bsn, axis=1).astype(jnp.float32)
+        seen_bsn = jnp.cumsum(same_bsn.astype(jnp.int32), axis=1) > 0  # slots <= s
+        seen_bpn = jnp.concatenate([jnp.zeros_like(seen_bsn[:, :1]), seen_bsn], axis=1)  # position p: slots < p
+        return r * seen_bpn.astype(jnp.float32)
 
     # -- candidate tower -----------------------------------------------------------------------
     def encode_candidates(self, batch: RecsysBatch, embeddings: RecsysEmbeddings | None = None) -> jax.Array:

@@ -127,6 +127,10 @@ class PhoenixSource(Component):
         # jax.jit over the split state: nnx.jit's per-call graph traversal cost ~9 ms of a ~10 ms encode.
         graphdef, self._state = nnx.split(retriever)
         self._encode = jax.jit(lambda state, batch: nnx.merge(graphdef, state).encode_user(batch))
+        self._repeats = None
+        if retriever.config.repeat_logit:  # the learned repeat term of the items in the viewer's history
+            repeats = lambda state, batch, post: nnx.merge(graphdef, state).history_repeats(batch, post)  # noqa: E731
+            self._repeats = jax.jit(repeats)
         self.vectors = np.asarray(vectors, np.float32)
         self.mask = np.asarray(mask, bool)
         if len(self.vectors) != len(cat.item_ids):
@@ -146,19 +150,28 @@ class PhoenixSource(Component):
         batch = request_batch(self.cat, query, np.zeros(0, np.int64), 1)
         return np.asarray(self._encode(self._state, batch))[0]
 
+    def user_scores(self, query: Query) -> np.ndarray:
+        """The retriever's score of every catalogue item for this request, f32 [I]: ``u·v``, plus the
+        learned repeat term where the model has one (``eval.retrieval.user_scores``, per request)."""
+        scores = self.vectors @ self.encode_user(query)
+        if self._repeats is not None:
+            batch = request_batch(self.cat, query, np.zeros(0, np.int64), 1)
+            scores = scores + np.asarray(self._repeats(self._state, batch, self.cat.post_hashes))[0]
+        return scores
+
     def affinity(self, query: Query, items: np.ndarray) -> np.ndarray:
-        """u·v f64 [n] of catalogue ``items`` for this request (NaN where an item is -1: not in the catalogue)."""
+        """The retriever's score f64 [n] of catalogue ``items`` for this request (``user_scores``; NaN
+        where an item is -1: not in the catalogue)."""
         items = np.asarray(items, np.int64)
         out = np.full(len(items), np.nan)
         known = items >= 0
         if known.any():
-            out[known] = self.vectors[items[known]].astype(np.float64) @ self.encode_user(query).astype(np.float64)
+            out[known] = self.user_scores(query)[items[known]].astype(np.float64)
         return out
 
     def scores(self, query: Query) -> tuple[np.ndarray, np.ndarray]:
-        """(u·v per catalogue item f32 [I], eligible bool [I]) for this request."""
-        user = self.encode_user(query)
-        scores = self.vectors @ user
+        """(the retriever's score per catalogue item f32 [I], ``user_scores``; eligible bool [I])."""
+        scores = self.user_scores(query)
         eligible = self.mask.copy()
         t = query.t
         created = self.cat.item_created_ts

@@ -29,7 +29,7 @@ _SMALL = {**_CPU_MODEL, "num_layers": 2, "num_q_heads": 2, "num_kv_heads": 2, "t
 TUNED: dict[str, dict[str, Any]] = {
     "retriever": dict(
         preset="reference-mini",
-        model_overrides={**_SMALL, "emb_size": 32, "key_size": 16, "user_pool": "last"},
+        model_overrides={**_SMALL, "emb_size": 32, "key_size": 16, "user_pool": "last", "repeat_logit": True},
         batch_size=256,
         num_steps=1800,
         learning_rate=2e-3,
@@ -86,7 +86,7 @@ BUDGETS: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "tuned": lambda kind, base: {},
     "demo": lambda kind, base: dict(
         **_DEMO_RECIPE[kind],
-        model_overrides={k: v for k, v in base["model_overrides"].items() if k != "user_pool"},
+        model_overrides={k: v for k, v in base["model_overrides"].items() if k not in ("user_pool", "repeat_logit")},
         num_steps=_DEMO_STEPS[kind],
         checkpoint_every=100,
         select_best=True,

@@ -15,7 +15,7 @@ from x_reco.common.actions import NUM_ACTIONS
 from x_reco.data.batches import NEGATIVE_COLUMNS
 from x_reco.data.examples import EngagementSequences, Split
 from x_reco.eval.heldout import UserItems, ineligible_mask, interacted
-from x_reco.eval.retrieval import item_vectors, user_vectors
+from x_reco.eval.retrieval import item_vectors, user_scores
 from x_reco.models.retriever import PhoenixRetriever
 from x_reco.training.config import TrainConfig
 
@@ -44,7 +44,7 @@ def retriever_pools(
     out = np.empty((len(rows), pool), np.int32)
     for start in range(0, len(rows), batch_size):
         r = rows[start : start + batch_size]
-        scores = user_vectors(retriever, seqs, r, batch_size) @ items_nd.T
+        scores = user_scores(retriever, seqs, r, items_nd, batch_size)
         scores[exclude.dense(seqs.examples.user_idx[r])] = -np.inf
         if catalogue_window_s:
             scores[ineligible_mask(seqs, r, catalogue_window_s)] = -np.inf

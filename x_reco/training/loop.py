@@ -169,6 +169,11 @@ def train_retriever(
             f"retrieval_positions='all' trains with the full softmax, but the catalogue has {num_items} items "
             f"> full_softmax_max_items={cfg.full_softmax_max_items}; raise it or set retrieval_loss='full'"
         )
+    elif cfg.model_overrides.get("repeat_logit"):
+        raise ValueError(
+            f"model_overrides.repeat_logit trains with the full softmax, but the catalogue has {num_items} items "
+            f"> full_softmax_max_items={cfg.full_softmax_max_items}; raise it or set retrieval_loss='full'"
+        )
     else:
         loss = ("sampled_softmax", cfg.temperature, window, _rates(cfg))
         consts = (losses.item_log_q(items, num_items, b), created)
@@ -226,7 +231,8 @@ def _full_softmax(
     h_bpd, valid_bp = model.user_sequence(rb.batch, dropout=_dropout(rb, rates))
     items_nd, user_bd = model.encode_items(post_nh, author_nh), model.pool_user(h_bpd, valid_bp)
     eligible = None if window is None else losses.eligible_in_window(rb.request_b, created_n, window)
-    loss = losses.full_softmax_loss(user_bd, items_nd, rb.item_b, rb.row_mask_b, temperature, eligible)
+    repeats = model.history_repeats(rb.batch, post_nh)
+    loss = losses.full_softmax_loss(user_bd, items_nd, rb.item_b, rb.row_mask_b, temperature, eligible, repeats)
     return loss, jnp.mean(jnp.std(user_bd @ items_nd.T, axis=1))
 
 
@@ -243,6 +249,7 @@ def _causal_softmax(
     eligible = None
     if window is not None:
         eligible = losses.eligible_in_window(rb.next_request_bp.reshape(-1), created_n, window)
+    repeats = model.history_repeats(rb.batch, post_nh, prefix=True)
     loss = losses.full_softmax_loss(
         users_bpd.reshape(b * p, d),
         items_nd,
@@ -250,6 +257,7 @@ def _causal_softmax(
         keep_bp.reshape(-1),
         temperature,
         eligible,
+        None if repeats is None else repeats.reshape(b * p, -1),
     )
     return loss, jnp.mean(jnp.std(users_bpd[:, 0] @ items_nd.T, axis=1))
 
