@@ -4,8 +4,11 @@ chunked top-k with a merge equals one pass over the corpus, masked items never c
 bf16 / int8 corpora report recall@k against exact f32.
 """
 
+import dataclasses
+
 import jax
 import numpy as np
+import pytest
 from flax import nnx
 
 from tests.inference.helpers import tiny
@@ -79,3 +82,12 @@ def test_compiled_retrieval_bucket():
     out = server(jax.device_put(pad_batch(b, Bucket(2, 16, 1))))
     assert np.asarray(out.top_k_indices).shape == (2, 20)
     assert np.all(np.diff(np.asarray(out.top_k_scores), axis=1) <= 0)
+
+
+def test_a_retriever_with_a_repeat_term_is_refused_by_the_corpus_path():
+    """The compiled path ranks u·v alone; a retriever that also scores the request's history items
+    (``repeat_logit``) would be served a different ranking than it was evaluated on."""
+    repeats = serving_model(PhoenixRetriever(dataclasses.replace(tiny(), repeat_logit=True), rngs=nnx.Rngs(1)))
+    corpus = make_corpus(_corpus_vectors(64), "f32", chunk=64)
+    with pytest.raises(ValueError, match="repeat_logit"):
+        CompiledRetrieval(repeats, corpus, [(2, 16)], k=5)

@@ -127,6 +127,11 @@ class CompiledRetrieval:
     ):
         if sm.kind != "retriever":
             raise ValueError(f"CompiledRetrieval needs a retriever ServingModel, got {sm.kind}")
+        if sm.config.repeat_logit:
+            raise ValueError(
+                "CompiledRetrieval ranks u·v over a corpus index; this retriever also scores the items of "
+                "the request's history (repeat_logit), which PhoenixSource and eval.retrieval.user_scores apply"
+            )
         if k > corpus.size:
             raise ValueError(f"k={k} exceeds the corpus size {corpus.size}")
         self.sm, self.corpus, self.k = sm, corpus, k
