@@ -54,3 +54,18 @@ def test_an_uncounted_candidate_is_caught(served):
     assert isinstance(bad, StageStats)
     problems, _ = reconcile(pipe, dataclasses.replace(result, trace=trace))
     assert any("n_in" in p for p in problems)
+
+
+def test_the_feed_says_which_order_it_serves(served):
+    """The rendered feed names the retrieval weight and shows each post's u·v when it blends them in."""
+    from x_reco.pipeline.render import render_feed
+
+    pipe, results = served
+    report = pipe.report(results[0])
+    text = render_feed(report)
+    assert report["retrieval_weight"] == pipe.retrieval_weight
+    if pipe.retrieval_weight:
+        assert "retrieval weight 0.50" in text and " u·v" in text
+        assert all(np.isfinite(p["two_tower"]) for p in report["served"])
+    else:
+        assert "retrieval weight" not in text and " u·v" not in text

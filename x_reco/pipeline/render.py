@@ -26,9 +26,16 @@ def render_feed(report: dict[str, Any], timings: bool = False) -> str:
         f"history: {r['history_length']} events{' (cold user: user token alone)' if r['cold_user'] else ''}"
         f" · absent signals: {', '.join(r['absent_signals']) or 'none'}"
         f" · masked weights: {', '.join(r['masked_weights']) or 'none'}",
-        "",
     ]
+    b = float(r.get("retrieval_weight", 0.0))
+    if b:
+        lines.append(
+            f"order: exp({1 - b:.2f}·z(weighted) + {b:.2f}·z(u·v)) × div × oon  (retrieval weight {b:.2f}, z over the"
+            " scored candidates)"
+        )
+    lines.append("")
     header = f"{'pos':>3}  {'post':<10} {'author':<14} {'net':<3} {'sources':<15} {'score':>9} {'weighted':>9}"
+    header += f"{' u·v':>8}" if b else ""
     header += f" {'×div(k)':>10} {'×oon':>5}  top contributions (w·p)"
     lines += [header, "-" * len(header)]
     for p in r["served"]:
@@ -37,7 +44,9 @@ def render_feed(report: dict[str, Any], timings: bool = False) -> str:
         mark = "*" if p["cold_start_boosted"] else " "
         lines.append(
             f"{p['position']:>3}{mark} {p['post_id']:<10} {str(p['author_id'])[:14]:<14} {p['network']:<3}"
-            f" {'+'.join(p['sources']):<15} {p['score']:>9.4f} {p['weighted']:>9.4f} {div:>10}"
+            f" {'+'.join(p['sources']):<15} {p['score']:>9.4f} {p['weighted']:>9.4f}"
+            + (f" {p['two_tower']:>7.4f}" if b else "")
+            + f" {div:>10}"
             f" {p['oon_multiplier']:>5.2f}  {top}"
         )
         if "attribution" in p:
