@@ -44,6 +44,10 @@ def test_hr10_equals_membership_in_exact_top10(model):
     ]
     np.testing.assert_allclose(metrics["masked_hr@10"], np.mean(hits))
     assert metrics["masked_hr@10"] > metrics["hr@10"]  # the toy users re-see their group: masking matters
+    # seen_share@10: how much of that exact top 10 the user had already interacted with
+    top = np.asarray(out.top_k_indices)
+    share = np.mean([seen[i, top[i]].mean() for i in range(len(rows))])
+    assert metrics["seen_share@10"] == pytest.approx(share) and 0 < share < 1
 
 
 def test_masking_never_hurts_a_target(model):

@@ -5,6 +5,8 @@ all items and once with the user's already-seen items masked (``masked_`` keys; 
 is never masked). The popularity baseline ranks by training-positive counts on the same targets.
 With a ``Bootstrap`` the HR@10 / NDCG@10 of both views also get a percentile interval over users
 (``<metric>_ci_low`` / ``<metric>_ci_high``; the same resamples for every model on a split).
+``seen_share@10`` says how much of the unmasked top 10 goes to items the user already interacted
+with: what the masked view removes, and where a model loses the unmasked metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from x_reco.eval.metrics import DEFAULT_CUTOFFS, per_target_metrics, ranking_met
 from x_reco.models.retriever import PhoenixRetriever
 
 INTERVAL_METRICS = ("hr@10", "ndcg@10")  # the metrics that get a bootstrap interval
+SEEN_SHARE_K = 10  # ``seen_share@10``: the share of the unmasked top 10 the user already interacted with
 
 _encode_user = nnx.jit(lambda model, batch: model.encode_user(batch))
 _history_repeats = nnx.jit(lambda model, batch, post: model.history_repeats(batch, post))
@@ -100,20 +103,21 @@ def rank_targets(
     """
     rows, items = seqs.retrieval_pairs(split)
     earlier = interacted(seqs, split)
-    plain, masked = [], []
+    plain, masked, repeats = [], [], []
     for start in range(0, len(rows), chunk):
         r, t = rows[start : start + chunk], items[start : start + chunk]
         scores = score_rows(r)
         seen = seen_mask(seqs, split, r, earlier)
-        out_of_window = ineligible_mask(seqs, r, catalogue_window_s) if catalogue_window_s else np.zeros_like(seen)
-        seen |= out_of_window
         seen[np.arange(len(t)), t] = False
+        out_of_window = ineligible_mask(seqs, r, catalogue_window_s) if catalogue_window_s else np.zeros_like(seen)
         out_of_window[np.arange(len(t)), t] = False
         plain.append(target_ranks(scores, t, out_of_window))
-        masked.append(target_ranks(scores, t, seen))
+        masked.append(target_ranks(scores, t, seen | out_of_window))
+        repeats.append(_seen_share(scores, seen, out_of_window, SEEN_SHARE_K))
     plain_r = np.concatenate(plain) if plain else np.zeros(0)
     masked_r = np.concatenate(masked) if masked else np.zeros(0)
     out = ranking_metrics(plain_r, cutoffs)
+    out[f"seen_share@{SEEN_SHARE_K}"] = float(np.concatenate(repeats).mean()) if repeats else float("nan")
     out.update({f"masked_{k}": v for k, v in ranking_metrics(masked_r, cutoffs).items()})
     out["num_targets"] = float(len(rows))
     if bootstrap is not None:
@@ -121,6 +125,15 @@ def rank_targets(
         out["num_users"] = float(len(np.unique(users)))
         out.update(user_intervals({"": plain_r, "masked_": masked_r}, users, bootstrap))
     return out
+
+
+def _seen_share(scores: np.ndarray, seen: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
+    """Per row: the share of the unmasked top ``k`` (``excluded`` items left out) that the user
+    already interacted with (``seen``; the target is never counted)."""
+    s = np.where(excluded, -np.inf, scores)
+    k = min(k, s.shape[1])
+    top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(seen, top, axis=1).mean(axis=1)
 
 
 def user_intervals(
