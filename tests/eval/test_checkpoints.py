@@ -68,3 +68,14 @@ def test_replay_mismatch_is_not_published(records, tmp_path):
     assert outcome.replay_differences["ranker"] <= 1e-4
     assert outcome.beats_popularity and not outcome.replay_reproduces and not outcome.audit_passed
     assert not outcome.champion["promoted"] and not path.exists()
+
+
+def test_a_ranker_of_another_seed_replays_its_own_validation(records, tmp_path):
+    """The ranker's logged validation drew its sampled negatives with its run's seed; the replay must
+    draw the same ones, or every ranker trained with seed != 0 fails the audit."""
+    from tests.eval.helpers import RANKER_CFG
+    from x_reco.training.loop import train_ranker
+
+    ranker = train_ranker(toy_seqs(), RANKER_CFG.replace(seed=3), tmp_path / "ranker_seed3")
+    outcome = evaluate_checkpoints(toy_seqs(), records["retriever_checkpoint"]["path"], ranker.checkpoint_path)
+    assert outcome.replay_differences["ranker"] <= 1e-4 and outcome.replay_reproduces

@@ -92,7 +92,8 @@ def evaluate_checkpoints(
         retrieval_weight=retrieval_weight_of(ranker_meta),
     )
     trained_window = retriever_meta["extra"]["train_config"].get("negative_window_s")  # the logged val catalogue
-    replayed = replay_validation(seqs, retriever, ranker, retriever_window_s=trained_window)
+    ranker_seed = int(ranker_meta["extra"].get("train_config", {}).get("seed", 0))  # its val negatives' seed
+    replayed = replay_validation(seqs, retriever, ranker, retriever_window_s=trained_window, ranker_seed=ranker_seed)
     if logged_val is None:
         logged_val = {
             kind: meta["extra"]["val_metrics"]

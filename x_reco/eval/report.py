@@ -219,14 +219,16 @@ def replay_validation(
     ranker: PhoenixRanker | None = None,
     *,
     retriever_window_s: float | None = None,
+    ranker_seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Validation metrics of the given models, computed as training logged them (the retriever over
-    the catalogue window it trained with, ``TrainConfig.negative_window_s``)."""
+    the catalogue window it trained with, ``TrainConfig.negative_window_s``; the ranker against the
+    sampled negatives of its run's seed, ``TrainConfig.seed``)."""
     out = {}
     if retriever is not None:
         out["retriever"] = evaluate_retrieval(retriever, seqs, Split.VAL, catalogue_window_s=retriever_window_s)
     if ranker is not None:
-        out["ranker"] = evaluate_ranker(ranker, seqs, Split.VAL)
+        out["ranker"] = evaluate_ranker(ranker, seqs, Split.VAL, seed=ranker_seed)
     return out
 
 
