@@ -52,6 +52,8 @@ def test_feed_json_loads_the_champion_and_is_byte_identical(root):
     ranker_meta = read_metadata(champion["ranker"])
     assert "retrieval_weight" in ranker_meta["extra"]["val_metrics"]  # validated on the two stages it serves in
     assert report["retrieval_weight"] == retrieval_weight_of(ranker_meta)
+    code, own, _ = _feed(*args, "--retrieval-weight", "0")  # the ranker's own order, on request
+    assert code == 0 and json.loads(own)["retrieval_weight"] == 0.0
     assert all(p["two_tower"] is not None for p in report["served"]) or report["retrieval_weight"] == 0
     assert report["weights"] == "sync-2026-09-24@2026-09-24" and report["rules"] == "aug-2026"
     eligible = report["counts"]["scored"] - sum(
@@ -81,6 +83,8 @@ def test_feed_bad_input_exit_codes(root, tmp_path):
     assert code == 2 and "unknown weight set" in err
     code, _, err = _feed("--user", user, "--at", "5", "--storage", str(root))
     assert code == 2 and "outside" in err
+    code, _, err = _feed("--user", user, "--retrieval-weight", "1.5", "--storage", str(root))
+    assert code == 2 and "retrieval_weight 1.5 must be in [0, 1]" in err
     code, _, err = _feed("--user", user, "--storage", str(tmp_path))
     assert code == 3 and "make demo" in err
     broken = tmp_path / "broken"

@@ -78,6 +78,7 @@ def _cmd_feed(args) -> int:
             prefix_cache_slots=0,
             variant=args.variant,
             rounding=args.rounding,
+            retrieval_weight=args.retrieval_weight,
         )
     except ServingDataError as exc:
         print(f"x-reco feed: {exc}", file=sys.stderr)
@@ -192,6 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=("auto", "calibrated", "nearest"),
         help="int8 weight rounding: calibrated against the stored ranker_calibration, nearest, or auto "
         "(calibrated where the champion ranker's calibration is stored)",
+    )
+    p.add_argument(
+        "--retrieval-weight",
+        type=float,
+        default=None,
+        metavar="B",
+        help="blend of the ranker's score with the retriever's u·v in [0, 1] (default: the champion ranker's "
+        "validation fit; 0 orders by the ranker alone)",
     )
     p.add_argument("--compare", default="", help="comma-separated weight sets to re-rank under (no model call)")
     p.add_argument("--why", nargs="*", default=[], metavar="POST_ID", help="why is (not) this post served")
