@@ -88,8 +88,10 @@ def objective_weights(partition: str) -> WeightSet:
     return dataclasses.replace(published.masked(drop), name=f"{published.name}:{partition}-objective")
 
 
-# The retrieval weights validation tries (``fit``): steps of 0.05 from the ranker alone to the retriever alone.
-RETRIEVAL_WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(21))
+# The retrieval weights validation tries: steps of 0.05 from the ranker alone (0) to 0.9. Not 1: that
+# would switch the ranker off, and with it the weight set, which the served feed must answer to (a
+# counterfactual weight set, a stakeholder audit of served feeds).
+RETRIEVAL_WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(19))
 
 
 def retrieval_weight_of(ranker_metadata: Mapping[str, Any]) -> float:

@@ -247,7 +247,7 @@ def two_stage_score(ranker_score: np.ndarray, retrieval_score: np.ndarray, retri
     candidates): ``(1 - b) z(ranker) + b z(retrieval)`` with per-request z-scores (``standardized``)
     of the ranker's weighted score and the retriever's ``u·v``, ``b = retrieval_weight`` in [0, 1]
     (the val split's best of ``eval.ranker.RETRIEVAL_WEIGHT_GRID``). ``b = 0`` returns the ranker's score
-    itself (float64), ``b = 1`` the retriever's order."""
+    itself (float64), ``b = 1`` the retriever's order (validation stops at 0.9: the ranker always re-ranks)."""
     if not 0.0 <= retrieval_weight <= 1.0:
         raise ValueError(f"retrieval_weight={retrieval_weight!r} must be in [0, 1]")
     if retrieval_weight == 0:
