@@ -129,11 +129,12 @@ def rank_targets(
 
 def _seen_share(scores: np.ndarray, seen: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
     """Per row: the share of the unmasked top ``k`` (``excluded`` items left out) that the user
-    already interacted with (``seen``; the target is never counted)."""
+    already interacted with (``seen``; the target is never counted, nor an excluded item that fills a
+    row with fewer than ``k`` eligible ones)."""
     s = np.where(excluded, -np.inf, scores)
     k = min(k, s.shape[1])
     top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(seen, top, axis=1).mean(axis=1)
+    return np.take_along_axis(seen & ~excluded, top, axis=1).mean(axis=1)
 
 
 def user_intervals(

@@ -1,7 +1,7 @@
 """Phoenix ranker and two-tower retriever (JAX + Flax NNX), their losses and checkpoint I/O."""
 
 from x_reco.models.params import count_params, count_table_elements, param_digest
-from x_reco.models.ranker import PhoenixRanker, PrefixKV, RankerHead, standardized, two_stage_score, weighted_score
+from x_reco.models.ranker import PhoenixRanker, PrefixKV, RankerHead, two_stage_score, weighted_score
 from x_reco.models.retriever import CandidateTower, PhoenixRetriever, l2_normalize, top_k
 from x_reco.models.trunk import TransformerLayer, make_layers, run_layers
 
@@ -18,7 +18,6 @@ __all__ = [
     "make_layers",
     "param_digest",
     "run_layers",
-    "standardized",
     "top_k",
     "two_stage_score",
     "weighted_score",

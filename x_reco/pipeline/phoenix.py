@@ -153,9 +153,9 @@ class PhoenixSource(Component):
     def user_scores(self, query: Query) -> np.ndarray:
         """The retriever's score of every catalogue item for this request, f32 [I]: ``u·v``, plus the
         learned repeat term where the model has one (``eval.retrieval.user_scores``, per request)."""
-        scores = self.vectors @ self.encode_user(query)
+        batch = request_batch(self.cat, query, np.zeros(0, np.int64), 1)
+        scores = self.vectors @ np.asarray(self._encode(self._state, batch))[0]
         if self._repeats is not None:
-            batch = request_batch(self.cat, query, np.zeros(0, np.int64), 1)
             scores = scores + np.asarray(self._repeats(self._state, batch, self.cat.post_hashes))[0]
         return scores
 

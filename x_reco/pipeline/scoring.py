@@ -196,8 +196,8 @@ class RankScores:
     """The scorer's arrays for one request ([n] unless noted); ``r["score"]`` reads a field by name.
 
     ``contributions`` [n, len(signals)] = ``w_s(i)·p_s`` (explanations); ``combined`` = their row sums
-    (c); ``weighted_score`` = offset(c); ``base_score`` what cold start and the multipliers start from:
-    ``weighted_score``, or with a retrieval weight b > 0 ``exp(two_stage_score(c, two_tower_score, b))``;
+    (c); ``weighted_score`` = offset(c); cold start and the multipliers start from ``weighted_score``, or
+    with a retrieval weight b > 0 from ``exp(two_stage_score(c, two_tower_score, b))``;
     ``score = pre_diversity_score · diversity_multiplier · oon_multiplier``.
     """
 
@@ -207,7 +207,6 @@ class RankScores:
     contributions: np.ndarray
     combined: np.ndarray
     weighted_score: np.ndarray
-    base_score: np.ndarray
     cold_start_boosted: np.ndarray
     pre_diversity_score: np.ndarray
     diversity_k: np.ndarray
@@ -268,7 +267,6 @@ def rank_scores(
         contributions=contrib,
         combined=combined,
         weighted_score=weighted,
-        base_score=base,
         cold_start_boosted=boosted,
         pre_diversity_score=pre_div,
         diversity_k=k,

@@ -161,17 +161,15 @@ def train_retriever(
         request, created, window, history_times = None, None, None, None
     else:
         request, created, window, history_times = training_times(seqs, window_s)
+    # the causal objective and the repeat term score every catalogue item (in-batch negatives have no history)
+    repeat = model_config_for(cfg, seqs).repeat_logit
+    needs_full = [name for name, on in (("retrieval_positions='all'", causal), ("repeat_logit", repeat)) if on]
     if cfg.use_full_softmax(num_items):
         loss = ("causal_softmax" if causal else "full_softmax", cfg.temperature, window, _rates(cfg))
         consts = (seqs.catalogue.post_hashes.astype(np.int32), seqs.catalogue.author_hashes.astype(np.int32), created)
-    elif causal:
+    elif needs_full:
         raise ValueError(
-            f"retrieval_positions='all' trains with the full softmax, but the catalogue has {num_items} items "
-            f"> full_softmax_max_items={cfg.full_softmax_max_items}; raise it or set retrieval_loss='full'"
-        )
-    elif cfg.model_overrides.get("repeat_logit"):
-        raise ValueError(
-            f"model_overrides.repeat_logit trains with the full softmax, but the catalogue has {num_items} items "
+            f"{' and '.join(needs_full)} trains with the full softmax, but the catalogue has {num_items} items "
             f"> full_softmax_max_items={cfg.full_softmax_max_items}; raise it or set retrieval_loss='full'"
         )
     else:
