@@ -19,8 +19,10 @@ _SMALL = {**_CPU_MODEL, "num_layers": 2, "num_q_heads": 2, "num_kv_heads": 2, "t
 # Tuned on MovieLens-100K by the val split alone (docs/evaluation-protocols.md "Tuning"): small hash-table
 # init, cosine decay to 10%. The retriever trains causally (every history position predicts its next
 # item, the user vector read at the last position, as SASRec), with dropout on its input tokens and the
-# table learning rate of the dense params; it overfits within about one pass over the examples, so it
-# evaluates every 100 steps, exports the validation-best (unmasked NDCG@10) and stops after 3 worse ones.
+# table learning rate of the dense params, and a learned score for the items already in its history
+# (repeat_logit; docs/evaluation-protocols.md "The repeat term"); it overfits within a few passes over
+# the examples, so it evaluates every 100 steps, exports the validation-best (unmasked NDCG@10) and
+# stops after 3 worse ones.
 # The ranker trains on hard negatives: the retriever's top 200 items the user never interacted with,
 # for 2400 steps (800 left it below the retriever it re-ranks), and exports the validation-best of its
 # evaluations by the two stages it serves in (two-stage NDCG@10 on val, the ranker's own order), not by
